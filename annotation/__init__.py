@@ -1,0 +1,1 @@
+"""Annotation (智能标注): studies, series, volumes, one-click segmentation and the viewer."""

@@ -1,0 +1,42 @@
+"""Errors raised for bad imaging input. Each carries a stable ``code`` and a message for people."""
+
+
+class ImagingError(ValueError):
+    """Base class: input that cannot be imported. The message is safe to show (no PHI)."""
+
+    code = "invalid_image"
+
+    def __init__(self, message: str, *, filename: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.filename = filename
+
+
+class UnsupportedFileError(ImagingError):
+    """The file is not a medical image format we read (DICOM, NIfTI, MetaImage, NRRD)."""
+
+    code = "unsupported_file"
+
+
+class MissingCompanionFileError(ImagingError):
+    """A header names a data file that was not supplied (an .mhd without its .raw)."""
+
+    code = "missing_companion_file"
+
+
+class CorruptFileError(ImagingError):
+    """The file claims a known format but cannot be decoded (truncated, damaged)."""
+
+    code = "corrupt_file"
+
+
+class InconsistentSeriesError(ImagingError):
+    """A series' slices do not form one regular volume (missing, duplicated, mixed orientation)."""
+
+    code = "inconsistent_series"
+
+
+class UnsafeArchiveError(ImagingError):
+    """A zip archive that could write outside its folder or expands to an absurd size."""
+
+    code = "unsafe_archive"

@@ -1,0 +1,238 @@
+"""Patients, studies, series with their canonical volumes, the model registry, inference runs and
+segmentations.
+
+Geometry fields follow ``annotation.imaging.volume``: shape and spacing in array axis order
+(k, j, i) = (slice, row, column); origin in LPS patient coordinates (mm); direction as a row-major
+3×3 matrix whose column *a* is the LPS unit vector of array axis *a*.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from portal.models import Hospital
+
+
+class Patient(models.Model):
+    """A patient of one hospital, identified there by a medical record number (MRN)."""
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="patients")
+    mrn = models.CharField(_("medical record number"), max_length=64)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    sex = models.CharField(_("sex"), max_length=1, blank=True, choices=[("M", _("Male")), ("F", _("Female")), ("O", _("Other"))])
+    birth_date = models.DateField(_("date of birth"), null=True, blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="patient_record",
+        help_text=_("The portal account through which the patient reads their own records."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hospital", "mrn"]
+        constraints = [models.UniqueConstraint(fields=["hospital", "mrn"], name="patient_unique_mrn_per_hospital")]
+        verbose_name = _("patient")
+        verbose_name_plural = _("patients")
+
+    def __str__(self) -> str:
+        return f"{self.hospital.code}/{self.mrn}"
+
+
+class Study(models.Model):
+    """An imaging study (DICOM StudyInstanceUID (0020,000D)); one or more series."""
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="studies")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    study_instance_uid = models.CharField(_("StudyInstanceUID"), max_length=64)
+    study_date = models.DateField(_("study date"), null=True, blank=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("study")
+        verbose_name_plural = _("studies")
+
+    def __str__(self) -> str:
+        return f"Study {self.pk} ({self.study_date or '—'})"
+
+
+class Series(models.Model):
+    """A series (DICOM SeriesInstanceUID (0020,000E)) and its canonical volume.
+
+    The canonical volume is a NIfTI file in object storage on the series' original grid; its geometry
+    is stored on the row.
+    """
+
+    class SourceFormat(models.TextChoices):
+        DICOM = "dicom", "DICOM"
+        NIFTI = "nifti", "NIfTI"
+        METAIMAGE = "metaimage", "MetaImage"
+        NRRD = "nrrd", "NRRD"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    series_instance_uid = models.CharField(_("SeriesInstanceUID"), max_length=64)
+    series_number = models.IntegerField(null=True, blank=True)
+    modality = models.CharField(_("modality"), max_length=16, blank=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+    source_format = models.CharField(max_length=16, choices=SourceFormat.choices)
+    instance_count = models.PositiveIntegerField(default=0)
+    volume_file = models.FileField(upload_to="volumes/", max_length=255)
+    volume_sha256 = models.CharField(max_length=64)
+    shape = models.JSONField(help_text="(k, j, i) voxels")
+    spacing_mm = models.JSONField(help_text="(k, j, i) voxel spacing in mm")
+    origin_mm = models.JSONField(help_text="LPS coordinates of voxel (0,0,0) in mm")
+    direction = models.JSONField(help_text="row-major 3×3; column a = LPS direction of array axis a")
+    intensity_min = models.FloatField(help_text="minimum voxel value (HU for CT)")
+    intensity_max = models.FloatField(help_text="maximum voxel value (HU for CT)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "series_number", "pk"]
+        verbose_name = _("series")
+        verbose_name_plural = _("series")
+
+    def __str__(self) -> str:
+        return f"Series {self.pk} {self.modality} {self.description}".strip()
+
+
+class SourceFile(models.Model):
+    """An original file as uploaded, kept unchanged in object storage with its SHA-256.
+
+    For DICOM sources one row is one instance (SOPInstanceUID (0008,0018)).
+    """
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="source_files")
+    file = models.FileField(upload_to="originals/", max_length=255)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    sop_instance_uid = models.CharField(max_length=64, blank=True)
+    instance_number = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["series", "instance_number", "pk"]
+
+
+class SegmentationModel(models.Model):
+    """A registered segmentation model: one organ (or one task), one model.
+
+    ``label_table`` is a list of ``{"index": int, "name": str, "color": "#rrggbb"}``.
+    ``preprocessing`` holds ``target_spacing_mm`` (k, j, i), ``intensity`` ("hu_window" | "zscore" |
+    "none"), ``hu_window`` [low, high] and ``patch_size`` (k, j, i).
+    """
+
+    class Architecture(models.TextChoices):
+        CLASSICAL_LUNG = "classical_lung", _("Classical CT lung segmentation")
+        UNET = "unet", "MONAI UNet"
+        VNET = "vnet", "MONAI VNet"
+        SEGRESNET = "segresnet", "MONAI SegResNet"
+        DYNUNET = "dynunet", "MONAI DynUNet"
+        TORCHSCRIPT = "torchscript", "TorchScript"
+        BUNDLE = "bundle", _("MONAI bundle")
+
+    name = models.SlugField(_("name"), max_length=64)
+    version = models.PositiveIntegerField(default=1)
+    display_name = models.CharField(max_length=200, blank=True)
+    body_part = models.CharField(_("body part"), max_length=64)
+    modality = models.CharField(_("modality"), max_length=16)
+    architecture = models.CharField(max_length=32, choices=Architecture.choices)
+    network_config = models.JSONField(default=dict, blank=True)
+    label_table = models.JSONField(default=list)
+    preprocessing = models.JSONField(default=dict, blank=True)
+    weights_file = models.FileField(upload_to="models/", max_length=255, blank=True)
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    validation_metrics = models.JSONField(default=dict, blank=True)
+    provenance = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True, help_text=_("Offered for one-click segmentation."))
+    hospital = models.ForeignKey(
+        Hospital, on_delete=models.PROTECT, null=True, blank=True, related_name="segmentation_models",
+        help_text=_("Empty: available to every hospital."),
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="segmentation_model_unique_version")]
+        verbose_name = _("segmentation model")
+        verbose_name_plural = _("segmentation models")
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Segmentation(models.Model):
+    """A label map on a series' grid (integer voxels, 0 = background) with its label table.
+
+    Each saved result is a new row; ``parent`` links versions so that nothing stored is overwritten.
+    """
+
+    class Source(models.TextChoices):
+        MODEL = "model", _("AI model")
+        IMPORT = "import", _("Imported")
+        MANUAL = "manual", _("Manual edit")
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="segmentations")
+    name = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    model = models.ForeignKey(SegmentationModel, on_delete=models.PROTECT, null=True, blank=True, related_name="segmentations")
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
+    version = models.PositiveIntegerField(default=1)
+    label_table = models.JSONField(default=list)
+    labelmap_file = models.FileField(upload_to="segmentations/", max_length=255)
+    labelmap_sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("segmentation")
+        verbose_name_plural = _("segmentations")
+
+    def __str__(self) -> str:
+        return f"Segmentation {self.pk} v{self.version} ({self.name})"
+
+
+class InferenceRun(models.Model):
+    """One one-click segmentation: its state, progress and outcome live on this row."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="inference_runs")
+    model = models.ForeignKey(SegmentationModel, on_delete=models.PROTECT, related_name="inference_runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_percent = models.FloatField(default=0.0)
+    stage = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    device = models.CharField(max_length=32, blank=True)
+    segmentation = models.OneToOneField(Segmentation, on_delete=models.SET_NULL, null=True, blank=True, related_name="inference_run")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"InferenceRun {self.pk} {self.status}"

@@ -1,0 +1,1 @@
+"""Chinese medical knowledge graph and its QA assistant."""

