@@ -1,0 +1,54 @@
+from django.contrib import admin
+
+from .models import InferenceRun, Patient, Segmentation, SegmentationModel, Series, SourceFile, Study
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ("mrn", "hospital", "sex", "user", "created_at")
+    list_filter = ("hospital",)
+    search_fields = ("mrn",)
+
+
+class SeriesInline(admin.TabularInline):
+    model = Series
+    fields = ("series_number", "modality", "description", "source_format", "instance_count", "shape")
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("pk", "hospital", "patient", "study_date", "description", "created_at")
+    list_filter = ("hospital",)
+    inlines = [SeriesInline]
+
+
+@admin.register(Series)
+class SeriesAdmin(admin.ModelAdmin):
+    list_display = ("pk", "study", "modality", "description", "source_format", "instance_count")
+    list_filter = ("modality", "source_format")
+
+
+@admin.register(SourceFile)
+class SourceFileAdmin(admin.ModelAdmin):
+    list_display = ("pk", "series", "sop_instance_uid", "instance_number", "size_bytes", "sha256")
+
+
+@admin.register(SegmentationModel)
+class SegmentationModelAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "modality", "body_part", "architecture", "is_active", "hospital")
+    list_filter = ("architecture", "modality", "is_active")
+
+
+@admin.register(Segmentation)
+class SegmentationAdmin(admin.ModelAdmin):
+    list_display = ("pk", "series", "name", "version", "source", "model", "created_at")
+    list_filter = ("source",)
+
+
+@admin.register(InferenceRun)
+class InferenceRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "series", "model", "status", "progress_percent", "stage", "device", "created_at")
+    list_filter = ("status",)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "annotation"
+urlpatterns = [
+    path("", views.study_list, name="study-list"),
+    path("upload/", views.study_upload, name="study-upload"),
+    path("<int:study_id>/", views.study_detail, name="study-detail"),
+]

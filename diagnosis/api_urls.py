@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("segmentations/<int:segmentation_id>/measurements/", api.SegmentationMeasurementsApi.as_view(),
+         name="segmentation-measurements"),
+    path("studies/<int:study_id>/reports/", api.StudyReportsApi.as_view(), name="study-reports"),
+    path("reports/<int:report_id>/", api.ReportDetailApi.as_view(), name="report-detail-api"),
+    path("reports/<int:report_id>/finalize/", api.ReportFinalizeApi.as_view(), name="report-finalize"),
+    path("reports/<int:report_id>/amend/", api.ReportAmendApi.as_view(), name="report-amend"),
+    path("reports/<int:report_id>/pdf/", api.ReportPdfApi.as_view(), name="report-pdf"),
+]

@@ -1,0 +1,315 @@
+"""Writes of the diagnosis app: measuring segmentations and drafting, signing and amending reports."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import uuid
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from annotation.imaging.volume import Volume
+from annotation.models import Segmentation, Study
+from portal.api_errors import ServiceError
+from portal.models import AuditLog, Hospital, User
+from portal.services import audit_record
+
+from .models import Measurement, Report
+
+logger = logging.getLogger(__name__)
+
+
+def _label_names(label_table: list[dict]) -> dict[int, dict]:
+    return {int(entry["index"]): entry for entry in label_table}
+
+
+def segmentation_measure(
+    *, segmentation: Segmentation, label_map: np.ndarray | None = None, volume: Volume | None = None
+) -> list[Measurement]:
+    """Measure every labelled segment of a segmentation and store one row per label (idempotent).
+
+    ``label_map`` (k, j, i) and ``volume`` are read from storage when not given.
+    """
+    from annotation.services import segmentation_labelmap_load, series_geometry, series_volume_load
+
+    from .measurements.shape import measure_segments
+
+    if label_map is None:
+        label_map = segmentation_labelmap_load(segmentation)
+    if volume is None:
+        volume = series_volume_load(segmentation.series)
+    geometry = series_geometry(segmentation.series)
+    labels = _label_names(segmentation.label_table)
+    results = measure_segments(label_map, geometry, image=volume.array, labels=sorted(labels) or None)
+    rows = []
+    with transaction.atomic():
+        Measurement.objects.filter(segmentation=segmentation).delete()
+        for m in results:
+            entry = labels.get(m.label, {})
+            rows.append(
+                Measurement(
+                    segmentation=segmentation, label=m.label,
+                    label_name=str(entry.get("name", f"label {m.label}"))[:100],
+                    voxel_count=m.voxel_count, volume_ml=m.volume_ml, surface_area_mm2=m.surface_area_mm2,
+                    max_diameter_mm=m.max_diameter_mm, axial_long_mm=m.axial_long_mm, axial_short_mm=m.axial_short_mm,
+                    component_count=m.component_count, mean_intensity=m.mean_intensity, std_intensity=m.std_intensity,
+                    centroid_lps_mm=list(m.centroid_lps_mm), details=m.to_dict(),
+                )
+            )
+        Measurement.objects.bulk_create(rows)
+    return rows
+
+
+def measurement_payload(row: Measurement, label_table: list[dict]) -> dict:
+    entry = _label_names(label_table).get(row.label, {})
+    return {
+        "label": row.label,
+        "name": row.label_name,
+        "name_zh": entry.get("name_zh", ""),
+        "color": entry.get("color", "#ff0000"),
+        "voxel_count": row.voxel_count,
+        "volume_ml": round(row.volume_ml, 3),
+        "surface_area_mm2": round(row.surface_area_mm2, 1),
+        "max_diameter_mm": round(row.max_diameter_mm, 1),
+        "axial_long_mm": round(row.axial_long_mm, 1),
+        "axial_short_mm": round(row.axial_short_mm, 1),
+        "component_count": row.component_count,
+        "mean_intensity": None if row.mean_intensity is None else round(row.mean_intensity, 1),
+        "std_intensity": None if row.std_intensity is None else round(row.std_intensity, 1),
+        "centroid_lps_mm": [round(v, 1) for v in row.centroid_lps_mm],
+    }
+
+
+# --- reports --------------------------------------------------------------------------------
+
+def _patient_display(study: Study) -> str:
+    patient = study.patient
+    mode = study.hospital.report_patient_display
+    if mode == Hospital.PatientDisplay.MRN_ONLY or not patient.name:
+        return f"MRN {patient.mrn}"
+    if mode == Hospital.PatientDisplay.INITIALS:
+        parts = patient.name.replace("^", " ").split()
+        initials = "".join(p[0].upper() for p in parts if p) if all(p.isascii() for p in parts) else patient.name[0] + "*" * (len(patient.name) - 1)
+        return f"{initials} (MRN {patient.mrn})"
+    return f"{patient.name} (MRN {patient.mrn})"
+
+
+def _default_segmentation(study: Study) -> Segmentation | None:
+    return (
+        Segmentation.objects.filter(series__study=study).select_related("model", "series").order_by("-created_at").first()
+    )
+
+
+def _draft_findings(segmentation: Segmentation | None) -> str:
+    if segmentation is None:
+        return ""
+    lines = []
+    for row in segmentation.measurements.order_by("label"):
+        entry = _label_names(segmentation.label_table).get(row.label, {})
+        name = entry.get("name_zh") or row.label_name
+        lines.append(
+            f"{name}：体积 {row.volume_ml:.1f} mL，最大径 {row.max_diameter_mm:.1f} mm，"
+            f"连通分量 {row.component_count} 个。"
+        )
+    return "\n".join(lines)
+
+
+@transaction.atomic
+def report_create_draft(*, user: User, study: Study, segmentation: Segmentation | None = None) -> Report:
+    """Start a draft report for a study, pre-filled with the measurements of its latest segmentation."""
+    segmentation = segmentation or _default_segmentation(study)
+    if segmentation is not None and segmentation.series.study_id != study.pk:
+        raise ServiceError("The segmentation belongs to another study.", code="wrong_study")
+    version = (Report.objects.filter(study=study).order_by("-version").values_list("version", flat=True).first() or 0) + 1
+    report = Report(study=study, segmentation=segmentation, version=version, created_by=user,
+                    findings=_draft_findings(segmentation))
+    report.full_clean()
+    report.save()
+    audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="report", target_id=report.pk, hospital=study.hospital)
+    return report
+
+
+@transaction.atomic
+def report_update(*, user: User, report: Report, findings: str | None = None, impression: str | None = None) -> Report:
+    """Edit a draft's findings and impression. A final report never changes.
+
+    Raises
+    ------
+    ServiceError
+        (409) when the report is final.
+    """
+    report = Report.objects.select_for_update().get(pk=report.pk)
+    if report.status != Report.Status.DRAFT:
+        raise ServiceError("A final report cannot be changed; amend it instead.", code="report_final", status_code=409)
+    if findings is not None:
+        report.findings = findings
+    if impression is not None:
+        report.impression = impression
+    report.full_clean()
+    report.save()
+    audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="report", target_id=report.pk)
+    return report
+
+
+def report_content(report: Report) -> dict:
+    """Return the structured content of a report (the JSON form, and what the PDF shows)."""
+    if report.status != Report.Status.DRAFT and report.snapshot:
+        return report.snapshot
+    study = report.study
+    segmentation = report.segmentation
+    measurements = []
+    model = None
+    if segmentation is not None:
+        measurements = [measurement_payload(m, segmentation.label_table) for m in segmentation.measurements.order_by("label")]
+        if segmentation.model is not None:
+            model = {"name": segmentation.model.name, "display_name": segmentation.model.display_name,
+                     "version": segmentation.model.version, "architecture": segmentation.model.architecture}
+    return {
+        "report_id": report.pk,
+        "version": report.version,
+        "status": report.status,
+        "supersedes": report.supersedes_id,
+        "hospital": {"code": study.hospital.code, "name": study.hospital.name},
+        "patient": _patient_display(study),
+        "study": {
+            "id": study.pk, "study_instance_uid": study.study_instance_uid,
+            "study_date": study.study_date.isoformat() if study.study_date else None,
+            "description": study.description,
+        },
+        "series": None if segmentation is None else {
+            "id": segmentation.series_id, "modality": segmentation.series.modality,
+            "description": segmentation.series.description, "series_instance_uid": segmentation.series.series_instance_uid,
+        },
+        "segmentation": None if segmentation is None else {"id": segmentation.pk, "name": segmentation.name,
+                                                          "version": segmentation.version},
+        "model": model,
+        "measurements": measurements,
+        "findings": report.findings,
+        "impression": report.impression,
+        "signed_by": str(report.signed_by) if report.signed_by else None,
+        "signed_at": report.signed_at.isoformat() if report.signed_at else None,
+    }
+
+
+def _key_images(report: Report) -> dict[str, str]:
+    """Render the three planes through the largest finding with the overlay, as data URIs."""
+    from annotation.services import segmentation_labelmap_load, series_geometry, series_volume_load
+
+    from .measurements.shape import largest_finding, measure_segments
+    from .reporting.keyimages import render_key_images
+
+    segmentation = report.segmentation
+    if segmentation is None:
+        return {}
+    volume = series_volume_load(segmentation.series)
+    label_map = segmentation_labelmap_load(segmentation)
+    geometry = series_geometry(segmentation.series)
+    finding = largest_finding(measure_segments(label_map, geometry))
+    if finding is None:
+        center = tuple(n // 2 for n in geometry.shape)
+    else:
+        _, component = finding
+        center = tuple(int(round(v)) for v in geometry.lps_to_index(np.asarray(component.centroid_lps_mm)))
+        center = tuple(min(max(c, 0), n - 1) for c, n in zip(center, geometry.shape))
+    colors = {}
+    for entry in segmentation.label_table:
+        hex_color = entry.get("color", "#ff0000").lstrip("#")
+        colors[int(entry["index"])] = tuple(int(hex_color[i:i + 2], 16) for i in (0, 2, 4))
+    if segmentation.series.modality.upper() == "CT":
+        body = (segmentation.model.body_part if segmentation.model else "").lower()
+        window = (-600.0, 1500.0) if body in {"chest", "lung", "thorax"} else (40.0, 400.0)
+    else:
+        lo, hi = np.percentile(volume.array, [1, 99])
+        window = (float(lo + hi) / 2, float(max(hi - lo, 1.0)))
+    images = render_key_images(volume.array, label_map, geometry, center_index=center, window=window, colors=colors)
+    return {plane: "data:image/png;base64," + base64.b64encode(png).decode() for plane, png in images.items()}
+
+
+def report_render_pdf(report: Report) -> bytes:
+    """Render a report to PDF (weasyprint, Noto CJK for Chinese). Drafts carry a DRAFT mark."""
+    from weasyprint import HTML
+
+    content = report_content(report)
+    with translation.override("zh-hans"):
+        html = render_to_string(
+            "diagnosis/report_pdf.html",
+            {"content": content, "images": _key_images(report), "draft": report.status == Report.Status.DRAFT,
+             "generated_at": timezone.localtime()},
+        )
+    return HTML(string=html).write_pdf()
+
+
+def report_pdf_bytes(*, user: User, report: Report) -> bytes:
+    """Return the PDF of a report: the stored one for a final report, a fresh render for a draft."""
+    audit_record(actor=user, action=AuditLog.Action.DOWNLOAD, target_type="report", target_id=report.pk,
+                 hospital=report.study.hospital)
+    if report.status == Report.Status.FINAL and report.pdf_file:
+        with report.pdf_file.open("rb") as fh:
+            return fh.read()
+    return report_render_pdf(report)
+
+
+def report_finalize(*, user: User, report: Report) -> Report:
+    """Sign a draft: freeze its content, render and store the PDF, and make it final.
+
+    Raises
+    ------
+    ServiceError
+        (409) when the report is already final; (400) when it has no impression.
+    """
+    with transaction.atomic():
+        report = Report.objects.select_for_update().select_related("study", "study__hospital").get(pk=report.pk)
+        if report.status != Report.Status.DRAFT:
+            raise ServiceError("This report is already final.", code="report_final", status_code=409)
+        if not report.impression.strip():
+            raise ServiceError("Write an impression before signing the report.", code="impression_required")
+        report.signed_by = user
+        report.signed_at = timezone.now()
+        report.status = Report.Status.FINAL
+        report.snapshot = {}
+        report.snapshot = report_content(report)
+        pdf = report_render_pdf(report)
+        key = f"studies/{report.study_id}/reports/{uuid.uuid4().hex}.pdf"
+        name = default_storage.save(key, ContentFile(pdf, name="report.pdf"))
+        try:
+            report.pdf_file = name
+            report.pdf_sha256 = hashlib.sha256(pdf).hexdigest()
+            report.save()
+            audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="report", target_id=report.pk,
+                         detail={"finalized": True})
+        except BaseException:
+            default_storage.delete(name)
+            raise
+    return report
+
+
+@transaction.atomic
+def report_amend(*, user: User, report: Report) -> Report:
+    """Start an amendment of a final report: a new draft version that supersedes it.
+
+    Raises
+    ------
+    ServiceError
+        (409) when the report is a draft or was already amended.
+    """
+    report = Report.objects.select_for_update().get(pk=report.pk)
+    if report.status != Report.Status.FINAL:
+        raise ServiceError("Only a final report can be amended.", code="report_not_final", status_code=409)
+    if Report.objects.filter(supersedes=report).exists():
+        raise ServiceError("This report has already been amended.", code="report_amended", status_code=409)
+    version = Report.objects.filter(study=report.study).order_by("-version").values_list("version", flat=True).first() + 1
+    amendment = Report(
+        study=report.study, segmentation=report.segmentation, version=version, supersedes=report,
+        findings=report.findings, impression=report.impression, created_by=user,
+    )
+    amendment.full_clean()
+    amendment.save()
+    audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="report", target_id=amendment.pk,
+                 detail={"amends": report.pk})
+    return amendment

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "diagnosis"
+urlpatterns = [
+    path("new/<int:study_id>/", views.report_create, name="report-create"),
+    path("<int:report_id>/", views.report_detail, name="report-detail"),
+    path("<int:report_id>/amend/", views.report_amend, name="report-amend"),
+    path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
+]

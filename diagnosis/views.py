@@ -1,0 +1,77 @@
+"""Report pages: draft, edit, sign, amend and download."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from annotation import selectors as annotation_selectors
+from portal.api_errors import ServiceError
+from portal.models import CLINICAL_ROLES
+
+from . import selectors, services
+from .forms import ReportForm
+
+
+def _require_clinician(user) -> None:
+    if not (user.is_platform_admin or user.role in CLINICAL_ROLES):
+        raise PermissionDenied
+
+
+@login_required
+@require_POST
+def report_create(request, study_id: int):
+    _require_clinician(request.user)
+    study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+    report = services.report_create_draft(user=request.user, study=study)
+    return redirect("diagnosis:report-detail", report_id=report.pk)
+
+
+@login_required
+def report_detail(request, report_id: int):
+    report = selectors.report_get(user=request.user, report_id=report_id)
+    content = services.report_content(report)
+    form = ReportForm(initial={"findings": report.findings, "impression": report.impression})
+    if request.method == "POST":
+        _require_clinician(request.user)
+        form = ReportForm(request.POST)
+        if form.is_valid():
+            try:
+                services.report_update(user=request.user, report=report, **form.cleaned_data)
+                if "finalize" in request.POST:
+                    services.report_finalize(user=request.user, report=report)
+                    messages.success(request, "报告已签署 / Report signed.")
+                else:
+                    messages.success(request, "草稿已保存 / Draft saved.")
+                return redirect("diagnosis:report-detail", report_id=report.pk)
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+    return render(request, "diagnosis/report_detail.html", {
+        "report": report, "content": content, "form": form,
+        "can_edit": report.status == "draft" and (request.user.is_platform_admin or request.user.role in CLINICAL_ROLES),
+        "can_amend": report.status == "final" and (request.user.is_platform_admin or request.user.role in CLINICAL_ROLES),
+    })
+
+
+@login_required
+@require_POST
+def report_amend(request, report_id: int):
+    _require_clinician(request.user)
+    report = selectors.report_get(user=request.user, report_id=report_id)
+    try:
+        amendment = services.report_amend(user=request.user, report=report)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("diagnosis:report-detail", report_id=report.pk)
+    return redirect("diagnosis:report-detail", report_id=amendment.pk)
+
+
+@login_required
+def report_pdf(request, report_id: int):
+    report = selectors.report_get(user=request.user, report_id=report_id)
+    pdf = services.report_pdf_bytes(user=request.user, report=report)
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="report-{report.pk}-v{report.version}.pdf"'
+    return response

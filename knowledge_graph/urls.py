@@ -1,0 +1,4 @@
+"""Pages of the knowledge-graph assistant (mounted at /kg/)."""
+
+app_name = "knowledge_graph"
+urlpatterns: list = []

@@ -1,0 +1,34 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from .models import AuditLog, Hospital, User
+
+
+@admin.register(Hospital)
+class HospitalAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "report_patient_display", "created_at")
+    search_fields = ("code", "name")
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ("username", "display_name", "role", "hospital", "is_active")
+    list_filter = ("role", "hospital", "is_active")
+    fieldsets = (*BaseUserAdmin.fieldsets, ("Yixin", {"fields": ("role", "hospital", "display_name")}))
+    add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Yixin", {"fields": ("role", "hospital", "display_name")}))
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "hospital", "action", "target_type", "target_id", "channel", "ip_address")
+    list_filter = ("action", "channel", "target_type", "hospital")
+    readonly_fields = [f.name for f in AuditLog._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,47 @@
+"""One error shape for the whole API: ``{"error": {"code", "message", "filename"?, "fields"?}}``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from annotation.imaging.errors import ImagingError
+
+
+class ServiceError(Exception):
+    """A business rule refused the request. Rendered as a 4xx with a stable code."""
+
+    def __init__(self, message: str, *, code: str = "invalid_request", status_code: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status_code = status_code
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ImagingError):
+        body = {"code": exc.code, "message": exc.message}
+        if exc.filename:
+            body["filename"] = exc.filename
+        return Response({"error": body}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ServiceError):
+        return Response({"error": {"code": exc.code, "message": exc.message}}, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        message = "; ".join(
+            f"{field}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}"
+            for field, errs in (data.items() if isinstance(data, dict) else [("input", data)])
+        )
+        response.data = {"error": {"code": "invalid_input", "message": message, "fields": data}}
+    else:
+        detail = data.get("detail", data) if isinstance(data, dict) else data
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"error": {"code": str(code), "message": str(detail)}}
+    return response

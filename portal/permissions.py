@@ -1,0 +1,40 @@
+"""DRF permission classes by role. Object-level scoping lives in each app's selectors."""
+
+from rest_framework.permissions import BasePermission
+
+from .models import CLINICAL_ROLES, STAFF_ROLES, Role
+
+
+class IsHospitalStaff(BasePermission):
+    """Hospital administrators, doctors and annotators of a hospital, and platform admins."""
+
+    message = "This action is for hospital staff."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        return user.is_platform_admin or (user.role in STAFF_ROLES and user.hospital_id is not None)
+
+
+class IsClinician(BasePermission):
+    """Doctors and hospital administrators (who sign reports), and platform admins."""
+
+    message = "This action is for doctors."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        return user.is_platform_admin or (user.role in CLINICAL_ROLES and user.hospital_id is not None)
+
+
+def is_staff_of(user, hospital_id: int | None) -> bool:
+    """Return True when ``user`` works at the hospital (platform admins work everywhere)."""
+    if user.is_platform_admin:
+        return True
+    return user.role in STAFF_ROLES and user.hospital_id is not None and user.hospital_id == hospital_id
+
+
+def is_patient(user) -> bool:
+    return user.is_authenticated and user.role == Role.PATIENT

@@ -1,0 +1,32 @@
+"""Project URLs: pages, the REST API with its OpenAPI schema, admin, i18n."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from . import api, views
+
+api_patterns = [
+    path("auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("me/", api.MeApi.as_view(), name="me"),
+    path("", include("annotation.api_urls")),
+    path("", include("diagnosis.api_urls")),
+    path("kg/", include("knowledge_graph.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("studies/", include("annotation.urls")),
+    path("reports/", include("diagnosis.urls")),
+    path("kg/", include("knowledge_graph.urls")),
+]
