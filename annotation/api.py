@@ -145,7 +145,7 @@ class StudyImportApi(APIView):
         summary="Import a study",
     )
     def post(self, request):
-        data = request.data.copy()
+        data = request.data
         serializer = self.InputSerializer(data={
             "files": request.FILES.getlist("files"),
             "patient_mrn": data.get("patient_mrn", ""),

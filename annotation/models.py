@@ -54,7 +54,7 @@ class Study(models.Model):
     study_date = models.DateField(_("study date"), null=True, blank=True)
     description = models.CharField(_("description"), max_length=200, blank=True)
     accession_number = models.CharField(max_length=64, blank=True)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -226,7 +226,7 @@ class InferenceRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     device = models.CharField(max_length=32, blank=True)
     segmentation = models.OneToOneField(Segmentation, on_delete=models.SET_NULL, null=True, blank=True, related_name="inference_run")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

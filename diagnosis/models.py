@@ -58,7 +58,7 @@ class Report(models.Model):
     snapshot = models.JSONField(default=dict, blank=True, help_text="The structured content frozen at finalisation.")
     pdf_file = models.FileField(upload_to="reports/", max_length=255, blank=True)
     pdf_sha256 = models.CharField(max_length=64, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     signed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -76,3 +76,62 @@ def _services_for_db_tests(request):
     """Give every test that uses the database the real object storage and Redis as well."""
     if "django_db" in {m.name for m in request.node.iter_markers()} or "db" in request.fixturenames:
         request.getfixturevalue("embedded_services")
+
+
+# --- people and studies shared by the integration tests ---------------------------------------
+
+@pytest.fixture
+def hospital():
+    from tests.factories import HospitalFactory
+
+    return HospitalFactory()
+
+
+@pytest.fixture
+def doctor(hospital):
+    from portal.models import Role
+    from tests.factories import UserFactory
+
+    return UserFactory(role=Role.DOCTOR, hospital=hospital)
+
+
+@pytest.fixture
+def annotator(hospital):
+    from portal.models import Role
+    from tests.factories import UserFactory
+
+    return UserFactory(role=Role.ANNOTATOR, hospital=hospital)
+
+
+@pytest.fixture
+def other_doctor():
+    from portal.models import Role
+    from tests.factories import HospitalFactory, UserFactory
+
+    return UserFactory(role=Role.DOCTOR, hospital=HospitalFactory())
+
+
+@pytest.fixture
+def patient_user(hospital):
+    from portal.models import Role
+    from tests.factories import UserFactory
+
+    return UserFactory(role=Role.PATIENT, hospital=hospital)
+
+
+@pytest.fixture
+def small_ct_path() -> Path:
+    return shared_data("totalsegmentator_example", "example_ct_sm.nii.gz")
+
+
+@pytest.fixture
+def small_ct_study(hospital, doctor, patient_user, small_ct_path):
+    """A small real CT (NIfTI, 30 slices) imported for ``hospital`` and linked to ``patient_user``."""
+    from annotation import services
+    from annotation.models import Patient
+
+    result = services.study_import(user=doctor, hospital=hospital, patient_mrn="MRN-1", paths=[small_ct_path], modality="CT")
+    patient = Patient.objects.get(hospital=hospital, mrn="MRN-1")
+    patient.user = patient_user
+    patient.save()
+    return result.studies[0]

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from annotation.models import Series, SourceFile, Study
 from annotation.services import series_volume_load
 from portal.models import AuditLog
-from tests.annotation.conftest import api_client, stored_keys, upload
+from tests.helpers import api_client, contiguous_slices, stored_keys, upload
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +91,7 @@ def test_imports_mhd_with_its_raw(doctor, tmp_path):
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[Path], str]]:
     ct = shared_data("totalsegmentator_example", "example_ct_sm.nii.gz")
-    lidc = sorted(shared_data("lidc_idri_0001_ct_nodules", "dicom").glob("*.dcm"))[:12]
+    lidc = contiguous_slices(shared_data("lidc_idri_0001_ct_nodules", "dicom"), 12)
 
     text = tmp_path / "notes.txt"
     text.write_text("这不是医学影像 / not an image")
@@ -171,7 +171,7 @@ def test_bad_input_gets_a_clear_4xx_and_stores_nothing(case, doctor, small_ct_st
 
 
 def test_mixed_series_are_imported_separately(doctor, tmp_path):
-    lidc = sorted(shared_data("lidc_idri_0001_ct_nodules", "dicom").glob("*.dcm"))[:8]
+    lidc = contiguous_slices(shared_data("lidc_idri_0001_ct_nodules", "dicom"), 8)
     mr = sorted(p for p in shared_data("tcia_brain_tumor_progression_mr_dicom", "T1post").rglob("*") if p.is_file() and p.name != "SOURCE.md")
     response = upload(api_client(doctor), lidc + mr)
     assert response.status_code == 201, response.content

@@ -10,7 +10,7 @@ from annotation import services
 from annotation.models import InferenceRun, SegmentationModel
 from annotation.selectors import segmentation_model_by_name
 from diagnosis.models import Measurement
-from tests.annotation.conftest import api_client
+from tests.helpers import api_client
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.django_db

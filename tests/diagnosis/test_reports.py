@@ -13,7 +13,7 @@ from annotation import services as annotation_services
 from annotation.models import Segmentation
 from diagnosis import services
 from diagnosis.models import Report
-from tests.annotation.conftest import api_client
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
 

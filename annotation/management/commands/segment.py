@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("series_id", type=int)
         parser.add_argument("--model", required=True, help="model name (newest active version)")
-        parser.add_argument("--version", type=int, default=None)
+        parser.add_argument("--model-version", type=int, default=None)
         parser.add_argument("--wait", action="store_true", help="wait for the Celery worker to finish the run")
         parser.add_argument("--inline", action="store_true", help="run in this process instead of the worker")
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         if series is None:
             raise CommandError(f"no series {options['series_id']}")
         try:
-            model = selectors.segmentation_model_by_name(name=options["model"], version=options["version"])
+            model = selectors.segmentation_model_by_name(name=options["model"], version=options["model_version"])
         except SegmentationModel.DoesNotExist as exc:
             raise CommandError(str(exc)) from exc
         try:

@@ -34,5 +34,5 @@ def unregister(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("annotation", "0002_initial")]
+    dependencies = [("annotation", "0001_initial")]
     operations = [migrations.RunPython(register, unregister)]

@@ -1,0 +1,52 @@
+"""Linear VOI windowing (DICOM PS3.3 C.11.2.1.2.1) with hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotation.imaging import WINDOW_PRESETS, apply_window
+
+
+def test_abdomen_window_maps_bounds_and_centre_as_the_dicom_formula():
+    center, width = WINDOW_PRESETS["abdomen"]  # (40, 400): linear from -160 to 239 HU
+    hu = np.array([-1000, -160, -159.5, 40, 239, 239.5, 3000], dtype=np.float32)
+
+    grey = apply_window(hu, center, width)
+
+    # ((x - 39.5) / 399 + 0.5) * 255: -160 -> 0, -159.5 -> 0.32 -> 0, 40 -> 127.82 -> 128, 239 -> 255
+    assert grey.dtype == np.uint8
+    assert grey.tolist() == [0, 0, 0, 128, 255, 255, 255]
+
+
+def test_window_keeps_shape_of_a_volume_and_does_not_modify_input():
+    hu = np.linspace(-1200, 1200, 2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    before = hu.copy()
+
+    grey = apply_window(hu, *WINDOW_PRESETS["lung"])
+
+    assert grey.shape == (2, 3, 4)
+    np.testing.assert_array_equal(hu, before)
+    assert np.all(np.diff(grey.ravel().astype(int)) >= 0)  # monotone
+
+
+def test_width_one_is_a_threshold_at_center_minus_half():
+    grey = apply_window(np.array([9, 9.5, 10, 11]), 10, 1)
+
+    assert grey.tolist() == [0, 0, 255, 255]
+
+
+@pytest.mark.parametrize(("center", "width"), [(40, 0.5), (40, -10), (np.nan, 400)])
+def test_rejects_invalid_window(center, width):
+    with pytest.raises(ValueError):
+        apply_window(np.zeros(3), center, width)
+
+
+def test_presets_are_centre_width_pairs_in_hu():
+    assert WINDOW_PRESETS == {
+        "lung": (-600, 1500),
+        "mediastinum": (50, 350),
+        "bone": (400, 1800),
+        "brain": (40, 80),
+        "abdomen": (40, 400),
+    }

@@ -1,0 +1,125 @@
+"""A real portal for browser tests: daphne and a Celery worker as separate processes, with their own
+database (a fresh PostgreSQL database when DATABASE_URL is PostgreSQL, else SQLite), bucket and Redis
+database, next to the session's SeaweedFS and Redis."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from portal import embedded
+from tests.conftest import REPO_DIR
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_DIR / "test-artifacts"
+E2E_PASSWORD = "e2e-password-2026"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_url_with_db(url: str, db: int) -> str:
+    base, _, tail = url.rpartition("/")
+    return f"{base}/{db}" if tail.isdigit() else f"{url.rstrip('/')}/{db}"
+
+
+@pytest.fixture(scope="session")
+def portal_server(embedded_services):
+    """Start daphne and a Celery worker; yield the base URL. Creates the demo hospital and users."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
+    if not (REPO_DIR / "static" / "build" / "study.js").exists():
+        pytest.skip("the front-end bundle is not built (npm ci && npm run build)")
+    settings = embedded_services
+    workdir = Path(tempfile.mkdtemp(prefix="yixin-e2e-"))
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(workdir), S3_BUCKET="yixin-e2e",
+               PYTHONUNBUFFERED="1", TORCH_NUM_THREADS="2")
+    db_name = None
+    database_url = os.environ.get("DATABASE_URL", "")
+    if database_url.startswith(("postgres://", "postgresql://")):
+        db_name = f"yixin_e2e_{uuid.uuid4().hex[:8]}"
+        base, _, _ = database_url.rpartition("/")
+        env["DATABASE_URL"] = f"{base}/{db_name}"
+        subprocess.run(["psql", f"{base}/postgres", "-c", f"CREATE DATABASE {db_name}"], check=True, capture_output=True)
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
+    env["REDIS_URL"] = _redis_url_with_db(os.environ.get("REDIS_URL") or settings.REDIS_URL, 5)
+    port = _free_port()
+    manage = [sys.executable, str(REPO_DIR / "manage.py")]
+    processes: list[subprocess.Popen] = []
+    try:
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=REPO_DIR)
+        subprocess.run([*manage, "demo", "--users-only", "--password", E2E_PASSWORD], env=env, check=True,
+                       cwd=REPO_DIR, capture_output=True)
+        for name, argv in [
+            ("worker", [sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO",
+                        "--concurrency", "1", "--hostname", f"e2e-{port}@%h"]),
+            ("web", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"]),
+        ]:
+            log = open(workdir / f"{name}.log", "wb")
+            processes.append(subprocess.Popen(argv, env=env, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+        embedded.wait_for_port(port, timeout_s=60, process=processes[-1])
+        yield {"url": f"http://127.0.0.1:{port}", "password": E2E_PASSWORD, "logs": workdir}
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        if db_name:
+            base, _, _ = database_url.rpartition("/")
+            subprocess.run(["psql", f"{base}/postgres", "-c", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"],
+                           capture_output=True)
+        for log in workdir.glob("*.log"):
+            ARTIFACTS.mkdir(exist_ok=True)
+            shutil.copy(log, ARTIFACTS / f"e2e-{log.name}")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def browser_page(request):
+    """A Playwright page in Debian's headless chromium; a screenshot is kept when the test fails."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"],
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True, locale="zh-CN")
+        page = context.new_page()
+        messages: list[str] = []
+        page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: messages.append(f"pageerror: {exc}"))
+        yield page
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            (ARTIFACTS / f"{request.node.name}.console.txt").write_text("\n".join(messages))
+        context.close()
+        browser.close()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
