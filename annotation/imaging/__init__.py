@@ -15,14 +15,34 @@ from .errors import (
     UnsupportedFileError,
 )
 from .volume import Geometry, Volume
+from .archive import ArchiveLimits, extract_zip
+from .dicom import DicomReadResult, DicomSeries, read_dicom_files, read_dicom_series
+from .formats import read_volume, sniff_format, write_labelmap_nifti, write_nifti
+from .loader import LoadedSeries, LoadResult, load_inputs
+from .windowing import WINDOW_PRESETS, apply_window
 
 __all__ = [
+    "ArchiveLimits",
     "CorruptFileError",
+    "DicomReadResult",
+    "DicomSeries",
     "Geometry",
     "ImagingError",
     "InconsistentSeriesError",
+    "LoadResult",
+    "LoadedSeries",
     "MissingCompanionFileError",
     "UnsafeArchiveError",
     "UnsupportedFileError",
     "Volume",
+    "WINDOW_PRESETS",
+    "apply_window",
+    "extract_zip",
+    "load_inputs",
+    "read_dicom_files",
+    "read_dicom_series",
+    "read_volume",
+    "sniff_format",
+    "write_labelmap_nifti",
+    "write_nifti",
 ]

@@ -1,0 +1,227 @@
+"""Key images for reports: axial, coronal and sagittal PNGs through one voxel, with the segments overlaid.
+
+Conventions are those of :mod:`annotation.imaging.volume`: arrays are indexed ``[k, j, i]``,
+``geometry.spacing_mm`` is in that order, and ``geometry.direction`` column *a* is the LPS unit vector
+of array axis *a*.
+
+Display follows the radiological convention: axial images show the patient's anterior at the top and
+the patient's right on the image's left (viewed from the feet); coronal images show superior at the top
+and the patient's right on the left (viewed from the front); sagittal images show superior at the top
+and anterior on the left. The orientation is worked out from ``geometry.direction``, so flipped or
+permuted acquisitions (a sagittal MR series, a feet-first CT) come out the same way.
+"""
+
+from __future__ import annotations
+
+import io
+from itertools import permutations
+
+import numpy as np
+from PIL import Image
+
+from annotation.imaging.volume import Geometry
+
+__all__ = ["PLANES", "render_key_images", "window_to_uint8"]
+
+PLANES = ("axial", "coronal", "sagittal")
+
+# LPS axes: 0 = x (towards the patient's left), 1 = y (posterior), 2 = z (superior).
+# Per plane: the LPS axis held fixed, then (LPS axis, sign) that image rows and columns increase along.
+_PLANE_LAYOUT = {
+    # rows run anterior → posterior (+y), columns run right → left (+x)
+    "axial": (2, (1, +1), (0, +1)),
+    # rows run superior → inferior (-z), columns run right → left (+x)
+    "coronal": (1, (2, -1), (0, +1)),
+    # rows run superior → inferior (-z), columns run anterior → posterior (+y)
+    "sagittal": (0, (2, -1), (1, +1)),
+}
+
+
+def render_key_images(
+    image: np.ndarray,
+    label_map: np.ndarray | None,
+    geometry: Geometry,
+    *,
+    center_index: tuple[int, int, int],
+    window: tuple[float, float],
+    colors: dict[int, tuple[int, int, int]],
+    opacity: float = 0.4,
+    size_px: int = 384,
+) -> dict[str, bytes]:
+    """Render axial, coronal and sagittal PNG key images through ``center_index``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (k, j, i), integer or float dtype
+        Intensities (HU for CT) on ``geometry``.
+    label_map : ndarray, shape (k, j, i), integer or bool dtype, or None
+        Segments to overlay (0 = background); None for the plain image.
+    geometry : Geometry
+        The grid of ``image``; its direction decides the display orientation.
+    center_index : tuple of 3 int
+        The voxel (k, j, i) the three planes pass through.
+    window : tuple of 2 float
+        (center, width) of the VOI window in image units, applied with the DICOM linear VOI LUT
+        function (DICOM PS3.3 C.11.2.1.2.1); width must be >= 1.
+    colors : dict of int to (int, int, int)
+        RGB colour (0-255) per label; labels not listed are not drawn.
+    opacity : float, default 0.4
+        Fill opacity of the overlay in [0, 1]; outlines are drawn opaque.
+    size_px : int, default 384
+        Length in pixels of the longer side of each image; the other side follows from the plane's
+        extent in mm, so pixels are square in mm.
+
+    Returns
+    -------
+    dict of str to bytes
+        PNG-encoded RGB images keyed "axial", "coronal", "sagittal".
+
+    Raises
+    ------
+    ValueError
+        When an array's shape differs from ``geometry.shape``, ``image`` is not numeric, ``label_map`` is
+        not integer, ``center_index`` lies outside the grid, the window width is < 1, ``opacity`` is
+        outside [0, 1], ``size_px`` < 1, or a colour is not three values in 0-255.
+
+    Notes
+    -----
+    Each plane is the array plane whose normal is closest to the anatomical axis (the axis assignment
+    that best matches ``geometry.direction``); an oblique acquisition is shown in its own planes rather
+    than resliced. The image is resampled bilinearly and the label map by nearest neighbour, both to
+    the output grid, so the overlay stays aligned with the image. Outlines are the overlay pixels with
+    a 4-neighbour of another label, so they stay inside the segment.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or tuple(image.shape) != geometry.shape:
+        raise ValueError(f"image shape {image.shape} does not match geometry shape {geometry.shape}")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"image must be an integer or floating-point array, got dtype {image.dtype}")
+    if label_map is not None:
+        label_map = np.asarray(label_map)
+        if tuple(label_map.shape) != geometry.shape:
+            raise ValueError(f"label map shape {label_map.shape} does not match geometry shape {geometry.shape}")
+        if label_map.dtype == bool:
+            label_map = label_map.view(np.uint8)
+        elif not np.issubdtype(label_map.dtype, np.integer):
+            raise ValueError(f"label map must have an integer dtype, got {label_map.dtype}")
+    if len(center_index) != 3 or any(not 0 <= int(c) < n for c, n in zip(center_index, geometry.shape)):
+        raise ValueError(f"center_index {tuple(center_index)} lies outside the grid {geometry.shape}")
+    center, width = (float(v) for v in window)
+    if not width >= 1.0:
+        raise ValueError(f"window width must be >= 1 (DICOM PS3.3 C.11.2.1.2.1), got {width}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
+    if size_px < 1:
+        raise ValueError(f"size_px must be positive, got {size_px}")
+    palette = {}
+    for label, color in colors.items():
+        rgb = tuple(int(c) for c in color)
+        if len(rgb) != 3 or any(not 0 <= c <= 255 for c in rgb):
+            raise ValueError(f"colour of label {label} must be three values in 0-255, got {color}")
+        palette[int(label)] = np.asarray(rgb, dtype=np.float32)
+
+    axis_of, sign_of = _anatomical_axes(geometry)
+    spacing = geometry.spacing_mm
+    result = {}
+    for plane in PLANES:
+        fixed_lps, (row_lps, row_sign), (col_lps, col_sign) = _PLANE_LAYOUT[plane]
+        fixed, row_axis, col_axis = axis_of[fixed_lps], axis_of[row_lps], axis_of[col_lps]
+        flips = (sign_of[row_lps] * row_sign < 0, sign_of[col_lps] * col_sign < 0)
+        height_mm = geometry.shape[row_axis] * spacing[row_axis]
+        width_mm = geometry.shape[col_axis] * spacing[col_axis]
+        scale = size_px / max(height_mm, width_mm)
+        out_size = (max(1, round(width_mm * scale)), max(1, round(height_mm * scale)))  # Pillow: (w, h)
+
+        picture = _plane(image, fixed, int(center_index[fixed]), row_axis, col_axis, flips)
+        resampled = np.asarray(
+            Image.fromarray(picture.astype(np.float32)).resize(out_size, Image.Resampling.BILINEAR)
+        )
+        gray = window_to_uint8(resampled, center=center, width=width).astype(np.float32)
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+
+        if label_map is not None and palette:
+            labels = _plane(label_map, fixed, int(center_index[fixed]), row_axis, col_axis, flips)
+            labels = np.asarray(
+                Image.fromarray(labels.astype(np.int32)).resize(out_size, Image.Resampling.NEAREST)
+            )
+            _overlay(rgb, labels, palette, opacity)
+
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+        result[plane] = buffer.getvalue()
+    return result
+
+
+def window_to_uint8(values: np.ndarray, *, center: float, width: float) -> np.ndarray:
+    """Map values to 0-255 with the DICOM linear VOI LUT function.
+
+    Parameters
+    ----------
+    values : ndarray, any shape
+        Stored values after the modality LUT (HU for CT).
+    center, width : float
+        Window Center (0028,1050) and Window Width (0028,1051); width >= 1.
+
+    Returns
+    -------
+    ndarray of uint8, same shape
+        ``0`` for ``x <= c - 0.5 - (w - 1) / 2``, ``255`` for ``x > c - 0.5 + (w - 1) / 2``, otherwise
+        ``((x - (c - 0.5)) / (w - 1) + 0.5) * 255`` rounded (DICOM PS3.3 C.11.2.1.2.1).
+
+    Raises
+    ------
+    ValueError
+        When ``width`` < 1.
+    """
+    if not width >= 1.0:
+        raise ValueError(f"window width must be >= 1 (DICOM PS3.3 C.11.2.1.2.1), got {width}")
+    x = np.asarray(values, dtype=np.float64)
+    low = center - 0.5 - (width - 1.0) / 2.0
+    high = center - 0.5 + (width - 1.0) / 2.0
+    if width > 1.0:
+        ramp = ((x - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0
+    else:
+        # Width 1 leaves no ramp: the two thresholds meet and the function is a step.
+        ramp = np.zeros_like(x)
+    y = np.where(x <= low, 0.0, np.where(x > high, 255.0, ramp))
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def _anatomical_axes(geometry: Geometry) -> tuple[list[int], list[int]]:
+    """Return, per LPS axis, the array axis closest to it and the sign of its direction along it."""
+    weights = np.abs(geometry.direction_matrix)  # [LPS axis, array axis]
+    # The permutation with the largest total alignment: a greedy argmax per row could pick one array
+    # axis twice for an oblique grid.
+    best = max(permutations(range(3)), key=lambda p: sum(weights[lps, p[lps]] for lps in range(3)))
+    axis_of = list(best)
+    sign_of = [1 if geometry.direction_matrix[lps, axis_of[lps]] >= 0 else -1 for lps in range(3)]
+    return axis_of, sign_of
+
+
+def _plane(
+    volume: np.ndarray, fixed: int, index: int, row_axis: int, col_axis: int, flips: tuple[bool, bool]
+) -> np.ndarray:
+    """Return the 2-D slice at ``index`` along ``fixed`` as (rows, columns), flipped to display order."""
+    section = np.take(volume, index, axis=fixed)
+    remaining = [a for a in range(3) if a != fixed]
+    if remaining.index(row_axis) == 1:
+        section = section.T
+    if flips[0]:
+        section = section[::-1, :]
+    if flips[1]:
+        section = section[:, ::-1]
+    return np.ascontiguousarray(section)
+
+
+def _overlay(rgb: np.ndarray, labels: np.ndarray, palette: dict[int, np.ndarray], opacity: float) -> None:
+    """Blend each coloured label into ``rgb`` (h, w, 3) in place and draw its outline opaque."""
+    for label, color in palette.items():
+        region = labels == label
+        if not region.any():
+            continue
+        rgb[region] = (1.0 - opacity) * rgb[region] + opacity * color
+        padded = np.pad(region, 1, constant_values=False)
+        interior = (
+            padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        )
+        rgb[region & ~interior] = color

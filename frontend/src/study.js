@@ -1,0 +1,735 @@
+// Study page: NiiVue viewer, segmentation runs, legend and measurements.
+//
+// Reads {{ viewer_config|json_script:"viewer-config" }} and the elements of
+// templates/annotation/_viewer.html. The database is the truth: the websocket only
+// says "something changed" and the page re-reads the study through the API.
+import { StudyViewer } from "./viewer.js";
+import { requestJson } from "./lib/api.js";
+import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.js";
+import { formatNumber } from "./lib/format.js";
+import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
+
+const ACTIVE = new Set(["queued", "running"]);
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const POLL_MS = 4000;
+
+// Fallbacks only; the template supplies translated strings (see _viewer.html).
+const DEFAULT_STRINGS = {
+  "status.idle": "尚未运行 / Not started",
+  "status.queued": "排队中 / Queued",
+  "status.running": "运行中 / Running",
+  "status.succeeded": "已完成 / Succeeded",
+  "status.failed": "失败 / Failed",
+  "status.cancelled": "已取消 / Cancelled",
+  "run.submitting": "正在提交… / Submitting…",
+  "run.failed": "分割失败 / Segmentation failed: {message}",
+  "run.cancelled": "分割已取消 / Segmentation cancelled",
+  "run.succeeded": "分割完成 / Segmentation finished",
+  "run.noModels": "没有可用的模型 / No models available",
+  "error.config": "页面缺少查看器配置 / Viewer configuration missing",
+  "error.webgl": "此浏览器无法使用 WebGL2 / WebGL2 is not available in this browser",
+  "error.volume": "无法加载影像 / Could not load the image: {message}",
+  "error.overlay": "无法加载分割 / Could not load the segmentation: {message}",
+  "error.measurements": "无法读取测量 / Could not load measurements: {message}",
+  "error.start": "无法开始分割 / Could not start segmentation: {message}",
+  "error.cancel": "无法取消 / Could not cancel: {message}",
+  "error.refresh": "无法刷新状态 / Could not refresh the study: {message}",
+  "ws.open": "实时更新 / Live",
+  "ws.connecting": "连接中… / Connecting…",
+  "ws.closed": "重连中… / Reconnecting…",
+  "seg.none": "不显示 / None",
+  "seg.option": "{name} · v{version}",
+  "legend.empty": "暂无分割 / No segmentation",
+  "measure.empty": "暂无测量结果 / No measurements",
+  "measure.locate": "定位到中心 / Go to centroid",
+  "wl.readout": "窗位 L {center} / 窗宽 W {width}",
+  "wl.custom": "自定义 / Custom",
+  "value.outside": "—",
+};
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+function readConfig() {
+  const el = $("viewer-config");
+  if (!el) return null;
+  try {
+    return JSON.parse(el.textContent);
+  } catch (_) {
+    return null;
+  }
+}
+
+function hasWebGL2() {
+  try {
+    return !!document.createElement("canvas").getContext("webgl2");
+  } catch (_) {
+    return false;
+  }
+}
+
+/** Normalise a segmentation from viewer_config (camelCase) or the study API (snake_case). */
+function normalizeSegmentation(raw) {
+  const labels = (raw.labels || raw.label_table || []).map((l) => ({
+    index: Number(l.index ?? l.value ?? l.label),
+    name: l.name || "",
+    name_zh: l.name_zh || "",
+    color: l.color || "#888888",
+  }));
+  return {
+    id: raw.id,
+    name: raw.name || `#${raw.id}`,
+    version: raw.version ?? "",
+    labelmapUrl: raw.labelmapUrl || raw.labelmap_url,
+    measurementsUrl: raw.measurementsUrl || raw.measurements_url,
+    createdAt: raw.createdAt || raw.created_at || "",
+    labels,
+  };
+}
+
+function runSeriesId(run) {
+  const s = run.series_id ?? run.seriesId ?? run.series;
+  return s && typeof s === "object" ? s.id : s;
+}
+
+class StudyPage {
+  constructor(config) {
+    this.config = config;
+    this.t = makeTranslator(DEFAULT_STRINGS, readTemplateStrings("viewer-strings"), config.i18n);
+    this.zh = isChinesePage();
+    this.isCT = String(config.modality || "").toUpperCase() === "CT";
+    this.segmentations = (config.segmentations || []).map(normalizeSegmentation);
+    this.activeSegmentationId = null;
+    this.runs = new Map(); // id -> latest run JSON we believe
+    this.trackedRunId = null; // the run the panel shows
+    this.watched = new Set(); // runs seen active here: their end triggers a reload
+    this.measurementsToken = 0;
+    this.pollTimer = null;
+    this.socket = null;
+    this.viewer = null;
+  }
+
+  labelName(label) {
+    const primary = this.zh ? label.name_zh || label.name : label.name || label.name_zh;
+    return primary || `#${label.index}`;
+  }
+
+  // ---- errors -------------------------------------------------------------------
+
+  showError(message) {
+    const box = $("viewer-error");
+    if (!box) return;
+    const target = box.querySelector("[data-role=message]") || box;
+    target.textContent = message;
+    box.hidden = false;
+  }
+
+  clearError() {
+    const box = $("viewer-error");
+    if (box) box.hidden = true;
+  }
+
+  // ---- start ----------------------------------------------------------------------
+
+  async start() {
+    if (this.config.canSegment === false) {
+      const panel = $("run-panel");
+      if (panel) panel.hidden = true;
+    }
+    this.bindToolbar();
+    this.renderModels();
+    this.renderSegmentationSelect();
+    this.renderRun(null);
+    const ready = this.startViewer();
+    this.startSocket();
+    this.refreshState({ initial: true });
+    return ready;
+  }
+
+  async startViewer() {
+    const canvas = $("viewer-canvas");
+    const loading = $("viewer-loading");
+    if (!hasWebGL2()) {
+      if (loading) loading.hidden = true;
+      this.showError(this.t("error.webgl"));
+      throw new Error("WebGL2 unavailable");
+    }
+    this.viewer = new StudyViewer(canvas);
+    window.yixinViewer.nv = this.viewer.nv;
+    window.yixinViewer.viewer = this.viewer;
+    this.viewer.setOverlayOpacity(Number(($("opacity") || {}).value ?? 50) / 100);
+    const nv = this.viewer.nv;
+    nv.onLocationChange = (data) => this.onLocation(data);
+    nv.onIntensityChange = () => this.onIntensityChange();
+    await this.viewer.attach();
+    try {
+      await this.viewer.loadBase(this.config.volumeUrl);
+    } catch (err) {
+      this.showError(this.t("error.volume", { message: err.message }));
+      throw err;
+    } finally {
+      if (loading) loading.hidden = true;
+    }
+    this.applyPreset(($("wl-preset") || {}).value || "auto");
+    this.viewer.nv.createOnLocationChange(); // fill the status line before the first click
+    const first = this.segmentations[0];
+    if (first) this.selectSegmentation(first.id);
+    else this.renderLegend(null);
+    return this.viewer;
+  }
+
+  // ---- toolbar ----------------------------------------------------------------------
+
+  bindToolbar() {
+    const preset = $("wl-preset");
+    if (preset) {
+      if (!this.isCT) {
+        // Hounsfield presets mean nothing on MR and friends.
+        preset.querySelectorAll("option[data-hu]").forEach((o) => {
+          o.disabled = true;
+          o.hidden = true;
+        });
+        const auto = preset.querySelector('option[value="auto"]');
+        if (auto) preset.value = "auto";
+      } else if (preset.dataset.defaultCt && preset.querySelector(`option[value="${preset.dataset.defaultCt}"]`)) {
+        preset.value = preset.dataset.defaultCt;
+      }
+      preset.addEventListener("change", () => this.applyPreset(preset.value));
+    }
+    const layout = $("layout-select");
+    if (layout) layout.addEventListener("change", () => this.viewer && this.viewer.setLayout(layout.value));
+    const drag = $("drag-mode");
+    if (drag) drag.addEventListener("change", () => this.viewer && this.viewer.setLeftDragMode(drag.value));
+    const on = (id, fn) => {
+      const el = $(id);
+      if (el) el.addEventListener("click", fn);
+    };
+    on("zoom-in", () => this.viewer && this.viewer.zoom(1.25));
+    on("zoom-out", () => this.viewer && this.viewer.zoom(0.8));
+    on("zoom-reset", () => this.viewer && this.viewer.resetZoom());
+    const opacity = $("opacity");
+    if (opacity) {
+      const update = () => {
+        const out = $("opacity-value");
+        if (out) out.textContent = `${opacity.value}%`;
+        if (this.viewer) this.viewer.setOverlayOpacity(Number(opacity.value) / 100);
+      };
+      opacity.addEventListener("input", update);
+      update();
+    }
+    const segSelect = $("segmentation-select");
+    if (segSelect) {
+      segSelect.addEventListener("change", () => this.selectSegmentation(segSelect.value ? Number(segSelect.value) : null));
+    }
+    on("start-segmentation", () => this.startRun());
+    on("cancel-run", () => this.cancelRun());
+    const box = $("viewer-error");
+    if (box) {
+      const close = box.querySelector("[data-role=dismiss]");
+      if (close) close.addEventListener("click", () => this.clearError());
+    }
+    const table = $("measurement-table");
+    if (table) {
+      table.addEventListener("click", (event) => {
+        const row = event.target.closest("tr[data-label]");
+        if (row && row.dataset.centroidRas && this.viewer) this.viewer.moveToRasMm(JSON.parse(row.dataset.centroidRas));
+      });
+    }
+  }
+
+  applyPreset(value) {
+    if (!this.viewer || !this.viewer.base) return;
+    const preset = $("wl-preset");
+    const option = preset && [...preset.options].find((o) => o.value === value);
+    if (option && option.dataset.center !== undefined && option.dataset.width !== undefined) {
+      this.viewer.setWindow(Number(option.dataset.center), Number(option.dataset.width));
+    } else if (value === "full" && Array.isArray(this.config.intensityRange)) {
+      this.viewer.setCalRange(Number(this.config.intensityRange[0]), Number(this.config.intensityRange[1]));
+    } else if (value === "auto") {
+      this.viewer.setAutoWindow();
+    }
+    this.updateWindowReadout();
+  }
+
+  onIntensityChange() {
+    const preset = $("wl-preset");
+    if (preset && preset.querySelector('option[value="custom"]')) preset.value = "custom";
+    this.updateWindowReadout();
+  }
+
+  updateWindowReadout() {
+    const out = $("wl-readout");
+    const base = this.viewer && this.viewer.base;
+    if (!out || !base) return;
+    const center = (base.cal_min + base.cal_max) / 2;
+    const width = base.cal_max - base.cal_min;
+    out.textContent = this.t("wl.readout", { center: Math.round(center), width: Math.round(width) });
+    out.dataset.calMin = String(base.cal_min);
+    out.dataset.calMax = String(base.cal_max);
+  }
+
+  onLocation(data) {
+    const mmEl = $("cursor-mm");
+    const valueEl = $("cursor-value");
+    const labelEl = $("cursor-label");
+    if (mmEl && data.mm) {
+      mmEl.textContent = [0, 1, 2].map((i) => formatNumber(data.mm[i], 1)).join(", ");
+      mmEl.dataset.mm = JSON.stringify([0, 1, 2].map((i) => Number(data.mm[i])));
+    }
+    const values = data.values || [];
+    const base = this.viewer && this.viewer.base;
+    const baseValue = values.find((v) => base && v.id === base.id) || values[0];
+    if (valueEl) {
+      if (baseValue && Number.isFinite(baseValue.value)) {
+        const v = baseValue.value;
+        const text = this.isCT ? `${Math.round(v)} HU` : formatNumber(v, Number.isInteger(v) ? 0 : 2);
+        valueEl.textContent = text;
+        valueEl.dataset.value = String(v);
+      } else {
+        valueEl.textContent = this.t("value.outside");
+        delete valueEl.dataset.value;
+      }
+    }
+    if (labelEl) {
+      const overlay = this.viewer && this.viewer.overlay;
+      const ov = overlay && values.find((v) => v.id === overlay.id);
+      const seg = this.currentSegmentation();
+      const index = ov ? Math.round(ov.value) : 0;
+      const label = index > 0 && seg ? seg.labels.find((l) => l.index === index) : null;
+      labelEl.textContent = label ? this.labelName(label) : "—";
+      labelEl.style.color = label ? label.color : "";
+    }
+  }
+
+  // ---- segmentations --------------------------------------------------------------
+
+  currentSegmentation() {
+    return this.segmentations.find((s) => s.id === this.activeSegmentationId) || null;
+  }
+
+  renderSegmentationSelect() {
+    const select = $("segmentation-select");
+    if (!select) return;
+    select.textContent = "";
+    const none = new Option(this.t("seg.none"), "");
+    select.add(none);
+    for (const seg of this.segmentations) {
+      select.add(new Option(this.t("seg.option", { name: seg.name, version: seg.version }), String(seg.id)));
+    }
+    select.value = this.activeSegmentationId ? String(this.activeSegmentationId) : "";
+    select.disabled = this.segmentations.length === 0;
+  }
+
+  async selectSegmentation(id) {
+    const seg = this.segmentations.find((s) => s.id === id) || null;
+    this.activeSegmentationId = seg ? seg.id : null;
+    const select = $("segmentation-select");
+    if (select) select.value = seg ? String(seg.id) : "";
+    this.renderLegend(seg);
+    this.loadMeasurements(seg);
+    if (!this.viewer || !this.viewer.base) return;
+    if (!seg) {
+      this.viewer.removeOverlay();
+      delete document.body.dataset.overlayLoaded;
+      return;
+    }
+    delete document.body.dataset.overlayLoaded;
+    try {
+      const shown = await this.viewer.showLabelmap({
+        id: seg.id,
+        url: seg.labelmapUrl,
+        labels: seg.labels,
+        displayName: (l) => this.labelName(l),
+      });
+      if (shown) document.body.dataset.overlayLoaded = String(seg.id);
+    } catch (err) {
+      this.showError(this.t("error.overlay", { message: err.message }));
+    }
+  }
+
+  renderLegend(seg) {
+    const list = $("label-legend");
+    if (!list) return;
+    list.textContent = "";
+    if (!seg || seg.labels.length === 0) {
+      const li = document.createElement("li");
+      li.className = "legend-empty";
+      li.textContent = this.t("legend.empty");
+      list.appendChild(li);
+      return;
+    }
+    for (const label of seg.labels) {
+      const li = document.createElement("li");
+      li.dataset.label = String(label.index);
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = true;
+      box.id = `legend-label-${label.index}`;
+      box.addEventListener("change", () => this.viewer && this.viewer.setLabelVisible(label.index, box.checked));
+      const tag = document.createElement("label");
+      tag.htmlFor = box.id;
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.backgroundColor = label.color;
+      const name = document.createElement("span");
+      name.className = "label-name";
+      name.textContent = this.labelName(label);
+      tag.append(swatch, name);
+      const secondary = this.zh ? label.name : label.name_zh;
+      if (secondary && secondary !== name.textContent) {
+        const alt = document.createElement("span");
+        alt.className = "label-alt";
+        alt.textContent = secondary;
+        tag.appendChild(alt);
+      }
+      li.append(box, tag);
+      list.appendChild(li);
+    }
+  }
+
+  async loadMeasurements(seg) {
+    const token = ++this.measurementsToken;
+    const table = $("measurement-table");
+    const tbody = table && (table.tBodies[0] || table.createTBody());
+    if (!tbody) return;
+    if (!seg || !seg.measurementsUrl) {
+      this.renderMeasurements(tbody, []);
+      return;
+    }
+    table.setAttribute("aria-busy", "true");
+    try {
+      const data = await requestJson(seg.measurementsUrl);
+      if (token !== this.measurementsToken) return;
+      this.renderMeasurements(tbody, (data && data.segments) || []);
+      table.dataset.segmentationId = String(seg.id);
+    } catch (err) {
+      if (token !== this.measurementsToken) return;
+      this.renderMeasurements(tbody, []);
+      this.showError(this.t("error.measurements", { message: err.message }));
+    } finally {
+      if (token === this.measurementsToken) table.removeAttribute("aria-busy");
+    }
+  }
+
+  renderMeasurements(tbody, segments) {
+    tbody.textContent = "";
+    const table = tbody.closest("table");
+    const empty = $("measurement-empty");
+    if (empty) empty.hidden = segments.length > 0;
+    if (table) {
+      table.dataset.rows = String(segments.length);
+      if (!segments.length) delete table.dataset.segmentationId;
+    }
+    const unit = this.isCT ? " HU" : "";
+    for (const s of segments) {
+      const tr = document.createElement("tr");
+      tr.dataset.label = String(s.label);
+      if (Array.isArray(s.centroid_lps_mm) && s.centroid_lps_mm.length === 3) {
+        // LPS (DICOM) to RAS (NIfTI, NiiVue's world frame): negate x and y.
+        const [x, y, z] = s.centroid_lps_mm.map(Number);
+        tr.dataset.centroidRas = JSON.stringify([-x, -y, z]);
+        tr.title = this.t("measure.locate");
+        tr.classList.add("is-clickable");
+      }
+      const cell = (text, className) => {
+        const td = document.createElement("td");
+        if (className) td.className = className;
+        td.textContent = text;
+        tr.appendChild(td);
+        return td;
+      };
+      const nameTd = cell("", "segment-name");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.backgroundColor = s.color || "#888";
+      const name = document.createElement("span");
+      name.textContent = this.labelName({ index: s.label, name: s.name, name_zh: s.name_zh });
+      nameTd.append(swatch, name);
+      cell(formatNumber(s.volume_ml, 1), "volume-ml num");
+      cell(formatNumber(s.max_diameter_mm, 1), "max-diameter-mm num");
+      cell(
+        s.axial_long_mm == null && s.axial_short_mm == null
+          ? "—"
+          : `${formatNumber(s.axial_long_mm, 1)} × ${formatNumber(s.axial_short_mm, 1)}`,
+        "axial-mm num",
+      );
+      cell(formatNumber(s.surface_area_mm2 == null ? null : s.surface_area_mm2 / 100, 1), "surface-area-cm2 num");
+      cell(s.component_count == null ? "—" : String(s.component_count), "component-count num");
+      cell(
+        s.mean_intensity == null ? "—" : `${formatNumber(s.mean_intensity, 0)} ± ${formatNumber(s.std_intensity, 0)}${unit}`,
+        "mean-intensity num",
+      );
+      tbody.appendChild(tr);
+    }
+  }
+
+  // ---- inference runs ---------------------------------------------------------------
+
+  renderModels() {
+    const select = $("model-select");
+    const button = $("start-segmentation");
+    const models = this.config.models || [];
+    if (select) {
+      select.textContent = "";
+      for (const m of models) {
+        select.add(new Option(`${m.display_name || m.name} · v${m.version}`, String(m.id)));
+      }
+      select.disabled = models.length === 0;
+    }
+    if (button) button.disabled = models.length === 0;
+    if (!models.length) {
+      const stage = $("run-stage");
+      if (stage) stage.textContent = this.t("run.noModels");
+    }
+  }
+
+  /** Translate a pipeline stage when the template knows it ("stage.<name>"), else show it as sent. */
+  stageText(stage) {
+    const key = `stage.${stage}`;
+    const text = this.t(key);
+    return text === key ? stage : text;
+  }
+
+  trackedRun() {
+    return this.trackedRunId ? this.runs.get(this.trackedRunId) || null : null;
+  }
+
+  renderRun(run) {
+    const bar = $("run-progress");
+    const stage = $("run-stage");
+    const badge = $("run-status");
+    const cancel = $("cancel-run");
+    const start = $("start-segmentation");
+    const status = run ? run.status : "";
+    const active = ACTIVE.has(status);
+    const percent = run ? Math.max(0, Math.min(100, Number(run.progress_percent) || 0)) : 0;
+    if (bar) {
+      bar.value = status === "succeeded" ? 100 : percent;
+      bar.dataset.status = status;
+      bar.setAttribute("aria-valuenow", String(bar.value));
+    }
+    const panel = $("run-panel");
+    if (panel) panel.dataset.status = status;
+    if (badge) {
+      badge.textContent = this.t(`status.${status || "idle"}`);
+      badge.className = `badge badge-${status || "idle"}`;
+    }
+    const pct = $("run-percent");
+    if (pct) pct.textContent = run ? `${Math.round(bar ? bar.value : percent)}%` : "";
+    if (stage) {
+      let text = "";
+      if (run) {
+        if (status === "failed") text = this.t("run.failed", { message: run.error_message || "" });
+        else if (status === "cancelled") text = this.t("run.cancelled");
+        else if (status === "succeeded") text = this.t("run.succeeded");
+        else text = run.stage ? this.stageText(run.stage) : this.t(`status.${status}`);
+      } else if (!(this.config.models || []).length) {
+        text = this.t("run.noModels");
+      }
+      stage.textContent = text;
+    }
+    if (cancel) cancel.disabled = !active;
+    if (start) start.disabled = active || !(this.config.models || []).length;
+  }
+
+  /** Merge a run we heard about (API or socket); keep the database's final word. */
+  acceptRun(run, { fromApi = false } = {}) {
+    if (!run || run.id == null) return;
+    const sid = runSeriesId(run);
+    if (sid != null && this.config.seriesId != null && Number(sid) !== Number(this.config.seriesId)) return;
+    const known = this.runs.get(run.id);
+    // A late socket message must not resurrect a finished run.
+    if (known && TERMINAL.has(known.status) && !TERMINAL.has(run.status) && !fromApi) return;
+    this.runs.set(run.id, run);
+    if (ACTIVE.has(run.status)) {
+      this.watched.add(run.id);
+      const tracked = this.trackedRun();
+      if (!tracked || !ACTIVE.has(tracked.status) || run.id > tracked.id) this.trackedRunId = run.id;
+    }
+    if (run.id === this.trackedRunId) this.renderRun(run);
+    if (TERMINAL.has(run.status) && this.watched.has(run.id)) {
+      this.watched.delete(run.id);
+      this.onRunFinished(run, { fromApi });
+    }
+    this.updatePolling();
+  }
+
+  async onRunFinished(run, { fromApi }) {
+    if (!fromApi) {
+      // The socket said it ended: read the outcome and the new segmentation from the API.
+      this.watched.add(run.id);
+      await this.refreshState();
+      return;
+    }
+    if (run.status === "failed") this.showError(this.t("run.failed", { message: run.error_message || "" }));
+    if (run.status === "succeeded" && run.segmentation_id != null) {
+      const id = Number(run.segmentation_id);
+      if (this.segmentations.some((s) => s.id === id)) await this.selectSegmentation(id);
+    }
+  }
+
+  async startRun() {
+    const select = $("model-select");
+    const button = $("start-segmentation");
+    if (!select || !select.value) return;
+    this.clearError();
+    if (button) button.disabled = true;
+    const stage = $("run-stage");
+    if (stage) stage.textContent = this.t("run.submitting");
+    try {
+      const run = await requestJson(this.config.runsUrl, {
+        method: "POST",
+        body: { model: Number(select.value) },
+        csrfToken: this.config.csrfToken,
+      });
+      this.trackedRunId = run.id;
+      this.watched.add(run.id);
+      this.acceptRun(run);
+      if (TERMINAL.has(run.status)) this.refreshState();
+    } catch (err) {
+      this.showError(this.t("error.start", { message: err.message }));
+      this.renderRun(this.trackedRun());
+    }
+  }
+
+  async cancelRun() {
+    const run = this.trackedRun();
+    if (!run || !ACTIVE.has(run.status)) return;
+    const cancel = $("cancel-run");
+    if (cancel) cancel.disabled = true;
+    const url = (this.config.cancelUrlTemplate || "/api/inference-runs/{id}/cancel/").replace("{id}", String(run.id));
+    try {
+      const updated = await requestJson(url, { method: "POST", csrfToken: this.config.csrfToken });
+      this.acceptRun(updated, { fromApi: true });
+    } catch (err) {
+      this.showError(this.t("error.cancel", { message: err.message }));
+      this.renderRun(this.trackedRun());
+    }
+  }
+
+  /** Re-read the study (segmentations and runs) from the API: the source of truth. */
+  async refreshState({ initial = false } = {}) {
+    if (!this.config.studyApiUrl) return;
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      try {
+        const state = await requestJson(this.config.studyApiUrl);
+        this.applyState(state, { initial });
+      } catch (err) {
+        if (!initial) this.showError(this.t("error.refresh", { message: err.message }));
+      }
+    })();
+    try {
+      await this.refreshing;
+    } finally {
+      this.refreshing = null;
+    }
+    if (this.refreshAgain) {
+      this.refreshAgain = false;
+      await this.refreshState();
+    }
+  }
+
+  applyState(state, { initial }) {
+    const series = (state.series || []).find((s) => Number(s.id) === Number(this.config.seriesId));
+    if (series && Array.isArray(series.segmentations)) {
+      const before = new Set(this.segmentations.map((s) => s.id));
+      this.segmentations = series.segmentations.map(normalizeSegmentation);
+      const changed =
+        before.size !== this.segmentations.length || this.segmentations.some((s) => !before.has(s.id));
+      if (changed) this.renderSegmentationSelect();
+      if (this.activeSegmentationId && !this.segmentations.some((s) => s.id === this.activeSegmentationId)) {
+        this.selectSegmentation(this.segmentations[0] ? this.segmentations[0].id : null);
+      } else if (!this.activeSegmentationId && this.segmentations[0] && this.viewer && this.viewer.base && changed) {
+        this.selectSegmentation(this.segmentations[0].id);
+      }
+    }
+    const runs = (state.inference_runs || []).slice().sort((a, b) => a.id - b.id);
+    if (initial) {
+      // Show the newest active run of this series (someone may have started it before we came).
+      for (const run of runs) {
+        const sid = runSeriesId(run);
+        if (sid != null && Number(sid) !== Number(this.config.seriesId)) continue;
+        this.runs.set(run.id, run);
+        if (ACTIVE.has(run.status)) {
+          this.watched.add(run.id);
+          this.trackedRunId = run.id;
+        }
+      }
+      if (this.trackedRunId) this.renderRun(this.trackedRun());
+      this.updatePolling();
+      return;
+    }
+    for (const run of runs) this.acceptRun(run, { fromApi: true });
+  }
+
+  // ---- live updates ------------------------------------------------------------------
+
+  startSocket() {
+    if (!this.config.wsUrl || typeof WebSocket === "undefined") return;
+    const indicator = $("ws-status");
+    this.socket = new ReconnectingSocket(websocketUrl(this.config.wsUrl), {
+      onMessage: (msg) => {
+        if (msg && msg.type === "inference.progress" && msg.run) this.acceptRun(msg.run);
+      },
+      onOpen: (isReconnect) => {
+        // Whatever happened while we were away is in the database.
+        if (isReconnect) this.refreshState();
+        this.updatePolling();
+      },
+      onStateChange: (state) => {
+        if (indicator) {
+          indicator.dataset.state = state;
+          indicator.textContent = this.t(state === "open" ? "ws.open" : state === "connecting" ? "ws.connecting" : "ws.closed");
+        }
+        this.updatePolling();
+      },
+    }).start();
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && this.socket) this.socket.reconnectNow();
+    });
+  }
+
+  /** Poll the study while a run is active and the socket is down. */
+  updatePolling() {
+    const needPoll = this.watched.size > 0 && !(this.socket && this.socket.isOpen);
+    if (needPoll && !this.pollTimer) {
+      this.pollTimer = setInterval(() => this.refreshState(), POLL_MS);
+    } else if (!needPoll && this.pollTimer) {
+      clearInterval(this.pollTimer);
+      this.pollTimer = null;
+    }
+  }
+}
+
+function main() {
+  if (window.yixinViewer && window.yixinViewer.page) return; // included twice
+  let resolveReady;
+  let rejectReady;
+  const ready = new Promise((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  ready.catch(() => {}); // failures are shown in #viewer-error
+  window.yixinViewer = { nv: null, ready };
+  const config = readConfig();
+  if (!config) {
+    const box = $("viewer-error");
+    if (box) {
+      (box.querySelector("[data-role=message]") || box).textContent = DEFAULT_STRINGS["error.config"];
+      box.hidden = false;
+    }
+    rejectReady(new Error("viewer-config missing"));
+    return;
+  }
+  const page = new StudyPage(config);
+  window.yixinViewer.page = page;
+  page.start().then(resolveReady, rejectReady);
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", main);
+else main();

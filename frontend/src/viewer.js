@@ -1,0 +1,227 @@
+// NiiVue wrapper for the study page: base volume, one label-map overlay, window/level,
+// layout, zoom and mouse modes. Knows nothing about the portal's API beyond URLs.
+import { Niivue, NVImage, SLICE_TYPE, SHOW_RENDER, MULTIPLANAR_TYPE, DRAG_MODE } from "@niivue/niivue";
+import { fetchArrayBuffer } from "./lib/api.js";
+import { hexToRgb } from "./lib/format.js";
+
+export const LAYOUTS = {
+  multiplanar: SLICE_TYPE.MULTIPLANAR,
+  axial: SLICE_TYPE.AXIAL,
+  coronal: SLICE_TYPE.CORONAL,
+  sagittal: SLICE_TYPE.SAGITTAL,
+  render: SLICE_TYPE.RENDER,
+};
+
+const LEFT_DRAG_MODES = {
+  crosshair: DRAG_MODE.crosshair,
+  windowing: DRAG_MODE.windowing,
+  contrast: DRAG_MODE.contrast,
+  pan: DRAG_MODE.pan,
+  measurement: DRAG_MODE.measurement,
+};
+
+/** Window center/width (e.g. HU) to NiiVue's cal_min/cal_max. */
+export function windowToCalRange(center, width) {
+  const w = Math.max(1, Number(width));
+  return [Number(center) - w / 2, Number(center) + w / 2];
+}
+
+/**
+ * Build NiiVue's label colormap (R, G, B, A, I, labels) from a label table.
+ *
+ * The table is made dense from 0 to the highest index so NiiVue's labels array lines
+ * up with the indices; 0 (background) and gaps are transparent.
+ */
+export function labelColormap(labels, displayName = (l) => l.name) {
+  const maxIndex = labels.reduce((m, l) => Math.max(m, Number(l.index) || 0), 1);
+  const cm = { R: [], G: [], B: [], A: [], I: [], labels: [] };
+  const byIndex = new Map(labels.map((l) => [Number(l.index), l]));
+  for (let i = 0; i <= maxIndex; i++) {
+    const label = i === 0 ? null : byIndex.get(i);
+    const [r, g, b] = label ? hexToRgb(label.color) : [0, 0, 0];
+    cm.R.push(r);
+    cm.G.push(g);
+    cm.B.push(b);
+    cm.A.push(label ? 255 : 0);
+    cm.I.push(i);
+    cm.labels.push(label ? displayName(label) : "");
+  }
+  return cm;
+}
+
+export class StudyViewer {
+  constructor(canvas, { backColor = [0.04, 0.05, 0.07, 1] } = {}) {
+    this.canvas = canvas;
+    this.nv = new Niivue({
+      backColor,
+      crosshairColor: [0.25, 0.85, 1, 0.9],
+      crosshairWidth: 1,
+      show3Dcrosshair: true,
+      sliceType: SLICE_TYPE.MULTIPLANAR,
+      multiplanarShowRender: SHOW_RENDER.ALWAYS,
+      multiplanarLayout: MULTIPLANAR_TYPE.GRID,
+      // Patient right on the viewer's left, as radiologists read CT.
+      isRadiologicalConvention: true,
+      isColorbar: false,
+      showLegend: false,
+      dragAndDropEnabled: false,
+      isResizeCanvas: true,
+      loadingText: "",
+      logLevel: "warn",
+      dragMode: DRAG_MODE.contrast,
+      dragModePrimary: DRAG_MODE.crosshair,
+      textHeight: 0.04,
+    });
+    this.base = null;
+    this.overlay = null;
+    this.overlayId = null;
+    this.overlayOpacity = 0.5;
+    this.overlayToken = 0;
+    this.hiddenLabels = new Set();
+    this.setLeftDragMode("crosshair");
+  }
+
+  async attach() {
+    await this.nv.attachToCanvas(this.canvas);
+    // attachToCanvas paints the parent black; the stylesheet owns that colour.
+    if (this.canvas.parentElement) this.canvas.parentElement.style.backgroundColor = "";
+  }
+
+  /** Load the series volume (replacing any loaded volumes). */
+  async loadBase(url, { calRange = null } = {}) {
+    const buffer = await fetchArrayBuffer(url);
+    const image = await NVImage.loadFromUrl({ url: buffer, name: fileName(url, "volume.nii.gz"), colormap: "gray" });
+    if (calRange) {
+      image.cal_min = calRange[0];
+      image.cal_max = calRange[1];
+    }
+    for (const volume of [...this.nv.volumes]) this.nv.removeVolume(volume);
+    this.overlay = null;
+    this.overlayId = null;
+    this.nv.addVolume(image);
+    this.base = image;
+    return image;
+  }
+
+  /**
+   * Show one label map as the overlay, replacing the previous one. A later call wins
+   * over an earlier one that is still downloading. Resolve true when this call's
+   * overlay is the one on screen.
+   */
+  async showLabelmap({ id, url, labels, displayName }) {
+    const token = ++this.overlayToken;
+    const buffer = await fetchArrayBuffer(url);
+    if (token !== this.overlayToken) return false;
+    const image = await NVImage.loadFromUrl({
+      url: buffer,
+      name: fileName(url, `segmentation-${id}.nii.gz`),
+      opacity: this.overlayOpacity,
+    });
+    if (token !== this.overlayToken) return false;
+    image.setColormapLabel(labelColormap(labels, displayName));
+    this.removeOverlay({ keepToken: true });
+    this.nv.addVolume(image);
+    this.overlay = image;
+    this.overlayId = id;
+    this.hiddenLabels.clear();
+    this.nv.updateGLVolume();
+    return true;
+  }
+
+  removeOverlay({ keepToken = false } = {}) {
+    if (!keepToken) this.overlayToken++;
+    if (this.overlay) this.nv.removeVolume(this.overlay);
+    this.overlay = null;
+    this.overlayId = null;
+  }
+
+  /** Show or hide one label of the overlay by zeroing its alpha in the lookup table. */
+  setLabelVisible(index, visible) {
+    const lut = this.overlay && this.overlay.colormapLabel;
+    if (!lut) return;
+    const k = (Number(index) - (lut.min || 0)) * 4 + 3;
+    if (k < 3 || k >= lut.lut.length) return;
+    lut.lut[k] = visible ? 255 : 0;
+    if (visible) this.hiddenLabels.delete(index);
+    else this.hiddenLabels.add(index);
+    this.nv.updateGLVolume();
+  }
+
+  setOverlayOpacity(opacity) {
+    this.overlayOpacity = Math.min(1, Math.max(0, opacity));
+    if (this.overlay) {
+      const idx = this.nv.volumes.indexOf(this.overlay);
+      if (idx >= 0) this.nv.setOpacity(idx, this.overlayOpacity);
+    }
+  }
+
+  setCalRange(calMin, calMax) {
+    if (!this.base) return;
+    this.base.cal_min = calMin;
+    this.base.cal_max = calMax;
+    this.nv.updateGLVolume();
+  }
+
+  setWindow(center, width) {
+    const [lo, hi] = windowToCalRange(center, width);
+    this.setCalRange(lo, hi);
+  }
+
+  /** Restore NiiVue's robust (percentile) display range. */
+  setAutoWindow() {
+    if (!this.base) return;
+    this.base.cal_min = this.base.robust_min;
+    this.base.cal_max = this.base.robust_max;
+    this.nv.updateGLVolume();
+  }
+
+  setLayout(name) {
+    const sliceType = LAYOUTS[name];
+    if (sliceType === undefined) return;
+    this.nv.setSliceType(sliceType);
+  }
+
+  /** Multiply the 2-D zoom and the 3-D scale by factor. */
+  zoom(factor) {
+    const [x, y, z, s] = this.nv.scene.pan2Dxyzmm;
+    const zoom2d = Math.min(20, Math.max(0.2, s * factor));
+    this.nv.scene.volScaleMultiplier = Math.min(10, Math.max(0.2, this.nv.scene.volScaleMultiplier * factor));
+    this.nv.setPan2Dxyzmm([x, y, z, zoom2d]);
+  }
+
+  resetZoom() {
+    this.nv.scene.volScaleMultiplier = 1;
+    this.nv.setPan2Dxyzmm([0, 0, 0, 1]);
+  }
+
+  /** Left drag does `mode`; right drag stays NiiVue's contrast (window/level) drag. */
+  setLeftDragMode(mode) {
+    const primary = LEFT_DRAG_MODES[mode] ?? DRAG_MODE.crosshair;
+    this.nv.opts.dragModePrimary = primary;
+    this.nv.setMouseEventConfig({
+      leftButton: { primary, withCtrl: DRAG_MODE.crosshair, withShift: DRAG_MODE.pan },
+      rightButton: DRAG_MODE.contrast,
+      centerButton: DRAG_MODE.pan,
+    });
+    this.nv.setTouchEventConfig({ singleTouch: primary, doubleTouch: DRAG_MODE.pan });
+  }
+
+  /** Move the crosshair to a world position in RAS millimetres. */
+  moveToRasMm(mm) {
+    if (!this.base) return;
+    const frac = this.nv.mm2frac([mm[0], mm[1], mm[2]]);
+    if (frac.some((f) => !Number.isFinite(f))) return;
+    this.nv.scene.crosshairPos = [
+      Math.min(1, Math.max(0, frac[0])),
+      Math.min(1, Math.max(0, frac[1])),
+      Math.min(1, Math.max(0, frac[2])),
+    ];
+    this.nv.createOnLocationChange();
+    this.nv.drawScene();
+  }
+}
+
+function fileName(url, fallback) {
+  const last = String(url).split("?")[0].split("/").pop();
+  return /\.nii(\.gz)?$/i.test(last) ? last : fallback;
+}
