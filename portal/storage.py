@@ -21,15 +21,32 @@ def s3_client():
     )
 
 
-def storage_ensure_bucket() -> None:
-    """Create the configured bucket when it does not exist yet (idempotent)."""
+def storage_ensure_bucket(*, timeout_s: float = 30.0) -> None:
+    """Create the configured bucket when it does not exist yet (idempotent).
+
+    Retries server errors for ``timeout_s`` seconds: a SeaweedFS that has just started answers
+    500 until its filer and volume servers have registered.
+    """
+    import time
+
     from botocore.exceptions import ClientError
 
     client = s3_client()
-    try:
-        client.head_bucket(Bucket=settings.S3_BUCKET)
-    except ClientError:
-        client.create_bucket(Bucket=settings.S3_BUCKET)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            try:
+                client.head_bucket(Bucket=settings.S3_BUCKET)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
+                    raise
+                client.create_bucket(Bucket=settings.S3_BUCKET)
+            return
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status < 500 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def sha256_of(stream: BinaryIO, chunk_size: int = 1024 * 1024) -> str:

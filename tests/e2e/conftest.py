@@ -62,8 +62,10 @@ def portal_server(embedded_services):
     processes: list[subprocess.Popen] = []
     try:
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=REPO_DIR)
-        subprocess.run([*manage, "demo", "--users-only", "--password", E2E_PASSWORD], env=env, check=True,
-                       cwd=REPO_DIR, capture_output=True)
+        seeded = subprocess.run([*manage, "demo", "--users-only", "--password", E2E_PASSWORD], env=env,
+                                cwd=REPO_DIR, capture_output=True, text=True)
+        if seeded.returncode != 0:
+            raise RuntimeError(f"manage.py demo --users-only failed:\n{seeded.stdout}\n{seeded.stderr}")
         for name, argv in [
             ("worker", [sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO",
                         "--concurrency", "1", "--hostname", f"e2e-{port}@%h"]),

@@ -33,7 +33,9 @@ def test_doctor_segments_measures_and_reports_a_chest_ct(portal_server, browser_
     page.goto(base + link.get_attribute("href"))
 
     page.wait_for_function("window.yixinViewer && window.yixinViewer.nv", timeout=60_000)
-    page.select_option("#model-select", label=re.compile("lung", re.I))
+    lung_model = page.eval_on_selector(
+        "#model-select", "s => [...s.options].find(o => /lung|肺/i.test(o.textContent)).value")
+    page.select_option("#model-select", value=lung_model)
     page.click("#start-segmentation")
     page.wait_for_selector('#run-progress[data-status="succeeded"]', timeout=300_000)
     page.wait_for_function("document.body.dataset.overlayLoaded", timeout=120_000)
