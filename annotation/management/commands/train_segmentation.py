@@ -38,6 +38,11 @@ def _pair(text: str | None):
     return tuple(values)
 
 
+def _finite(value: float) -> float | None:
+    """JSON (and PostgreSQL jsonb) has no NaN: a Dice that could not be computed is null."""
+    return None if value is None or value != value else round(float(value), 4)
+
+
 PALETTE = ["#e6550d", "#3182bd", "#31a354", "#756bb1", "#e7298a", "#d95f02", "#66a61e", "#e6ab02"]
 
 
@@ -84,7 +89,8 @@ class Command(BaseCommand):
             labels = _parse_labels(options["labels"])
         if not labels:
             raise CommandError("no labels: pass --labels INDEX:NAME,...")
-        modality = options["modality"] or modality or "OT"
+        modality = (options["modality"] or modality or "OT").upper()
+        modality = {"MRI": "MR", "CT SCAN": "CT"}.get(modality, modality)  # dataset.json names → DICOM Modality
         rng = random.Random(options["seed"])
         rng.shuffle(cases)
         if options["max_cases"]:
@@ -124,12 +130,12 @@ class Command(BaseCommand):
                 label_table=[{"index": i, "name": n, "color": PALETTE[(i - 1) % len(PALETTE)]} for i, n in sorted(labels.items())],
                 preprocessing=result.preprocessing.to_dict() if hasattr(result.preprocessing, "to_dict") else dict(result.preprocessing),
                 weights_path=checkpoint,
-                validation_metrics={"dice_per_label": {str(k): v for k, v in result.val_dice_per_label.items()},
-                                    "mean_dice": result.mean_dice, "num_val": result.num_val},
+                validation_metrics={"dice_per_label": {str(k): _finite(v) for k, v in result.val_dice_per_label.items()},
+                                    "mean_dice": _finite(result.mean_dice), "num_val": result.num_val},
                 provenance={"data": data.name, "num_train": result.num_train, "epochs": options["epochs"],
                             "duration_s": round(result.duration_s, 1), "device": result.device, "seed": options["seed"]},
             )
-        out = {"model_id": model.pk, "name": model.name, "version": model.version, "mean_dice": result.mean_dice,
-               "dice_per_label": {str(k): v for k, v in result.val_dice_per_label.items()},
+        out = {"model_id": model.pk, "name": model.name, "version": model.version, "mean_dice": _finite(result.mean_dice),
+               "dice_per_label": {str(k): _finite(v) for k, v in result.val_dice_per_label.items()},
                "num_train": result.num_train, "num_val": result.num_val, "duration_s": round(result.duration_s, 1)}
         self.stdout.write(json.dumps(out))

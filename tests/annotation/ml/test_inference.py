@@ -44,7 +44,8 @@ def _sphere_volume(shape, spacing, direction, radius_mm=12.0, seed=0) -> Volume:
     centre = geometry.index_to_lps(np.asarray(shape) / 2.0)
     inside = (np.linalg.norm(lps - centre, axis=1) <= radius_mm).reshape(shape)
     noise = np.random.default_rng(seed).normal(0, 1, shape)
-    return Volume(array=np.where(inside, 100.0, -100.0).astype(np.float32) + noise.astype(np.float32), geometry=geometry)
+    array = np.where(inside, 100.0, -100.0) + noise
+    return Volume(array=array.astype(np.float32), geometry=geometry)
 
 
 class _SignNetwork(torch.nn.Module):
@@ -74,7 +75,9 @@ def _small_unet(seed=0, out_channels=3):
 
 
 def test_preprocessing_round_trips_through_json():
-    pre = Preprocessing(target_spacing_mm=(2.5, 0.7, 0.7), intensity="hu_window", hu_window=(-1000, 400), patch_size=(32, 64, 64))
+    pre = Preprocessing(
+        target_spacing_mm=(2.5, 0.7, 0.7), intensity="hu_window", hu_window=(-1000, 400), patch_size=(32, 64, 64)
+    )
 
     again = Preprocessing.from_dict(json.loads(json.dumps(pre.to_dict())))
 
@@ -173,7 +176,8 @@ def test_label_map_has_the_exact_input_shape_on_an_anisotropic_oblique_volume():
 def test_reorientation_is_inverted_voxel_for_voxel():
     # Orientation only permutes and flips axes, so a per-voxel network must come back exactly.
     volume = _sphere_volume((23, 41, 30), (3.0, 0.8, 1.3), _oblique_direction())
-    segmenter = NetworkSegmenter(_SignNetwork(), Preprocessing(target_spacing_mm=None, intensity="none", patch_size=(32, 32, 32)), device=CPU)
+    pre = Preprocessing(target_spacing_mm=None, intensity="none", patch_size=(32, 32, 32))
+    segmenter = NetworkSegmenter(_SignNetwork(), pre, device=CPU)
 
     labels = segmenter(volume)
 
@@ -182,9 +186,8 @@ def test_reorientation_is_inverted_voxel_for_voxel():
 
 def test_resampling_is_inverted_onto_the_input_grid():
     volume = _sphere_volume((23, 41, 30), (3.0, 0.8, 1.3), _oblique_direction())
-    segmenter = NetworkSegmenter(
-        _SignNetwork(), Preprocessing(target_spacing_mm=(1.2, 1.2, 1.2), intensity="none", patch_size=(32, 32, 32)), device=CPU
-    )
+    pre = Preprocessing(target_spacing_mm=(1.2, 1.2, 1.2), intensity="none", patch_size=(32, 32, 32))
+    segmenter = NetworkSegmenter(_SignNetwork(), pre, device=CPU)
 
     labels = segmenter(volume)
 
@@ -271,8 +274,9 @@ def test_rejects_weights_that_do_not_fit_the_network(tmp_path, small_case):
 
     # Other widths: every tensor shape differs.
     with pytest.raises(ValueError, match="do not fit the network"):
-        load_segmenter(architecture="unet", network_config={"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
-                       preprocessing=pre, num_classes=3, weights_path=path, device=CPU)
+        narrower = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+        load_segmenter(architecture="unet", network_config=narrower, preprocessing=pre, num_classes=3,
+                       weights_path=path, device=CPU)
     # Four classes instead of three: the output layer's shape differs.
     with pytest.raises(ValueError, match="size mismatch"):
         load_segmenter(architecture="unet", network_config=SMALL_UNET, preprocessing=pre, num_classes=4,
