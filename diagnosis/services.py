@@ -197,6 +197,17 @@ def report_content(report: Report) -> dict:
     }
 
 
+def _largest_finding_centroid(segmentation: Segmentation) -> list[float] | None:
+    """Return the LPS centroid (mm) of the largest stored component (most voxels), if measured."""
+    best = None
+    for row in segmentation.measurements.all():
+        for component in row.details.get("components", []):
+            key = (component["voxel_count"], component.get("axial_long_mm", 0.0))
+            if best is None or key > best[0]:
+                best = (key, component["centroid_lps_mm"])
+    return None if best is None else list(best[1])
+
+
 def _key_images(report: Report) -> dict[str, str]:
     """Render the three planes through the largest finding with the overlay, as data URIs."""
     from annotation.services import segmentation_labelmap_load, series_geometry, series_volume_load
@@ -210,12 +221,14 @@ def _key_images(report: Report) -> dict[str, str]:
     volume = series_volume_load(segmentation.series)
     label_map = segmentation_labelmap_load(segmentation)
     geometry = series_geometry(segmentation.series)
-    finding = largest_finding(measure_segments(label_map, geometry))
-    if finding is None:
+    centroid = _largest_finding_centroid(segmentation)
+    if centroid is None:
+        finding = largest_finding(measure_segments(label_map, geometry))
+        centroid = None if finding is None else finding[1].centroid_lps_mm
+    if centroid is None:
         center = tuple(n // 2 for n in geometry.shape)
     else:
-        _, component = finding
-        center = tuple(int(round(v)) for v in geometry.lps_to_index(np.asarray(component.centroid_lps_mm)))
+        center = tuple(int(round(v)) for v in geometry.lps_to_index(np.asarray(centroid)))
         center = tuple(min(max(c, 0), n - 1) for c, n in zip(center, geometry.shape))
     colors = {}
     for entry in segmentation.label_table:

@@ -762,6 +762,24 @@ def _read_native_pixels(instance: _Instance, frames: int, rows: int, columns: in
     return pixels.astype(dtype.newbyteorder("="), copy=False).reshape(frames, rows, columns)
 
 
+def _strict_plugin(path: Path) -> str:
+    """Return "pylibjpeg" when it decodes the file's transfer syntax, else "" (pydicom chooses).
+
+    Pillow, pydicom's other JPEG decoder, returns partial images from truncated streams once any
+    library in the process sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` (weasyprint does on import),
+    so a damaged file would import silently; pylibjpeg (OpenJPEG, libjpeg) always reports it.
+    """
+    import pydicom
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        syntax = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[]).file_meta.TransferSyntaxUID
+        decoder = get_decoder(syntax)
+    except Exception:  # noqa: BLE001 - unknown syntax: let pydicom report it while decoding
+        return ""
+    return "pylibjpeg" if "pylibjpeg" in decoder.available_plugins else ""
+
+
 def _decode_instance(instance: _Instance, expected_frames: int, rows: int, columns: int) -> np.ndarray:
     """Decode every frame of an instance to an array of shape (frames, rows, columns)."""
     from pydicom.pixels import pixel_array
@@ -770,7 +788,7 @@ def _decode_instance(instance: _Instance, expected_frames: int, rows: int, colum
     if native is not None:
         return native
     try:
-        pixels = pixel_array(instance.path)
+        pixels = pixel_array(instance.path, decoding_plugin=_strict_plugin(instance.path))
     except Exception as exc:  # noqa: BLE001 - decoders raise many types on damaged data
         raise CorruptFileError(
             f"{instance.name}: the pixel data cannot be decoded ({type(exc).__name__}); "

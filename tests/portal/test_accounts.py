@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -15,13 +15,12 @@ from tests.factories import PASSWORD, HospitalFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_production_hashes_passwords_with_argon2():
+def test_production_hashes_passwords_with_argon2(settings):
     from portal.settings import base
 
     assert base.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(settings, "PASSWORD_HASHERS", base.PASSWORD_HASHERS)
-        encoded = make_password("s3cret-pass")
+    settings.PASSWORD_HASHERS = base.PASSWORD_HASHERS  # override_settings: clears the hasher cache
+    encoded = make_password("s3cret-pass")
     assert identify_hasher(encoded).algorithm == "argon2"
 
 
@@ -96,7 +95,7 @@ def test_selecting_a_production_service_requires_its_credentials(env, missing, t
     clean.update(env, YIXIN_VAR_DIR=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "-c", "import portal.settings.base"], env=clean, capture_output=True, text=True,
-        cwd=settings.BASE_DIR,
+        cwd=django_settings.BASE_DIR,
     )
     assert result.returncode != 0
     assert f"{missing} must be set" in result.stderr

@@ -326,3 +326,16 @@ def test_values_quoted_by_pydicom_warnings_are_redacted_from_logs(lidc_files_by_
 
     assert "ZHANG^SAN" not in caplog.text
     assert "Invalid value for VR PN: '<redacted>'" in caplog.text
+
+
+def test_truncated_jpeg2000_is_rejected_even_when_pillow_accepts_truncated_images(tmp_path, copy_files, monkeypatch):
+    # weasyprint sets this flag process-wide on import; the reader must not depend on it.
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    folder = shared_data("totalsegmentator_example", "example_ct_dicom")
+    copies = copy_files(sorted(folder.iterdir())[:3], tmp_path)
+    copies[1].write_bytes(copies[1].read_bytes()[:20_000])
+
+    with pytest.raises(CorruptFileError, match=copies[1].name):
+        read_dicom_series(copies)
