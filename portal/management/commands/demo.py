@@ -20,7 +20,8 @@ DEMO_USERS = [
     ("patient", Role.PATIENT, "张三"),
 ]
 DEMO_MRN = "DEMO-0001"
-LIDC_DIR = Path(settings.BASE_DIR).parent / "shared" / "data" / "lidc_idri_0001_ct_nodules" / "dicom"
+SHARED_DATA = Path(os.environ.get("YIXIN_SHARED_DATA", Path(settings.BASE_DIR).parent / "shared" / "data"))
+LIDC_DIR = SHARED_DATA / "lidc_idri_0001_ct_nodules" / "dicom"
 
 
 class Command(BaseCommand):
