@@ -101,3 +101,23 @@ def test_study_list_query_count_does_not_grow_with_studies(doctor, small_ct_stud
     with django_assert_max_num_queries(6):
         response = client.get(reverse("study-list-api"))
     assert len(response.json()["results"]) == 4
+
+
+def test_patient_pages_show_their_own_study_and_hide_others(client, patient_user, hospital, small_ct_study):
+    client.force_login(patient_user)
+    page = client.get(reverse("annotation:study-detail", args=[small_ct_study.pk]))
+    assert page.status_code == 200
+    assert b"start-segmentation" not in page.content or b'"canSegment": false' in page.content
+    assert client.get(reverse("annotation:study-upload")).status_code == 404
+    client.force_login(UserFactory(role=Role.PATIENT, hospital=hospital))
+    assert client.get(reverse("annotation:study-detail", args=[small_ct_study.pk])).status_code == 404
+
+
+def test_report_pages_are_denied_to_another_hospital(client, doctor, other_doctor, small_ct_study):
+    from diagnosis.services import report_create_draft
+
+    report = report_create_draft(user=doctor, study=small_ct_study)
+    client.force_login(other_doctor)
+    assert client.get(reverse("diagnosis:report-detail", args=[report.pk])).status_code == 404
+    assert client.get(reverse("diagnosis:report-pdf", args=[report.pk])).status_code == 404
+    assert client.post(reverse("diagnosis:report-create", args=[small_ct_study.pk])).status_code == 404
