@@ -1,0 +1,107 @@
+"""Reads of the knowledge-graph assistant: entities and their neighbours, synonyms, conversations.
+
+Medical knowledge is not patient data: every signed-in user may browse the graph. Conversations are
+private to their owner.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from django.db.models import QuerySet
+
+from portal.api_errors import ServiceError
+from portal.models import User
+
+from .graph import store
+from .models import Conversation, Synonym
+from .qa.schema import LABEL_ZH, PROP_ZH, REL_ZH, Label
+
+MAX_NAME_CHARS = 200
+BROWSABLE_LABELS = tuple(str(label) for label in Label if label != Label.TERM)
+
+
+def conversation_get(*, user: User, conversation_id, for_update: bool = False) -> Conversation:
+    """Return the user's conversation.
+
+    Raises
+    ------
+    ServiceError
+        404 when it does not exist or belongs to someone else (the two are not told apart).
+    """
+    queryset = Conversation.objects.all()
+    if for_update:
+        queryset = queryset.select_for_update()
+    try:
+        return queryset.get(pk=conversation_id, owner=user)
+    except (Conversation.DoesNotExist, ValueError, TypeError):
+        raise ServiceError("No such conversation.", code="not_found", status_code=404) from None
+
+
+def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] | None:
+    """Return an entity's properties and its neighbours grouped by relation, or None.
+
+    Returns
+    -------
+    dict or None
+        ``label``, ``label_zh``, ``name``, ``properties`` (list of {key, key_zh, value}),
+        ``groups`` (list of {relation, relation_zh, predicate, outgoing, items: [{label, name}]}),
+        ``synonyms`` (staff-added aliases).
+    """
+    from .services import graph_client
+
+    if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
+        return None
+    client = graph_client()
+    props = store.entity_properties(client, label, name)
+    if props is None:
+        return None
+    properties = [
+        {
+            "key": key,
+            "key_zh": PROP_ZH.get(key, key),
+            "value": value,
+            "value_text": "、".join(map(str, value)) if isinstance(value, list) else str(value),
+        }
+        for key, value in sorted(props.items())
+        if key not in ("name", "degree")
+    ]
+    groups: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+    for row in store.entity_neighbours(client, label, name, limit=limit):
+        key = (row["rel"], row["predicate"] or "", bool(row["outgoing"]))
+        group = groups.setdefault(
+            key,
+            {
+                "relation": row["rel"],
+                "relation_zh": row["predicate"] or REL_ZH.get(row["rel"], row["rel"]),
+                "predicate": row["predicate"] or "",
+                "outgoing": bool(row["outgoing"]),
+                "items": [],
+            },
+        )
+        group["items"].append({"label": row["label"], "name": row["name"]})
+    return {
+        "label": label,
+        "label_zh": LABEL_ZH.get(label, label),
+        "name": name,
+        "properties": properties,
+        "groups": list(groups.values()),
+        "synonyms": list(Synonym.objects.filter(label=label, canonical=name).values_list("alias", flat=True)),
+    }
+
+
+def entity_search(*, text: str, limit: int = 30) -> list[dict[str, Any]]:
+    """Return entities whose names contain ``text`` (at most ``limit``), best connected first."""
+    from .services import graph_client
+
+    text = " ".join((text or "").split())[:MAX_NAME_CHARS]
+    if not text:
+        return []
+    rows = store.entity_search(graph_client(), text, limit=limit)
+    return [{"label": r["label"], "label_zh": LABEL_ZH.get(r["label"], r["label"]), "name": r["name"]} for r in rows]
+
+
+def synonym_list() -> QuerySet[Synonym]:
+    """Return every staff-added synonym with its author."""
+    return Synonym.objects.select_related("created_by").order_by("alias", "label")

@@ -1,0 +1,317 @@
+"""Writes and the QA engine of the knowledge-graph assistant.
+
+- :func:`graph_client` is the one factory that builds a :class:`~.graph.GraphClient` from settings
+  (``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``, ``NEO4J_DATABASE``), read when first called,
+  never at import time.
+- :func:`kg_answer` answers one question (the follow-up chat calls it and keeps ``answer.context``);
+  :func:`conversation_ask` does the same for the REST API, keeping the context per conversation.
+- :func:`graph_import` and :func:`starter_load` write the graph; :func:`synonym_create` and
+  :func:`synonym_delete` manage staff-added synonyms.
+
+The QA engine (vocabulary, automaton, jieba dictionary, edit-distance index) is built once per
+process and rebuilt when the graph's version marker (checked at most every
+:data:`GRAPH_VERSION_CHECK_S` seconds) or the synonym table changes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from portal.api_errors import ServiceError
+from portal.models import AuditLog, User
+from portal.services import audit_record
+
+from .graph import GraphClient, graph_client_create, store
+from .importers import ImportSummary, Progress, batch_write, file_parse
+from .models import Conversation, QuestionLog, Synonym
+from .qa import Answer, QAPipeline, pipeline_build, vocabulary_build
+from .qa.schema import ENTITY_LABELS
+
+STARTER_GRAPH_PATH = Path(__file__).resolve().parent / "data" / "starter_graph.jsonl"
+GRAPH_VERSION_CHECK_S = 5.0
+CONVERSATION_IDLE = timedelta(minutes=30)
+MAX_QUESTION_CHARS = 300
+
+_lock = threading.RLock()
+_clients: dict[tuple[str, str, str], GraphClient] = {}
+_engines: dict[tuple[str, str, str], _Engine] = {}
+
+
+@dataclass
+class _Engine:
+    pipeline: QAPipeline
+    graph_version: str
+    synonyms_version: tuple
+    checked_at: float
+    built_s: float
+
+
+def _key() -> tuple[str, str, str]:
+    return (settings.NEO4J_URI, settings.NEO4J_USER, settings.NEO4J_DATABASE)
+
+
+def graph_client() -> GraphClient:
+    """Return this process's client for the configured graph (created on first use)."""
+    key = _key()
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = graph_client_create(
+                uri=settings.NEO4J_URI,
+                user=settings.NEO4J_USER,
+                password=settings.NEO4J_PASSWORD,
+                database=settings.NEO4J_DATABASE,
+            )
+            _clients[key] = client
+        return client
+
+
+def graph_clients_close() -> None:
+    """Close every client of this process (tests and management commands call this on exit)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+        _engines.clear()
+
+
+def qa_engines_clear() -> None:
+    """Forget the built QA engines (the next question rebuilds from the graph)."""
+    with _lock:
+        _engines.clear()
+
+
+def _synonyms_version() -> tuple:
+    agg = Synonym.objects.aggregate(n=Count("id"), last=Max("id"))
+    return (agg["n"], agg["last"])
+
+
+def qa_pipeline(*, refresh: bool = False) -> QAPipeline:
+    """Return the QA pipeline for the configured graph, building or rebuilding it when needed."""
+    key = _key()
+    synonyms_version = _synonyms_version()
+    now = time.monotonic()
+    with _lock:
+        engine = _engines.get(key)
+        if (
+            engine is not None
+            and not refresh
+            and engine.synonyms_version == synonyms_version
+            and now - engine.checked_at < GRAPH_VERSION_CHECK_S
+        ):
+            return engine.pipeline
+        client = graph_client()
+        graph_version = store.version_get(client)
+        if (
+            engine is not None
+            and not refresh
+            and engine.synonyms_version == synonyms_version
+            and engine.graph_version == graph_version
+        ):
+            engine.checked_at = now
+            return engine.pipeline
+        start = time.perf_counter()
+        rows = {str(label): store.vocabulary_rows(client, label) for label in ENTITY_LABELS}
+        synonyms = list(Synonym.objects.values_list("alias", "canonical", "label"))
+        vocabulary = vocabulary_build(rows, synonyms=synonyms)
+        pipeline = pipeline_build(vocabulary, client.read)
+        pipeline.recognizer.tokenizer()  # build jieba's dictionary now, not during a question
+        _engines[key] = _Engine(pipeline, graph_version, synonyms_version, now, time.perf_counter() - start)
+        return pipeline
+
+
+def kg_warm() -> float:
+    """Build the QA engine now (at start-up rather than on the first question); return seconds taken."""
+    start = time.perf_counter()
+    qa_pipeline()
+    return time.perf_counter() - start
+
+
+def kg_answer(
+    question: str, *, context: dict | None = None, channel: str = QuestionLog.Channel.CHAT, log: bool = True
+) -> Answer:
+    """Answer a Chinese medical question from the knowledge graph.
+
+    Parameters
+    ----------
+    question : str
+        The question (at most 300 characters are read).
+    context : dict, optional
+        ``answer.context`` of the previous turn of the same conversation; a follow-up such as
+        "那它吃什么药？" is about the entities it holds.
+    channel : str
+        Where the question came from (for the statistics).
+    log : bool
+        Record a :class:`QuestionLog` row (types, entity names, latency; never the text).
+
+    Returns
+    -------
+    knowledge_graph.qa.Answer
+        ``text``, ``question_types``, ``entities``, ``facts``, ``corrections``, ``red_flags`` and the
+        new ``context`` to pass with the next question.
+    """
+    answer = qa_pipeline().answer(question, context=context)
+    if log:
+        QuestionLog.objects.create(
+            question_types=list(answer.question_types),
+            entities=[[e.name, e.label] for e in answer.entities],
+            answered=answer.answered,
+            corrected=bool(answer.corrections),
+            red_flag=bool(answer.red_flags),
+            latency_ms=round(answer.elapsed_ms, 2),
+            channel=channel,
+        )
+    return answer
+
+
+@transaction.atomic
+def conversation_ask(
+    *, user: User, question: str, conversation_id=None, channel: str = QuestionLog.Channel.API
+) -> tuple[Conversation, Answer]:
+    """Answer ``question`` within the user's conversation (a new one when no id is given).
+
+    Raises
+    ------
+    ServiceError
+        404 when the conversation does not exist or belongs to another user; 400 for an empty
+        question.
+    """
+    from .selectors import conversation_get
+
+    if not (question or "").strip():
+        raise ServiceError("The question is empty.", code="empty_question")
+    if conversation_id is not None:
+        conversation = conversation_get(user=user, conversation_id=conversation_id, for_update=True)
+    else:
+        conversation = Conversation(owner=user)
+    context = conversation.context
+    if conversation.updated_at and timezone.now() - conversation.updated_at > CONVERSATION_IDLE:
+        context = {}
+    answer = kg_answer(question[:MAX_QUESTION_CHARS], context=context, channel=channel)
+    conversation.context = answer.context
+    conversation.turns += 1
+    conversation.full_clean()
+    conversation.save()
+    return conversation, answer
+
+
+# -- synonyms ------------------------------------------------------------------------------------
+
+
+def _clean_alias(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text or "").split())
+
+
+@transaction.atomic
+def synonym_create(*, actor: User | None, alias: str, canonical: str, label: str) -> Synonym:
+    """Add a synonym for an existing graph entity and record it in the audit log.
+
+    Raises
+    ------
+    django.core.exceptions.ValidationError
+        When the alias is too short, equals the name, already exists for this type, or when no
+        entity of ``label`` is called ``canonical``.
+    """
+    alias = _clean_alias(alias)
+    canonical = _clean_alias(canonical)
+    if len(alias) < 2:
+        raise ValidationError({"alias": "A synonym needs at least two characters."})
+    if alias == canonical:
+        raise ValidationError({"alias": "The synonym is the entity's own name."})
+    synonym = Synonym(alias=alias, canonical=canonical, label=label, created_by=actor)
+    synonym.full_clean()
+    if store.entity_properties(graph_client(), label, canonical) is None:
+        raise ValidationError({"canonical": f"The knowledge graph has no {label} called “{canonical}”."})
+    synonym.save()
+    audit_record(
+        actor=actor,
+        action=AuditLog.Action.CREATE,
+        target_type="kg_synonym",
+        target_id=synonym.pk,
+        detail={"label": label},
+    )
+    return synonym
+
+
+@transaction.atomic
+def synonym_delete(*, actor: User | None, synonym: Synonym) -> None:
+    """Delete a synonym and record it in the audit log."""
+    pk = synonym.pk
+    synonym.delete()
+    audit_record(actor=actor, action=AuditLog.Action.DELETE, target_type="kg_synonym", target_id=pk)
+
+
+# -- imports -------------------------------------------------------------------------------------
+
+
+def graph_import(
+    *,
+    path: Path,
+    fmt: str,
+    vocabulary_dir: Path | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    on_parsed=None,
+    actor: User | None = None,
+) -> ImportSummary:
+    """Import a file into the configured graph (idempotent) and return the summary.
+
+    Parameters
+    ----------
+    path : Path
+        The file (or, for ``fmt="vocab"``, the folder of vocabularies).
+    fmt : {"cmekg", "qasystem", "vocab"}
+        Its format.
+    vocabulary_dir : Path, optional
+        For CMeKG: vocabularies (``disease.txt`` …) that type ambiguous subjects.
+    limit : int, optional
+        Read only the first ``limit`` records.
+    progress : callable, optional
+        ``progress(stage, rows)`` after each write query.
+    on_parsed : callable, optional
+        Called with the parsed batch before writing (to size a progress bar).
+    """
+    start = time.perf_counter()
+    batch = file_parse(Path(path), fmt=fmt, vocabulary_dir=vocabulary_dir, limit=limit)
+    parse_s = time.perf_counter() - start
+    if on_parsed is not None:
+        on_parsed(batch)
+    summary = batch_write(graph_client(), batch, source=Path(path).name, progress=progress)
+    summary.parse_s = parse_s
+    audit_record(
+        actor=actor,
+        action=AuditLog.Action.CREATE,
+        target_type="kg_import",
+        target_id=Path(path).name,
+        detail={
+            "format": fmt,
+            "records": summary.records,
+            "nodes_created": summary.nodes_created,
+            "relationships_created": summary.relationships_created,
+        },
+    )
+    return summary
+
+
+def starter_load(*, progress: Progress | None = None, on_parsed=None) -> ImportSummary:
+    """Load the starter graph that ships with the product (idempotent)."""
+    return graph_import(path=STARTER_GRAPH_PATH, fmt="qasystem", progress=progress, on_parsed=on_parsed)
+
+
+def graph_reset() -> int:
+    """Delete everything in the configured graph database; return the number of nodes deleted."""
+    deleted = store.graph_clear(graph_client())
+    with _lock:
+        _engines.pop(_key(), None)
+    return deleted

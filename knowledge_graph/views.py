@@ -1,0 +1,103 @@
+"""Pages: ask a question, search and browse entities with their neighbours, add synonyms."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from portal.models import CLINICAL_ROLES
+
+from . import selectors, services
+from .graph import GraphError
+from .models import EntityLabel, QuestionLog
+
+SESSION_CONTEXT = "kg_context"
+
+
+class AskForm(forms.Form):
+    question = forms.CharField(max_length=services.MAX_QUESTION_CHARS, label="问题")
+
+
+class SynonymForm(forms.Form):
+    alias = forms.CharField(max_length=64, label="同义词")
+    canonical = forms.CharField(max_length=200, widget=forms.HiddenInput)
+    label = forms.ChoiceField(choices=EntityLabel.choices, widget=forms.HiddenInput)
+
+
+def can_add_synonyms(user) -> bool:
+    return user.is_authenticated and (
+        user.is_platform_admin or (user.role in CLINICAL_ROLES and user.hospital_id is not None)
+    )
+
+
+@login_required
+def index(request):
+    answer = None
+    form = AskForm(request.POST or None)
+    if request.method == "POST" and request.POST.get("reset"):
+        request.session.pop(SESSION_CONTEXT, None)
+        return redirect("knowledge_graph:index")
+    if request.method == "POST" and form.is_valid():
+        try:
+            answer = services.kg_answer(
+                form.cleaned_data["question"],
+                context=request.session.get(SESSION_CONTEXT),
+                channel=QuestionLog.Channel.WEB,
+            )
+        except GraphError:
+            messages.error(request, "知识图谱暂时无法访问，请稍后再试。")
+        else:
+            request.session[SESSION_CONTEXT] = answer.context
+    return render(
+        request,
+        "knowledge_graph/index.html",
+        {
+            "form": form,
+            "answer": answer,
+            "lines": answer.text.split("\n") if answer else [],
+            "examples": ["感冒吃什么药？", "糖尿病有哪些并发症？", "头疼是什么病？", "那它吃什么药？"],
+            "context": request.session.get(SESSION_CONTEXT) or {},
+        },
+    )
+
+
+@login_required
+def search(request):
+    text = request.GET.get("q", "")
+    results = selectors.entity_search(text=text) if text.strip() else []
+    return render(request, "knowledge_graph/search.html", {"q": text, "results": results})
+
+
+@login_required
+def entity(request, label: str, name: str):
+    detail = selectors.entity_detail(label=label, name=name)
+    if detail is None:
+        raise Http404("No such entity.")
+    form = SynonymForm(initial={"canonical": name, "label": label}) if can_add_synonyms(request.user) else None
+    return render(request, "knowledge_graph/entity.html", {"entity": detail, "synonym_form": form})
+
+
+@login_required
+@require_POST
+def synonym_add(request):
+    if not can_add_synonyms(request.user):
+        raise PermissionDenied("Only doctors and administrators add synonyms.")
+    form = SynonymForm(request.POST)
+    if not form.is_valid():
+        raise Http404("Invalid synonym form.")
+    data = form.cleaned_data
+    try:
+        services.synonym_create(
+            actor=request.user, alias=data["alias"], canonical=data["canonical"], label=data["label"]
+        )
+    except ValidationError as exc:
+        messages.error(request, "；".join(exc.messages))
+    else:
+        messages.info(request, f"已添加同义词“{data['alias']}”。")
+    return redirect(reverse("knowledge_graph:entity", args=[data["label"], data["canonical"]]))
