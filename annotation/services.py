@@ -7,7 +7,6 @@ run fails, the objects it wrote are deleted again and the database transaction r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from django.utils import timezone
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
+from portal.storage import sha256_of
 
 from . import events
 from .imaging.volume import Geometry, Volume
@@ -45,14 +45,12 @@ class _StoredKeys:
 
     def save(self, key: str, path: Path) -> tuple[str, str, int]:
         """Upload ``path`` under ``key``; return (stored name, SHA-256, size in bytes)."""
-        digest = hashlib.sha256()
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-                digest.update(chunk)
-        with open(path, "rb") as fh:
+            digest = sha256_of(fh)
+            fh.seek(0)
             name = default_storage.save(key, File(fh, name=path.name))
         self.keys.append(name)
-        return name, digest.hexdigest(), path.stat().st_size
+        return name, digest, path.stat().st_size
 
     def delete_all(self) -> None:
         for key in self.keys:
@@ -76,29 +74,25 @@ def stored_file_to_path(field_file, path: Path) -> Path:
     return path
 
 
-def series_volume_load(series: Series) -> Volume:
-    """Read a series' canonical volume from object storage."""
+def _stored_volume_load(field_file, *, modality: str = "") -> Volume:
+    """Read a NIfTI volume kept in object storage (copied to a scratch file SimpleITK can open)."""
     from .imaging.formats import read_volume
 
     workdir = _work_dir()
     try:
-        path = stored_file_to_path(series.volume_file, workdir / "volume.nii.gz")
-        volume = read_volume(path, modality=series.modality)
+        return read_volume(stored_file_to_path(field_file, workdir / "image.nii.gz"), modality=modality)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return volume
+
+
+def series_volume_load(series: Series) -> Volume:
+    """Read a series' canonical volume from object storage."""
+    return _stored_volume_load(series.volume_file, modality=series.modality)
 
 
 def segmentation_labelmap_load(segmentation: Segmentation) -> np.ndarray:
     """Read a segmentation's label map, shape (k, j, i), on its series' grid."""
-    from .imaging.formats import read_volume
-
-    workdir = _work_dir()
-    try:
-        path = stored_file_to_path(segmentation.labelmap_file, workdir / "labelmap.nii.gz")
-        return read_volume(path).array
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return _stored_volume_load(segmentation.labelmap_file).array
 
 
 def series_geometry(series: Series) -> Geometry:
@@ -450,6 +444,24 @@ def inference_run_cancel(*, user: User, run: InferenceRun) -> InferenceRun:
         study_id = run.series.study_id
         transaction.on_commit(lambda: events.send_inference_progress(run, study_id))
     return run
+
+
+def inference_run_wait(run: InferenceRun, *, timeout_s: float, poll_s: float = 0.5, on_update=None) -> InferenceRun:
+    """Poll the run row until the worker has finished it; the database is the truth.
+
+    ``on_update(run)`` is called after each read. Raises TimeoutError when the run is still
+    unfinished after ``timeout_s`` seconds (for example when no worker is running).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run.refresh_from_db()
+        if on_update is not None:
+            on_update(run)
+        if run.status in InferenceRun.FINISHED:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run.pk} is still {run.status} after {timeout_s:.0f} s (is a Celery worker running?)")
+        time.sleep(poll_s)
 
 
 class _RunProgress:

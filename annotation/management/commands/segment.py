@@ -1,7 +1,6 @@
 """python manage.py segment SERIES_ID --model NAME [--wait] [--inline]"""
 
 import json
-import time
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -38,14 +37,10 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(exc.message) from exc
         if options["wait"] and not options["inline"]:
-            deadline = time.monotonic() + options["timeout"]
-            while True:
-                run.refresh_from_db()
-                if run.status in InferenceRun.FINISHED:
-                    break
-                if time.monotonic() > deadline:
-                    raise CommandError(f"run {run.pk} still {run.status} after {options['timeout']:.0f} s (is a worker running?)")
-                time.sleep(0.5)
+            try:
+                run = services.inference_run_wait(run, timeout_s=options["timeout"])
+            except TimeoutError as exc:
+                raise CommandError(str(exc)) from exc
         out = {"run_id": run.pk, "status": run.status, "segmentation_id": run.segmentation_id}
         if run.status == InferenceRun.Status.FAILED:
             out["error"] = run.error_message

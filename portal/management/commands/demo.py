@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from django.conf import settings
@@ -117,20 +116,20 @@ class Command(BaseCommand):
         return result.studies[0]
 
     def _wait(self, run, timeout: float):
-        from annotation.models import InferenceRun
+        from annotation.services import inference_run_wait
 
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            run.refresh_from_db()
-            if (run.stage, int(run.progress_percent)) != last:
-                last = (run.stage, int(run.progress_percent))
-                self.stdout.write(f"  {run.status} {run.stage} {run.progress_percent:.0f} %")
-            if run.status in InferenceRun.FINISHED:
-                return run
-            if time.monotonic() > deadline:
-                raise CommandError(f"the worker did not finish run {run.pk} within {timeout:.0f} s (is the Celery worker running?)")
-            time.sleep(1.0)
+        shown = set()
+
+        def show(current) -> None:
+            step = (current.status, current.stage, int(current.progress_percent))
+            if step not in shown:
+                shown.add(step)
+                self.stdout.write(f"  {current.status} {current.stage} {current.progress_percent:.0f} %")
+
+        try:
+            return inference_run_wait(run, timeout_s=timeout, poll_s=1.0, on_update=show)
+        except TimeoutError as exc:
+            raise CommandError(str(exc)) from exc
 
     def _print_summary(self, study, password: str) -> None:
         base = settings.PORTAL_BASE_URL.rstrip("/")
