@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from portal.models import AuditLog, Role
+from portal.permissions import is_clinician
 from portal.services import audit_record
 
 from . import selectors
@@ -75,6 +76,6 @@ def study_detail(request, study_id: int):
         "viewer_config": viewer_config,
         "reports": report_list_for_study(user=request.user, study=study),
         "active_runs": [r for r in study.run_list if r.status not in InferenceRun.FINISHED],
-        "can_report": request.user.role in (Role.DOCTOR, Role.HOSPITAL_ADMIN) or request.user.is_platform_admin,
+        "can_report": is_clinician(request.user),
     }
     return render(request, "annotation/study_detail.html", context)

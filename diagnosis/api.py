@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
 from portal.models import AuditLog
-from portal.permissions import IsClinician
+from portal.permissions import IsClinician, IsClinicianOrReadOnly
 from portal.services import audit_record
 
 from . import selectors, services
@@ -36,6 +36,8 @@ class SegmentationMeasurementsApi(APIView):
 
 
 class StudyReportsApi(APIView):
+    permission_classes = [IsClinicianOrReadOnly]
+
     class InputSerializer(serializers.Serializer):
         segmentation = serializers.IntegerField(required=False)
 
@@ -47,8 +49,6 @@ class StudyReportsApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: ReportSerializer}, summary="Start a draft report")
     def post(self, request, study_id: int):
-        if not IsClinician().has_permission(request, self):
-            self.permission_denied(request, message=IsClinician.message)
         study = annotation_selectors.study_get(user=request.user, study_id=study_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -61,6 +61,8 @@ class StudyReportsApi(APIView):
 
 
 class ReportDetailApi(APIView):
+    permission_classes = [IsClinicianOrReadOnly]
+
     class InputSerializer(serializers.Serializer):
         findings = serializers.CharField(required=False, allow_blank=True, max_length=20000)
         impression = serializers.CharField(required=False, allow_blank=True, max_length=20000)
@@ -74,8 +76,6 @@ class ReportDetailApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=ReportSerializer, summary="Edit a draft report")
     def patch(self, request, report_id: int):
-        if not IsClinician().has_permission(request, self):
-            self.permission_denied(request, message=IsClinician.message)
         report = selectors.report_get(user=request.user, report_id=report_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

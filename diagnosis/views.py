@@ -9,14 +9,14 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors as annotation_selectors
 from portal.api_errors import ServiceError
-from portal.models import CLINICAL_ROLES
+from portal.permissions import is_clinician
 
 from . import selectors, services
 from .forms import ReportForm
 
 
 def _require_clinician(user) -> None:
-    if not (user.is_platform_admin or user.role in CLINICAL_ROLES):
+    if not is_clinician(user):
         raise PermissionDenied
 
 
@@ -50,8 +50,8 @@ def report_detail(request, report_id: int):
                 messages.error(request, exc.message)
     return render(request, "diagnosis/report_detail.html", {
         "report": report, "content": content, "form": form,
-        "can_edit": report.status == "draft" and (request.user.is_platform_admin or request.user.role in CLINICAL_ROLES),
-        "can_amend": report.status == "final" and (request.user.is_platform_admin or request.user.role in CLINICAL_ROLES),
+        "can_edit": report.status == "draft" and is_clinician(request.user),
+        "can_amend": report.status == "final" and is_clinician(request.user),
     })
 
 

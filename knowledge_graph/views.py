@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from portal.models import CLINICAL_ROLES
+from portal.permissions import is_clinician
 
 from . import selectors, services
 from .graph import GraphError
@@ -31,9 +31,7 @@ class SynonymForm(forms.Form):
 
 
 def can_add_synonyms(user) -> bool:
-    return user.is_authenticated and (
-        user.is_platform_admin or (user.role in CLINICAL_ROLES and user.hospital_id is not None)
-    )
+    return is_clinician(user)
 
 
 @login_required

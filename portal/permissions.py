@@ -1,6 +1,6 @@
 """DRF permission classes by role. Object-level scoping lives in each app's selectors."""
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .models import CLINICAL_ROLES, STAFF_ROLES, Role
 
@@ -17,16 +17,31 @@ class IsHospitalStaff(BasePermission):
         return user.is_platform_admin or (user.role in STAFF_ROLES and user.hospital_id is not None)
 
 
+def is_clinician(user) -> bool:
+    """Return True for doctors and hospital admins of a hospital (who sign reports) and platform admins."""
+    if not user or not user.is_authenticated:
+        return False
+    return user.is_platform_admin or (user.role in CLINICAL_ROLES and user.hospital_id is not None)
+
+
 class IsClinician(BasePermission):
     """Doctors and hospital administrators (who sign reports), and platform admins."""
 
     message = "This action is for doctors."
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not user or not user.is_authenticated:
-            return False
-        return user.is_platform_admin or (user.role in CLINICAL_ROLES and user.hospital_id is not None)
+        return is_clinician(request.user)
+
+
+class IsClinicianOrReadOnly(BasePermission):
+    """Reads for any signed-in user (selectors scope them); writes for clinicians only."""
+
+    message = IsClinician.message
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return bool(request.user and request.user.is_authenticated)
+        return is_clinician(request.user)
 
 
 def is_staff_of(user, hospital_id: int | None) -> bool:
