@@ -4,7 +4,7 @@
 // browser cannot resolve from node_modules, so every entry point is bundled with its
 // dependencies into one self-contained file that Django serves as a static asset.
 import { build } from "esbuild";
-import { rm, mkdir } from "node:fs/promises";
+import { rm, mkdir, readdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
@@ -14,12 +14,17 @@ const outdir = path.join(root, "static", "build");
 await rm(outdir, { recursive: true, force: true });
 await mkdir(outdir, { recursive: true });
 
+// Every top-level file in frontend/src is a page's entry point (study.js -> static/build/study.js);
+// shared modules live in frontend/src/lib/.
+const entryPoints = Object.fromEntries(
+  (await readdir(path.join(root, "frontend", "src")))
+    .filter((name) => name.endsWith(".js"))
+    .map((name) => [name.slice(0, -3), `frontend/src/${name}`]),
+);
+
 const result = await build({
   absWorkingDir: root,
-  entryPoints: {
-    study: "frontend/src/study.js",
-    upload: "frontend/src/upload.js",
-  },
+  entryPoints,
   outdir,
   bundle: true,
   format: "iife",

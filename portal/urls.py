@@ -15,6 +15,8 @@ api_patterns = [
     path("", include("annotation.api_urls")),
     path("", include("diagnosis.api_urls")),
     path("kg/", include("knowledge_graph.api_urls")),
+    path("federation/", include("federation.api_urls")),
+    path("followup/", include("followup.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -29,4 +31,6 @@ urlpatterns = [
     path("studies/", include("annotation.urls")),
     path("reports/", include("diagnosis.urls")),
     path("kg/", include("knowledge_graph.urls")),
+    path("federation/", include("federation.urls")),
+    path("followup/", include("followup.urls")),
 ]

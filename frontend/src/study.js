@@ -3,7 +3,7 @@
 // Reads {{ viewer_config|json_script:"viewer-config" }} and the elements of
 // templates/annotation/_viewer.html. The database is the truth: the websocket only
 // says "something changed" and the page re-reads the study through the API.
-import { StudyViewer } from "./viewer.js";
+import { StudyViewer } from "./lib/viewer.js";
 import { requestJson } from "./lib/api.js";
 import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.js";
 import { formatNumber } from "./lib/format.js";

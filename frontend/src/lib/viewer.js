@@ -1,8 +1,8 @@
 // NiiVue wrapper for the study page: base volume, one label-map overlay, window/level,
 // layout, zoom and mouse modes. Knows nothing about the portal's API beyond URLs.
 import { Niivue, NVImage, SLICE_TYPE, SHOW_RENDER, MULTIPLANAR_TYPE, DRAG_MODE } from "@niivue/niivue";
-import { fetchArrayBuffer } from "./lib/api.js";
-import { hexToRgb } from "./lib/format.js";
+import { fetchArrayBuffer } from "./api.js";
+import { hexToRgb } from "./format.js";
 
 export const LAYOUTS = {
   multiplanar: SLICE_TYPE.MULTIPLANAR,

@@ -1,0 +1,3 @@
+"""REST API routes of the federation app (mounted under /api/federation/)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Websocket routes of the federation app."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""Web pages of the federation app."""
+
+app_name = "federation"
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Websocket routes of the followup app."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""Web pages of the followup app."""
+
+app_name = "followup"
+
+urlpatterns: list = []
