@@ -66,6 +66,10 @@ def segmentation_measure(
     return rows
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def measurement_payload(row: Measurement, label_table: list[dict]) -> dict:
     entry = _label_names(label_table).get(row.label, {})
     return {
@@ -76,6 +80,7 @@ def measurement_payload(row: Measurement, label_table: list[dict]) -> dict:
         "voxel_count": row.voxel_count,
         "volume_ml": round(row.volume_ml, 3),
         "surface_area_mm2": round(row.surface_area_mm2, 1),
+        "surface_area_crofton_mm2": _rounded(row.details.get("surface_area_crofton_mm2"), 1),
         "max_diameter_mm": round(row.max_diameter_mm, 1),
         "axial_long_mm": round(row.axial_long_mm, 1),
         "axial_short_mm": round(row.axial_short_mm, 1),

@@ -11,7 +11,9 @@ Definitions (each figure states its source in :func:`measure_segments`):
   segment to one outside. This is the mesh pyradiomics' shape class builds (pyradiomics
   ``shape.RadiomicsShape``; IBSI reference manual, section 3.1 "Morphological features"), so the
   surface area and the diameters computed here agree with pyradiomics ``SurfaceArea``,
-  ``Maximum3DDiameter`` and ``Maximum2DDiameterSlice``;
+  ``Maximum3DDiameter`` and ``Maximum2DDiameterSlice``. That mesh is a chamfered staircase whose area
+  overestimates a smooth surface (a sphere by about 9 %), so a second, unbiased area estimate is
+  given too: the Cauchy–Crofton estimate ``surface_area_crofton_mm2`` (see :func:`crofton_surface_area`);
 - the longest axial diameter and its perpendicular follow RECIST 1.1 (Eisenhauer et al., "New response
   evaluation criteria in solid tumours: revised RECIST guideline (version 1.1)", Eur J Cancer 2009;
   45:228-247): the longest diameter in the axial plane, measured on one slice;
@@ -27,14 +29,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import itertools
+import math
+from functools import lru_cache
+
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull, QhullError, SphericalVoronoi
 from skimage.measure import marching_cubes, mesh_surface_area
 
 from annotation.imaging.volume import Geometry
 
-__all__ = ["ComponentMeasurement", "SegmentMeasurement", "largest_finding", "measure_segments"]
+__all__ = [
+    "ComponentMeasurement",
+    "SegmentMeasurement",
+    "crofton_surface_area",
+    "largest_finding",
+    "measure_segments",
+]
 
 # 26-connectivity: the full 3×3×3 neighbourhood.
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
@@ -65,6 +77,10 @@ class ComponentMeasurement:
         ``voxel_count`` × voxel volume, in mL (pyradiomics ``VoxelVolume`` / 1000).
     surface_area_mm2 : float
         Area of the marching-cubes mesh in mm² (pyradiomics ``SurfaceArea``).
+    surface_area_crofton_mm2 : float
+        Cauchy–Crofton estimate of the area of the smooth surface the mask samples, in mm²
+        (:func:`crofton_surface_area`); within about 1 % of 4πr² for spheres, where the mesh area is
+        about 9 % high.
     max_diameter_mm : float
         Largest distance between two mesh vertices in mm (pyradiomics ``Maximum3DDiameter``).
     axial_long_mm : float
@@ -81,6 +97,7 @@ class ComponentMeasurement:
     voxel_count: int
     volume_ml: float
     surface_area_mm2: float
+    surface_area_crofton_mm2: float
     max_diameter_mm: float
     axial_long_mm: float
     axial_short_mm: float
@@ -93,6 +110,7 @@ class ComponentMeasurement:
             "voxel_count": self.voxel_count,
             "volume_ml": self.volume_ml,
             "surface_area_mm2": self.surface_area_mm2,
+            "surface_area_crofton_mm2": self.surface_area_crofton_mm2,
             "max_diameter_mm": self.max_diameter_mm,
             "axial_long_mm": self.axial_long_mm,
             "axial_short_mm": self.axial_short_mm,
@@ -113,7 +131,7 @@ class SegmentMeasurement:
     ----------
     label : int
         The label value.
-    voxel_count, volume_ml, surface_area_mm2, max_diameter_mm, axial_long_mm, axial_short_mm, axial_slice_index
+    voxel_count, volume_ml, surface_area_mm2, surface_area_crofton_mm2, max_diameter_mm, axial_long_mm, axial_short_mm, axial_slice_index
         As in :class:`ComponentMeasurement`, over the whole segment.
     slice_areas_mm2 : dict of int to float
         Axial slice index (along ``geometry.axial_axis()``) → segment area on that slice in mm²
@@ -134,6 +152,7 @@ class SegmentMeasurement:
     voxel_count: int
     volume_ml: float
     surface_area_mm2: float
+    surface_area_crofton_mm2: float
     max_diameter_mm: float
     axial_long_mm: float
     axial_short_mm: float
@@ -152,6 +171,7 @@ class SegmentMeasurement:
             "voxel_count": self.voxel_count,
             "volume_ml": self.volume_ml,
             "surface_area_mm2": self.surface_area_mm2,
+            "surface_area_crofton_mm2": self.surface_area_crofton_mm2,
             "max_diameter_mm": self.max_diameter_mm,
             "axial_long_mm": self.axial_long_mm,
             "axial_short_mm": self.axial_short_mm,
@@ -214,6 +234,8 @@ def measure_segments(
       area"). On a binary mask the vertices are edge midpoints, so the mesh is a chamfered staircase:
       it overestimates the area of a smooth surface (a sphere by about 9 % on isotropic grids at any
       resolution, more on anisotropic ones). That is the definition, shared with pyradiomics;
+    - Crofton surface area: the Cauchy–Crofton estimate of :func:`crofton_surface_area`, which does
+      not carry the staircase bias (spheres within about 1 % on isotropic and anisotropic grids);
     - maximum 3-D diameter: largest distance between two mesh vertices (pyradiomics
       ``Maximum3DDiameter``, IBSI "maximum 3D diameter"). Only vertices on the convex hull can be the
       ends of it, so the hull (``scipy.spatial.ConvexHull``) is taken first and its vertices compared
@@ -364,6 +386,7 @@ def _empty_segment(label: int) -> SegmentMeasurement:
         voxel_count=0,
         volume_ml=0.0,
         surface_area_mm2=0.0,
+        surface_area_crofton_mm2=0.0,
         max_diameter_mm=0.0,
         axial_long_mm=0.0,
         axial_short_mm=0.0,
@@ -424,6 +447,7 @@ def _measure_segment(
         voxel_count=whole.voxel_count,
         volume_ml=whole.volume_ml,
         surface_area_mm2=whole.surface_area_mm2,
+        surface_area_crofton_mm2=whole.surface_area_crofton_mm2,
         max_diameter_mm=whole.max_diameter_mm,
         axial_long_mm=whole.axial_long_mm,
         axial_short_mm=whole.axial_short_mm,
@@ -469,6 +493,7 @@ def _measure_mask(
         voxel_count=voxel_count,
         volume_ml=voxel_count * geometry.voxel_volume_mm3 / 1000.0,
         surface_area_mm2=area,
+        surface_area_crofton_mm2=crofton_surface_area(mask, spacing),
         max_diameter_mm=max_diameter,
         axial_long_mm=long_mm,
         axial_short_mm=short_mm,
@@ -476,6 +501,86 @@ def _measure_mask(
         centroid_lps_mm=centroid_lps,
     )
     return measurement, projections[axial]
+
+
+def _crofton_directions() -> tuple[tuple[int, int, int], ...]:
+    """Return the 13 grid directions of the 26-neighbourhood, one of each ± pair."""
+    out: list[tuple[int, int, int]] = []
+    for d in itertools.product((-1, 0, 1), repeat=3):
+        if d != (0, 0, 0) and tuple(-x for x in d) not in out:
+            out.append(d)
+    return tuple(out)
+
+
+_CROFTON_DIRECTIONS = _crofton_directions()
+
+
+@lru_cache(maxsize=64)
+def _crofton_weights(spacing_mm: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Return (weights (13,), step lengths in mm (13,)) of the Crofton directions on this grid.
+
+    Each direction's weight is the share of the unit sphere nearer to it (or to its opposite) than to
+    any other of the 26 physical directions: the spherical Voronoi cell areas over 4π, which depend on
+    the voxel spacing. The weights sum to 1.
+    """
+    steps = np.array(_CROFTON_DIRECTIONS, dtype=float) * np.asarray(spacing_mm, dtype=float)
+    lengths = np.linalg.norm(steps, axis=1)
+    units = steps / lengths[:, None]
+    voronoi = SphericalVoronoi(np.vstack([units, -units]), radius=1.0)
+    areas = voronoi.calculate_areas()
+    n = len(_CROFTON_DIRECTIONS)
+    return (areas[:n] + areas[n:]) / (4.0 * math.pi), lengths
+
+
+def crofton_surface_area(mask: np.ndarray, spacing_mm: Sequence[float]) -> float:
+    """Estimate the area of the surface bounding a binary mask with the Cauchy–Crofton formula.
+
+    For lines of a fixed direction u, the number of times they cross a surface, integrated over the
+    plane perpendicular to u, is ∫|n·u| dS; averaged over all directions that is S/2 (Cauchy–Crofton;
+    stereologically S_V = 2·P_L). On the voxel grid the lines are the grid lines along the 13 directions
+    of the 26-neighbourhood: each pair of neighbours (x, x + d) with one inside and one outside is one
+    crossing, and the lines of direction d have one per voxel, so the area perpendicular per line is
+    voxel volume / |d|. The directions are averaged with spherical-Voronoi weights computed for the
+    actual spacing, which is what makes the estimate valid on anisotropic grids. Method: Lehmann &
+    Legland, "Efficient N-dimensional surface estimation using Crofton formula and run-length
+    encoding", Insight Journal 2012 (as in MorphoLibJ's 13-direction surface area); Ohser & Mücklich,
+    "Statistical analysis of microstructures in materials science", Wiley 2000, ch. 4.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (k, j, i), bool
+        The object; voxels outside the array count as outside.
+    spacing_mm : sequence of 3 float
+        Voxel spacing along (k, j, i) in mm; the grid axes are taken as orthogonal.
+
+    Returns
+    -------
+    float
+        Estimated surface area in mm² (0 for an empty mask). A sphere of radius r gives 4πr² within
+        about 1 % once r spans a few voxels (tested on 0.5 mm isotropic and 2.5×0.7×0.9 mm grids).
+
+    Raises
+    ------
+    ValueError
+        When ``mask`` is not 3-D or ``spacing_mm`` does not hold three positive numbers.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    spacing = tuple(float(s) for s in spacing_mm)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be 3-D (k, j, i), got shape {mask.shape}")
+    if len(spacing) != 3 or not all(s > 0 and math.isfinite(s) for s in spacing):
+        raise ValueError(f"spacing_mm must be three positive numbers, got {spacing_mm!r}")
+    padded = np.pad(mask, 1)
+    shape = padded.shape
+    weights, lengths = _crofton_weights(spacing)
+    voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
+    total = 0.0
+    for d, weight, length in zip(_CROFTON_DIRECTIONS, weights, lengths):
+        here = tuple(slice(max(0, -x), n - max(0, x)) for n, x in zip(shape, d))
+        there = tuple(slice(max(0, x), n - max(0, -x)) for n, x in zip(shape, d))
+        crossings = np.count_nonzero(padded[here] != padded[there])
+        total += weight * crossings * voxel_mm3 / length
+    return float(2.0 * total)
 
 
 def _mesh(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from django.urls import reverse
 from annotation import services as annotation_services
 from annotation.models import Segmentation
 from diagnosis import services
+from diagnosis.measurements import crofton_surface_area
 from diagnosis.models import Report
 from tests.helpers import api_client
 
@@ -48,6 +49,10 @@ def test_draft_is_prefilled_with_measurements_and_signed_into_an_immutable_pdf(d
     volume_ml = created.json()["measurements"][0]["volume_ml"]
     spacing = small_ct_study.series.get().spacing_mm
     assert volume_ml == pytest.approx(10 * 20 * 20 * np.prod(spacing) / 1000, rel=1e-3)
+    box = np.ones((10, 20, 20), dtype=bool)
+    assert created.json()["measurements"][0]["surface_area_crofton_mm2"] == pytest.approx(
+        crofton_surface_area(box, spacing), abs=0.05
+    )
     assert "病灶" in created.json()["findings"]
 
     finalize_early = client.post(reverse("report-finalize", args=[report_id]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from annotation.imaging.volume import Geometry
-from diagnosis.measurements import ComponentMeasurement, largest_finding, measure_segments
+from diagnosis.measurements import ComponentMeasurement, crofton_surface_area, largest_finding, measure_segments
 
 # Default Geometry direction: array axis k runs superior, so k is the axial axis.
 ANISOTROPIC_MM = (2.5, 0.7, 0.9)
@@ -65,6 +65,53 @@ def test_sphere_surface_area_on_fine_isotropic_grid_is_about_nine_percent_high()
     ratio = segment.surface_area_mm2 / (4 * math.pi * 20.0**2)
 
     assert 1.07 < ratio < 1.10
+
+
+def test_sphere_crofton_surface_area_within_three_percent_on_anisotropic_grid(sphere_20mm):
+    segment, _ = sphere_20mm
+
+    assert segment.surface_area_crofton_mm2 == pytest.approx(4 * math.pi * 20.0**2, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("spacing", "radius_mm"),
+    [((0.5, 0.5, 0.5), 20.0), ((1.0, 1.0, 1.0), 4.0), ((5.0, 0.7, 0.7), 20.0), ((1.25, 0.6, 0.6), 8.0)],
+)
+def test_crofton_surface_area_of_spheres_within_three_percent(spacing, radius_mm):
+    shape = tuple(int(2 * radius_mm / s) + 6 for s in spacing)
+    # Off-grid centres, different per axis.
+    centre = tuple(n / 2 - 0.37 + 0.11 * a for a, n in enumerate(shape))
+    mask = ball(shape, spacing, centre, radius_mm)
+
+    assert crofton_surface_area(mask, spacing) == pytest.approx(4 * math.pi * radius_mm**2, rel=0.03)
+
+
+def test_crofton_surface_area_of_an_empty_mask_is_zero():
+    assert crofton_surface_area(np.zeros((4, 5, 6), dtype=bool), (1.0, 2.0, 3.0)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("mask", "spacing"),
+    [(np.ones((3, 3), dtype=bool), (1.0, 1.0, 1.0)), (np.ones((3, 3, 3), dtype=bool), (1.0, 0.0, 1.0)),
+     (np.ones((3, 3, 3), dtype=bool), (1.0, 1.0)), (np.ones((3, 3, 3), dtype=bool), (1.0, float("nan"), 1.0))],
+)
+def test_crofton_surface_area_rejects_bad_input(mask, spacing):
+    with pytest.raises(ValueError):
+        crofton_surface_area(mask, spacing)
+
+
+def test_crofton_area_of_components_adds_up_to_the_segment():
+    spacing = (2.0, 0.8, 0.8)
+    shape = (20, 80, 80)
+    mask = ball(shape, spacing, (9.6, 20.3, 20.2), 10.0) | ball(shape, spacing, (9.4, 60.1, 58.7), 7.0)
+
+    segment = measure_one(mask, spacing)
+
+    assert segment.component_count == 2
+    assert sum(c.surface_area_crofton_mm2 for c in segment.components) == pytest.approx(
+        segment.surface_area_crofton_mm2, rel=1e-9
+    )
+    assert segment.surface_area_crofton_mm2 == pytest.approx(4 * math.pi * (10.0**2 + 7.0**2), rel=0.03)
 
 
 def test_sphere_max_diameter_within_one_voxel_diagonal(sphere_20mm):
