@@ -263,3 +263,35 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Follow-up ------------------------------------------------------------------------------
+# Per-user chat rate limit: at most N messages in S seconds ("N/S").
+_fu_rate = env.str("FOLLOWUP_CHAT_RATE_LIMIT", default="30/60").split("/")
+FOLLOWUP_CHAT_RATE_LIMIT = (int(_fu_rate[0]), int(_fu_rate[1]))
+FOLLOWUP_ATTACHMENT_MAX_BYTES = env.int("FOLLOWUP_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+FOLLOWUP_REEXAM_NOTICE_DAYS = env.int("FOLLOWUP_REEXAM_NOTICE_DAYS", default=3)
+# External reminder channels besides the in-app notification (console by default).
+FOLLOWUP_NOTIFICATION_BACKENDS = env.list("FOLLOWUP_NOTIFICATION_BACKENDS", default=["followup.notify.ConsoleBackend"])
+FOLLOWUP_NOTIFICATION_OPTIONS = {
+    "followup.notify.SmsGatewayBackend": {
+        "url": env.str("FOLLOWUP_SMS_GATEWAY_URL", default=""),
+        "token": env.str("FOLLOWUP_SMS_GATEWAY_TOKEN", default=""),
+    },
+    "followup.notify.EmailBackend": {"from_email": env.str("FOLLOWUP_EMAIL_FROM", default="") or None},
+}
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "followup-reminders": {
+        "task": "followup.reminders_dispatch",
+        "schedule": env.int("FOLLOWUP_REMINDER_INTERVAL_S", default=900),
+    },
+}
+
+# --- Federation -----------------------------------------------------------------------------
+# Keys, logs and the coordinator's outbox of each federated task; hospitals' own datasets (MSD
+# folders under <root>/<hospital code>/<name>); the SuperLink port (0: any free port).
+FEDERATION_DIR = Path(env.str("FEDERATION_DIR", default=str(VAR_DIR / "federation")))
+FEDERATION_DATASETS_ROOT = Path(env.str("FEDERATION_DATASETS_ROOT", default=str(VAR_DIR / "federation-datasets")))
+FEDERATION_PORT = env.int("FEDERATION_PORT", default=0)
+FEDERATION_ROUND_TIMEOUT_S = env.float("FEDERATION_ROUND_TIMEOUT_S", default=900.0)
+FEDERATION_THREADS_PER_CLIENT = env.int("FEDERATION_THREADS_PER_CLIENT", default=1)

@@ -1,0 +1,257 @@
+"""Start a federation on one machine: a coordinator (SuperLink + ServerApp) and hospital SuperNodes
+as separate processes on 127.0.0.1, every link over TLS and every SuperNode authenticated.
+
+Flower 1.41 deployment engine: ``flower-superlink`` serves its Fleet, Control and Runtime APIs on one
+port with the federation's server certificate (``--ssl-certfile/--ssl-keyfile/--ssl-ca-certfile``)
+and ``--enable-supernode-auth``; a hospital's public key is registered with ``flwr supernode
+register`` (and revoked with ``flwr supernode unregister``) before its ``flower-supernode`` connects
+with ``--root-certificates`` (the federation CA) and ``--auth-supernode-private-key``; a SuperNode
+whose key is not registered is refused (it exits with Flower's exit code 305). ``flwr run`` submits
+the app. Runtime dependency installation stays off (it would pull a CUDA build of torch).
+Each process gets its own ``FLWR_HOME`` so hospitals share no files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .certs import FederationPaths
+
+__all__ = ["LocalFederation", "FederationError", "APP_CONFIG_DEFAULTS"]
+
+HOST = "127.0.0.1"
+
+APP_CONFIG_DEFAULTS: dict = {
+    "task-id": "",
+    "num-rounds": 1,
+    "start-round": 1,
+    "local-epochs": 1,
+    "strategy": "fedavg",
+    "mu": 0.01,
+    "min-clients": 1,
+    "round-timeout-s": 600.0,
+    "wait-clients-s": 120.0,
+    "outbox": "",
+    "initial-weights": "",
+    "validation-dir": "",
+    "spec": "",
+    "seed": 0,
+    "reputation-epsilon": 0.7,
+    "indirect-reputation": "",
+    "min-reputation": 0.25,
+    "select-k": 0,
+}
+
+
+class FederationError(RuntimeError):
+    """A federation process failed to start or a Flower command failed."""
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+@dataclass
+class LocalFederation:
+    """The processes of one federation on this machine.
+
+    Parameters
+    ----------
+    paths : FederationPaths
+        CA, server certificate and client keys (see :func:`federation.fl.certs.create_federation_material`).
+    work_dir : Path
+        Logs, per-process ``FLWR_HOME`` folders, the SuperLink state database and the app folder.
+    port : int
+        The SuperLink's single port; SuperNode ``i`` uses ``port + 1 + i`` for its local runtime API.
+    python_path : str
+        Put on ``PYTHONPATH`` so the ServerApp/ClientApp processes import :mod:`federation.fl`.
+    """
+
+    paths: FederationPaths
+    work_dir: Path
+    port: int
+    python_path: str
+    threads_per_client: int = 1
+    superlink: subprocess.Popen | None = None
+    supernodes: dict = field(default_factory=dict)
+    node_ids: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.work_dir = Path(self.work_dir)
+        (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.bin_dir = Path(sys.executable).parent
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _env(self, name: str) -> dict:
+        home = self.work_dir / "flwr-home" / name
+        home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["FLWR_HOME"] = str(home)
+        env["PYTHONPATH"] = self.python_path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PATH"] = str(self.bin_dir) + os.pathsep + env.get("PATH", "")
+        env["OMP_NUM_THREADS"] = str(self.threads_per_client)
+        env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+        return env
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.work_dir / "logs" / f"{name}.log", "ab")
+        try:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self._env(name), start_new_session=True)
+        finally:
+            log.close()
+
+    def start_superlink(self, timeout_s: float = 60.0) -> None:
+        """Start the coordinator's SuperLink with TLS and SuperNode authentication.
+
+        Raises
+        ------
+        FederationError
+            It exited or did not listen within ``timeout_s``.
+        """
+        from portal.embedded import wait_for_port
+
+        p = self.paths
+        argv = [
+            str(self.bin_dir / "flower-superlink"),
+            "--ssl-ca-certfile", str(p.ca_cert), "--ssl-certfile", str(p.server_cert), "--ssl-keyfile", str(p.server_key),
+            "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+            "--host", HOST, "--port", str(self.port),
+            "--database", str(self.work_dir / "superlink-state.db"),
+        ]
+        self.superlink = self._spawn("superlink", argv)
+        try:
+            wait_for_port(self.port, timeout_s=timeout_s, process=self.superlink)
+        except (TimeoutError, RuntimeError) as exc:
+            raise FederationError(f"SuperLink did not start: {exc}") from exc
+        self._write_cli_config()
+
+    def _write_cli_config(self) -> None:
+        home = self.work_dir / "flwr-home" / "cli"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(
+            "[superlink]\ndefault = \"local\"\n\n[superlink.local]\n"
+            f"address = \"{HOST}:{self.port}\"\nroot-certificates = \"{self.paths.ca_cert}\"\n",
+            encoding="utf-8",
+        )
+
+    def _flwr(self, *args: str, timeout_s: float = 120.0) -> dict:
+        """Run a ``flwr`` CLI command against this SuperLink and return its JSON output."""
+        result = subprocess.run(
+            [str(self.bin_dir / "flwr"), *args, "--format", "json"],
+            capture_output=True, text=True, env=self._env("cli"), timeout=timeout_s,
+        )
+        text = result.stdout.strip()
+        start = text.find("{")
+        try:
+            payload = json.loads(text[start:]) if start >= 0 else {}
+        except json.JSONDecodeError:
+            payload = {}
+        if result.returncode != 0 or not payload.get("success", False):
+            raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stderr or text)[-400:]}")
+        return payload
+
+    def register(self, client_id: str) -> int:
+        """Register a hospital's node-authentication public key; return its Flower node id."""
+        payload = self._flwr("supernode", "register", str(self.paths.node_auth_public_key(client_id)), "local")
+        self.node_ids[client_id] = int(payload["node-id"])
+        return self.node_ids[client_id]
+
+    def unregister(self, client_id: str) -> None:
+        """Revoke a hospital: its key is removed from the SuperLink, which then refuses it."""
+        node_id = self.node_ids.pop(client_id)
+        self._flwr("supernode", "unregister", str(node_id), "local")
+
+    def start_supernode(self, client_id: str, data_dir: Path, index: int) -> subprocess.Popen:
+        """Start a hospital's SuperNode; it reads only ``data_dir`` and signs with its own key."""
+        p = self.paths
+        node_config = (
+            f'client-id="{client_id}" data-dir="{Path(data_dir).resolve()}" '
+            f'signing-key="{p.signing_key(client_id)}" threads={self.threads_per_client}'
+        )
+        argv = [
+            str(self.bin_dir / "flower-supernode"),
+            "--root-certificates", str(p.ca_cert), "--superlink", f"{HOST}:{self.port}",
+            "--auth-supernode-private-key", str(p.node_auth_key(client_id)),
+            "--host", HOST, "--port", str(self.port + 1 + index),
+            "--node-config", node_config, "--max-retries", "3",
+        ]
+        process = self._spawn(f"supernode-{client_id}", argv)
+        self.supernodes[client_id] = process
+        return process
+
+    def write_app(self) -> Path:
+        """Write the Flower app folder (pyproject + a module re-exporting :mod:`federation.fl.flower_app`)."""
+        app = self.work_dir / "app"
+        app.mkdir(parents=True, exist_ok=True)
+        config = "\n".join(f"{k} = {_toml_value(v)}" for k, v in APP_CONFIG_DEFAULTS.items())
+        (app / "pyproject.toml").write_text(
+            "[build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n\n"
+            "[project]\nname = \"yixinfed\"\nversion = \"1.0.0\"\n"
+            "description = \"Yixin Portal federated segmentation\"\nlicense = \"Apache-2.0\"\ndependencies = []\n\n"
+            "[tool.hatch.build.targets.wheel]\npackages = [\".\"]\n\n"
+            "[tool.flwr.app]\npublisher = \"yixin\"\n\n"
+            "[tool.flwr.app.components]\nserverapp = \"yixinfed_app:serverapp\"\nclientapp = \"yixinfed_app:clientapp\"\n\n"
+            f"[tool.flwr.app.config]\n{config}\n",
+            encoding="utf-8",
+        )
+        (app / "yixinfed_app.py").write_text(
+            '"""Entry points for Flower; the code lives in federation.fl.flower_app."""\n'
+            "from federation.fl import flower_app as _app\n\n"
+            "# Flower checks these names statically (an assignment, not an import).\n"
+            "serverapp = _app.serverapp\nclientapp = _app.clientapp\n",
+            encoding="utf-8",
+        )
+        return app
+
+    def run(self, run_config: dict) -> int:
+        """Submit a run with ``run_config`` overriding :data:`APP_CONFIG_DEFAULTS`; return its run id."""
+        unknown = set(run_config) - set(APP_CONFIG_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown run-config keys: {sorted(unknown)}")
+        app = self.write_app()
+        overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
+        payload = self._flwr("run", str(app), "local", "--run-config", overrides, timeout_s=180)
+        return int(payload.get("run-id", 0))
+
+    def stop_process(self, process: subprocess.Popen | None, *, kill: bool = False) -> None:
+        """Stop one process group (SIGKILL when ``kill``, else SIGTERM then SIGKILL)."""
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+
+    def kill_supernode(self, client_id: str) -> None:
+        """Kill a hospital's SuperNode and its ClientApp processes at once (a crash)."""
+        self.stop_process(self.supernodes.get(client_id), kill=True)
+
+    def kill_coordinator(self) -> None:
+        """Kill the SuperLink and the ServerApp it started (a coordinator crash)."""
+        self.stop_process(self.superlink, kill=True)
+
+    def stop(self) -> None:
+        """Stop every process this federation started."""
+        for process in list(self.supernodes.values()):
+            self.stop_process(process)
+        self.stop_process(self.superlink)
+
+    def log_text(self, name: str) -> str:
+        path = self.work_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""

@@ -1,0 +1,30 @@
+"""Check a federated task's signed, hash-chained ledger and name the first bad entry."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Verify every entry of a task's ledger (hash chain, client and coordinator Ed25519 signatures)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("task_id", type=int)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, task_id, **options):
+        from federation.models import FederatedTask
+        from federation.services import ledger_verify
+
+        task = FederatedTask.objects.filter(pk=task_id).first()
+        if task is None:
+            raise CommandError(f"no federated task {task_id}")
+        result = ledger_verify(task=task)
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+        elif result["ok"]:
+            self.stdout.write(f"ledger of task {task_id}: {result['entries']} entries, all valid")
+        if not result["ok"]:
+            raise CommandError(
+                f"ledger of task {task_id}: entry {result['first_bad_index']} (id {result['entry_id']}) is bad: {result['reason']}"
+            )

@@ -1,0 +1,79 @@
+"""Reads of federated tasks, scoped to what the user may see.
+
+Staff of the owner hospital and of every invited hospital see a task (its rounds, metrics, ledger
+and credits: no image and no patient data are part of it); platform admins see all; patients and
+other hospitals see nothing (404).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q, QuerySet
+from django.http import Http404
+
+from portal.models import STAFF_ROLES, User
+
+from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
+
+
+def task_visible_queryset(user: User) -> QuerySet[FederatedTask]:
+    """Return the tasks ``user`` may see."""
+    qs = FederatedTask.objects.all()
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_platform_admin:
+        return qs
+    if user.role in STAFF_ROLES and user.hospital_id:
+        return qs.filter(Q(owner_hospital_id=user.hospital_id) | Q(participants__hospital_id=user.hospital_id)).distinct()
+    return qs.none()
+
+
+def task_list(*, user: User) -> QuerySet[FederatedTask]:
+    """Return visible tasks, newest first, with the owner hospital loaded."""
+    return task_visible_queryset(user).select_related("owner_hospital", "registered_model").order_by("-created_at")
+
+
+def task_get(*, user: User, task_id: int) -> FederatedTask:
+    """Return one visible task or raise Http404."""
+    try:
+        return task_visible_queryset(user).select_related("owner_hospital", "registered_model").get(pk=task_id)
+    except FederatedTask.DoesNotExist:
+        raise Http404("No such federated task.") from None
+
+
+def task_detail(*, user: User, task_id: int) -> FederatedTask:
+    """Return a visible task with participants, rounds and client updates prefetched."""
+    task = task_get(user=user, task_id=task_id)
+    task.participant_list = list(task.participants.select_related("hospital").order_by("client_id"))
+    task.round_list = list(
+        Round.objects.filter(task=task)
+        .prefetch_related(Prefetch("updates", queryset=ClientUpdate.objects.select_related("participant")))
+        .order_by("round_number")
+    )
+    return task
+
+
+def invitation_list(*, user: User) -> QuerySet[Participant]:
+    """Return the invitations addressed to ``user``'s hospital."""
+    if not user.is_authenticated or user.role not in STAFF_ROLES or not user.hospital_id:
+        return Participant.objects.none()
+    return (
+        Participant.objects.filter(hospital_id=user.hospital_id)
+        .exclude(task__owner_hospital_id=user.hospital_id)
+        .select_related("task", "task__owner_hospital")
+        .order_by("-created_at")
+    )
+
+
+def invitation_get(*, user: User, participant_id: int) -> Participant:
+    """Return an invitation of the user's own hospital or raise Http404."""
+    try:
+        return Participant.objects.select_related("task", "hospital").get(
+            pk=participant_id, hospital_id=user.hospital_id if user.is_authenticated else -1
+        )
+    except Participant.DoesNotExist:
+        raise Http404("No such invitation.") from None
+
+
+def ledger_entries(*, task: FederatedTask) -> QuerySet[LedgerEntry]:
+    """Return a task's ledger in chain order."""
+    return LedgerEntry.objects.filter(task=task).order_by("index")

@@ -1,0 +1,11 @@
+"""Celery entry points of the federation app: they take ids, call services, own time limits."""
+
+from celery import shared_task
+
+
+@shared_task(name="federation.task_run", acks_late=True, soft_time_limit=24 * 3600, time_limit=24 * 3600 + 300)
+def federated_task_run(task_id: int) -> str:
+    """Run a queued federated task to its end (a paused, cancelled or finished task is left as it is)."""
+    from .services import task_execute
+
+    return task_execute(task_id=task_id).status
