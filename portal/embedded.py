@@ -102,9 +102,10 @@ def seaweedfs_command(*, s3_port: int, data_dir: Path) -> list[str]:
         "-s3",
         f"-s3.port={ports['s3']}",
         f"-s3.port.grpc={ports['s3_grpc']}",
-        # The Iceberg REST catalog is unused and would bind 8181 on every instance, so two embedded
-        # stacks (a running portal and the tests) would collide on it.
+        # The Iceberg catalog and the Lance namespace are unused and would bind fixed ports (8181, 9101)
+        # on every instance, so two embedded stacks (a running portal and the tests) would collide.
         "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
 
 

@@ -18,10 +18,10 @@ def test_bolt_port_in_range_is_passed_to_falkordb(tmp_path):
     assert argv[argv.index("BOLT_PORT") + 1] == "7688"
 
 
-def test_seaweedfs_ports_derive_from_the_s3_port_and_never_use_the_fixed_iceberg_port(tmp_path):
+def test_seaweedfs_ports_derive_from_the_s3_port_and_never_use_fixed_extra_ports(tmp_path):
     argv = embedded.seaweedfs_command(s3_port=18333, data_dir=tmp_path)
 
     assert "-s3.port=18333" in argv
-    # 8181 is SeaweedFS's default for its Iceberg catalog; two instances would collide on it.
-    assert "-s3.port.iceberg=0" in argv
-    assert not any(arg.endswith("=8181") for arg in argv)
+    # 8181 and 9101 are SeaweedFS's defaults for its Iceberg catalog and Lance namespace; two
+    # instances would collide on them.
+    assert "-s3.port.iceberg=0" in argv and "-s3.port.lance=0" in argv
