@@ -172,10 +172,85 @@ class SegmentationModel(models.Model):
         return f"{self.name} v{self.version}"
 
 
+class ReviewStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    SUBMITTED = "submitted", _("Submitted")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+
+
+class LabelSet(models.Model):
+    """The labels a hospital (optionally one project of it) annotates with.
+
+    ``allow_overlap``: segments may share voxels; they are then stored as separate layers (one
+    label map each) and exported together.
+    """
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="label_sets")
+    project = models.CharField(_("project"), max_length=100, blank=True)
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    allow_overlap = models.BooleanField(_("overlapping segments allowed"), default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hospital", "project", "name"]
+        constraints = [models.UniqueConstraint(fields=["hospital", "project", "name"], name="label_set_unique_name")]
+        verbose_name = _("label set")
+        verbose_name_plural = _("label sets")
+
+    def __str__(self) -> str:
+        return f"{self.project + '/' if self.project else ''}{self.name}"
+
+    def label_table(self) -> list[dict]:
+        """Return the labels as a segmentation label table."""
+        return [label.to_entry() for label in self.labels.all()]
+
+
+class Label(models.Model):
+    """One label (segment class) of a label set: value in the label map, name, colour, optional
+    SNOMED CT concept (the code DICOM SEG's Segmented Property Type uses)."""
+
+    label_set = models.ForeignKey(LabelSet, on_delete=models.CASCADE, related_name="labels")
+    index = models.PositiveIntegerField(_("value"), help_text=_("Voxel value in the label map (1–65535)."))
+    name = models.CharField(_("name"), max_length=100)
+    color = models.CharField(_("colour"), max_length=7, default="#ff0000")
+    description = models.TextField(_("description"), blank=True)
+    snomed_code = models.CharField(_("SNOMED CT code"), max_length=20, blank=True)
+    snomed_meaning = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["label_set", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["label_set", "index"], name="label_unique_index"),
+            models.CheckConstraint(condition=models.Q(index__gte=1, index__lte=65535), name="label_index_range"),
+        ]
+        verbose_name = _("label")
+        verbose_name_plural = _("labels")
+
+    def __str__(self) -> str:
+        return f"{self.index} {self.name}"
+
+    def to_entry(self) -> dict:
+        entry = {"index": self.index, "name": self.name, "color": self.color}
+        if self.description:
+            entry["description"] = self.description
+        if self.snomed_code:
+            entry["snomed_code"] = self.snomed_code
+            entry["snomed_meaning"] = self.snomed_meaning or self.name
+        return entry
+
+
 class Segmentation(models.Model):
     """A label map on a series' grid (integer voxels, 0 = background) with its label table.
 
     Each saved result is a new row; ``parent`` links versions so that nothing stored is overwritten.
+    The versions descending from one first row (``root``; a first row is its own root) form a
+    version tree: any version can be branched from, and exactly one version of a tree is current
+    (``is_current``), the one the study page shows; rolling back makes an older one current again.
+    ``tool`` and ``parameters`` record what produced a version (an editing tool, a refinement with
+    its parameters, an import, or the model in ``model``).
     """
 
     class Source(models.TextChoices):
@@ -190,6 +265,21 @@ class Segmentation(models.Model):
     model = models.ForeignKey(SegmentationModel, on_delete=models.PROTECT, null=True, blank=True, related_name="segmentations")
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     version = models.PositiveIntegerField(default=1)
+    root = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="tree",
+        help_text=_("The first version of this version tree (itself for a first version)."),
+    )
+    is_current = models.BooleanField(default=True, help_text=_("The version of its tree the study page shows."))
+    comment = models.TextField(_("comment"), blank=True, max_length=2000)
+    tool = models.CharField(max_length=64, blank=True, help_text=_("Editing tool, refinement or import that made this version."))
+    parameters = models.JSONField(default=dict, blank=True)
+    review_status = models.CharField(_("review status"), max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.DRAFT)
+    label_set = models.ForeignKey("LabelSet", on_delete=models.SET_NULL, null=True, blank=True, related_name="segmentations")
+    layer_group = models.UUIDField(
+        null=True, blank=True, db_index=True,
+        help_text=_("Segmentations that are layers of one overlapping label set share this id."),
+    )
+    layer_index = models.PositiveSmallIntegerField(default=0)
     label_table = models.JSONField(default=list)
     labelmap_file = models.FileField(upload_to="segmentations/", max_length=255)
     labelmap_sha256 = models.CharField(max_length=64)
@@ -200,6 +290,9 @@ class Segmentation(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("segmentation")
         verbose_name_plural = _("segmentations")
+        constraints = [
+            models.UniqueConstraint(fields=["root"], condition=models.Q(is_current=True), name="segmentation_one_current_per_tree"),
+        ]
 
     def __str__(self) -> str:
         return f"Segmentation {self.pk} v{self.version} ({self.name})"
@@ -236,3 +329,65 @@ class InferenceRun(models.Model):
 
     def __str__(self) -> str:
         return f"InferenceRun {self.pk} {self.status}"
+
+
+class StudyAssignment(models.Model):
+    """A study given to an annotator to label (several annotators may label one study independently)."""
+
+    class Status(models.TextChoices):
+        ASSIGNED = "assigned", _("Assigned")
+        SUBMITTED = "submitted", _("Submitted")
+        DONE = "done", _("Done")
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_assignments")
+    assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ASSIGNED)
+    review_only = models.BooleanField(_("review only"), default=False, help_text=_("Label by hand; no model is run."))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["study", "annotator"], name="assignment_unique_annotator")]
+
+    def __str__(self) -> str:
+        return f"Assignment {self.study_id} → {self.annotator_id}"
+
+
+class ReviewComment(models.Model):
+    """A reviewer's or annotator's comment on a study, optionally deciding on a segmentation version."""
+
+    class Decision(models.TextChoices):
+        COMMENT = "comment", _("Comment")
+        SUBMIT = "submit", _("Submitted for review")
+        APPROVE = "approve", _("Approved")
+        REJECT = "reject", _("Rejected")
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="review_comments")
+    segmentation = models.ForeignKey(Segmentation, on_delete=models.CASCADE, null=True, blank=True, related_name="review_comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    decision = models.CharField(max_length=16, choices=Decision.choices, default=Decision.COMMENT)
+    text = models.TextField(max_length=4000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+
+class UncertaintyScore(models.Model):
+    """A model's uncertainty on a series, used to rank studies for annotation (active learning)."""
+
+    class Method(models.TextChoices):
+        ENTROPY = "entropy", _("Mean voxel entropy")
+        MC_DROPOUT = "mc_dropout", _("Monte-Carlo dropout variance")
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="uncertainty_scores")
+    model = models.ForeignKey(SegmentationModel, on_delete=models.CASCADE, related_name="uncertainty_scores")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    score = models.FloatField()
+    details = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-score"]
+        constraints = [models.UniqueConstraint(fields=["series", "model", "method"], name="uncertainty_unique")]

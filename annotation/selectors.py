@@ -133,3 +133,166 @@ def segmentation_model_by_name(*, name: str, version: int | None = None) -> Segm
 
 def patient_for_user(*, user: User) -> Patient | None:
     return Patient.objects.filter(user=user).select_related("hospital").first()
+
+
+def segmentation_versions(*, user: User, segmentation_id: int) -> list[Segmentation]:
+    """Return every version in the tree of a visible segmentation, oldest first (raise Http404)."""
+    segmentation = segmentation_get(user=user, segmentation_id=segmentation_id)
+    root_id = segmentation.root_id or segmentation.pk
+    return list(
+        Segmentation.objects.filter(root_id=root_id)
+        .select_related("created_by", "model")
+        .order_by("version", "pk")
+    )
+
+
+def segmentation_compare(*, user: User, segmentation_id: int, other_id: int) -> dict:
+    """Compare two visible segmentations of the same series: per-label voxels added and removed
+    (from ``segmentation_id`` to ``other_id``) and Dice.
+
+    Raises
+    ------
+    Http404
+        When either is not visible.
+    portal.api_errors.ServiceError
+        ``wrong_grid`` when they lie on different series.
+    """
+    from portal.api_errors import ServiceError
+
+    from .editing.compare import compare_label_maps
+    from .services import segmentation_labelmap_load
+
+    a = segmentation_get(user=user, segmentation_id=segmentation_id)
+    b = segmentation_get(user=user, segmentation_id=other_id)
+    if a.series_id != b.series_id:
+        raise ServiceError("The two segmentations lie on different series.", code="wrong_grid")
+    labels = sorted({int(e["index"]) for e in a.label_table} | {int(e["index"]) for e in b.label_table})
+    changes = compare_label_maps(
+        segmentation_labelmap_load(a), segmentation_labelmap_load(b), spacing_mm=tuple(a.series.spacing_mm), labels=labels
+    )
+    return {"a": a, "b": b, "labels": [c.to_dict() for c in changes]}
+
+
+# --- label sets and label searches -----------------------------------------------------------------
+
+def label_set_list(*, user: User):
+    """Return the label sets of the user's hospital (every hospital's for platform admins)."""
+    from .models import Label, LabelSet
+
+    qs = LabelSet.objects.select_related("hospital").prefetch_related(Prefetch("labels", queryset=Label.objects.order_by("index")))
+    if user.is_platform_admin:
+        return qs
+    if user.role in STAFF_ROLES and user.hospital_id:
+        return qs.filter(hospital_id=user.hospital_id)
+    return qs.none()
+
+
+def label_set_get(*, user: User, label_set_id: int):
+    from .models import LabelSet
+
+    try:
+        return label_set_list(user=user).get(pk=label_set_id)
+    except LabelSet.DoesNotExist:
+        raise Http404("No such label set.") from None
+
+
+def _has_label(label_table: list[dict], name: str, snomed_code: str = "") -> bool:
+    wanted = name.strip().casefold()
+    for entry in label_table or []:
+        if wanted and str(entry.get("name", "")).strip().casefold() == wanted:
+            return True
+        if snomed_code and str(entry.get("snomed_code", "")) == snomed_code:
+            return True
+    return False
+
+
+def studies_with_label(*, user: User, name: str = "", snomed_code: str = "") -> list[Study]:
+    """Return visible studies with a current segmentation whose label table holds the label (by
+    name, case-insensitive, or by SNOMED CT code)."""
+    rows = (
+        Segmentation.objects.filter(series__study__in=study_visible_queryset(user), is_current=True)
+        .values_list("series__study_id", "label_table")
+    )
+    ids = {study_id for study_id, table in rows if _has_label(table, name, snomed_code)}
+    return list(study_visible_queryset(user).filter(pk__in=ids).select_related("patient").order_by("-created_at"))
+
+
+def models_with_label(*, user: User, name: str = "", snomed_code: str = "") -> list[SegmentationModel]:
+    """Return the models offered to the user whose label table produces the label."""
+    return [m for m in segmentation_model_list(user=user) if _has_label(m.label_table, name, snomed_code)]
+
+
+# --- review and agreement ------------------------------------------------------------------------------
+
+def assignment_list(*, user: User, study: Study | None = None):
+    """Return assignments the user may see: annotators their own, clinicians their hospital's."""
+    from portal.models import CLINICAL_ROLES
+
+    from .models import StudyAssignment
+
+    qs = StudyAssignment.objects.select_related("study", "study__patient", "annotator").filter(
+        study__in=study_visible_queryset(user))
+    if not user.is_platform_admin and user.role not in CLINICAL_ROLES:
+        qs = qs.filter(annotator=user)
+    if study is not None:
+        qs = qs.filter(study=study)
+    return qs.order_by("-created_at")
+
+
+def review_comments(*, study: Study):
+    from .models import ReviewComment
+
+    return ReviewComment.objects.filter(study=study).select_related("author", "segmentation").order_by("created_at")
+
+
+def study_agreement(*, user: User, study_id: int) -> dict:
+    """Return inter-annotator agreement on a visible study: for each series, the current version
+    of each author's newest segmentation tree and the mean pairwise Dice per label.
+
+    Returns ``{"series": [{"series": id, "annotators": [{"user", "segmentation"}], "dice": {label: value}}]}``.
+    """
+    from .editing.compare import inter_annotator_dice
+    from .services import segmentation_labelmap_load
+
+    study = study_get(user=user, study_id=study_id)
+    out = []
+    for series in study.series.all().order_by("pk"):
+        latest: dict[int, Segmentation] = {}
+        current = (Segmentation.objects.filter(series=series, is_current=True, created_by__isnull=False,
+                                               layer_group__isnull=True)
+                   .select_related("created_by").order_by("created_at"))
+        for segmentation in current:
+            latest[segmentation.created_by_id] = segmentation
+        chosen = list(latest.values())
+        labels = sorted({int(e["index"]) for s in chosen for e in s.label_table})
+        dice = inter_annotator_dice([segmentation_labelmap_load(s) for s in chosen], labels=labels) if len(chosen) > 1 else {}
+        names = {int(e["index"]): e.get("name", "") for s in chosen for e in s.label_table}
+        out.append({
+            "series": series.pk,
+            "annotators": [{"user": str(s.created_by), "segmentation": s.pk, "review_status": s.review_status} for s in chosen],
+            "dice": [{"label": k, "name": names.get(k, ""), "dice": v} for k, v in sorted(dice.items())],
+        })
+    return {"study": study.pk, "series": out}
+
+
+# --- active learning -----------------------------------------------------------------------------------
+
+def unlabelled_series(*, user: User, modality: str = ""):
+    """Return visible series that no person has labelled yet (no manual or imported segmentation)."""
+    qs = Series.objects.filter(study__in=study_visible_queryset(user)).exclude(
+        segmentations__source__in=[Segmentation.Source.MANUAL, Segmentation.Source.IMPORT]
+    )
+    if modality:
+        qs = qs.filter(modality__iexact=modality)
+    return qs.select_related("study").distinct().order_by("pk")
+
+
+def uncertainty_ranking(*, user: User, model: SegmentationModel, method: str = "entropy"):
+    """Return the unlabelled series' uncertainty scores under ``model``, most uncertain first."""
+    from .models import UncertaintyScore
+
+    return (
+        UncertaintyScore.objects.filter(model=model, method=method, series__in=unlabelled_series(user=user))
+        .select_related("series", "series__study")
+        .order_by("-score", "series_id")
+    )

@@ -121,7 +121,7 @@ def diff_apply(label_map: np.ndarray, diff: LabelDiff, *, locked_labels: frozens
         unknown = sorted(v for v in values if v != 0 and v not in allowed_labels)
         if unknown:
             raise DiffError(f"the diff paints labels {unknown} that are not in the label table", code="unknown_label")
-    locked = set(int(v) for v in locked_labels)
+    locked = {int(v) for v in locked_labels}
     painted_locked = sorted(values & locked)
     if painted_locked:
         raise DiffError(f"labels {painted_locked} are locked and cannot be painted", code="locked_label")

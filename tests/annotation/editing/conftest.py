@@ -16,7 +16,7 @@ def lung1():
 
     image = read_volume(shared_data("pyradiomics_tumour_masks", "lung1_image.nrrd"))
     label = read_volume(shared_data("pyradiomics_tumour_masks", "lung1_label.nrrd"))
-    k, j, i = (int(round(c)) for c in np.argwhere(label.array > 0).mean(axis=0))
+    _, j, i = (round(float(c)) for c in np.argwhere(label.array > 0).mean(axis=0))
     crop = (slice(None), slice(max(0, j - 48), j + 48), slice(max(0, i - 48), i + 48))
     return {
         "image": image.array[crop].astype(np.int16),
