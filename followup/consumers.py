@@ -1,0 +1,205 @@
+"""Websocket consumers of the follow-up chat: authenticate, join groups, call services, relay events.
+
+Protocol of ``/ws/followup/conversations/<id>/`` (JSON frames):
+
+client → server
+    ``{"type": "resume", "last_seen_id": N}``   replay every stored message with id > N (in pages of
+                                                200, then ``{"type": "resumed", "last_id": …}``)
+    ``{"type": "send", "client_id": "…", "body": "…"}`` (optional ``link_type``/``link_id``)
+    ``{"type": "ask_assistant", "client_id": "…", "question": "…"}``
+    ``{"type": "delivered", "up_to": N}`` / ``{"type": "read", "up_to": N}``
+    ``{"type": "typing", "is_typing": true}``
+server → client
+    ``{"type": "message", "message": {…}}`` (each id once per connection, in id order after a resume)
+    ``{"type": "ack", "client_id": "…", "message_id": N}`` once the message is stored
+    ``{"type": "receipt", "user_id", "delivered_id", "read_id"}``, ``{"type": "typing", …}``
+    ``{"type": "error", "code", "message", "client_id"?}``
+
+Close codes: 4401 not signed in, 4404 not a member (the same for a conversation that does not exist).
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+
+from portal.api_errors import ServiceError
+
+from . import events
+
+REPLAY_PAGE = 200
+
+
+def _accepted_subprotocol(scope) -> str | None:
+    from .auth import SUBPROTOCOL
+
+    return SUBPROTOCOL if SUBPROTOCOL in (scope.get("subprotocols") or []) else None
+
+
+@database_sync_to_async
+def _is_member(user, conversation_id: int) -> bool:
+    from .selectors import conversation_is_member
+
+    return conversation_is_member(user=user, conversation_id=conversation_id)
+
+
+@database_sync_to_async
+def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
+    from .selectors import conversation_get, message_list
+
+    conversation = conversation_get(user=user, conversation_id=conversation_id)
+    return [events.message_payload(m) for m in message_list(conversation=conversation, after_id=after_id,
+                                                             limit=REPLAY_PAGE)]
+
+
+@database_sync_to_async
+def _call(user, conversation_id: int, action: str, content: dict):
+    from . import services
+    from .selectors import conversation_get
+
+    conversation = conversation_get(user=user, conversation_id=conversation_id)
+    if action == "send":
+        link_id = content.get("link_id")
+        return services.message_send(
+            sender=user, conversation=conversation, body=str(content.get("body", "")),
+            client_id=str(content.get("client_id", "")), link_type=str(content.get("link_type", "") or ""),
+            link_id=int(link_id) if isinstance(link_id, (int, str)) and str(link_id).isdigit() else None)
+    if action == "ask_assistant":
+        question, _answer = services.assistant_ask(user=user, conversation=conversation,
+                                                   question=str(content.get("question", "")),
+                                                   client_id=str(content.get("client_id", "")))
+        return question
+    if action in ("delivered", "read"):
+        up_to = content.get("up_to")
+        if not isinstance(up_to, int) or up_to < 0:
+            raise ServiceError("up_to is a message id.", code="invalid_request")
+        return services.message_mark(user=user, conversation=conversation,
+                                     **({"read_id": up_to} if action == "read" else {"delivered_id": up_to}))
+    raise ServiceError("Unknown request type.", code="unknown_type")
+
+
+class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    """One open chat of one member. Messages are stored by services before they are broadcast; this
+    consumer only relays them, each id at most once and in order."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
+        self.last_sent_id = 0
+        self.replaying = False
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        if not await _is_member(user, self.conversation_id):
+            await self.close(code=4404)
+            return
+        self.user = user
+        self.group = events.conversation_group(self.conversation_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept(subprotocol=_accepted_subprotocol(self.scope))
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_send(self.group, {
+                "type": "chat.typing", "user_id": self.user.pk, "name": str(self.user), "is_typing": False,
+                "sender_channel": self.channel_name})
+
+    async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict):
+            await self.send_json({"type": "error", "code": "invalid_request", "message": "A frame is a JSON object."})
+            return
+        kind = content.get("type")
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "resume":
+            await self._resume(content.get("last_seen_id", 0))
+        elif kind == "typing":
+            await self.channel_layer.group_send(self.group, {
+                "type": "chat.typing", "user_id": self.user.pk, "name": str(self.user),
+                "is_typing": bool(content.get("is_typing")), "sender_channel": self.channel_name})
+        elif kind in ("send", "ask_assistant", "delivered", "read"):
+            try:
+                result = await _call(self.user, self.conversation_id, kind, content)
+            except ServiceError as exc:
+                await self.send_json({"type": "error", "code": exc.code, "message": exc.message,
+                                      "client_id": content.get("client_id")})
+                return
+            except Http404:
+                await self.close(code=4404)
+                return
+            if kind in ("send", "ask_assistant"):
+                await self.send_json({"type": "ack", "client_id": content.get("client_id"), "message_id": result.pk})
+        else:
+            await self.send_json({"type": "error", "code": "unknown_type", "message": "Unknown request type."})
+
+    async def _resume(self, last_seen_id):
+        if isinstance(last_seen_id, bool) or not isinstance(last_seen_id, int) or last_seen_id < 0:
+            await self.send_json({"type": "error", "code": "invalid_request", "message": "last_seen_id is a message id."})
+            return
+        # Events that arrive meanwhile wait in this consumer's queue (handlers run one at a time), and
+        # chat_message skips ids already replayed, so nothing is lost or shown twice.
+        after = max(last_seen_id, 0)
+        self.last_sent_id = after
+        while True:
+            try:
+                page = await _backlog(self.user, self.conversation_id, after)
+            except Http404:
+                await self.close(code=4404)
+                return
+            for payload in page:
+                await self._send_message(payload)
+            if len(page) < REPLAY_PAGE:
+                break
+            after = page[-1]["id"]
+        await self.send_json({"type": "resumed", "last_id": self.last_sent_id})
+
+    async def _send_message(self, payload: dict):
+        if payload["id"] <= self.last_sent_id:
+            return
+        self.last_sent_id = payload["id"]
+        await self.send_json({"type": "message", "message": payload})
+
+    async def chat_message(self, event):
+        # Message ids are global, so ids within one conversation are not contiguous and a gap says
+        # nothing; a client that suspects a loss (reconnect, wake-up) sends "resume" with its last id.
+        await self._send_message(event["message"])
+
+    async def chat_receipt(self, event):
+        await self.send_json({"type": "receipt", "user_id": event["user_id"], "delivered_id": event["delivered_id"],
+                              "read_id": event["read_id"]})
+
+    async def chat_typing(self, event):
+        if event.get("sender_channel") == self.channel_name:
+            return
+        await self.send_json({"type": "typing", "user_id": event["user_id"], "name": event["name"],
+                              "is_typing": event["is_typing"]})
+
+
+class InboxConsumer(AsyncJsonWebsocketConsumer):
+    """A signed-in user's inbox: pushes ``inbox.update`` (unread counts changed) and notifications."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.group = events.user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept(subprotocol=_accepted_subprotocol(self.scope))
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def inbox_update(self, event):
+        await self.send_json({"type": "inbox.update", "conversation_id": event["conversation_id"],
+                              "message_id": event["message_id"]})
+
+    async def inbox_notification(self, event):
+        await self.send_json({"type": "notification", "notification": event["notification"]})

@@ -1,0 +1,80 @@
+"""Real-time events of the follow-up app: group names and payloads. Only services send them,
+after their transaction has committed, so a client that re-reads through the API sees the same rows."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from .models import Message
+
+
+def conversation_group(conversation_id: int) -> str:
+    """Return the Channels group that every open chat page of a conversation joins."""
+    return f"followup.conversation.{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Return the Channels group of one user's inbox (unread badges, notifications)."""
+    return f"followup.user.{user_id}"
+
+
+def message_payload(message: Message) -> dict:
+    """Return the JSON form of a message shared by the API and the websocket (no PHI beyond the body)."""
+    sender = message.sender
+    payload = {
+        "id": message.pk,
+        "conversation_id": message.conversation_id,
+        "kind": message.kind,
+        "body": message.body,
+        "sender": None if sender is None else {"id": sender.pk, "name": str(sender), "role": sender.role},
+        "client_id": message.client_id,
+        "to_assistant": message.to_assistant,
+        "created_at": message.created_at.isoformat() if message.created_at else None,
+        "meta": message.meta or {},
+        "attachment": None,
+        "link": None,
+    }
+    if message.attachment_id:
+        attachment = message.attachment
+        payload["attachment"] = {
+            "id": attachment.pk,
+            "name": attachment.original_name,
+            "content_type": attachment.content_type,
+            "size_bytes": attachment.size_bytes,
+            "url": f"/api/followup/attachments/{attachment.pk}/",
+        }
+    if message.link_type:
+        payload["link"] = {"type": message.link_type, "id": message.link_id}
+    return payload
+
+
+def _send(group: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(group, event)
+
+
+def send_message(message: Message, member_user_ids: list[int]) -> None:
+    """Broadcast a stored message to the conversation and nudge each member's inbox."""
+    payload = message_payload(message)
+    _send(conversation_group(message.conversation_id), {"type": "chat.message", "message": payload})
+    for user_id in member_user_ids:
+        if user_id == message.sender_id:
+            continue  # your own message changes nothing in your inbox
+        _send(user_group(user_id), {"type": "inbox.update", "conversation_id": message.conversation_id,
+                                    "message_id": message.pk})
+
+
+def send_receipt(*, conversation_id: int, user_id: int, delivered_id: int, read_id: int) -> None:
+    """Tell the conversation how far a member has received and read."""
+    _send(conversation_group(conversation_id), {
+        "type": "chat.receipt", "user_id": user_id, "delivered_id": delivered_id, "read_id": read_id})
+    _send(user_group(user_id), {"type": "inbox.update", "conversation_id": conversation_id, "message_id": None})
+
+
+def send_notification(*, user_id: int, notification_id: int, kind: str, title: str, url: str) -> None:
+    """Push a new in-app notification to the user's open pages."""
+    _send(user_group(user_id), {"type": "inbox.notification", "notification": {
+        "id": notification_id, "kind": kind, "title": title, "url": url}})

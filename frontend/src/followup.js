@@ -1,0 +1,193 @@
+// Shared behaviour of the follow-up pages: the unread badge (live through the inbox socket),
+// forms that post JSON to the API, score charts, the cohort view and the questionnaire builder.
+import { Chart, registerables } from "chart.js";
+import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
+import { requestJson } from "./lib/api.js";
+
+Chart.register(...registerables);
+
+// --- unread badge -------------------------------------------------------------------------------
+const badge = document.getElementById("fu-unread-badge");
+async function refreshUnread() {
+  if (!badge) return;
+  try {
+    const inbox = await requestJson("/api/followup/conversations/");
+    badge.textContent = String(inbox.unread_total);
+    badge.hidden = inbox.unread_total === 0;
+    document.body.dataset.unread = String(inbox.unread_total);
+  } catch (_) {
+    // The badge is a convenience; the inbox page shows the counts.
+  }
+}
+if (badge) {
+  refreshUnread();
+  new ReconnectingSocket(websocketUrl("/ws/followup/inbox/"), {
+    onOpen: refreshUnread,
+    onMessage: (frame) => {
+      if (frame.type === "inbox.update" || frame.type === "notification") refreshUnread();
+    },
+  }).start();
+}
+
+// --- forms posting JSON to the API --------------------------------------------------------------
+function formJson(form) {
+  const body = {};
+  let url = form.dataset.api;
+  form.querySelectorAll("[name]").forEach((el) => {
+    if (el.dataset.path) {
+      url = form.dataset.apiTemplate.replace(`{${el.name}}`, encodeURIComponent(el.value));
+      return;
+    }
+    let value = el.value;
+    if (value === "" && el.dataset.type === "int") return;
+    if (el.dataset.type === "int") value = Number(value);
+    if (el.dataset.type === "int-list") value = value.split(/[,\s，]+/).filter(Boolean).map(Number);
+    if (value === "" && !el.required) return;
+    body[el.name] = value;
+  });
+  return { url, body };
+}
+
+document.querySelectorAll("form.fu-api-form").forEach((form) => {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { url, body } = formJson(form);
+    const error = form.querySelector(".fu-form-error");
+    try {
+      await requestJson(url, { method: form.dataset.method || "POST", body });
+      window.location.reload();
+    } catch (err) {
+      if (error) error.textContent = err.message;
+    }
+  });
+});
+
+// --- a patient's scores over time ---------------------------------------------------------------
+const resultsCanvas = document.getElementById("results-chart");
+if (resultsCanvas) {
+  const series = JSON.parse(document.getElementById("results-series").textContent);
+  const palette = ["#0b7285", "#c92a2a", "#5c940d", "#862e9c", "#e67700"];
+  new Chart(resultsCanvas, {
+    type: "line",
+    data: {
+      datasets: Object.entries(series).map(([code, points], i) => ({
+        label: points.length ? points[0].title : code,
+        data: points.map((p) => ({ x: p.submitted_at.slice(0, 10), y: p.total })),
+        borderColor: palette[i % palette.length],
+        backgroundColor: palette[i % palette.length],
+        tension: 0.2,
+      })),
+    },
+    options: {
+      maintainAspectRatio: false,
+      parsing: { xAxisKey: "x", yAxisKey: "y" },
+      scales: { x: { type: "category", labels: [...new Set(Object.values(series).flat().map((p) => p.submitted_at.slice(0, 10)))].sort() }, y: { beginAtZero: true } },
+    },
+  });
+  document.body.dataset.chart = "ready";
+}
+
+// --- cohort view --------------------------------------------------------------------------------
+const cohortConfig = document.getElementById("cohort-config");
+if (cohortConfig) {
+  const cfg = JSON.parse(cohortConfig.textContent);
+  const group = new URLSearchParams(window.location.search).get("group_id");
+  requestJson(`${cfg.cohort_api}${group ? `?group_id=${encodeURIComponent(group)}` : ""}`).then((data) => {
+    const tbody = document.querySelector("#cohort-table tbody");
+    data.patients.forEach((p) => {
+      const row = tbody.insertRow();
+      [p.mrn, p.total === null ? "—" : String(p.total), p.band_label || p.band || "", p.submitted_at.slice(0, 10)].forEach((v) => {
+        row.insertCell().textContent = v;
+      });
+    });
+    new Chart(document.getElementById("cohort-chart"), {
+      type: "bar",
+      data: { labels: Object.keys(data.band_counts), datasets: [{ label: "n", data: Object.values(data.band_counts), backgroundColor: "#0b7285" }] },
+      options: { maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    });
+    document.body.dataset.chart = "ready";
+  });
+}
+
+// --- questionnaire builder ----------------------------------------------------------------------
+const builderConfig = document.getElementById("builder-config");
+if (builderConfig) {
+  const cfg = JSON.parse(builderConfig.textContent);
+  const items = [];
+  const json = document.getElementById("b-json");
+  const list = document.getElementById("b-items");
+  const result = document.getElementById("b-result");
+
+  const definition = () => {
+    const defn = { items: items.map((i) => i.toItem()) };
+    const scored = defn.items.filter((i) => ["single_choice", "likert"].includes(i.type) && (i.type === "likert" || i.options.every((o) => o.score !== undefined)));
+    if (scored.length) defn.scoring = { method: "sum", items: scored.map((i) => i.link_id), bands: [] };
+    return defn;
+  };
+  const refresh = () => { json.value = JSON.stringify(definition(), null, 1); };
+
+  function addItem(type) {
+    const index = items.length + 1;
+    const box = document.createElement("div");
+    box.className = "fu-builder-item";
+    box.innerHTML = `<div class="form-row"><strong>q${index} · ${type}</strong> <label><input type="checkbox" class="b-required"> *</label></div>
+      <div class="form-row"><input class="b-text" placeholder="?" style="width:100%"></div>
+      ${["single_choice", "multiple_choice"].includes(type) ? '<div class="form-row"><textarea class="b-options" rows="3" placeholder="0|否|0\n1|是|1"></textarea></div>' : ""}
+      ${type === "likert" ? '<div class="form-row"><input class="b-min" type="number" value="1"> – <input class="b-max" type="number" value="5"></div>' : ""}
+      ${type === "number" ? '<div class="form-row"><input class="b-unit" placeholder="kg"> <input class="b-min" type="number" placeholder="min"> <input class="b-max" type="number" placeholder="max"></div>' : ""}
+      <div class="form-row"><input class="b-when" placeholder="q1=1"></div>`;
+    list.append(box);
+    const q = (sel) => box.querySelector(sel);
+    items.push({
+      toItem() {
+        const item = { link_id: `q${index}`, type, text: q(".b-text").value || `q${index}`, required: q(".b-required").checked };
+        if (q(".b-options")) {
+          item.options = q(".b-options").value.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+            const [value, label, score] = line.split("|");
+            const option = { value: value.trim(), label: (label || value).trim() };
+            if (score !== undefined && score.trim() !== "") option.score = Number(score);
+            return option;
+          });
+        }
+        if (type === "likert") Object.assign(item, { min: Number(q(".b-min").value), max: Number(q(".b-max").value) });
+        if (type === "number") {
+          item.unit = q(".b-unit").value;
+          if (q(".b-min").value !== "") item.min = Number(q(".b-min").value);
+          if (q(".b-max").value !== "") item.max = Number(q(".b-max").value);
+        }
+        const when = q(".b-when").value.trim().match(/^(\w+)\s*(>=|<=|!=|=|>|<)\s*(.+)$/);
+        if (when) item.enable_when = [{ question: when[1], operator: when[2], answer: when[3] }];
+        return item;
+      },
+    });
+    box.addEventListener("input", refresh);
+    refresh();
+  }
+
+  document.getElementById("b-add").addEventListener("click", () => addItem(document.getElementById("b-type").value));
+  document.getElementById("b-save").addEventListener("click", async () => {
+    result.hidden = false;
+    try {
+      const body = { code: document.getElementById("b-code").value, title: document.getElementById("b-title").value, definition: JSON.parse(json.value) };
+      const saved = await requestJson(cfg.api, { method: "POST", body });
+      result.className = "alert alert-success";
+      result.textContent = `${saved.title} v${saved.version} ✓`;
+    } catch (err) {
+      result.className = "alert alert-error";
+      result.textContent = err.message;
+    }
+  });
+  document.getElementById("b-fhir").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    result.hidden = false;
+    try {
+      const saved = await requestJson(cfg.import_api, { method: "POST", body: JSON.parse(await file.text()) });
+      result.className = "alert alert-success";
+      result.textContent = `${saved.title} v${saved.version} ✓`;
+    } catch (err) {
+      result.className = "alert alert-error";
+      result.textContent = err.message;
+    }
+  });
+}

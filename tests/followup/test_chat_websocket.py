@@ -1,0 +1,200 @@
+"""The chat over the websocket with the real Redis channel layer: live delivery, receipts, typing,
+resume after a dropped connection, and refusal of non-members."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from followup import services
+from followup.models import ConversationMember, Message
+from followup.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _communicator(user, conversation_id: int) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns),
+                                         f"/ws/followup/conversations/{conversation_id}/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def _receive_type(communicator, kind: str, timeout: float = 5):
+    """Return the next frame of ``kind``, skipping others (typing, receipts)."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        if frame["type"] == kind:
+            return frame
+
+
+def test_doctor_and_patient_exchange_messages_live(doctor, patient_user, conversation):
+    async def scenario():
+        doc = _communicator(doctor, conversation.pk)
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await doc.connect(timeout=10))[0] and (await pat.connect(timeout=10))[0]
+        await doc.send_json_to({"type": "resume", "last_seen_id": 0})
+        await pat.send_json_to({"type": "resume", "last_seen_id": 0})
+        assert (await _receive_type(doc, "resumed"))["last_id"] == 0
+        await _receive_type(pat, "resumed")
+
+        await pat.send_json_to({"type": "typing", "is_typing": True})
+        typing = await _receive_type(doc, "typing")
+        await pat.send_json_to({"type": "send", "client_id": "c-1", "body": "医生您好，我咳嗽两周了。"})
+        ack = await _receive_type(pat, "ack")
+        received = await _receive_type(doc, "message")
+        await doc.send_json_to({"type": "read", "up_to": received["message"]["id"]})
+        receipt = await _receive_type(pat, "receipt")
+        await doc.disconnect()
+        await pat.disconnect()
+        return typing, ack, received, receipt
+
+    typing, ack, received, receipt = async_to_sync(scenario)()
+    stored = Message.objects.get(pk=ack["message_id"])
+    assert stored.body == "医生您好，我咳嗽两周了。" and stored.sender_id == patient_user.pk
+    assert received["message"]["id"] == stored.pk and received["message"]["body"] == stored.body
+    assert typing["user_id"] == patient_user.pk and typing["is_typing"] is True
+    assert receipt == {"type": "receipt", "user_id": doctor.pk, "delivered_id": stored.pk, "read_id": stored.pk}
+    assert ConversationMember.objects.get(conversation=conversation, user=doctor).last_read_id == stored.pk
+
+
+def test_a_dropped_connection_resumes_without_losing_messages(doctor, patient_user, conversation):
+    first = services.message_send(sender=doctor, conversation=conversation, body="第一条")
+
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        await pat.send_json_to({"type": "resume", "last_seen_id": 0})
+        seen = [(await _receive_type(pat, "message"))["message"]["id"]]
+        await _receive_type(pat, "resumed")
+        # The patient's phone loses its connection; the doctor writes three messages meanwhile.
+        await pat.disconnect()
+        for text in ("第二条", "第三条", "第四条"):
+            await database_sync_to_async(services.message_send)(sender=doctor, conversation=conversation, body=text)
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        await pat.send_json_to({"type": "resume", "last_seen_id": seen[-1]})
+        while True:
+            frame = await pat.receive_json_from(timeout=5)
+            if frame["type"] == "resumed":
+                break
+            if frame["type"] == "message":
+                seen.append(frame["message"]["id"])
+        # And a live one after the resume arrives exactly once.
+        await database_sync_to_async(services.message_send)(sender=doctor, conversation=conversation, body="第五条")
+        seen.append((await _receive_type(pat, "message"))["message"]["id"])
+        assert await pat.receive_nothing(timeout=0.3)
+        await pat.disconnect()
+        return seen
+
+    seen = async_to_sync(scenario)()
+    stored = list(Message.objects.filter(conversation=conversation).order_by("id").values_list("id", "body"))
+    assert seen == [pk for pk, _ in stored]
+    assert [body for _, body in stored] == ["第一条", "第二条", "第三条", "第四条", "第五条"]
+    assert seen[0] == first.pk
+
+
+def test_a_retried_send_with_the_same_client_id_is_stored_once(doctor, patient_user, conversation):
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        await pat.send_json_to({"type": "send", "client_id": "same", "body": "重发"})
+        a = await _receive_type(pat, "ack")
+        await pat.send_json_to({"type": "send", "client_id": "same", "body": "重发"})
+        b = await _receive_type(pat, "ack")
+        await pat.disconnect()
+        return a, b
+
+    a, b = async_to_sync(scenario)()
+    assert a["message_id"] == b["message_id"]
+    assert Message.objects.filter(conversation=conversation).count() == 1
+
+
+@pytest.mark.parametrize("who", ["other_patient", "other_doctor", "anonymous"])
+def test_non_members_cannot_join_a_conversation(who, other_patient_user, other_doctor, conversation):
+    from django.contrib.auth.models import AnonymousUser
+
+    user = {"other_patient": other_patient_user, "other_doctor": other_doctor, "anonymous": AnonymousUser()}[who]
+
+    async def scenario():
+        communicator = _communicator(user, conversation.pk)
+        connected, code = await communicator.connect(timeout=10)
+        await communicator.disconnect()
+        return connected, code
+
+    connected, code = async_to_sync(scenario)()
+    assert not connected
+    assert code == (4401 if who == "anonymous" else 4404)
+
+
+def test_a_missing_conversation_is_refused_like_a_foreign_one(patient_user):
+    async def scenario():
+        communicator = _communicator(patient_user, 999999)
+        connected, code = await communicator.connect(timeout=10)
+        await communicator.disconnect()
+        return connected, code
+
+    assert async_to_sync(scenario)() == (False, 4404)
+
+
+def test_bad_frames_get_an_error_and_store_nothing(patient_user, conversation):
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        frames = []
+        for frame in ({"type": "send", "client_id": "x", "body": "   "}, {"type": "resume", "last_seen_id": "abc"},
+                      {"type": "read", "up_to": -1}, {"type": "nonsense"}, ["not", "an", "object"]):
+            await pat.send_json_to(frame)
+            frames.append(await pat.receive_json_from(timeout=5))
+        await pat.disconnect()
+        return frames
+
+    frames = async_to_sync(scenario)()
+    assert [f["type"] for f in frames] == ["error"] * 5
+    assert [f["code"] for f in frames] == ["empty_message", "invalid_request", "invalid_request", "unknown_type",
+                                           "invalid_request"]
+    assert not Message.objects.filter(conversation=conversation).exists()
+
+
+def test_the_rate_limit_refuses_over_the_websocket(settings, patient_user, conversation):
+    settings.FOLLOWUP_CHAT_RATE_LIMIT = (2, 60)
+
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        replies = []
+        for i in range(3):
+            await pat.send_json_to({"type": "send", "client_id": f"r{i}", "body": f"第{i}条"})
+            while True:
+                frame = await pat.receive_json_from(timeout=5)
+                if frame["type"] in ("ack", "error"):
+                    replies.append(frame)
+                    break
+        await pat.disconnect()
+        return replies
+
+    replies = async_to_sync(scenario)()
+    assert [r["type"] for r in replies] == ["ack", "ack", "error"]
+    assert replies[2]["code"] == "rate_limited"
+    assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+def test_a_mobile_app_joins_with_a_jwt_subprotocol(patient_user, conversation):
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = str(AccessToken.for_user(patient_user))
+
+    async def scenario(protocols):
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns),
+                                             f"/ws/followup/conversations/{conversation.pk}/", subprotocols=protocols)
+        communicator.scope["user"] = AnonymousUser()
+        connected, detail = await communicator.connect(timeout=10)
+        await communicator.disconnect()
+        return connected, detail
+
+    assert async_to_sync(scenario)(["yixin.jwt", token]) == (True, "yixin.jwt")
+    assert async_to_sync(scenario)(["yixin.jwt", token[:-4] + "AAAA"]) == (False, 4401)
