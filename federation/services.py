@@ -85,7 +85,8 @@ def task_create(
     secure_aggregation: bool = False,
     differential_privacy: bool = False,
     dp_clipping_norm: float | None = None,
-    dp_noise_multiplier: float | None = None,
+    dp_epsilon: float | None = None,
+    dp_delta: float | None = None,
     fedprox_mu: float = 0.01,
     validation_dir: str = "",
     body_part: str = "brain",
@@ -113,8 +114,10 @@ def task_create(
         )
     if secure_aggregation:
         raise ServiceError("Secure aggregation (SecAgg+) is not available in this version.", code="not_implemented")
-    if differential_privacy and not (dp_clipping_norm and dp_noise_multiplier is not None):
-        raise ServiceError("Differential privacy needs a clipping norm and a noise multiplier.", code="dp_parameters")
+    if differential_privacy and not (
+        dp_clipping_norm and dp_clipping_norm > 0 and dp_epsilon and dp_epsilon > 0 and dp_delta and 0 < dp_delta < 1
+    ):
+        raise ServiceError("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1.", code="dp_parameters")
     if strategy == FederatedTask.Strategy.RTIFED and not validation_dir:
         raise ServiceError("RTIFed needs the owner's validation set for Shapley contributions.", code="validation_required")
     if min_clients < 1:
@@ -124,7 +127,9 @@ def task_create(
         network_config=network_config or {}, label_table=label_table, patch_size=list(patch_size),
         rounds=rounds, local_epochs=local_epochs, min_clients=min_clients, strategy=strategy,
         secure_aggregation=secure_aggregation, differential_privacy=differential_privacy,
-        dp_clipping_norm=dp_clipping_norm, dp_noise_multiplier=dp_noise_multiplier, fedprox_mu=fedprox_mu,
+        dp_clipping_norm=dp_clipping_norm if differential_privacy else None,
+        dp_epsilon=dp_epsilon if differential_privacy else None, dp_delta=dp_delta if differential_privacy else None,
+        fedprox_mu=fedprox_mu,
         validation_dir=validation_dir, body_part=body_part, modality=modality,
     )
     indices = [e.get("index") for e in label_table or []]
@@ -601,6 +606,9 @@ def _run_config(task: FederatedTask, *, outbox: Path, start_round: int, initial:
         "strategy": task.strategy, "mu": float(task.fedprox_mu), "min-clients": task.min_clients,
         "round-timeout-s": float(round_timeout_s), "outbox": str(outbox), "initial-weights": str(initial or ""),
         "validation-dir": task.validation_dir, "spec": encode_json(dataclasses.asdict(task_spec(task))),
+        "dp-clipping-norm": float(task.dp_clipping_norm or 0.0) if task.differential_privacy else 0.0,
+        "dp-epsilon": float(task.dp_epsilon or 0.0) if task.differential_privacy else 0.0,
+        "dp-delta": float(task.dp_delta or 0.0) if task.differential_privacy else 0.0,
     }
 
 
@@ -632,8 +640,18 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
     restarts = 0
     with transaction.atomic():
         _set_status(task, FederatedTask.Status.RUNNING)
+    def ingest_new_rounds() -> None:
+        for path in sorted(outbox.glob("round-*.json")):
+            number = int(path.stem.split("-")[1])
+            if number > task.current_round:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                round_ingest(task=task, record=record, weights_path=path.with_suffix(".npz"), coordinator_key=coordinator_key)
+                notify("round", record)
+
     while True:
-        # One coordinator life: a fresh SuperLink (state database included), resuming after the last stored round.
+        # One coordinator life: a fresh SuperLink (state database included), resuming after the last stored
+        # round — rounds a previous life finished just before it stopped are stored first.
+        ingest_new_rounds()
         for stale in ("done.json", "failed.json", "status.json"):
             (outbox / stale).unlink(missing_ok=True)
         work = task_dir(task) / f"run-{int(time.time() * 1000)}"
@@ -654,12 +672,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
             notify("started", {"work_dir": str(work), "superlink_pid": fed.superlink.pid,
                                "supernode_pids": {c: p.pid for c, p in fed.supernodes.items()}})
             while True:
-                for path in sorted(outbox.glob("round-*.json")):
-                    number = int(path.stem.split("-")[1])
-                    if number > task.current_round:
-                        record = json.loads(path.read_text(encoding="utf-8"))
-                        round_ingest(task=task, record=record, weights_path=path.with_suffix(".npz"), coordinator_key=coordinator_key)
-                        notify("round", record)
+                ingest_new_rounds()
                 task.refresh_from_db(fields=["status", "current_round"])
                 if task.status in (FederatedTask.Status.PAUSED, FederatedTask.Status.CANCELLED):
                     return task
@@ -684,7 +697,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                         fed.start_supernode(participant.client_id, participant_data_dir(participant), index)
                         notify("rejoin", {"client": participant.client_id, "pid": fed.supernodes[participant.client_id].pid})
                 time.sleep(poll_s)
-        except FederationError as exc:
+        except (FederationError, ServiceError) as exc:
             with transaction.atomic():
                 _set_status(task, FederatedTask.Status.FAILED, error=str(exc)[:2000])
             return task
@@ -729,6 +742,9 @@ def task_create_local(
     name: str = "",
     network_config: dict | None = None,
     patch_size: tuple[int, int, int] = (48, 64, 48),
+    dp_clipping_norm: float | None = None,
+    dp_epsilon: float | None = None,
+    dp_delta: float | None = None,
 ) -> FederatedTask:
     """Create a task whose hospitals are local MSD folders (one hospital ``fedsite-<i>`` per folder).
 
@@ -768,11 +784,15 @@ def task_create_local(
         raise ServiceError("Secure aggregation (SecAgg+) is not available in this version.", code="not_implemented")
     if strategy == FederatedTask.Strategy.RTIFED and validation_dir is None:
         raise ServiceError("RTIFed needs --validation (the coordinator's labelled set).", code="validation_required")
+    differential_privacy = dp_clipping_norm is not None
+    if differential_privacy and not (dp_clipping_norm > 0 and (dp_epsilon or 0) > 0 and 0 < (dp_delta or 0) < 1):
+        raise ServiceError("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1.", code="dp_parameters")
     task = FederatedTask(
         name=name or f"{datasets[0].name} × {len(data_dirs)}", owner_hospital=hospitals[0], label_table=label_table,
         patch_size=list(patch_size), rounds=rounds, local_epochs=local_epochs,
         min_clients=min_clients or len(data_dirs), strategy=strategy, network_config=network_config or {},
         validation_dir=str(Path(validation_dir).resolve()) if validation_dir else "", modality="MR" if "MR" in datasets[0].modality.upper() else "CT",
+        differential_privacy=differential_privacy, dp_clipping_norm=dp_clipping_norm, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
     )
     task.full_clean()
     task.save()

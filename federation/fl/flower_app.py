@@ -11,7 +11,8 @@ Run config (``[tool.flwr.app.config]``): ``task-id``, ``num-rounds``, ``start-ro
 ``round-timeout-s``, ``wait-clients-s``, ``outbox``, ``initial-weights`` (an ``.npz`` or empty),
 ``validation-dir`` (the coordinator's own labelled set, needed by RTIFed), ``spec``
 (:func:`encode_json` of :class:`federation.fl.local.ModelSpec` fields), ``seed``, ``reputation-epsilon``,
-``indirect-reputation`` (:func:`encode_json` of client → reputation), ``min-reputation``, ``select-k`` (0 = every qualifying client).
+``indirect-reputation`` (:func:`encode_json` of client → reputation), ``dp-clipping-norm``/``dp-epsilon``/
+``dp-delta`` (local differential privacy with Flower's ``LocalDpMod``; clipping norm 0 = off), ``min-reputation``, ``select-k`` (0 = every qualifying client).
 
 Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folder, the only data it
 reads), ``signing-key`` (its Ed25519 PEM), ``threads``.
@@ -101,9 +102,56 @@ def query(msg: Message, context: Context) -> Message:
     )
 
 
+def privatise_update(msg: Message, context: Context, trained, *, clipping_norm: float, epsilon: float, delta: float) -> list[np.ndarray]:
+    """Clip a client's update and add Gaussian noise with Flower's ``LocalDpMod``.
+
+    The update ``Δ = trained − received`` (received: the arrays of ``msg``) is scaled to L2 norm
+    ≤ ``clipping_norm`` and noise with σ = ``clipping_norm``·√(2 ln(1.25/δ))/ε is added to every weight
+    (the Gaussian mechanism, Dwork & Roth, "The Algorithmic Foundations of Differential Privacy", 2014,
+    Thm. A.1; the L2 sensitivity of a clipped update is the clipping norm).
+
+    Parameters
+    ----------
+    msg, context : flwr Message and Context
+        The train message as received (one ArrayRecord) and the ClientApp's context.
+    trained : sequence of ndarray
+        The weights the client trained, in the order of the received ones.
+
+    Returns
+    -------
+    list of ndarray
+        The weights the client sends.
+
+    Raises
+    ------
+    ValueError
+        A non-positive clipping norm or a negative ε/δ (raised by Flower), or the mod failing.
+    """
+    from flwr.clientapp.mod import LocalDpMod
+
+    mod = LocalDpMod(clipping_norm, clipping_norm, epsilon, delta)
+    received = msg.content["arrays"]
+
+    def call_next(incoming, ctxt):
+        keys = list(received.keys())
+        return Message(RecordDict({"arrays": ArrayRecord(dict(zip(keys, map(_array, trained))))}), reply_to=incoming)
+
+    out = mod(msg, context, call_next)
+    if out.has_error():
+        raise ValueError(f"LocalDpMod failed: {out.error.reason}")
+    return out.content["arrays"].to_numpy_ndarrays()
+
+
+def _array(value):
+    from flwr.app import Array
+
+    return Array(np.asarray(value))
+
+
 @clientapp.train()
 def train(msg: Message, context: Context) -> Message:
-    """Train the received global model on this hospital's own cases and sign the update."""
+    """Train the received global model on this hospital's own cases, apply local DP when the task asks
+    for it, and sign the update that is sent."""
     from .local import arrays_sha256, evaluate_dice, train_local
 
     node = _node_settings(context)
@@ -117,7 +165,12 @@ def train(msg: Message, context: Context) -> Message:
     mu = float(config.get("mu", context.run_config.get("mu", 0.0)))
     seed = int(context.run_config.get("seed", 0)) * 1000 + round_number * 17 + sum(map(ord, node["client_id"]))
     result = train_local(arrays, data, spec, epochs=epochs, mu=mu, seed=seed)
-    sha = arrays_sha256(result.arrays)
+    sent = result.arrays
+    clip = float(config.get("dp-clipping-norm", 0.0) or 0.0)
+    if clip > 0:
+        sent = privatise_update(msg, context, sent, clipping_norm=clip, epsilon=float(config["dp-epsilon"]),
+                                delta=float(config["dp-delta"]))
+    sha = arrays_sha256(sent)
     metrics = {
         "loss": round(result.loss, 6),
         "dice-local": round(before["dice"], 6),
@@ -133,7 +186,7 @@ def train(msg: Message, context: Context) -> Message:
     return Message(
         RecordDict(
             {
-                "arrays": ArrayRecord(result.arrays),
+                "arrays": ArrayRecord(sent),
                 "metrics": MetricRecord({**metrics, "num-examples": len(data)}),
                 "config": ConfigRecord({"client-id": node["client_id"], "sha256": sha, "signature": signature}),
             }
@@ -283,6 +336,9 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
                                     "server-round": round_number, "local-epochs": int(epochs_by_client[cid]),
                                     "mu": mu, "task-id": str(cfg["task-id"]), "spec": str(cfg["spec"]),
                                     "global-sha256": global_sha,
+                                    "dp-clipping-norm": float(cfg.get("dp-clipping-norm", 0.0) or 0.0),
+                                    "dp-epsilon": float(cfg.get("dp-epsilon", 0.0) or 0.0),
+                                    "dp-delta": float(cfg.get("dp-delta", 0.0) or 0.0),
                                 }
                             ),
                         }
@@ -370,6 +426,7 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
             "contributions": contributions,
             "shapley": shapley_info,
             "otds": otds,
+            "dp": {k: float(cfg.get(k, 0.0) or 0.0) for k in ("dp-clipping-norm", "dp-epsilon", "dp-delta")},
             "metrics": {
                 "val_dice": None if val is None else round(val["dice"], 6),
                 "val_dice_per_label": None if val is None else {str(k): v for k, v in val["dice_per_label"].items()},

@@ -47,6 +47,9 @@ APP_CONFIG_DEFAULTS: dict = {
     "indirect-reputation": "",
     "min-reputation": 0.25,
     "select-k": 0,
+    "dp-clipping-norm": 0.0,
+    "dp-epsilon": 0.0,
+    "dp-delta": 0.0,
 }
 
 

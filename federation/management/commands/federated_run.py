@@ -29,6 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-deploy", action="store_true", help="register the model without deploying it")
         parser.add_argument("--port", type=int, default=None)
         parser.add_argument("--round-timeout", type=float, default=None, help="seconds before a client is marked absent")
+        parser.add_argument("--dp-clipping-norm", type=float, default=None,
+                            help="local differential privacy (Flower LocalDpMod): L2 clipping norm of each update")
+        parser.add_argument("--dp-epsilon", type=float, default=None)
+        parser.add_argument("--dp-delta", type=float, default=None)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **options):
@@ -39,7 +43,8 @@ class Command(BaseCommand):
             task = services.task_create_local(
                 data_dirs=options["data"], rounds=options["rounds"], local_epochs=options["local_epochs"],
                 strategy=options["strategy"], min_clients=options["min_clients"], validation_dir=options["validation"],
-                secure_aggregation=options["secure_aggregation"],
+                secure_aggregation=options["secure_aggregation"], dp_clipping_norm=options["dp_clipping_norm"],
+                dp_epsilon=options["dp_epsilon"], dp_delta=options["dp_delta"],
             )
             services.task_start(task=task, user=None, enqueue=False)
         except ServiceError as exc:

@@ -1,0 +1,42 @@
+"""Admin views of federated tasks; the ledger is read-only (append-only by design)."""
+
+from django.contrib import admin
+
+from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
+
+
+class ParticipantInline(admin.TabularInline):
+    model = Participant
+    extra = 0
+    fields = ("hospital", "client_id", "status", "datasets")
+
+
+@admin.register(FederatedTask)
+class FederatedTaskAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner_hospital", "strategy", "status", "current_round", "rounds", "created_at")
+    list_filter = ("status", "strategy")
+    inlines = [ParticipantInline]
+
+
+@admin.register(Round)
+class RoundAdmin(admin.ModelAdmin):
+    list_display = ("task", "round_number", "num_examples", "completed_at")
+
+
+@admin.register(ClientUpdate)
+class ClientUpdateAdmin(admin.ModelAdmin):
+    list_display = ("round", "participant", "status", "num_examples", "reputation")
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ("task", "index", "round_number", "kind", "client", "entry_hash")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,21 @@
+// Accept (with one of the hospital's own datasets) or decline federated-task invitations.
+import { requestJson, csrfTokenFromCookie } from "./api.js";
+
+export function wireInvitations(table) {
+  if (!table) return;
+  const message = document.getElementById("invitation-message");
+  for (const row of table.querySelectorAll("tbody tr[data-respond-url]")) {
+    const answer = async (accept) => {
+      const select = row.querySelector("select.dataset");
+      const body = accept ? { accept: true, datasets: select && select.value ? [select.value] : [] } : { accept: false };
+      try {
+        await requestJson(row.dataset.respondUrl, { method: "POST", body, csrfToken: csrfTokenFromCookie() });
+        window.location.reload();
+      } catch (err) {
+        if (message) message.textContent = err.message;
+      }
+    };
+    row.querySelector("button.accept")?.addEventListener("click", () => answer(true));
+    row.querySelector("button.decline")?.addEventListener("click", () => answer(false));
+  }
+}
