@@ -6,5 +6,7 @@ app_name = "annotation"
 urlpatterns = [
     path("", views.study_list, name="study-list"),
     path("upload/", views.study_upload, name="study-upload"),
+    path("next/", views.next_studies, name="next-studies"),
+    path("labels/", views.label_sets, name="label-sets"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]

@@ -44,6 +44,8 @@ def study_detail(request, study_id: int):
             for m in selectors.segmentation_model_list(user=request.user)
             if not m.modality or not series.modality or m.modality.upper() == series.modality.upper()
         ]
+    # Review-only: an annotator assigned this study to label by hand; no model is offered.
+    review_only = study.assignments.filter(annotator=request.user, review_only=True).exists()
     viewer_config = None
     if series is not None:
         viewer_config = {
@@ -60,14 +62,25 @@ def study_detail(request, study_id: int):
                     "labels": s.label_table,
                 }
                 for s in series.segmentations.all()
+                if s.is_current
             ],
             "models": models,
             "runsUrl": reverse("series-inference-runs", args=[series.pk]),
             "wsUrl": f"/ws/studies/{study.pk}/",
             "studyApiUrl": reverse("study-detail-api", args=[study.pk]),
             "csrfToken": get_token(request),
-            "canSegment": request.user.role != Role.PATIENT,
+            "canSegment": request.user.role != Role.PATIENT and not review_only,
         }
+        if request.user.role != Role.PATIENT:
+            viewer_config["workbench"] = {
+                "labelSetsUrl": reverse("label-set-list"),
+                "blankUrl": reverse("series-segmentation-create", args=[series.pk]),
+                "fromLabelSetUrl": reverse("series-segmentation-from-label-set", args=[series.pk]),
+                "importUrl": reverse("segmentation-import", args=[series.pk]),
+                "reviewUrl": reverse("study-review", args=[study.pk]),
+                "canReview": is_clinician(request.user),
+                "reviewOnly": review_only,
+            }
     from diagnosis.selectors import report_list_for_study
 
     context = {
@@ -77,5 +90,101 @@ def study_detail(request, study_id: int):
         "reports": report_list_for_study(user=request.user, study=study),
         "active_runs": [r for r in study.run_list if r.status not in InferenceRun.FINISHED],
         "can_report": is_clinician(request.user),
+        "can_edit": request.user.role != Role.PATIENT,
+        "review_only": review_only,
     }
     return render(request, "annotation/study_detail.html", context)
+
+
+@login_required
+def next_studies(request):
+    """Active learning: unlabelled studies ranked by a model's uncertainty, and the user's assignments."""
+    from django.contrib import messages
+    from django.shortcuts import redirect
+    from django.utils.translation import gettext as _
+
+    from portal.api_errors import ServiceError
+
+    from . import services
+
+    if request.user.role == Role.PATIENT:
+        raise Http404
+    models = [m for m in selectors.segmentation_model_list(user=request.user) if m.architecture != "classical_lung"]
+    chosen = None
+    wanted = request.POST.get("model") or request.GET.get("model")
+    if wanted and wanted.isdigit():
+        chosen = next((m for m in models if m.pk == int(wanted)), None)
+    chosen = chosen or (models[0] if models else None)
+    method = (request.POST.get("method") or request.GET.get("method") or "entropy")
+    method = method if method in ("entropy", "mc_dropout") else "entropy"
+    if request.method == "POST" and chosen is not None:
+        try:
+            queued = services.uncertainty_rank_start(user=request.user, model=chosen, method=method)
+            messages.success(request, _("Scoring was queued for {count} series.").format(count=len(queued)))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        return redirect(f"{reverse('annotation:next-studies')}?model={chosen.pk}&method={method}")
+    ranking = list(selectors.uncertainty_ranking(user=request.user, model=chosen, method=method)) if chosen else []
+    return render(request, "annotation/next_studies.html", {
+        "models": models, "chosen": chosen, "method": method, "ranking": ranking,
+        "assignments": selectors.assignment_list(user=request.user)[:100],
+    })
+
+
+@login_required
+def label_sets(request):
+    """Label sets of the hospital (create, rename, recolour, describe, SNOMED CT code) and the
+    label searches: which studies have label X, which models produce it."""
+    from django.contrib import messages
+    from django.core.exceptions import ValidationError
+    from django.shortcuts import redirect
+
+    from portal.api_errors import ServiceError
+
+    from . import services
+
+    if request.user.role == Role.PATIENT or not request.user.is_authenticated:
+        raise Http404
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if request.user.hospital is None:
+                raise ServiceError("Label sets belong to a hospital.", code="hospital_required")
+            if action == "create_set":
+                services.label_set_create(
+                    user=request.user, hospital=request.user.hospital, name=request.POST.get("name", "").strip(),
+                    project=request.POST.get("project", "").strip(), description=request.POST.get("description", ""),
+                    allow_overlap=bool(request.POST.get("allow_overlap")))
+            elif action in ("update_set", "upsert_label"):
+                pk = request.POST.get("label_set", "")
+                label_set = selectors.label_set_get(user=request.user, label_set_id=int(pk) if pk.isdigit() else 0)
+                if action == "update_set":
+                    services.label_set_update(user=request.user, label_set=label_set,
+                                              name=request.POST.get("name") or None,
+                                              description=request.POST.get("description"),
+                                              allow_overlap=bool(request.POST.get("allow_overlap")))
+                else:
+                    index = request.POST.get("index", "")
+                    services.label_upsert(
+                        user=request.user, label_set=label_set, index=int(index) if index.isdigit() else 0,
+                        name=request.POST.get("name") or None, color=request.POST.get("color") or None,
+                        description=request.POST.get("description"),
+                        snomed_code=(request.POST["snomed_code"].strip() if "snomed_code" in request.POST else None))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        return redirect(reverse("annotation:label-sets"))
+    query = request.GET.get("q", "").strip()
+    found = None
+    if query:
+        code = query if query.isdigit() else ""
+        found = {
+            "studies": selectors.studies_with_label(user=request.user, name="" if code else query, snomed_code=code),
+            "models": selectors.models_with_label(user=request.user, name="" if code else query, snomed_code=code),
+        }
+    return render(request, "annotation/label_sets.html", {
+        "label_sets": selectors.label_set_list(user=request.user), "query": query, "found": found,
+        "palette": ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+                    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075"],
+    })

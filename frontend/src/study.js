@@ -8,6 +8,7 @@ import { requestJson } from "./lib/api.js";
 import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.js";
 import { formatNumber } from "./lib/format.js";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
+import { Workbench } from "./lib/wb-workbench.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -84,8 +85,14 @@ function normalizeSegmentation(raw) {
     labelmapUrl: raw.labelmapUrl || raw.labelmap_url,
     measurementsUrl: raw.measurementsUrl || raw.measurements_url,
     createdAt: raw.createdAt || raw.created_at || "",
+    isCurrent: (raw.isCurrent ?? raw.is_current) !== false,
     labels,
   };
+}
+
+/** Only the current version of each version tree is offered in the segmentation list. */
+function currentOnly(list) {
+  return list.map(normalizeSegmentation).filter((s) => s.isCurrent);
 }
 
 function runSeriesId(run) {
@@ -99,7 +106,7 @@ class StudyPage {
     this.t = makeTranslator(DEFAULT_STRINGS, readTemplateStrings("viewer-strings"), config.i18n);
     this.zh = isChinesePage();
     this.isCT = String(config.modality || "").toUpperCase() === "CT";
-    this.segmentations = (config.segmentations || []).map(normalizeSegmentation);
+    this.segmentations = currentOnly(config.segmentations || []);
     this.activeSegmentationId = null;
     this.runs = new Map(); // id -> latest run JSON we believe
     this.trackedRunId = null; // the run the panel shows
@@ -172,6 +179,11 @@ class StudyPage {
       if (loading) loading.hidden = true;
     }
     this.applyPreset(($("wl-preset") || {}).value || "auto");
+    if (this.config.workbench && $("workbench")) {
+      this.workbench = new Workbench(this, this.config);
+      window.yixinViewer.workbench = this.workbench;
+      this.workbench.attach(this.viewer);
+    }
     this.viewer.nv.createOnLocationChange(); // fill the status line before the first click
     const first = this.segmentations[0];
     if (first) this.selectSegmentation(first.id);
@@ -328,6 +340,7 @@ class StudyPage {
     if (select) select.value = seg ? String(seg.id) : "";
     this.renderLegend(seg);
     this.loadMeasurements(seg);
+    if (this.workbench && !this.workbench.editing) this.workbench.renderVersions();
     if (!this.viewer || !this.viewer.base) return;
     if (!seg) {
       this.viewer.removeOverlay();
@@ -638,7 +651,7 @@ class StudyPage {
     const series = (state.series || []).find((s) => Number(s.id) === Number(this.config.seriesId));
     if (series && Array.isArray(series.segmentations)) {
       const before = new Set(this.segmentations.map((s) => s.id));
-      this.segmentations = series.segmentations.map(normalizeSegmentation);
+      this.segmentations = currentOnly(series.segmentations);
       const changed =
         before.size !== this.segmentations.length || this.segmentations.some((s) => !before.has(s.id));
       if (changed) this.renderSegmentationSelect();

@@ -279,6 +279,11 @@ FOLLOWUP_NOTIFICATION_OPTIONS = {
     },
     "followup.notify.EmailBackend": {"from_email": env.str("FOLLOWUP_EMAIL_FROM", default="") or None},
 }
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("followup.context_processors.followup_unread")
+# channels_redis keeps one queue per server process for all its websockets; the default capacity
+# (100) drops group messages under a burst of chat traffic. The chat recovers through "resume",
+# but live delivery should not rely on that.
+CHANNEL_LAYERS["default"]["CONFIG"].setdefault("capacity", env.int("CHANNEL_LAYER_CAPACITY", default=2000))
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "followup-reminders": {
