@@ -1,6 +1,19 @@
 from django.contrib import admin
 
-from .models import InferenceRun, Patient, Segmentation, SegmentationModel, Series, SourceFile, Study
+from .models import (
+    InferenceRun,
+    Label,
+    LabelSet,
+    Patient,
+    ReviewComment,
+    Segmentation,
+    SegmentationModel,
+    Series,
+    SourceFile,
+    Study,
+    StudyAssignment,
+    UncertaintyScore,
+)
 
 
 @admin.register(Patient)
@@ -44,11 +57,42 @@ class SegmentationModelAdmin(admin.ModelAdmin):
 
 @admin.register(Segmentation)
 class SegmentationAdmin(admin.ModelAdmin):
-    list_display = ("pk", "series", "name", "version", "source", "model", "created_at")
-    list_filter = ("source",)
+    list_display = ("pk", "series", "name", "version", "root", "is_current", "tool", "review_status", "source", "model",
+                    "created_at")
+    list_filter = ("source", "review_status", "is_current")
 
 
 @admin.register(InferenceRun)
 class InferenceRunAdmin(admin.ModelAdmin):
     list_display = ("pk", "series", "model", "status", "progress_percent", "stage", "device", "created_at")
     list_filter = ("status",)
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    extra = 0
+
+
+@admin.register(LabelSet)
+class LabelSetAdmin(admin.ModelAdmin):
+    list_display = ("pk", "hospital", "project", "name", "allow_overlap")
+    list_filter = ("hospital",)
+    inlines = [LabelInline]
+
+
+@admin.register(StudyAssignment)
+class StudyAssignmentAdmin(admin.ModelAdmin):
+    list_display = ("pk", "study", "annotator", "status", "review_only", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(ReviewComment)
+class ReviewCommentAdmin(admin.ModelAdmin):
+    list_display = ("pk", "study", "segmentation", "author", "decision", "created_at")
+    list_filter = ("decision",)
+
+
+@admin.register(UncertaintyScore)
+class UncertaintyScoreAdmin(admin.ModelAdmin):
+    list_display = ("pk", "series", "model", "method", "score", "computed_at")
+    list_filter = ("method",)

@@ -9,7 +9,8 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -234,7 +235,8 @@ def model_payload(model: SegmentationModel) -> dict:
 class SegmentationModelListApi(APIView):
     permission_classes = [IsHospitalStaff]
 
-    @extend_schema(parameters=[OpenApiParameter("modality", str)], summary="Models offered for one-click segmentation")
+    @extend_schema(parameters=[OpenApiParameter("modality", str)], responses={200: OpenApiTypes.OBJECT},
+                   summary="Models offered for one-click segmentation")
     def get(self, request):
         models = selectors.segmentation_model_list(user=request.user, modality=request.query_params.get("modality"))
         return Response({"results": [model_payload(m) for m in models]})
@@ -598,7 +600,7 @@ class LabelSetListApi(APIView):
         allow_overlap = serializers.BooleanField(required=False, default=False)
         labels = LabelInputSerializer(many=True, required=False, default=list)
 
-    @extend_schema(summary="Label sets")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="Label sets")
     def get(self, request):
         return Response({"results": [label_set_payload(s) for s in selectors.label_set_list(user=request.user)]})
 
@@ -625,11 +627,11 @@ class LabelSetDetailApi(APIView):
         description = serializers.CharField(required=False, allow_blank=True)
         allow_overlap = serializers.BooleanField(required=False)
 
-    @extend_schema(summary="A label set")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="A label set")
     def get(self, request, label_set_id: int):
         return Response(label_set_payload(selectors.label_set_get(user=request.user, label_set_id=label_set_id)))
 
-    @extend_schema(request=InputSerializer, summary="Rename or describe a label set")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, request=InputSerializer, summary="Rename or describe a label set")
     def patch(self, request, label_set_id: int):
         label_set = selectors.label_set_get(user=request.user, label_set_id=label_set_id)
         serializer = self.InputSerializer(data=request.data, partial=True)
@@ -643,7 +645,7 @@ class LabelUpsertApi(APIView):
 
     permission_classes = [IsHospitalStaff]
 
-    @extend_schema(request=LabelInputSerializer, summary="Add or edit a label")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, request=LabelInputSerializer, summary="Add or edit a label")
     def post(self, request, label_set_id: int):
         label_set = selectors.label_set_get(user=request.user, label_set_id=label_set_id)
         serializer = LabelInputSerializer(data=request.data)
@@ -662,7 +664,7 @@ class SeriesLabelSetSegmentationApi(APIView):
         label_set = serializers.IntegerField()
         name = serializers.CharField(max_length=180, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, summary="Create segmentations from a label set")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, request=InputSerializer, summary="Create segmentations from a label set")
     def post(self, request, series_id: int):
         series = selectors.series_get(user=request.user, series_id=series_id)
         serializer = self.InputSerializer(data=request.data)
@@ -678,7 +680,7 @@ class LabelSearchApi(APIView):
 
     permission_classes = [IsHospitalStaff]
 
-    @extend_schema(parameters=[OpenApiParameter("name", str), OpenApiParameter("snomed_code", str)],
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, parameters=[OpenApiParameter("name", str), OpenApiParameter("snomed_code", str)],
                    summary="Search studies and models by label")
     def get(self, request):
         name = request.query_params.get("name", "").strip()
@@ -710,14 +712,14 @@ class StudyAssignmentsApi(APIView):
         annotator = serializers.IntegerField()
         review_only = serializers.BooleanField(required=False, default=False)
 
-    @extend_schema(summary="Assignments of a study")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="Assignments of a study")
     def get(self, request, study_id: int):
         study = selectors.study_get(user=request.user, study_id=study_id)
         return Response({"results": [
             {"id": a.pk, "annotator": a.annotator_id, "annotator_name": str(a.annotator), "status": a.status,
              "review_only": a.review_only} for a in selectors.assignment_list(user=request.user, study=study)]})
 
-    @extend_schema(request=InputSerializer, summary="Assign a study to an annotator")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, request=InputSerializer, summary="Assign a study to an annotator")
     def post(self, request, study_id: int):
         from portal.models import User
         from portal.permissions import is_clinician
@@ -741,7 +743,7 @@ class MyAssignmentsApi(APIView):
 
     permission_classes = [IsHospitalStaff]
 
-    @extend_schema(summary="Assigned studies")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="Assigned studies")
     def get(self, request):
         return Response({"results": [
             {"id": a.pk, "study": a.study_id, "annotator": a.annotator_id, "status": a.status, "review_only": a.review_only,
@@ -777,14 +779,14 @@ class StudyReviewApi(APIView):
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField(max_length=4000)
 
-    @extend_schema(summary="Review comments and inter-annotator agreement")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="Review comments and inter-annotator agreement")
     def get(self, request, study_id: int):
         study = selectors.study_get(user=request.user, study_id=study_id)
         agreement = selectors.study_agreement(user=request.user, study_id=study.pk)
         return Response({"comments": [comment_payload(c) for c in selectors.review_comments(study=study)],
                          "agreement": agreement["series"]})
 
-    @extend_schema(request=InputSerializer, summary="Comment on a study")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, request=InputSerializer, summary="Comment on a study")
     def post(self, request, study_id: int):
         study = selectors.study_get(user=request.user, study_id=study_id)
         serializer = self.InputSerializer(data=request.data)
@@ -805,7 +807,7 @@ class ActiveLearningApi(APIView):
         method = serializers.ChoiceField(choices=["entropy", "mc_dropout"], default="entropy")
         limit = serializers.IntegerField(min_value=1, max_value=200, default=20)
 
-    @extend_schema(parameters=[OpenApiParameter("model", int), OpenApiParameter("method", str)],
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, parameters=[OpenApiParameter("model", int), OpenApiParameter("method", str)],
                    summary="Next studies to annotate")
     def get(self, request):
         model_id = request.query_params.get("model", "")
@@ -828,3 +830,10 @@ class ActiveLearningApi(APIView):
                                                      method=serializer.validated_data["method"],
                                                      limit=serializer.validated_data["limit"])
         return Response({"queued_series": series_ids}, status=status.HTTP_202_ACCEPTED)
+
+
+# drf-spectacular names request components after the serializer class; every view's nested
+# "InputSerializer" would become the same "InputRequest" component, so give each its own name.
+for _view in list(globals().values()):
+    if isinstance(_view, type) and issubclass(_view, APIView) and "InputSerializer" in _view.__dict__:
+        extend_schema_serializer(component_name=f"{_view.__name__.removesuffix('Api')}Input")(_view.InputSerializer)

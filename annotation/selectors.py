@@ -296,3 +296,13 @@ def uncertainty_ranking(*, user: User, model: SegmentationModel, method: str = "
         .select_related("series", "series__study")
         .order_by("-score", "series_id")
     )
+
+
+def assignable_staff(*, user: User, study: Study) -> list[User]:
+    """Return the staff of the study's hospital a clinician may assign it to (annotators first)."""
+    from portal.permissions import is_clinician
+
+    if not is_clinician(user):
+        return []
+    staff = User.objects.filter(hospital_id=study.hospital_id, role__in=STAFF_ROLES, is_active=True)
+    return sorted(staff, key=lambda u: (u.role != Role.ANNOTATOR, str(u)))

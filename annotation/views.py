@@ -80,6 +80,9 @@ def study_detail(request, study_id: int):
                 "reviewUrl": reverse("study-review", args=[study.pk]),
                 "canReview": is_clinician(request.user),
                 "reviewOnly": review_only,
+                "assignmentsUrl": reverse("study-assignments", args=[study.pk]),
+                "staff": [{"id": u.pk, "name": str(u), "role": u.role}
+                          for u in selectors.assignable_staff(user=request.user, study=study)],
             }
     from diagnosis.selectors import report_list_for_study
 

@@ -76,8 +76,16 @@ def _count(page) -> int:
     return page.evaluate("() => window.yixinViewer.workbench.editing.labels.reduce((n, v) => n + (v > 0), 0)")
 
 
+def _canvas_box(page) -> dict:
+    """Scroll the viewer just below the sticky header and return the canvas box in viewport pixels."""
+    page.evaluate("""() => { const c = document.getElementById('viewer-canvas');
+        const header = document.querySelector('header'); const h = header ? header.getBoundingClientRect().height : 0;
+        window.scrollTo(0, c.getBoundingClientRect().top + window.scrollY - h - 8); }""")
+    return page.locator("#viewer-canvas").bounding_box()
+
+
 def _stroke(page, points):
-    canvas = page.locator("#viewer-canvas").bounding_box()
+    canvas = _canvas_box(page)
     x0, y0 = canvas["x"], canvas["y"]
     page.mouse.move(x0 + points[0][0] * canvas["width"], y0 + points[0][1] * canvas["height"])
     page.mouse.down()
@@ -87,7 +95,7 @@ def _stroke(page, points):
 
 
 def _click(page, fx, fy):
-    canvas = page.locator("#viewer-canvas").bounding_box()
+    canvas = _canvas_box(page)
     page.mouse.click(canvas["x"] + fx * canvas["width"], canvas["y"] + fy * canvas["height"])
 
 
@@ -152,14 +160,17 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     page.fill("#wb-hu-low", "-1100")
     page.fill("#wb-hu-high", "-500")
     page.evaluate("() => { window._before = Uint8Array.from(window.yixinViewer.workbench.editing.labels); }")
-    _stroke(page, [(0.08, 0.85), (0.1, 0.85)])  # air beside the patient, and the body's edge
+    _stroke(page, [(0.06, 0.2), (0.08, 0.22)])  # air beside the patient, and the body's edge
     check = page.evaluate("""() => {
         const wb = window.yixinViewer.workbench, a = wb.editing.labels, hu = wb.imageValues();
         let n = 0, outside = 0;
         for (let i = 0; i < a.length; i++) if (a[i] !== window._before[i]) { n++; if (hu[i] < -1100 || hu[i] > -500) outside++; }
         return {n, outside};
     }""")
-    assert check["n"] > 0 and check["outside"] == 0
+    where = page.evaluate("""() => { const wb = window.yixinViewer.workbench, e = wb.editing, v = wb.lastVox || [0, 0, 0];
+        const i = v[0] + v[1] * e.dims[0] + v[2] * e.dims[0] * e.dims[1];
+        return {vox: wb.lastVox, hu: wb.imageValues()[i], label: e.labels[i], tool: wb.tool(), range: wb.huRange()}; }""")
+    assert check["n"] > 0 and check["outside"] == 0, where
 
     # polygon fill on the axial slice
     page.select_option("#wb-tool", "polygon")
@@ -198,7 +209,7 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     assert n_after == 1
 
     # compare the refined version with the saved one: the small blob shows as removed
-    page.wait_for_function(f"document.body.dataset.editing == String({refined_id})", timeout=30_000)
+    page.wait_for_function(f"document.body.dataset.versionsFor == String({refined_id})", timeout=30_000)
     page.select_option("#wb-compare-with", str(saved_id))
     page.click("#wb-compare")
     row = page.wait_for_selector('#wb-compare-table tr[data-label="1"]', timeout=30_000)
@@ -222,14 +233,15 @@ def test_dicom_seg_export_from_the_page_and_msd_import(portal_server, browser_pa
     study = page.request.get(f"{base}/api/studies/{study_id}/").json()
     series = study["series"][0]
     seg_file = shared_data("dcmqi_ct_dicom_seg", "seg", "liver.dcm")
-    imported = page.request.post(
-        f"{base}/api/series/{series['id']}/segmentations/import/", headers={"X-CSRFToken": _csrf(page)},
-        multipart={"file": {"name": "liver.dcm", "mimeType": "application/dicom", "buffer": seg_file.read_bytes()}})
-    assert imported.status == 201, imported.text()
-    seg_id = imported.json()["results"][0]["id"]
 
+    # import the DICOM SEG onto the study from the workbench panel
     page.goto(f"{base}/studies/{study_id}/")
     page.wait_for_function("window.yixinViewer && window.yixinViewer.workbench", timeout=60_000)
+    page.click("#workbench details.wb-import summary")
+    page.set_input_files("#wb-import-file", str(seg_file))
+    page.click("#wb-import")
+    page.wait_for_function("document.body.dataset.importedSegmentation", timeout=60_000)
+    seg_id = int(page.evaluate("document.body.dataset.importedSegmentation"))
     page.wait_for_function(f"document.querySelector('#wb-export a[data-type=dicom_seg]').href.includes('/{seg_id}/')",
                            timeout=30_000)
     with page.expect_download() as download:

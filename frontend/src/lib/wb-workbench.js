@@ -109,6 +109,8 @@ export class Workbench {
     on("wb-compare", "click", () => this.compare());
     on("wb-compare-clear", "click", () => this.clearCompare());
     on("wb-new", "click", () => this.createBlank());
+    on("wb-import", "click", () => this.importFile());
+    on("wb-assign", "click", () => this.assign());
     on("wb-submit", "click", () => this.review("submit"));
     on("wb-approve", "click", () => this.review("approve"));
     on("wb-reject", "click", () => this.review("reject"));
@@ -374,10 +376,11 @@ export class Workbench {
       const saved = await requestJson(`/api/segmentations/${e.seg.id}/versions/`, {
         method: "POST", body, csrfToken: this.config.csrfToken,
       });
-      document.body.dataset.savedVersion = String(saved.id);
-      document.body.dataset.savedDiffBytes = String(diff.runs.length);
       this.status(this.t("wb.saved", { version: saved.version, voxels: saved.parameters.changed_voxels }), "ok");
       await this.reloadAndEdit(saved.id);
+      // Set once the new version is loaded for editing (the tests wait on these).
+      document.body.dataset.savedVersion = String(saved.id);
+      document.body.dataset.savedDiffBytes = String(diff.runs.length);
     } catch (err) {
       this.status(this.t("wb.saveFailed", { message: err.message }), "error");
     }
@@ -456,7 +459,8 @@ export class Workbench {
     const list = $("wb-versions");
     const id = this.selectedVersionId();
     if (!list) return;
-    list.textContent = "";
+    const token = (this.versionsToken = (this.versionsToken || 0) + 1);
+    if (!id) list.textContent = "";
     const exportBox = $("wb-export");
     if (exportBox) {
       exportBox.querySelectorAll("a[data-type]").forEach((a) => {
@@ -464,6 +468,7 @@ export class Workbench {
         a.classList.toggle("disabled", !id);
       });
     }
+    delete document.body.dataset.versionsFor;
     if (!id) return;
     let versions;
     try {
@@ -472,11 +477,15 @@ export class Workbench {
       this.status(err.message, "error");
       return;
     }
+    if (token !== this.versionsToken) return; // a newer call renders the list
     this.versions = versions;
+    list.textContent = "";
     const other = $("wb-compare-with");
     if (other) {
+      const keep = other.value;
       other.textContent = "";
       for (const v of versions) if (v.id !== id) other.add(new Option(`v${v.version} · ${v.tool || v.source}`, String(v.id)));
+      if ([...other.options].some((o) => o.value === keep)) other.value = keep;
     }
     for (const v of versions) {
       const current = v.is_current ? ` · ${this.t("wb.current")}` : "";
@@ -498,6 +507,7 @@ export class Workbench {
       row.append(actions);
       list.append(row);
     }
+    document.body.dataset.versionsFor = String(id);
   }
 
   async editVersion(v) {
@@ -547,7 +557,6 @@ export class Workbench {
       const created = await requestJson(`/api/segmentations/${id}/refine/`, {
         method: "POST", body: { operation, params }, csrfToken: this.config.csrfToken,
       });
-      document.body.dataset.refinedVersion = String(created.id);
       this.status(this.t("wb.refined", { version: created.version }), "ok");
       if (this.editing) await this.reloadAndEdit(created.id);
       else {
@@ -555,6 +564,7 @@ export class Workbench {
         await this.page.selectSegmentation(created.id);
         this.renderVersions();
       }
+      document.body.dataset.refinedVersion = String(created.id);
     } catch (err) {
       this.status(err.message, "error");
     }
@@ -630,6 +640,28 @@ export class Workbench {
     }
   }
 
+  async importFile() {
+    const input = $("wb-import-file");
+    const file = input && input.files && input.files[0];
+    if (!file || !this.config.workbench) return;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    this.status(this.t("wb.importing"));
+    try {
+      const response = await fetch(this.config.workbench.importUrl, {
+        method: "POST", body: form, credentials: "same-origin", headers: { "X-CSRFToken": this.config.csrfToken },
+      });
+      const data = await response.json().catch(() => null);
+      if (!response.ok) throw new Error((data && data.error && data.error.message) || `HTTP ${response.status}`);
+      await this.page.refreshState();
+      await this.page.selectSegmentation(data.results[0].id);
+      this.status(this.t("wb.imported", { count: data.results.length }), "ok");
+      document.body.dataset.importedSegmentation = String(data.results[0].id);
+    } catch (err) {
+      this.status(this.t("wb.importFailed", { message: err.message }), "error");
+    }
+  }
+
   // ---- review -----------------------------------------------------------------------------------
 
   async review(decision) {
@@ -648,8 +680,45 @@ export class Workbench {
     }
   }
 
+  async assign() {
+    const wb = this.config.workbench;
+    const user = Number(($("wb-assign-user") || {}).value);
+    if (!wb || !user) return;
+    try {
+      await requestJson(wb.assignmentsUrl, {
+        method: "POST", csrfToken: this.config.csrfToken,
+        body: { annotator: user, review_only: !!($("wb-assign-review-only") || {}).checked },
+      });
+      this.status(this.t("wb.assigned"), "ok");
+      this.loadReview();
+    } catch (err) {
+      this.status(err.message, "error");
+    }
+  }
+
+  async loadAssignments() {
+    const wb = this.config.workbench;
+    const list = $("wb-assignments");
+    const select = $("wb-assign-user");
+    if (!wb || !list) return;
+    if (select && !select.options.length) {
+      for (const u of wb.staff || []) select.add(new Option(`${u.name} (${u.role})`, String(u.id)));
+    }
+    try {
+      const data = await requestJson(wb.assignmentsUrl);
+      list.textContent = "";
+      for (const a of data.results) {
+        list.append(el("li", { dataset: { annotator: String(a.annotator) } },
+          `${a.annotator_name} · ${a.status}${a.review_only ? " · " + this.t("wb.reviewOnly") : ""}`));
+      }
+    } catch (_) {
+      /* shown only to doctors; an error leaves the list empty */
+    }
+  }
+
   async loadReview() {
     const wb = this.config.workbench;
+    this.loadAssignments();
     if (!wb || !wb.reviewUrl) return;
     let data;
     try {

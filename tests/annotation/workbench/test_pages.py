@@ -72,3 +72,11 @@ def test_label_set_page_creates_recolours_and_searches(client, annotator, patien
     assert f'href="{reverse("annotation:study-detail", args=[series.study_id])}"' in page
     client.force_login(patient_user)
     assert client.get(url).status_code == 404
+
+
+def test_doctors_get_the_hospitals_staff_to_assign_and_annotators_do_not(client, doctor, annotator, other_doctor, series):
+    client.force_login(doctor)
+    staff = _config(client.get(reverse("annotation:study-detail", args=[series.study_id])))["workbench"]["staff"]
+    assert staff[0]["id"] == annotator.pk and other_doctor.pk not in [s["id"] for s in staff]
+    client.force_login(annotator)
+    assert _config(client.get(reverse("annotation:study-detail", args=[series.study_id])))["workbench"]["staff"] == []
