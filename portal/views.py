@@ -20,4 +20,7 @@ class LoginView(auth_views.LoginView):
 def home(request):
     if not request.user.is_authenticated:
         return redirect("login")
+    if request.user.is_patient:
+        # Patients use the phone-first follow-up pages: their reports, studies, plan and conversations.
+        return redirect("followup:me")
     return redirect("annotation:study-list")
