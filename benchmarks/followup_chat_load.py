@@ -48,7 +48,7 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def setup_environment(workdir: Path) -> tuple[dict, subprocess.Popen | None]:
+def setup_environment(workdir: Path, conn_max_age: int = 0) -> tuple[dict, subprocess.Popen | None]:
     """Point Django at a private database and Redis; start that Redis unless REDIS_URL is given."""
     redis_process = None
     redis_url = os.environ.get("REDIS_URL")
@@ -67,7 +67,8 @@ def setup_environment(workdir: Path) -> tuple[dict, subprocess.Popen | None]:
     env = {
         "DJANGO_SETTINGS_MODULE": "portal.settings.base",
         "YIXIN_VAR_DIR": str(workdir),
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        # django-environ reads CONN_MAX_AGE from the URL: 0 (the portal's default) reconnects per call.
+        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}" + (f"?CONN_MAX_AGE={conn_max_age}" if conn_max_age else ""),
         "REDIS_URL": redis_url,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
@@ -224,11 +225,13 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5, help="messages each client sends")
     parser.add_argument("--interval-s", type=float, default=1.0)
     parser.add_argument("--timeout-s", type=float, default=120.0, help="limit of each phase")
+    parser.add_argument("--conn-max-age", type=int, default=0,
+                        help="seconds daphne keeps database connections (CONN_MAX_AGE); 0 = the default, reconnect")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="yixin-chat-bench-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
-    env, redis_process = setup_environment(workdir)
+    env, redis_process = setup_environment(workdir, args.conn_max_age)
     daphne = None
     try:
         sizes = [2] + [n - n % 2 for n in args.clients]

@@ -16,7 +16,6 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import Patient
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.permissions import IsClinician, IsHospitalStaff
@@ -684,7 +683,6 @@ class StaffPatientListApi(APIView):
                                      for p in patients]})
 
 
-__all__ = [name for name in dir() if name.endswith("Api")] + ["Patient"]
 
 
 def _name_schema_components() -> None:

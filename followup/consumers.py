@@ -38,10 +38,14 @@ def _accepted_subprotocol(scope) -> str | None:
 
 
 @database_sync_to_async
-def _is_member(user, conversation_id: int) -> bool:
-    from .selectors import conversation_is_member
+def _conversation_for(user, conversation_id: int):
+    """Return the conversation when ``user`` is a member of it, else None."""
+    from .selectors import conversation_get
 
-    return conversation_is_member(user=user, conversation_id=conversation_id)
+    try:
+        return conversation_get(user=user, conversation_id=conversation_id)
+    except Http404:
+        return None
 
 
 @database_sync_to_async
@@ -54,11 +58,10 @@ def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
 
 
 @database_sync_to_async
-def _call(user, conversation_id: int, action: str, content: dict):
+def _call(user, conversation, action: str, content: dict):
+    # Each service checks membership again in its own transaction (a member may have been removed).
     from . import services
-    from .selectors import conversation_get
 
-    conversation = conversation_get(user=user, conversation_id=conversation_id)
     if action == "send":
         link_id = content.get("link_id")
         return services.message_send(
@@ -91,7 +94,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        if not await _is_member(user, self.conversation_id):
+        self.conversation = await _conversation_for(user, self.conversation_id)
+        if self.conversation is None:
             await self.close(code=4404)
             return
         self.user = user
@@ -121,8 +125,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 "is_typing": bool(content.get("is_typing")), "sender_channel": self.channel_name})
         elif kind in ("send", "ask_assistant", "delivered", "read"):
             try:
-                result = await _call(self.user, self.conversation_id, kind, content)
+                result = await _call(self.user, self.conversation, kind, content)
             except ServiceError as exc:
+                if exc.status_code == 404:  # no longer a member
+                    await self.close(code=4404)
+                    return
                 await self.send_json({"type": "error", "code": exc.code, "message": exc.message,
                                       "client_id": content.get("client_id")})
                 return

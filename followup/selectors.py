@@ -96,7 +96,6 @@ def conversation_is_member(*, user: User, conversation_id: int) -> bool:
 def conversation_list(*, user: User) -> list[Conversation]:
     """Return the user's conversations, latest activity first, each with ``unread_count`` and
     ``last_message`` (None when empty). Three queries whatever the number of conversations."""
-    membership = ConversationMember.objects.filter(conversation=OuterRef("conversation_id"), user=user)
     unread = (
         Message.objects.filter(conversation=OuterRef("pk"))
         .exclude(sender=user)
@@ -104,7 +103,6 @@ def conversation_list(*, user: User) -> list[Conversation]:
                                 .values("last_read_id")[:1]))
         .values("conversation").annotate(n=Count("id")).values("n")
     )
-    del membership
     conversations = list(
         conversation_visible_queryset(user)
         .select_related("patient", "hospital")

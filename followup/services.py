@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -68,9 +68,10 @@ def conversation_create(
 ) -> Conversation:
     """Open a conversation about ``patient`` with the patient's account and ``staff`` as members.
 
-    A direct conversation has exactly one staff member; a care-team conversation one or more. The
-    actor must be one of the staff (or the patient, who may open a direct conversation with a doctor
-    of their hospital).
+    A direct conversation has exactly one staff member, and there is one per patient and doctor
+    (opening it again returns the existing one); a care-team conversation has one or more. The actor
+    must be one of the staff (or the patient, who may open a direct conversation with a doctor of
+    their hospital).
 
     Raises
     ------
@@ -95,6 +96,11 @@ def conversation_create(
         raise ServiceError("Only a member can open this conversation.", code="not_member", status_code=403)
     if is_patient_actor and kind != Conversation.Kind.DIRECT:
         raise ServiceError("A patient opens direct conversations only.", code="forbidden", status_code=403)
+    if kind == Conversation.Kind.DIRECT:
+        existing = (Conversation.objects.filter(patient=patient, kind=Conversation.Kind.DIRECT, members__user=staff[0])
+                    .order_by("pk").first())
+        if existing is not None:
+            return existing  # one direct conversation per patient and doctor
     conversation = Conversation(hospital=patient.hospital, patient=patient, kind=kind, title=title[:200], created_by=actor)
     conversation.full_clean()
     conversation.save()
@@ -153,7 +159,11 @@ def _check_link(conversation: Conversation, link_type: str, link_id: int, sender
     if link_type == Message.LinkType.REPORT:
         from diagnosis.selectors import report_visible_queryset
 
-        ok = report_visible_queryset(sender).filter(pk=link_id, study__patient=conversation.patient).exists()
+        from diagnosis.models import Report
+
+        # Only signed reports: the patient cannot open a draft.
+        ok = report_visible_queryset(sender).filter(pk=link_id, study__patient=conversation.patient,
+                                                    status=Report.Status.FINAL).exists()
     elif link_type == Message.LinkType.STUDY:
         from annotation.selectors import study_visible_queryset
 
@@ -164,17 +174,16 @@ def _check_link(conversation: Conversation, link_type: str, link_id: int, sender
         raise ServiceError("The link must be to this patient's own record.", code="invalid_link")
 
 
-def _store_message(message: Message) -> Message:
+def _store_message(message: Message, member_ids: list[int] | None = None) -> Message:
     # Foreign keys were loaded by the caller and the client-id constraint is enforced by the
     # database (IntegrityError below): skip the three existence queries full_clean would add.
     message.full_clean(exclude=["conversation", "sender", "attachment"], validate_constraints=False)
     message.save()
     Conversation.objects.filter(pk=message.conversation_id).update(last_message_at=message.created_at)
-    if message.sender_id:
-        # Your own message is delivered to and read by you.
-        ConversationMember.objects.filter(conversation_id=message.conversation_id, user_id=message.sender_id).update(
-            last_delivered_id=message.pk, last_read_id=message.pk)
-    member_ids = _member_ids(message.conversation_id)
+    # Your own messages never count as unread (the selectors leave them out), so the sender's read
+    # mark is not moved here: one write less per message.
+    if member_ids is None:
+        member_ids = _member_ids(message.conversation_id)
     # The row is committed before anyone hears of it; the payload is built from the saved instance.
     transaction.on_commit(lambda: events.send_message(message, member_ids))
     return message
@@ -197,11 +206,11 @@ def message_send(
     body = (body or "").strip()
     client_id = (client_id or "")[:64]
     with transaction.atomic():
-        _check_member(sender, conversation)
-        if client_id:
-            existing = Message.objects.filter(conversation=conversation, sender=sender, client_id=client_id).first()
-            if existing is not None:
-                return existing
+        member_ids = _member_ids(conversation.pk)
+        if sender.pk not in member_ids:
+            raise ServiceError("No such conversation.", code="not_found", status_code=404)
+        # A retry with a known client_id is caught by the unique constraint below (one query less
+        # on every ordinary send than looking it up first).
         if link_type:
             if link_id is None:
                 raise ServiceError("A link needs the record's id.", code="invalid_link")
@@ -218,12 +227,14 @@ def message_send(
         )
         try:
             with transaction.atomic():
-                _store_message(message)
+                _store_message(message, member_ids)
         except IntegrityError:
             existing = Message.objects.filter(conversation=conversation, sender=sender, client_id=client_id).first()
             if existing is None:
                 raise
             return existing
+        audit_record(actor=sender, action=AuditLog.Action.CREATE, target_type="chat_message", target_id=message.pk,
+                     hospital=conversation.hospital, detail={"conversation": conversation.pk, "kind": message.kind})
         logger.info("message %s stored in conversation %s (%d chars)", message.pk, conversation.pk, len(body))
     return message
 
@@ -362,6 +373,9 @@ def assistant_ask(*, user: User, conversation: Conversation, question: str, clie
         Conversation.objects.filter(pk=conversation.pk).update(assistant_context=new_context or {})
         answer_message = _store_message(Message(conversation=conversation, sender=None, kind=Message.Kind.ASSISTANT,
                                                 body=f"{text}\n\n{HANDOVER_ZH}", meta=meta))
+        audit_record(actor=None, action=AuditLog.Action.CREATE, target_type="chat_message", target_id=answer_message.pk,
+                     hospital=conversation.hospital, detail={"conversation": conversation.pk, "kind": "assistant"},
+                     channel="worker")
         staff_ids = list(ConversationMember.objects.filter(conversation=conversation)
                          .exclude(user_id=user.pk).exclude(user__role=Role.PATIENT).values_list("user_id", flat=True))
         for staff_id in staff_ids:
@@ -763,6 +777,8 @@ def assignment_autosave(*, user: User, assignment: QuestionnaireAssignment, answ
     assignment.answers = merged
     assignment.status = QuestionnaireAssignment.Status.IN_PROGRESS
     assignment.save(update_fields=["answers", "status", "updated_at"])
+    audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="questionnaire_assignment",
+                 target_id=assignment.pk, detail={"answers": len(merged)})
     return assignment
 
 
@@ -958,9 +974,3 @@ def conversation_unread_reset(*, user: User, conversation: Conversation) -> Conv
     """Mark everything in a conversation as read for ``user`` (opening it on a page)."""
     last_id = Message.objects.filter(conversation=conversation).aggregate(m=Max("id"))["m"] or 0
     return message_mark(user=user, conversation=conversation, read_id=last_id)
-
-
-__all__ = [name for name in dir() if name.endswith(("_create", "_send", "_add", "_mark", "_ask", "_dispatch",
-                                                      "_complete", "_assign", "_autosave", "_submit", "_fhir",
-                                                      "_install", "_read", "_images", "_rows"))]
-del F

@@ -100,6 +100,7 @@ def my_plan(request):
         "plans": selectors.plan_list_for_patient(user=request.user, patient=patient),
         "upcoming": selectors.upcoming_occurrences(patient=patient, days=60),
         "notifications": selectors.notification_list(user=request.user, limit=20),
+        "contact": getattr(request.user, "followup_contact", None),
     })
 
 
@@ -184,10 +185,12 @@ def conversation(request, conversation_id: int):
     conv = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="conversation", target_id=conv.pk,
                  hospital=conv.hospital)
-    reports = report_visible_queryset(request.user).filter(study__patient=conv.patient).order_by("-pk")[:20]
+    reports = (report_visible_queryset(request.user).filter(study__patient=conv.patient, status="final")
+               .order_by("-pk")[:20])
     studies = study_visible_queryset(request.user).filter(patient=conv.patient).order_by("-pk")[:20]
     return render(request, "followup/conversation.html", {
         "tab": "chat",
+        "hide_tabbar": True,  # the chat takes the whole phone screen; the header leads back
         "conversation": conv,
         "members": list(conv.members.select_related("user")),
         "links": [{"type": "report", "id": r.pk, "label": f"报告 v{r.version} #{r.pk}"} for r in reports]

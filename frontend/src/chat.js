@@ -108,7 +108,7 @@ function renderMessage(payload, { prepend = false } = {}) {
   if (mine) {
     const receipt = document.createElement("span");
     receipt.className = "receipt";
-    meta.append(" · ", receipt);
+    meta.append(receipt);
   }
   element.append(meta);
   if (payload.kind === "assistant" && payload.meta && payload.meta.handover) {
@@ -141,7 +141,7 @@ function updateReceipts() {
     const id = Number(el.dataset.id);
     const receipt = el.querySelector(".receipt");
     if (!receipt) return;
-    receipt.textContent = id <= readMax ? t("read") : id <= deliveredMax ? t("delivered") : "";
+    receipt.textContent = id <= readMax ? ` · ${t("read")}` : id <= deliveredMax ? ` · ${t("delivered")}` : "";
     el.dataset.receipt = id <= readMax ? "read" : id <= deliveredMax ? "delivered" : "sent";
   });
 }
@@ -395,6 +395,15 @@ window.addEventListener("online", () => socket.reconnectNow());
 setInterval(() => {
   if (socket.isOpen) socket.ws.send(JSON.stringify({ type: "resume", last_seen_id: state.lastSeenId }));
 }, 30000);
+
+// Fill the screen below the header, so the compose box stays above a phone's keyboard and edge.
+function fitHeight() {
+  const chat = document.getElementById("chat");
+  const top = chat.getBoundingClientRect().top + window.scrollY;
+  chat.style.height = `${Math.max(320, window.innerHeight - top - 8)}px`;
+}
+fitHeight();
+window.addEventListener("resize", fitHeight);
 
 loadInitial()
   .catch((err) => showNotice(err.message))

@@ -1,7 +1,7 @@
 // Fill in a questionnaire on the phone: conditional display, autosave (to the server, and to the
 // phone while offline), resume later, submit and see the score.
-import { csrfTokenFromCookie, requestJson } from "./lib/api.js";
-import { makeTranslator, readTemplateStrings } from "./lib/i18n.js";
+import { requestJson } from "./lib/api.js";
+import { isChinesePage, makeTranslator, readTemplateStrings } from "./lib/i18n.js";
 import { visibleItems } from "./lib/fu-conditions.js";
 
 const config = JSON.parse(document.getElementById("questionnaire-config").textContent);
@@ -67,8 +67,13 @@ function setAnswer(linkId, value) {
   scheduleSave();
 }
 
+// Instruments carry English wording beside the Chinese; an English page shows it when present.
+const english = !isChinesePage();
 function optionLabel(option) {
-  return option.label;
+  return (english && option.label_en) || option.label;
+}
+function itemText(item) {
+  return (english && item.text_en) || item.text;
 }
 
 function renderItem(item) {
@@ -76,8 +81,8 @@ function renderItem(item) {
   box.className = "fu-q";
   box.dataset.linkId = item.link_id;
   const legend = document.createElement("legend");
-  legend.textContent = item.text;
-  if (item.required) legend.classList.add("required");
+  legend.textContent = itemText(item);
+  if (item.required) legend.classList.add("fu-required");
   box.append(legend);
   const name = `q-${item.link_id}`;
   const current = answers[item.link_id];
@@ -219,4 +224,3 @@ if (config.status === "completed") {
 }
 window.addEventListener("online", () => scheduleSave());
 window.addEventListener("pagehide", () => keepLocal());
-void csrfTokenFromCookie;

@@ -194,6 +194,9 @@ def test_links_point_only_at_the_patients_own_final_records(doctor, patient_user
                                               paths=[small_ct_path], modality="CT")
     foreign = api_client(doctor).post(url, {"link_type": "study", "link_id": result.studies[0].pk}, format="json")
     missing = api_client(doctor).post(url, {"link_type": "report", "link_id": 987654}, format="json")
+    amendment = diagnosis_services.report_amend(user=doctor, report=report)
+    draft_link = api_client(doctor).post(url, {"link_type": "report", "link_id": amendment.pk}, format="json")
+    assert draft_link.status_code == 400 and draft_link.json()["error"]["code"] == "invalid_link"
     assert foreign.status_code == 400 and foreign.json()["error"]["code"] == "invalid_link"
     assert missing.status_code == 400
     assert Message.objects.filter(conversation=conversation).count() == 2
@@ -225,6 +228,9 @@ def test_message_text_never_reaches_the_logs_or_the_audit_trail(caplog, doctor, 
     assert Message.objects.filter(body=secret).exists()
     assert secret not in caplog.text and "HIV" not in caplog.text
     assert not any(secret in str(row.detail) for row in AuditLog.objects.all())
+    stored = Message.objects.get(body=secret)
+    assert AuditLog.objects.filter(actor=patient_user, action="create", target_type="chat_message",
+                                   target_id=str(stored.pk)).exists()
 
 
 def test_care_team_conversation_with_several_staff(doctor, nurse, annotator, patient, patient_user, other_doctor):
@@ -262,7 +268,7 @@ def test_conversation_creation_rules(doctor, other_doctor, patient, patient_user
     assert two_in_direct.status_code == 400 and two_in_direct.json()["error"]["code"] == "direct_needs_one"
     assert no_account.status_code == 400 and no_account.json()["error"]["code"] == "patient_without_account"
     assert foreign_patient.status_code == 404
-    assert by_patient.status_code == 201
+    assert by_patient.status_code == 201 and by_patient.json()["id"] == created.json()["id"]  # the same one
     assert ConversationMember.objects.filter(conversation_id=by_patient.json()["id"]).count() == 2
 
 

@@ -23,7 +23,7 @@ def _communicator(user, conversation_id: int) -> WebsocketCommunicator:
     return communicator
 
 
-async def _receive_type(communicator, kind: str, timeout: float = 5):
+async def _receive_type(communicator, kind: str, timeout: float = 30):
     """Return the next frame of ``kind``, skipping others (typing, receipts)."""
     while True:
         frame = await communicator.receive_json_from(timeout=timeout)
@@ -78,7 +78,7 @@ def test_a_dropped_connection_resumes_without_losing_messages(doctor, patient_us
         assert (await pat.connect(timeout=10))[0]
         await pat.send_json_to({"type": "resume", "last_seen_id": seen[-1]})
         while True:
-            frame = await pat.receive_json_from(timeout=5)
+            frame = await pat.receive_json_from(timeout=30)
             if frame["type"] == "resumed":
                 break
             if frame["type"] == "message":
@@ -148,7 +148,7 @@ def test_bad_frames_get_an_error_and_store_nothing(patient_user, conversation):
         for frame in ({"type": "send", "client_id": "x", "body": "   "}, {"type": "resume", "last_seen_id": "abc"},
                       {"type": "read", "up_to": -1}, {"type": "nonsense"}, ["not", "an", "object"]):
             await pat.send_json_to(frame)
-            frames.append(await pat.receive_json_from(timeout=5))
+            frames.append(await pat.receive_json_from(timeout=30))
         await pat.disconnect()
         return frames
 
@@ -169,7 +169,7 @@ def test_the_rate_limit_refuses_over_the_websocket(settings, patient_user, conve
         for i in range(3):
             await pat.send_json_to({"type": "send", "client_id": f"r{i}", "body": f"第{i}条"})
             while True:
-                frame = await pat.receive_json_from(timeout=5)
+                frame = await pat.receive_json_from(timeout=30)
                 if frame["type"] in ("ack", "error"):
                     replies.append(frame)
                     break
@@ -198,3 +198,80 @@ def test_a_mobile_app_joins_with_a_jwt_subprotocol(patient_user, conversation):
 
     assert async_to_sync(scenario)(["yixin.jwt", token]) == (True, "yixin.jwt")
     assert async_to_sync(scenario)(["yixin.jwt", token[:-4] + "AAAA"]) == (False, 4401)
+
+
+def test_the_inbox_socket_is_nudged_by_new_messages_and_notifications(doctor, patient_user, conversation):
+    from followup.routing import websocket_urlpatterns as routes
+
+    async def scenario():
+        inbox = WebsocketCommunicator(URLRouter(routes), "/ws/followup/inbox/")
+        inbox.scope["user"] = doctor
+        assert (await inbox.connect(timeout=10))[0]
+        message = await database_sync_to_async(services.message_send)(sender=patient_user, conversation=conversation,
+                                                                        body="医生，我今天发烧了")
+        update = await _receive_type(inbox, "inbox.update")
+        await database_sync_to_async(services.notification_create)(user_id=doctor.pk, kind="overdue", title="逾期",
+                                                                     send_external=False)
+        notification = await _receive_type(inbox, "notification")
+        # The sender's own inbox is not nudged by their own message.
+        own = WebsocketCommunicator(URLRouter(routes), "/ws/followup/inbox/")
+        own.scope["user"] = patient_user
+        assert (await own.connect(timeout=10))[0]
+        await database_sync_to_async(services.message_send)(sender=patient_user, conversation=conversation, body="再补充")
+        quiet = await own.receive_nothing(timeout=0.5)
+        await inbox.disconnect()
+        await own.disconnect()
+        return message, update, notification, quiet
+
+    message, update, notification, quiet = async_to_sync(scenario)()
+    assert update == {"type": "inbox.update", "conversation_id": conversation.pk, "message_id": message.pk}
+    assert notification["notification"]["title"] == "逾期"
+    assert quiet
+
+
+def test_the_inbox_socket_refuses_anonymous_users():
+    from django.contrib.auth.models import AnonymousUser
+
+    async def scenario():
+        inbox = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/followup/inbox/")
+        inbox.scope["user"] = AnonymousUser()
+        return await inbox.connect(timeout=10)
+
+    assert async_to_sync(scenario)() == (False, 4401)
+
+
+def test_the_assistant_is_asked_over_the_websocket(settings, doctor, patient_user, conversation):
+    settings.NEO4J_URI = "bolt://127.0.0.1:1"  # the graph is down: the answer says so and hands over
+    from knowledge_graph import services as kg_services
+
+    kg_services.graph_clients_close()
+
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        await pat.send_json_to({"type": "ask_assistant", "client_id": "q1", "question": "感冒吃什么药？"})
+        frames = [await _receive_type(pat, "message", timeout=20), await _receive_type(pat, "message", timeout=20)]
+        await pat.disconnect()
+        return frames
+
+    try:
+        question, answer = async_to_sync(scenario)()
+    finally:
+        kg_services.graph_clients_close()
+    assert question["message"]["to_assistant"] and question["message"]["body"] == "感冒吃什么药？"
+    assert answer["message"]["kind"] == "assistant" and answer["message"]["meta"]["handover"]
+
+
+def test_a_member_removed_while_connected_is_closed_on_the_next_send(patient_user, conversation):
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        await database_sync_to_async(ConversationMember.objects.filter(user=patient_user).delete)()
+        await pat.send_json_to({"type": "send", "client_id": "late", "body": "还在吗"})
+        closed = await pat.receive_output(timeout=30)
+        await pat.disconnect()
+        return closed
+
+    closed = async_to_sync(scenario)()
+    assert closed == {"type": "websocket.close", "code": 4404}
+    assert not Message.objects.exists()

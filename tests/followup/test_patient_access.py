@@ -201,3 +201,38 @@ def test_the_mobile_pages_render_for_the_patient(client, patient_user, signed_re
     assert "双肺未见明确结节。" in pages["reports"].content.decode()
     assert "胸部CT复查" in pages["plan"].content.decode()
     assert 'name="viewport"' in pages["home"].content.decode()
+    assignment = services.questionnaire_assign(actor=doctor, questionnaire=services.instruments_install()[0],
+                                               patients=[patient], due_date=timezone.localdate())[0]
+    fill = client.get(f"/followup/me/questionnaires/{assignment.pk}/")
+    assert fill.status_code == 200 and b'id="questionnaire-config"' in fill.content
+    assert client.put("/api/followup/me/contact/", {"phone": "+86 139 0000 0000"},
+                      content_type="application/json").json()["phone"] == "+86 139 0000 0000"
+    assert client.put("/api/followup/me/contact/", {"phone": "call me"},
+                      content_type="application/json").status_code == 400
+
+
+def test_a_patient_starts_a_conversation_with_a_doctor_of_their_hospital(client, patient, patient_user, doctor,
+                                                                        other_doctor):
+    from followup.models import Conversation
+
+    client.force_login(patient_user)
+    refused = client.post("/followup/conversations/start/", {"doctor_id": other_doctor.pk})
+    assert refused.status_code == 302 and refused["Location"] == "/followup/conversations/"
+    assert not Conversation.objects.exists()
+    started = client.post("/followup/conversations/start/", {"doctor_id": doctor.pk})
+    conversation = Conversation.objects.get()
+    assert started["Location"] == f"/followup/conversations/{conversation.pk}/"
+    assert sorted(conversation.members.values_list("user_id", flat=True)) == sorted([doctor.pk, patient_user.pk])
+    page = client.get(started["Location"])
+    assert page.status_code == 200 and b'id="chat-config"' in page.content
+
+
+def test_a_doctor_opens_a_care_team_conversation_from_the_dashboard(client, doctor, nurse, patient):
+    from followup.models import Conversation
+
+    client.force_login(doctor)
+    response = client.post("/followup/conversations/start/", {"patient_id": patient.pk, "staff_ids": [nurse.pk],
+                                                              "title": "术后"})
+    conversation = Conversation.objects.get()
+    assert response["Location"] == f"/followup/conversations/{conversation.pk}/"
+    assert conversation.kind == "care_team" and conversation.members.count() == 3

@@ -175,3 +175,15 @@ def test_notifications_are_listed_and_marked_read(patient_user):
     assert client.get("/api/followup/notifications/").json()["unread"] == 1
     assert client.post(f"/api/followup/notifications/{n.pk}/read/").json()["read"] is True
     assert client.get("/api/followup/notifications/").json()["unread"] == 0
+
+
+def test_the_reminder_command_prints_its_counts(doctor, plan):
+    from django.core.management import CommandError, call_command
+
+    services.plan_item_add(actor=doctor, plan=plan, kind=PlanItem.Kind.MEDICATION, title="药", start_date=TODAY,
+                           interval_days=1)
+    out = io.StringIO()
+    call_command("followup_reminders", "--date", TODAY.isoformat(), stdout=out)
+    assert json.loads(out.getvalue()) == {"created": 0, "reminded": 1, "overdue": 0, "assigned": 0}
+    with pytest.raises(CommandError):
+        call_command("followup_reminders", "--date", "tomorrow")
