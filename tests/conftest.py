@@ -135,3 +135,28 @@ def small_ct_study(hospital, doctor, patient_user, small_ct_path):
     patient.user = patient_user
     patient.save()
     return result.studies[0]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Give each test its own channel-layer instance: channels_redis binds its receive lock to the
+    event loop of the test that used it, and each async_to_sync test runs its own loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def ct_lung_model(db):
+    """The built-in classical CT lung model, registered again if a transactional test flushed the rows
+    that migration 0002 created."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from annotation.selectors import segmentation_model_by_name
+
+    import_module("annotation.migrations.0002_builtin_lung_model").register(apps, None)
+    return segmentation_model_by_name(name="ct-lung")

@@ -9,7 +9,6 @@ from channels.testing import WebsocketCommunicator
 
 from annotation import events, services
 from annotation.routing import websocket_urlpatterns
-from annotation.selectors import segmentation_model_by_name
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,10 +19,10 @@ def _communicator(user, study_id: int) -> WebsocketCommunicator:
     return communicator
 
 
-def test_study_member_receives_inference_progress(doctor, small_ct_study):
+def test_study_member_receives_inference_progress(doctor, small_ct_study, ct_lung_model):
     from asgiref.sync import async_to_sync
 
-    run = services.inference_run_create(user=doctor, series=small_ct_study.series.get(), model=segmentation_model_by_name(name="ct-lung"))
+    run = services.inference_run_create(user=doctor, series=small_ct_study.series.get(), model=ct_lung_model)
 
     async def scenario():
         communicator = _communicator(doctor, small_ct_study.pk)

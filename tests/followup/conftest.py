@@ -54,14 +54,3 @@ def other_conversation(doctor, other_patient):
     from followup import services
 
     return services.conversation_create(actor=doctor, patient=other_patient, staff=[doctor])
-
-
-@pytest.fixture(autouse=True)
-def _fresh_channel_layer():
-    """Give each test its own channel-layer instance: channels_redis binds its receive lock to the
-    event loop of the test that used it, and each async_to_sync test runs its own loop."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
