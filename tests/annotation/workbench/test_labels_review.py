@@ -170,7 +170,7 @@ def test_active_learning_ranks_unlabelled_studies_by_entropy(doctor, hospital, h
     services.uncertainty_score_compute(series_id=hippocampus_studies[0].pk, model_id=model.pk, method="mc_dropout", samples=3)
 
     ranked = client.get(reverse("active-learning"), {"model": model.pk}).json()["results"]
-    assert [r["series"] for r in ranked] == [s.pk for s in sorted(UncertaintyScore.objects.filter(method="entropy"),
+    assert [r["series"] for r in ranked] == [s.series_id for s in sorted(UncertaintyScore.objects.filter(method="entropy"),
                                                                   key=lambda s: -s.score)]
     assert all(0 < r["score"] <= 1 for r in ranked) and labelled.pk not in [r["series"] for r in ranked]
     assert UncertaintyScore.objects.get(method="mc_dropout").score > 0
