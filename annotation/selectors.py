@@ -11,22 +11,14 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
 from portal.models import STAFF_ROLES, Role, User
+from portal.selectors import tenancy_scope
 
 from .models import InferenceRun, Patient, Segmentation, SegmentationModel, Series, Study
 
 
 def study_visible_queryset(user: User) -> QuerySet[Study]:
-    """Return the studies ``user`` may see."""
-    qs = Study.objects.all()
-    if not user.is_authenticated:
-        return qs.none()
-    if user.is_platform_admin:
-        return qs
-    if user.role in STAFF_ROLES and user.hospital_id:
-        return qs.filter(hospital_id=user.hospital_id)
-    if user.role == Role.PATIENT:
-        return qs.filter(patient__user=user)
-    return qs.none()
+    """Return the studies ``user`` may see: their hospital's (staff), their own (patient)."""
+    return tenancy_scope(Study.objects.all(), user, patient_user_field="patient__user")
 
 
 def study_list(*, user: User) -> QuerySet[Study]:
@@ -180,11 +172,7 @@ def label_set_list(*, user: User):
     from .models import Label, LabelSet
 
     qs = LabelSet.objects.select_related("hospital").prefetch_related(Prefetch("labels", queryset=Label.objects.order_by("index")))
-    if user.is_platform_admin:
-        return qs
-    if user.role in STAFF_ROLES and user.hospital_id:
-        return qs.filter(hospital_id=user.hospital_id)
-    return qs.none()
+    return tenancy_scope(qs, user)
 
 
 def label_set_get(*, user: User, label_set_id: int):

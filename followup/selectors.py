@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from annotation.models import Patient
 from portal.models import STAFF_ROLES, Role, User
+from portal.selectors import tenancy_scope
 
 from .models import (
     Attachment,
@@ -53,16 +54,7 @@ def patient_of_user(*, user: User) -> Patient:
 
 def patient_visible_queryset(user: User) -> QuerySet[Patient]:
     """Return the patients ``user`` may see: their hospital's (staff), their own (patient)."""
-    qs = Patient.objects.all()
-    if not user.is_authenticated:
-        return qs.none()
-    if user.is_platform_admin:
-        return qs
-    if user.role in STAFF_ROLES and user.hospital_id:
-        return qs.filter(hospital_id=user.hospital_id)
-    if user.role == Role.PATIENT:
-        return qs.filter(user=user)
-    return qs.none()
+    return tenancy_scope(Patient.objects.all(), user, patient_user_field="user")
 
 
 def patient_get(*, user: User, patient_id: int) -> Patient:

@@ -1,0 +1,29 @@
+"""Tenancy scoping shared by every app's selectors."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from .models import STAFF_ROLES, Role, User
+
+
+def tenancy_scope(qs: QuerySet, user: User, *, hospital_field: str = "hospital", patient_user_field: str | None = None) -> QuerySet:
+    """Restrict ``qs`` to the rows ``user`` may see under the portal's tenancy rules.
+
+    - anonymous users: nothing;
+    - platform admins: everything;
+    - hospital staff (hospital admin, doctor, annotator) with a hospital: rows whose ``hospital_field``
+      is their hospital;
+    - patients: rows whose ``patient_user_field`` (a lookup path ending at a user, e.g.
+      ``"patient__user"``) is themselves; nothing when the model has no such path (``None``);
+    - anyone else (staff without a hospital): nothing.
+    """
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_platform_admin:
+        return qs
+    if user.role in STAFF_ROLES and user.hospital_id:
+        return qs.filter(**{f"{hospital_field}_id": user.hospital_id})
+    if user.role == Role.PATIENT and patient_user_field:
+        return qs.filter(**{patient_user_field: user})
+    return qs.none()
