@@ -53,6 +53,12 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
     clients = [f"hospital-{i}" for i in range(len(split_dirs))]
     paths = create_federation_material(work / "pki", clients)
     outbox = work / f"outbox-{name}"
+    if (outbox / "done.json").exists():  # finished in an earlier invocation with the same --out
+        return _collect(name, outbox, strategy, rounds, total_s=float("nan"))
+    if outbox.exists():
+        import shutil
+
+        shutil.rmtree(outbox)
     fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=_free_port(), python_path=str(ROOT))
     started = time.perf_counter()
     try:
@@ -68,10 +74,18 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
                 raise RuntimeError((outbox / "failed.json").read_text())
             if fed.superlink.poll() is not None:
                 raise RuntimeError("SuperLink exited:\n" + fed.log_text("superlink")[-3000:])
+            for c, process in fed.supernodes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"SuperNode {c} exited:\n" + fed.log_text(f"supernode-{c}")[-3000:])
             time.sleep(1)
     finally:
         fed.stop()
-    total_s = time.perf_counter() - started
+    return _collect(name, outbox, strategy, rounds, total_s=time.perf_counter() - started)
+
+
+def _collect(name, outbox: Path, strategy: str, rounds: int, *, total_s: float) -> dict:
+    from federation.fl.flower_app import load_arrays
+
     if strategy == "flower-fedavg":
         done = json.loads((outbox / "done.json").read_text())
         rounds_info = [json.loads((outbox / f"flower-round-{r:04d}.json").read_text()) for r in range(1, rounds + 1)]
@@ -96,17 +110,22 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from federation.fl.data import load_cases, split_non_iid, write_msd_subset
+    from federation.fl.data import HospitalSplit, load_cases, split_non_iid, write_msd_subset
     from federation.fl.local import ModelSpec, evaluate_dice, initial_arrays, train_local
 
     work = args.out or Path(tempfile.mkdtemp(prefix="fed-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     spec = ModelSpec()
-    clean = split_non_iid(DATA, work / "clean", sizes=SIZES, held_out=HELD_OUT)
-    corrupt = split_non_iid(DATA, work / "corrupt", sizes=SIZES, held_out=HELD_OUT, corrupt=[CORRUPT])
+    if not (work / "test").exists():
+        split_non_iid(DATA, work / "clean", sizes=SIZES, held_out=HELD_OUT)
+        split_non_iid(DATA, work / "corrupt", sizes=SIZES, held_out=HELD_OUT, corrupt=[CORRUPT])
+        held = sorted(p.name for p in (work / "clean" / "held-out" / "imagesTr").iterdir())
+        write_msd_subset(DATA, work / "coordinator-validation", held[::4])
+        write_msd_subset(DATA, work / "test", [n for i, n in enumerate(held) if i % 4])
+    clean = HospitalSplit(hospitals=tuple(work / "clean" / f"hospital-{i}" for i in range(len(SIZES))), held_out=work / "clean" / "held-out")
+    corrupt = HospitalSplit(hospitals=tuple(work / "corrupt" / f"hospital-{i}" for i in range(len(SIZES))), held_out=work / "corrupt" / "held-out")
     held = sorted(p.name for p in (clean.held_out / "imagesTr").iterdir())
-    validation = write_msd_subset(DATA, work / "coordinator-validation", held[::4])
-    test = write_msd_subset(DATA, work / "test", [n for i, n in enumerate(held) if i % 4])
+    validation, test = work / "coordinator-validation", work / "test"
     test_cases = load_cases(test, patch_size=spec.patch_size)
     epochs_total = args.rounds * args.local_epochs
     print(f"hospitals {list(SIZES)} cases, coordinator validation {len(held[::4])}, held-out test {len(test_cases)}; "
@@ -118,14 +137,21 @@ def main() -> None:
     init = initial_arrays(spec)
     results = {}
     t0 = time.perf_counter()
+    cache = work / "baselines.json"
+    if cache.exists():
+        results.update(json.loads(cache.read_text()))
     for i, d in enumerate(clean.hospitals):
+        if f"alone-{i}" in results:
+            continue
         data = load_cases(d, patch_size=spec.patch_size)
         results[f"alone-{i}"] = dice(train_local(init, data, spec, epochs=epochs_total, seed=i).arrays)
-    pooled = [load_cases(d, patch_size=spec.patch_size) for d in clean.hospitals]
-    from federation.fl.data import CaseArrays
+    if "pooled" not in results:
+        from federation.fl.data import CaseArrays
 
-    pooled = CaseArrays(images=torch.cat([p.images for p in pooled]), labels=torch.cat([p.labels for p in pooled]))
-    results["pooled"] = dice(train_local(init, pooled, spec, epochs=epochs_total, seed=0).arrays)
+        pooled = [load_cases(d, patch_size=spec.patch_size) for d in clean.hospitals]
+        pooled = CaseArrays(images=torch.cat([p.images for p in pooled]), labels=torch.cat([p.labels for p in pooled]))
+        results["pooled"] = dice(train_local(init, pooled, spec, epochs=epochs_total, seed=0).arrays)
+    cache.write_text(json.dumps(results))
     print(f"local baselines took {time.perf_counter() - t0:.0f} s")
 
     runs = {}

@@ -678,14 +678,15 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                     return task
                 if task.current_round >= task.rounds:
                     break
+                # A dead SuperLink first: its orphaned ServerApp may report a failure that is only the crash.
+                if fed.superlink.poll() is not None:
+                    coordinator_died = True
+                    break
                 if (outbox / "failed.json").exists():
                     error = json.loads((outbox / "failed.json").read_text()).get("error", "coordinator failed")
                     with transaction.atomic():
                         _set_status(task, FederatedTask.Status.FAILED, error=error[:2000])
                     return task
-                if fed.superlink.poll() is not None:
-                    coordinator_died = True
-                    break
                 for index, participant in enumerate(participants):
                     process = fed.supernodes.get(participant.client_id)
                     current = Participant.objects.filter(pk=participant.pk).values_list("status", flat=True).first()

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +56,35 @@ class FederationError(RuntimeError):
     """A federation process failed to start or a Flower command failed."""
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _kill_flower_helpers(address: str) -> None:
+    """SIGKILL the Flower helper processes (SuperExec, ServerApp, ClientApp) serving ``address``.
+
+    Flower starts them in sessions of their own, so killing a SuperLink's or SuperNode's process
+    group leaves them running; they are found by the Runtime API address on their command line.
+    """
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        names = [a.decode(errors="replace") for a in argv if a]
+        if any(n.rsplit("/", 1)[-1] in ("flower-superexec", "flwr-serverapp", "flwr-clientapp") for n in names) and address in names:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -76,7 +104,7 @@ class LocalFederation:
     work_dir : Path
         Logs, per-process ``FLWR_HOME`` folders, the SuperLink state database and the app folder.
     port : int
-        The SuperLink's single port; SuperNode ``i`` uses ``port + 1 + i`` for its local runtime API.
+        The SuperLink's single port; each SuperNode's local Runtime API gets a free port of its own.
     python_path : str
         Put on ``PYTHONPATH`` so the ServerApp/ClientApp processes import :mod:`federation.fl`.
     """
@@ -89,6 +117,7 @@ class LocalFederation:
     superlink: subprocess.Popen | None = None
     supernodes: dict = field(default_factory=dict)
     node_ids: dict = field(default_factory=dict)
+    node_ports: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)
@@ -176,8 +205,16 @@ class LocalFederation:
         node_id = self.node_ids.pop(client_id)
         self._flwr("supernode", "unregister", str(node_id), "local")
 
-    def start_supernode(self, client_id: str, data_dir: Path, index: int) -> subprocess.Popen:
-        """Start a hospital's SuperNode; it reads only ``data_dir`` and signs with its own key."""
+    def start_supernode(self, client_id: str, data_dir: Path, index: int = 0) -> subprocess.Popen:
+        """Start a hospital's SuperNode; it reads only ``data_dir`` and signs with its own key.
+
+        ``index`` is kept for callers' bookkeeping; the local Runtime API port is a free one.
+        """
+        old = self.node_ports.get(client_id)
+        if old:
+            _kill_flower_helpers(f"{HOST}:{old}")
+        port = _free_port()
+        self.node_ports[client_id] = port
         p = self.paths
         node_config = (
             f'client-id="{client_id}" data-dir="{Path(data_dir).resolve()}" '
@@ -187,7 +224,7 @@ class LocalFederation:
             str(self.bin_dir / "flower-supernode"),
             "--root-certificates", str(p.ca_cert), "--superlink", f"{HOST}:{self.port}",
             "--auth-supernode-private-key", str(p.node_auth_key(client_id)),
-            "--host", HOST, "--port", str(self.port + 1 + index),
+            "--host", HOST, "--port", str(port),
             "--node-config", node_config, "--max-retries", "3",
         ]
         process = self._spawn(f"supernode-{client_id}", argv)
@@ -244,16 +281,20 @@ class LocalFederation:
     def kill_supernode(self, client_id: str) -> None:
         """Kill a hospital's SuperNode and its ClientApp processes at once (a crash)."""
         self.stop_process(self.supernodes.get(client_id), kill=True)
+        _kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
 
     def kill_coordinator(self) -> None:
         """Kill the SuperLink and the ServerApp it started (a coordinator crash)."""
         self.stop_process(self.superlink, kill=True)
+        _kill_flower_helpers(f"{HOST}:{self.port}")
 
     def stop(self) -> None:
-        """Stop every process this federation started."""
-        for process in list(self.supernodes.values()):
+        """Stop every process this federation started, Flower's helper processes included."""
+        for client_id, process in list(self.supernodes.items()):
             self.stop_process(process)
+            _kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
         self.stop_process(self.superlink)
+        _kill_flower_helpers(f"{HOST}:{self.port}")
 
     def log_text(self, name: str) -> str:
         path = self.work_dir / "logs" / f"{name}.log"

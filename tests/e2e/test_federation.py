@@ -49,9 +49,15 @@ def test_live_task_page_follows_a_real_run(portal_server, browser_page, tmp_path
                 [sys.executable, str(REPO_DIR / "manage.py"), "shell", "-c",
                  "from federation.models import FederatedTask as T; t = T.objects.order_by('-pk').first(); print(t.pk if t else '')"],
                 env=env, cwd=REPO_DIR, capture_output=True, text=True)
-            task_id = int(probe.stdout.strip()) if probe.stdout.strip().isdigit() else None
+            lines = probe.stdout.strip().splitlines()
+            task_id = int(lines[-1]) if lines and lines[-1].isdigit() else None
+            if task_id is None and run.poll() is not None:
+                break
             time.sleep(1)
-        assert task_id, "federated_run did not create its task"
+        if task_id is None:
+            run.kill()
+            out, err = run.communicate()
+            pytest.fail(f"federated_run did not create its task: {probe.stdout[-500:]} {probe.stderr[-1500:]} {err[-3000:]}")
 
         page = browser_page
         base = portal_server["url"]
