@@ -75,7 +75,9 @@ def portal_server(embedded_services):
             processes.append(subprocess.Popen(argv, env=env, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT,
                                               start_new_session=True))
         embedded.wait_for_port(port, timeout_s=60, process=processes[-1])
-        yield {"url": f"http://127.0.0.1:{port}", "password": E2E_PASSWORD, "logs": workdir}
+        # database_url: tests that run management commands against the same portal use it.
+        yield {"url": f"http://127.0.0.1:{port}", "password": E2E_PASSWORD, "logs": workdir,
+               "database_url": env["DATABASE_URL"], "redis_url": env["REDIS_URL"]}
     finally:
         for process in processes:
             if process.poll() is None:

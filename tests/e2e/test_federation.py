@@ -22,18 +22,15 @@ def _portal_env(portal_server) -> dict:
     # The same database, object storage bucket and Redis (channel layer) as the running portal.
     workdir = portal_server["logs"]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    redis = os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{os.environ.get('YIXIN_REDIS_PORT', '16390')}/0"
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(workdir), S3_BUCKET="yixin-e2e",
-               DATABASE_URL=os.environ.get("E2E_DATABASE_URL", f"sqlite:///{workdir / 'e2e.sqlite3'}"),
-               REDIS_URL=redis.rsplit("/", 1)[0] + "/5", FEDERATION_THREADS_PER_CLIENT="1")
+               DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"],
+               FEDERATION_THREADS_PER_CLIENT="1")
     return env
 
 
 def test_live_task_page_follows_a_real_run(portal_server, browser_page, tmp_path):
     from federation.fl.data import split_non_iid
 
-    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.skip("this test shares the portal's SQLite file; on PostgreSQL the e2e database name is private")
     split = split_non_iid(shared_data("msd_task04_hippocampus"), tmp_path / "split", sizes=[4, 3], held_out=3)
     env = _portal_env(portal_server)
     run = subprocess.Popen(
