@@ -82,6 +82,8 @@ class Command(BaseCommand):
                 user=users["doctor"], report=report,
                 impression="双肺自动分割完成，体积见测量表。（演示报告，待医师审核）\nAutomatic lung segmentation; volumes in the table. (Demo draft, to be reviewed.)",
             )
+        for row in segmentation.measurements.order_by("label"):
+            self.stdout.write(f"  measured {row.label_name}: {row.volume_ml:.1f} mL, max diameter {row.max_diameter_mm:.1f} mm")
         try:
             call_command("kg_load_starter", verbosity=0)
         except Exception as exc:  # noqa: BLE001 - the QA assistant is optional for the imaging demo
@@ -132,12 +134,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _print_summary(self, study, password: str) -> None:
+        from diagnosis.models import Report
+
         base = settings.PORTAL_BASE_URL.rstrip("/")
         self.stdout.write("")
         self.stdout.write("Yixin Portal (医心相印) is running:")
         self.stdout.write(f"  Portal      {base}/")
         if study is not None:
             self.stdout.write(f"  Demo study  {base}/studies/{study.pk}/")
+            report = Report.objects.filter(study=study).order_by("-version").first()
+            if report is not None:
+                self.stdout.write(f"  Report      {base}/reports/{report.pk}/ ({report.get_status_display()})")
         self.stdout.write(f"  API docs    {base}/api/docs/")
         self.stdout.write(f"  Admin       {base}/admin/")
         self.stdout.write(f"  Logins (password '{password}'): doctor, annotator, patient, admin")
