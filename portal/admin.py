@@ -18,11 +18,8 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Yixin", {"fields": ("role", "hospital", "display_name")}))
 
 
-@admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor", "hospital", "action", "target_type", "target_id", "channel", "ip_address")
-    list_filter = ("action", "channel", "target_type", "hospital")
-    readonly_fields = [f.name for f in AuditLog._meta.fields]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Admin for append-only records (audit log, federation ledger): viewable, never added, edited or deleted."""
 
     def has_add_permission(self, request):
         return False
@@ -32,3 +29,10 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "actor", "hospital", "action", "target_type", "target_id", "channel", "ip_address")
+    list_filter = ("action", "channel", "target_type", "hospital")
+    readonly_fields = [f.name for f in AuditLog._meta.fields]
