@@ -10,13 +10,14 @@ different sizes and label balance (federation.fl.data.split_non_iid), a coordina
   (d) all hospitals' data pooled centrally;
 
 then repeats (b) and (c) with one hospital's label maps scrambled and prints RTIFed's reputation of it
-and both strategies' Dice loss. Finally it runs Flower's own FedAvg strategy (flwr.serverapp.strategy
-.FedAvg) over the same ClientApp, model and data and prints the coordination overhead per round
-(round time minus the slowest client's training time) of both coordinators, as a ratio.
+and both strategies' Dice loss. Finally it runs FedAvg with secure aggregation (Flower's SecAgg+) and
+Flower's own FedAvg strategy (flwr.serverapp.strategy.FedAvg) over the same ClientApp, model and data
+and prints the coordination overhead per round (round time minus the slowest client's training time)
+of each coordinator as a ratio to Flower's. ``--overhead-only`` runs just the last three.
 
 CPU-feasible: a 3-level UNet with 8–32 channels on whole crops padded to 48×64×48 voxels.
 
-Run: ``python benchmarks/federated.py [--rounds 4] [--local-epochs 1] [--out DIR]``
+Run: ``python benchmarks/federated.py [--rounds 4] [--local-epochs 1] [--out DIR] [--overhead-only]``
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds, epochs, spec) -> dict:
+def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds, epochs, spec, secure=False) -> dict:
     from federation.fl.certs import create_federation_material
     from federation.fl.flower_app import encode_json, load_arrays
     from federation.fl.launcher import LocalFederation
@@ -68,7 +69,7 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
             fed.start_supernode(c, d, i)
         fed.run({"task-id": name, "num-rounds": rounds, "local-epochs": epochs, "strategy": strategy,
                  "min-clients": len(clients), "outbox": str(outbox), "validation-dir": str(validation_dir),
-                 "spec": encode_json(dataclasses.asdict(spec)), "round-timeout-s": 1800.0})
+                 "spec": encode_json(dataclasses.asdict(spec)), "round-timeout-s": 1800.0, "secure-aggregation": secure})
         while not (outbox / "done.json").exists():
             if (outbox / "failed.json").exists():
                 raise RuntimeError((outbox / "failed.json").read_text())
@@ -97,11 +98,28 @@ def _collect(name, outbox: Path, strategy: str, rounds: int, *, total_s: float) 
             "overhead_s": [r["timing"]["overhead_s"] for r in records]}
 
 
+def _print_dice(results: dict, runs: dict) -> None:
+    print("\nHeld-out Dice (mean of anterior and posterior hippocampus):")
+    for i, size in enumerate(SIZES):
+        print(f"  (a) hospital {i} alone ({size} cases): {results[f'alone-{i}']:.3f}")
+    best = max(results[f"alone-{i}"] for i in range(len(SIZES)))
+    print(f"  (b) FedAvg:  {results['fedavg']:.3f}   ratio to best single hospital {results['fedavg'] / best:.2f}")
+    print(f"  (c) RTIFed:  {results['rtifed']:.3f}   ratio to best single hospital {results['rtifed'] / best:.2f}")
+    print(f"  (d) pooled:  {results['pooled']:.3f}   FedAvg/pooled {results['fedavg'] / results['pooled']:.2f}, RTIFed/pooled {results['rtifed'] / results['pooled']:.2f}")
+    last = runs["rtifed-corrupt"]["records"][-1]["clients"]
+    print(f"\nHospital {CORRUPT} with scrambled labels:")
+    print("  RTIFed reputation after the last round: " + ", ".join(f"{c} {v.get('reputation', float('nan')):.2f}" for c, v in sorted(last.items())))
+    print(f"  FedAvg  Dice {results['fedavg']:.3f} → {results['fedavg-corrupt']:.3f} (loss {results['fedavg'] - results['fedavg-corrupt']:+.3f})")
+    print(f"  RTIFed  Dice {results['rtifed']:.3f} → {results['rtifed-corrupt']:.3f} (loss {results['rtifed'] - results['rtifed-corrupt']:+.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="only the coordination overhead: FedAvg, FedAvg with SecAgg+ and Flower's FedAvg")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"real data not available: {DATA} is missing")
@@ -140,12 +158,12 @@ def main() -> None:
     cache = work / "baselines.json"
     if cache.exists():
         results.update(json.loads(cache.read_text()))
-    for i, d in enumerate(clean.hospitals):
+    for i, d in enumerate([] if args.overhead_only else clean.hospitals):
         if f"alone-{i}" in results:
             continue
         data = load_cases(d, patch_size=spec.patch_size)
         results[f"alone-{i}"] = dice(train_local(init, data, spec, epochs=epochs_total, seed=i).arrays)
-    if "pooled" not in results:
+    if "pooled" not in results and not args.overhead_only:
         from federation.fl.data import CaseArrays
 
         pooled = [load_cases(d, patch_size=spec.patch_size) for d in clean.hospitals]
@@ -155,33 +173,32 @@ def main() -> None:
     print(f"local baselines took {time.perf_counter() - t0:.0f} s")
 
     runs = {}
-    for name, dirs, strategy in (("fedavg", clean.hospitals, "fedavg"), ("rtifed", clean.hospitals, "rtifed"),
-                                 ("fedavg-corrupt", corrupt.hospitals, "fedavg"), ("rtifed-corrupt", corrupt.hospitals, "rtifed"),
-                                 ("flower-fedavg", clean.hospitals, "flower-fedavg")):
+    plan = [("fedavg", clean.hospitals, "fedavg"), ("rtifed", clean.hospitals, "rtifed"),
+            ("fedavg-corrupt", corrupt.hospitals, "fedavg"), ("rtifed-corrupt", corrupt.hospitals, "rtifed"),
+            ("fedavg-secagg", clean.hospitals, "fedavg"), ("flower-fedavg", clean.hospitals, "flower-fedavg")]
+    if args.overhead_only:
+        plan = [p for p in plan if p[0] in ("fedavg", "fedavg-secagg", "flower-fedavg")]
+    for name, dirs, strategy in plan:
         runs[name] = _federate(name, dirs, validation, work, strategy=strategy, rounds=args.rounds,
-                               epochs=args.local_epochs, spec=spec)
+                               epochs=args.local_epochs, spec=spec, secure=name.endswith("-secagg"))
         if "arrays" in runs[name]:
             results[name] = dice(runs[name]["arrays"])
         print(f"{name}: {runs[name]['total_s']:.0f} s" + (f", held-out Dice {results[name]:.3f}" if name in results else ""), flush=True)
 
-    print("\nHeld-out Dice (mean of anterior and posterior hippocampus):")
-    for i, size in enumerate(SIZES):
-        print(f"  (a) hospital {i} alone ({size} cases): {results[f'alone-{i}']:.3f}")
-    print(f"  (b) FedAvg:  {results['fedavg']:.3f}   ratio to best single hospital {results['fedavg'] / max(results[f'alone-{i}'] for i in range(len(SIZES))):.2f}")
-    print(f"  (c) RTIFed:  {results['rtifed']:.3f}   ratio to best single hospital {results['rtifed'] / max(results[f'alone-{i}'] for i in range(len(SIZES))):.2f}")
-    print(f"  (d) pooled:  {results['pooled']:.3f}   FedAvg/pooled {results['fedavg'] / results['pooled']:.2f}, RTIFed/pooled {results['rtifed'] / results['pooled']:.2f}")
-    last = runs["rtifed-corrupt"]["records"][-1]["clients"]
-    print(f"\nHospital {CORRUPT} with scrambled labels:")
-    print("  RTIFed reputation after the last round: " + ", ".join(f"{c} {v.get('reputation', float('nan')):.2f}" for c, v in sorted(last.items())))
-    print(f"  FedAvg  Dice {results['fedavg']:.3f} → {results['fedavg-corrupt']:.3f} (loss {results['fedavg'] - results['fedavg-corrupt']:+.3f})")
-    print(f"  RTIFed  Dice {results['rtifed']:.3f} → {results['rtifed-corrupt']:.3f} (loss {results['rtifed'] - results['rtifed-corrupt']:+.3f})")
-    ours = float(np.mean(runs["fedavg"]["overhead_s"]))
+    if not args.overhead_only:
+        _print_dice(results, runs)
     theirs = float(np.mean(runs["flower-fedavg"]["overhead_s"]))
-    rti = float(np.mean(runs["rtifed"]["overhead_s"]))
     print("\nCoordination overhead per round (round time − slowest client's training), mean over rounds:")
-    print(f"  Flower's own FedAvg strategy: {theirs:.1f} s")
-    print(f"  portal coordinator, FedAvg:   {ours:.1f} s  (ratio to Flower's {ours / theirs:.2f})")
-    print(f"  portal coordinator, RTIFed:   {rti:.1f} s  (ratio to Flower's {rti / theirs:.2f}; includes Shapley evaluation)")
+    print(f"  Flower's own FedAvg strategy:          {theirs:.1f} s")
+    for name, label, note in (("fedavg", "FedAvg", ""), ("fedavg-secagg", "FedAvg + SecAgg+", "; four protocol stages"),
+                              ("rtifed", "RTIFed", "; includes Shapley evaluation")):
+        if name in runs:
+            ours = float(np.mean(runs[name]["overhead_s"]))
+            print(f"  portal coordinator, {label + ':':18} {ours:.1f} s  (ratio to Flower's {ours / theirs:.2f}{note})")
+    if "fedavg-secagg" in results:
+        print(f"\nHeld-out Dice, FedAvg {results['fedavg']:.3f} and FedAvg + SecAgg+ {results['fedavg-secagg']:.3f} "
+              f"(SecAgg+ sums the same updates, up to its quantisation step)")
+    last = runs["rtifed-corrupt"]["records"][-1]["clients"] if "rtifed-corrupt" in runs else {}
     (work / "results.json").write_text(json.dumps({"dice": results, "overhead_s": {k: v["overhead_s"] for k, v in runs.items()},
                                                    "rtifed_corrupt_last_round": last}, indent=1, default=str))
     print(f"\nwork folder: {work}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -72,7 +73,10 @@ TaskSerializer = inline_serializer("FederatedTask", _task_fields())
 
 
 class TaskListCreateApi(APIView):
-    """List visible federated tasks; create one (hospital staff: annotators, doctors, hospital admins)."""
+    """List visible federated tasks; create one (hospital staff: annotators, doctors, hospital admins).
+
+    The owner hospital may name one of its own datasets to train on and another held out for validation.
+    """
 
     permission_classes = [IsHospitalStaff]
 
@@ -93,6 +97,22 @@ class TaskListCreateApi(APIView):
         dp_epsilon = serializers.FloatField(required=False, allow_null=True, min_value=0.0)
         dp_delta = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
         invite = serializers.ListField(child=serializers.SlugField(), default=list, help_text="hospital codes")
+        dataset = serializers.CharField(
+            max_length=200, required=False, allow_blank=True,
+            help_text="one of the owner hospital's datasets (GET /api/federation/invitations/ lists them) that it "
+                      "trains on; without one the owner hospital only coordinates",
+        )
+        validation_dataset = serializers.CharField(
+            max_length=200, required=False, allow_blank=True,
+            help_text="one of the owner hospital's datasets held out for validation (RTIFed's Shapley contributions "
+                      "need it)",
+        )
+
+        def validate(self, attrs):
+            if attrs.get("dataset") and attrs.get("dataset") == attrs.get("validation_dataset"):
+                raise serializers.ValidationError(
+                    {"validation_dataset": _("The validation set must not be the dataset the hospital trains on.")})
+            return attrs
 
     @extend_schema(responses={200: inline_serializer("FederatedTaskList", {"results": inline_serializer("FederatedTaskItem", _task_fields(), many=True)})},
                    summary="List federated tasks", operation_id="federation_tasks_list")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
-from portal.models import STAFF_ROLES, User
+from portal.models import STAFF_ROLES, Hospital, User
 
 from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
 
@@ -62,6 +62,13 @@ def invitation_list(*, user: User) -> QuerySet[Participant]:
         .select_related("task", "task__owner_hospital")
         .order_by("-created_at")
     )
+
+
+def invitable_hospitals(*, user: User) -> QuerySet[Hospital]:
+    """Return the hospitals ``user``'s hospital may invite to a new task (every other hospital), by name."""
+    if not user.is_authenticated or user.role not in STAFF_ROLES or not user.hospital_id:
+        return Hospital.objects.none()
+    return Hospital.objects.exclude(pk=user.hospital_id).order_by("name")
 
 
 def invitation_get(*, user: User, participant_id: int) -> Participant:

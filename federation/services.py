@@ -69,6 +69,36 @@ def _require_staff(user: User, hospital_id: int) -> None:
         raise ServiceError("Only staff of this hospital may do this.", code="permission_denied", status_code=403)
 
 
+SECAGG_MIN_CLIENTS = 3
+
+
+def _check_options(*, strategy: str, secure_aggregation: bool, min_clients: int, differential_privacy: bool,
+                   dp_clipping_norm: float | None, dp_epsilon: float | None, dp_delta: float | None,
+                   has_validation: bool) -> None:
+    """Refuse option combinations a task cannot run with (ServiceError, HTTP 400, with a code)."""
+    if secure_aggregation and strategy == FederatedTask.Strategy.RTIFED:
+        raise ServiceError(
+            "Secure aggregation and RTIFed cannot be combined: Shapley reputation needs each client's update, "
+            "which SecAgg+ hides from the coordinator.",
+            code="secagg_excludes_reputation",
+        )
+    if secure_aggregation and min_clients < SECAGG_MIN_CLIENTS:
+        # With two clients each one could subtract its own update from the sum and read the other's.
+        raise ServiceError(
+            f"Secure aggregation needs at least {SECAGG_MIN_CLIENTS} clients per round: with fewer, a client could "
+            "recover another's update from the sum.",
+            code="secagg_min_clients",
+        )
+    if differential_privacy and not (
+        dp_clipping_norm and dp_clipping_norm > 0 and dp_epsilon and dp_epsilon > 0 and dp_delta and 0 < dp_delta < 1
+    ):
+        raise ServiceError("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1.", code="dp_parameters")
+    if strategy == FederatedTask.Strategy.RTIFED and not has_validation:
+        raise ServiceError("RTIFed needs the coordinator's validation set for Shapley contributions "
+                           "(a validation dataset in the portal, --validation on the command line).",
+                           code="validation_required")
+
+
 @transaction.atomic
 def task_create(
     *,
@@ -92,34 +122,36 @@ def task_create(
     body_part: str = "brain",
     modality: str = "MR",
     invite: list[Hospital] | None = None,
+    dataset: str = "",
+    validation_dataset: str = "",
 ) -> FederatedTask:
     """Create a task owned by the user's hospital (which takes part as a client) and invite hospitals.
+
+    ``dataset`` names one of the owner hospital's datasets (:func:`dataset_choices`) it trains on (without
+    one it only coordinates); ``validation_dataset`` names another, held out as the coordinator's
+    validation set (it sets ``validation_dir``). Names only: a path is never taken from a request.
 
     Raises
     ------
     ServiceError
-        Not hospital staff (403); secure aggregation with RTIFed (Shapley reputation needs individual
-        updates, SecAgg+ hides them); DP without its parameters; RTIFed without a validation set.
+        Not hospital staff (403); a dataset name that is not the hospital's (``unknown_dataset``) or the
+        same set for training and validation (``validation_is_training``); secure aggregation with RTIFed (Shapley reputation needs individual
+        updates, SecAgg+ hides them) or with fewer than 3 clients per round; DP without its parameters;
+        RTIFed without a validation set.
     django.core.exceptions.ValidationError
         A field out of range (rounds 1–50, local epochs 1–10, ...).
     """
     if user.hospital_id is None:
         raise ServiceError("Only hospital staff may create a federated task.", code="permission_denied", status_code=403)
     _require_staff(user, user.hospital_id)
-    if secure_aggregation and strategy == FederatedTask.Strategy.RTIFED:
-        raise ServiceError(
-            "Secure aggregation and RTIFed cannot be combined: Shapley reputation needs each client's update, "
-            "which SecAgg+ hides from the coordinator.",
-            code="secagg_excludes_reputation",
-        )
-    if secure_aggregation:
-        raise ServiceError("Secure aggregation (SecAgg+) is not available in this version.", code="not_implemented")
-    if differential_privacy and not (
-        dp_clipping_norm and dp_clipping_norm > 0 and dp_epsilon and dp_epsilon > 0 and dp_delta and 0 < dp_delta < 1
-    ):
-        raise ServiceError("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1.", code="dp_parameters")
-    if strategy == FederatedTask.Strategy.RTIFED and not validation_dir:
-        raise ServiceError("RTIFed needs the owner's validation set for Shapley contributions.", code="validation_required")
+    if validation_dataset:
+        if validation_dataset == dataset:
+            raise ServiceError("The validation set must not be the dataset the hospital trains on.",
+                               code="validation_is_training")
+        validation_dir = str(_own_dataset_dir(user.hospital, validation_dataset))
+    _check_options(strategy=strategy, secure_aggregation=secure_aggregation, min_clients=min_clients,
+                   differential_privacy=differential_privacy, dp_clipping_norm=dp_clipping_norm, dp_epsilon=dp_epsilon,
+                   dp_delta=dp_delta, has_validation=bool(validation_dir))
     if min_clients < 1:
         raise ValidationError({"min_clients": "At least one client."})
     task = FederatedTask(
@@ -143,8 +175,18 @@ def task_create(
     owner.save()
     for hospital in invite or []:
         participant_invite(task=task, hospital=hospital, user=user)
+    if dataset:
+        # The owner takes part like an invited hospital: only its dataset's label statistics are stored.
+        invitation_respond(user=user, participant=owner, accept=True, datasets=[dataset])
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="federated_task", target_id=task.pk)
     return task
+
+
+def _own_dataset_dir(hospital: Hospital, name: str) -> Path:
+    """Return the folder of one of ``hospital``'s datasets given its name, or raise ``unknown_dataset``."""
+    if name not in dataset_choices(hospital=hospital):
+        raise ServiceError("No such dataset in your hospital.", code="unknown_dataset")
+    return dataset_root(hospital) / name
 
 
 @transaction.atomic
@@ -448,7 +490,8 @@ def round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coord
             task=task, round_number=round_number, global_model_key=key, global_sha256=record["global_sha256"],
             num_examples=int(record["num_examples"]), metrics=record.get("metrics", {}), timing=record.get("timing", {}),
             details={"shapley": record.get("shapley", {}), "otds": record.get("otds", {}),
-                     "contributions": record.get("contributions", {}), "strategy": record.get("strategy")},
+                     "contributions": record.get("contributions", {}), "strategy": record.get("strategy"),
+                     "secure_aggregation": record.get("secure_aggregation"), "dp": record.get("dp")},
         )
         for client_id in sorted(record["clients"]):
             info = record["clients"][client_id]
@@ -609,6 +652,7 @@ def _run_config(task: FederatedTask, *, outbox: Path, start_round: int, initial:
         "dp-clipping-norm": float(task.dp_clipping_norm or 0.0) if task.differential_privacy else 0.0,
         "dp-epsilon": float(task.dp_epsilon or 0.0) if task.differential_privacy else 0.0,
         "dp-delta": float(task.dp_delta or 0.0) if task.differential_privacy else 0.0,
+        "secure-aggregation": bool(task.secure_aggregation),
     }
 
 
@@ -778,22 +822,17 @@ def task_create_local(
         code = f"fedsite-{i + 1}"
         hospital = Hospital.objects.filter(code=code).first() or hospital_create(code=code, name=f"Federated site {i + 1}")
         hospitals.append(hospital)
-    if secure_aggregation and strategy == FederatedTask.Strategy.RTIFED:
-        raise ServiceError("Secure aggregation and RTIFed cannot be combined (Shapley reputation needs individual updates).",
-                           code="secagg_excludes_reputation")
-    if secure_aggregation:
-        raise ServiceError("Secure aggregation (SecAgg+) is not available in this version.", code="not_implemented")
-    if strategy == FederatedTask.Strategy.RTIFED and validation_dir is None:
-        raise ServiceError("RTIFed needs --validation (the coordinator's labelled set).", code="validation_required")
     differential_privacy = dp_clipping_norm is not None
-    if differential_privacy and not (dp_clipping_norm > 0 and (dp_epsilon or 0) > 0 and 0 < (dp_delta or 0) < 1):
-        raise ServiceError("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1.", code="dp_parameters")
+    _check_options(strategy=strategy, secure_aggregation=secure_aggregation, min_clients=min_clients or len(data_dirs),
+                   differential_privacy=differential_privacy, dp_clipping_norm=dp_clipping_norm, dp_epsilon=dp_epsilon,
+                   dp_delta=dp_delta, has_validation=validation_dir is not None)
     task = FederatedTask(
         name=name or f"{datasets[0].name} × {len(data_dirs)}", owner_hospital=hospitals[0], label_table=label_table,
         patch_size=list(patch_size), rounds=rounds, local_epochs=local_epochs,
         min_clients=min_clients or len(data_dirs), strategy=strategy, network_config=network_config or {},
         validation_dir=str(Path(validation_dir).resolve()) if validation_dir else "", modality="MR" if "MR" in datasets[0].modality.upper() else "CT",
         differential_privacy=differential_privacy, dp_clipping_norm=dp_clipping_norm, dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+        secure_aggregation=secure_aggregation,
     )
     task.full_clean()
     task.save()

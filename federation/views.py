@@ -8,6 +8,7 @@ from django.urls import reverse
 from portal.models import STAFF_ROLES
 
 from . import selectors, services
+from .models import FederatedTask
 
 
 def _require_staff(user) -> None:
@@ -22,7 +23,16 @@ def task_list(request):
     tasks = selectors.task_list(user=request.user)[:200]
     invitations = selectors.invitation_list(user=request.user)
     datasets = services.dataset_choices(hospital=request.user.hospital) if request.user.hospital_id else []
-    return render(request, "federation/task_list.html", {"tasks": tasks, "invitations": invitations, "datasets": datasets})
+    context = {"tasks": tasks, "invitations": invitations, "datasets": datasets}
+    # Only staff of a hospital create tasks: the hospital owns the task and takes part as a client.
+    if request.user.hospital_id:
+        context["create_form"] = {
+            "api_url": reverse("federation-task-list"),
+            "architectures": FederatedTask.Architecture.choices,
+            "strategies": FederatedTask.Strategy.choices,
+            "hospitals": selectors.invitable_hospitals(user=request.user),
+        }
+    return render(request, "federation/task_list.html", context)
 
 
 @login_required

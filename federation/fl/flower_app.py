@@ -12,7 +12,9 @@ Run config (``[tool.flwr.app.config]``): ``task-id``, ``num-rounds``, ``start-ro
 ``validation-dir`` (the coordinator's own labelled set, needed by RTIFed), ``spec``
 (:func:`encode_json` of :class:`federation.fl.local.ModelSpec` fields), ``seed``, ``reputation-epsilon``,
 ``indirect-reputation`` (:func:`encode_json` of client → reputation), ``dp-clipping-norm``/``dp-epsilon``/
-``dp-delta`` (local differential privacy with Flower's ``LocalDpMod``; clipping norm 0 = off), ``min-reputation``, ``select-k`` (0 = every qualifying client).
+``dp-delta`` (local differential privacy with Flower's ``LocalDpMod``; clipping norm 0 = off), ``min-reputation``, ``select-k`` (0 = every qualifying client),
+``secure-aggregation`` (``true``: each round runs Flower's SecAgg+ protocol, see :func:`secure_exchange`;
+FedAvg/FedProx only), ``secagg-clipping-range``, ``secagg-reconstruction-threshold``.
 
 Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folder, the only data it
 reads), ``signing-key`` (its Ed25519 PEM), ``threads``.
@@ -36,8 +38,27 @@ from . import rtifed
 from .aggregation import fedavg
 from .ledger import KIND_CLIENT_UPDATE, client_statement, load_private_key, sign_bytes
 
+
+
+def secure_aggregation_mod(msg: Message, context: Context, call_next) -> Message:
+    """Run Flower's SecAgg+ client protocol (``secaggplus_mod``) on the train messages of a secure round.
+
+    A train message that carries the SecAgg+ configuration (record ``"secaggplus"``) goes through the
+    protocol's four stages (setup, share keys, collect masked vectors, unmask); in the third stage the
+    wrapped :func:`train` runs and its update leaves the hospital only as a masked, quantised vector
+    (Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic Overhead", CCS 2020).
+    Every other message (plain rounds, queries, evaluation) passes through untouched.
+    """
+    from flwr.client.mod import secaggplus_mod
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    if msg.metadata.message_type == "train" and RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
 serverapp = ServerApp()
-clientapp = ClientApp()
+clientapp = ClientApp(mods=[secure_aggregation_mod])
 
 _DATA_CACHE: dict = {}
 
@@ -142,6 +163,15 @@ def privatise_update(msg: Message, context: Context, trained, *, clipping_norm: 
     return out.content["arrays"].to_numpy_ndarrays()
 
 
+def _log(text: str) -> None:
+    """Write a line to the Flower process's log (counts and ids only: never a file name or patient detail)."""
+    from logging import INFO
+
+    from flwr.common.logger import log
+
+    log(INFO, "%s", text)
+
+
 def _array(value):
     from flwr.app import Array
 
@@ -151,25 +181,68 @@ def _array(value):
 @clientapp.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on this hospital's own cases, apply local DP when the task asks
-    for it, and sign the update that is sent."""
+    for it, and sign the update that is sent.
+
+    A plain round sends the trained weights (``arrays``) with the metrics and the signed SHA-256 in the
+    reply. A secure round (SecAgg+, the message in Flower's legacy ``fitins`` layout) sends the update
+    Δ = trained − received instead, since SecAgg+ quantises values clipped to a fixed range and
+    differences are small; the signed SHA-256 is then that of Δ, before masking, and the coordinator,
+    which only ever sees the sum, cannot check it — the signature commits the hospital to its update.
+    """
+    secure = "fitins.parameters" in msg.content.array_records
+    if secure:
+        from flwr.common import parameters_to_ndarrays
+        from flwr.compat.common.recorddict_compat import recorddict_to_fitins
+
+        fitins = recorddict_to_fitins(msg.content, keep_input=True)
+        received, config = parameters_to_ndarrays(fitins.parameters), dict(fitins.config)
+    else:
+        received, config = msg.content["arrays"].to_numpy_ndarrays(), msg.content["config"]
+    sent, signed = _train_and_sign(received, config, context, delta=secure)
+    if secure:
+        from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+        from flwr.compat.common.recorddict_compat import fitres_to_recorddict
+
+        metrics = {**signed["metrics"], "client-id": signed["client_id"], "sha256": signed["sha256"],
+                   "signature": signed["signature"]}
+        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(sent), signed["num_examples"], metrics)
+        return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+    return Message(
+        RecordDict(
+            {
+                "arrays": ArrayRecord(sent),
+                "metrics": MetricRecord({**signed["metrics"], "num-examples": signed["num_examples"]}),
+                "config": ConfigRecord({"client-id": signed["client_id"], "sha256": signed["sha256"],
+                                        "signature": signed["signature"]}),
+            }
+        ),
+        reply_to=msg,
+    )
+
+
+def _train_and_sign(received: list[np.ndarray], config, context: Context, *, delta: bool) -> tuple[list[np.ndarray], dict]:
+    """Train on this node's data from ``received``; return what is sent (weights, or Δ when ``delta``)
+    and the signed statement's fields."""
     from .local import arrays_sha256, evaluate_dice, train_local
 
     node = _node_settings(context)
-    config = msg.content["config"]
     spec = _spec_from(config if "spec" in config else context.run_config)
-    arrays = msg.content["arrays"].to_numpy_ndarrays()
     data = _local_data(node["data_dir"], spec.patch_size)
-    before = evaluate_dice(arrays, data, spec)
+    before = evaluate_dice(received, data, spec)
     round_number = int(config.get("server-round", config.get("round", 0)))
     epochs = int(config.get("local-epochs", context.run_config.get("local-epochs", 1)))
     mu = float(config.get("mu", context.run_config.get("mu", 0.0)))
     seed = int(context.run_config.get("seed", 0)) * 1000 + round_number * 17 + sum(map(ord, node["client_id"]))
-    result = train_local(arrays, data, spec, epochs=epochs, mu=mu, seed=seed)
+    _log(f"client {node['client_id']}: training round {round_number} ({len(data)} cases, {epochs} epoch(s))")
+    result = train_local(received, data, spec, epochs=epochs, mu=mu, seed=seed)
     sent = result.arrays
     clip = float(config.get("dp-clipping-norm", 0.0) or 0.0)
     if clip > 0:
-        sent = privatise_update(msg, context, sent, clipping_norm=clip, epsilon=float(config["dp-epsilon"]),
+        incoming = Message(RecordDict({"arrays": ArrayRecord(received)}), dst_node_id=context.node_id, message_type="train")
+        sent = privatise_update(incoming, context, sent, clipping_norm=clip, epsilon=float(config["dp-epsilon"]),
                                 delta=float(config["dp-delta"]))
+    if delta:
+        sent = [(np.asarray(s) - np.asarray(r)).astype(np.asarray(r).dtype) for s, r in zip(sent, received)]
     sha = arrays_sha256(sent)
     metrics = {
         "loss": round(result.loss, 6),
@@ -183,16 +256,8 @@ def train(msg: Message, context: Context) -> Message:
         update_sha256=sha, num_examples=len(data), metrics=metrics,
     )
     signature = sign_bytes(load_private_key(node["signing_key"].read_bytes()), statement)
-    return Message(
-        RecordDict(
-            {
-                "arrays": ArrayRecord(sent),
-                "metrics": MetricRecord({**metrics, "num-examples": len(data)}),
-                "config": ConfigRecord({"client-id": node["client_id"], "sha256": sha, "signature": signature}),
-            }
-        ),
-        reply_to=msg,
-    )
+    return sent, {"client_id": node["client_id"], "sha256": sha, "signature": signature, "metrics": metrics,
+                  "num_examples": len(data)}
 
 
 @clientapp.evaluate()
@@ -281,16 +346,21 @@ def main(grid: Grid, context: Context) -> None:
     if strategy == "flower-fedavg":
         return _flower_fedavg(grid, context, outbox)
     try:
-        _run_rounds(grid, cfg, outbox, strategy)
+        _run_rounds(grid, context, outbox, strategy)
     except Exception as exc:  # the portal must learn why the coordinator stopped
         _write_json(outbox / "failed.json", {"error": f"{type(exc).__name__}: {exc}"})
         raise
 
 
-def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
+def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> None:
     from .data import load_cases
     from .local import arrays_sha256, evaluate_dice, initial_arrays
 
+    cfg = context.run_config
+    secure = _flag(cfg.get("secure-aggregation", False))
+    if secure and strategy not in ("fedavg", "fedprox"):
+        raise ValueError("secure aggregation runs with FedAvg or FedProx only: RTIFed's Shapley reputation needs each "
+                         "client's update, which SecAgg+ hides")
     spec = _spec_from(cfg)
     num_rounds, start = int(cfg["num-rounds"]), int(cfg.get("start-round", 1))
     min_clients = int(cfg["min-clients"])
@@ -323,68 +393,88 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
         _status(outbox, state="training", round=round_number, selected=[identities[n]["client_id"] for n in selected])
         sent_at = time.perf_counter()
         global_sha = arrays_sha256(arrays)
-        messages = []
-        for n in selected:
-            cid = identities[n]["client_id"]
-            messages.append(
+        train_config = {
+            "server-round": round_number, "mu": mu, "task-id": str(cfg["task-id"]), "spec": str(cfg["spec"]),
+            "global-sha256": global_sha,
+            "dp-clipping-norm": float(cfg.get("dp-clipping-norm", 0.0) or 0.0),
+            "dp-epsilon": float(cfg.get("dp-epsilon", 0.0) or 0.0),
+            "dp-delta": float(cfg.get("dp-delta", 0.0) or 0.0),
+        }
+        updates, clients = {}, {}
+        secure_info: dict = {}
+        if secure:
+            max_weight = max(int(identities[n]["label_stats"].get("cases", 1) or 1) for n in selected)
+            mean_delta, answers, secure_info = secure_exchange(
+                grid, context, selected, arrays, {**train_config, "local-epochs": int(cfg["local-epochs"])},
+                round_number=round_number, timeout_s=timeout_s, max_weight=float(max_weight),
+                clipping_range=float(cfg.get("secagg-clipping-range", 8.0)),
+                reconstruction_threshold=float(cfg.get("secagg-reconstruction-threshold", 0.5)),
+            )
+            for node, (num_examples, metrics) in answers.items():
+                cid = identities.get(node, {}).get("client_id")
+                if cid is None or str(metrics.pop("client-id", "")) != cid:
+                    continue
+                clients[cid] = {
+                    "status": "answered", "node_id": str(node), "num_examples": int(num_examples),
+                    "sha256": str(metrics.pop("sha256")), "signature": str(metrics.pop("signature")),
+                    "metrics": metrics, "masked": True,
+                }
+            if mean_delta is None or len(clients) < min_clients:
+                raise RuntimeError(
+                    f"round {round_number}: secure aggregation finished with {len(clients)} client(s), "
+                    f"the task needs {min_clients}"
+                )
+        else:
+            messages = [
                 Message(
-                    RecordDict(
-                        {
-                            "arrays": ArrayRecord(arrays),
-                            "config": ConfigRecord(
-                                {
-                                    "server-round": round_number, "local-epochs": int(epochs_by_client[cid]),
-                                    "mu": mu, "task-id": str(cfg["task-id"]), "spec": str(cfg["spec"]),
-                                    "global-sha256": global_sha,
-                                    "dp-clipping-norm": float(cfg.get("dp-clipping-norm", 0.0) or 0.0),
-                                    "dp-epsilon": float(cfg.get("dp-epsilon", 0.0) or 0.0),
-                                    "dp-delta": float(cfg.get("dp-delta", 0.0) or 0.0),
-                                }
-                            ),
-                        }
-                    ),
+                    RecordDict({"arrays": ArrayRecord(arrays),
+                                "config": ConfigRecord({**train_config, "local-epochs": int(epochs_by_client[identities[n]["client_id"]])})}),
                     message_type="train",
                     dst_node_id=n,
                 )
-            )
-        replies = list(grid.send_and_receive(messages, timeout=timeout_s))
+                for n in selected
+            ]
+            replies = list(grid.send_and_receive(messages, timeout=timeout_s))
+            for reply in replies:
+                node = reply.metadata.src_node_id
+                cid = identities.get(node, {}).get("client_id")
+                if cid is None:
+                    continue
+                if reply.has_error():
+                    clients[cid] = {"status": "failed", "error": str(reply.error.reason)[:200]}
+                    continue
+                metrics = dict(reply.content["metrics"])
+                c = reply.content["config"]
+                update = reply.content["arrays"].to_numpy_ndarrays()
+                sha = arrays_sha256(update)
+                if sha != str(c["sha256"]):
+                    clients[cid] = {"status": "failed", "error": "update hash does not match the signed hash"}
+                    continue
+                updates[cid] = (update, int(metrics.pop("num-examples")))
+                clients[cid] = {
+                    "status": "answered", "node_id": str(node), "num_examples": updates[cid][1],
+                    "metrics": metrics, "sha256": sha, "signature": str(c["signature"]),
+                }
         received_at = time.perf_counter()
-        updates, clients = {}, {}
-        for reply in replies:
-            node = reply.metadata.src_node_id
-            cid = identities.get(node, {}).get("client_id")
-            if cid is None:
-                continue
-            if reply.has_error():
-                clients[cid] = {"status": "failed", "error": str(reply.error.reason)[:200]}
-                continue
-            metrics = dict(reply.content["metrics"])
-            c = reply.content["config"]
-            update = reply.content["arrays"].to_numpy_ndarrays()
-            sha = arrays_sha256(update)
-            if sha != str(c["sha256"]):
-                clients[cid] = {"status": "failed", "error": "update hash does not match the signed hash"}
-                continue
-            updates[cid] = (update, int(metrics.pop("num-examples")))
-            clients[cid] = {
-                "status": "answered", "node_id": str(node), "num_examples": updates[cid][1],
-                "metrics": metrics, "sha256": sha, "signature": str(c["signature"]),
-            }
         for n in selected:
             cid = identities[n]["client_id"]
             clients.setdefault(cid, {"status": "absent"})
         for n in nodes:
             cid = identities[n]["client_id"]
             clients.setdefault(cid, {"status": "not_selected"})
-        if len(updates) < min_clients:
+        if not secure and len(updates) < min_clients:
             raise RuntimeError(
                 f"round {round_number}: {len(updates)} client(s) answered, the task needs {min_clients}"
             )
 
         aggregation_started = time.perf_counter()
         shapley, shapley_info = {}, {}
-        base_dice = evaluate_dice(arrays, validation, spec)["dice"] if validation is not None else math.nan
-        if strategy == "rtifed":
+        base_dice = evaluate_dice(arrays, validation, spec)["dice"] if validation is not None and strategy == "rtifed" else math.nan
+        if secure:
+            # SecAgg+ returned only Σ n_i·Δ_i / Σ n_i: the FedAvg of the updates, added to the global model.
+            contributions = {}
+            arrays = [(np.asarray(a, dtype=np.float64) + d).astype(np.asarray(a).dtype) for a, d in zip(arrays, mean_delta)]
+        elif strategy == "rtifed":
             cache: dict = {}
 
             def utility(coalition: frozenset) -> float:
@@ -405,7 +495,7 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
         else:
             contributions = {}
             arrays = fedavg([updates[c][0] for c in sorted(updates)], [updates[c][1] for c in sorted(updates)])
-        aggregation_s = time.perf_counter() - aggregation_started
+        aggregation_s = time.perf_counter() - aggregation_started + secure_info.get("unmask_s", 0.0)
         for cid in clients:
             if cid in reputation:
                 clients[cid]["reputation"] = round(float(reputation[cid]), 6)
@@ -414,15 +504,17 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
             if cid in epochs_by_client:
                 clients[cid]["epochs_assigned"] = int(epochs_by_client[cid])
         val = evaluate_dice(arrays, validation, spec) if validation is not None else None
-        train_times = [clients[c]["metrics"]["train-s"] for c in updates]
+        answered = [c for c, row in clients.items() if row["status"] == "answered"]
+        train_times = [clients[c]["metrics"]["train-s"] for c in answered]
         round_s = time.perf_counter() - round_started
         record = {
             "task_id": str(cfg["task-id"]),
             "round_number": round_number,
             "strategy": strategy,
             "global_sha256": arrays_sha256(arrays),
-            "num_examples": sum(n for _, n in updates.values()),
+            "num_examples": sum(clients[c]["num_examples"] for c in answered),
             "clients": clients,
+            "secure_aggregation": secure_info or None,
             "contributions": contributions,
             "shapley": shapley_info,
             "otds": otds,
@@ -430,10 +522,10 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
             "metrics": {
                 "val_dice": None if val is None else round(val["dice"], 6),
                 "val_dice_per_label": None if val is None else {str(k): v for k, v in val["dice_per_label"].items()},
-                "loss": round(float(np.mean([clients[c]["metrics"]["loss"] for c in updates])), 6),
+                "loss": round(float(np.mean([clients[c]["metrics"]["loss"] for c in answered])), 6),
                 "dice_local": round(
-                    float(np.average([clients[c]["metrics"]["dice-local"] for c in updates],
-                                     weights=[updates[c][1] for c in updates])), 6),
+                    float(np.average([clients[c]["metrics"]["dice-local"] for c in answered],
+                                     weights=[clients[c]["num_examples"] for c in answered])), 6),
             },
             "timing": {
                 "round_s": round(round_s, 4),
@@ -448,6 +540,128 @@ def _run_rounds(grid: Grid, cfg, outbox: Path, strategy: str) -> None:
         history.append(record)
     _write_json(outbox / "done.json", {"rounds": num_rounds, "global_sha256": arrays_sha256(arrays)})
     _status(outbox, state="completed", round=num_rounds)
+
+
+def _flag(value) -> bool:
+    """A run-config boolean (TOML ``true``/``false``, or a string from an override)."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def secure_exchange(
+    grid: Grid,
+    context: Context,
+    nodes: list[int],
+    arrays: list[np.ndarray],
+    train_config: dict,
+    *,
+    round_number: int,
+    timeout_s: float,
+    max_weight: float,
+    clipping_range: float = 8.0,
+    reconstruction_threshold: float = 0.5,
+) -> tuple[list[np.ndarray] | None, dict[int, tuple[int, dict]], dict]:
+    """Run one training round of Flower's SecAgg+ protocol (``SecAggPlusWorkflow``) with ``nodes``.
+
+    Each client trains from ``arrays`` and sends its update Δ_i masked with pairwise and private masks
+    (Bell et al., CCS 2020); the masks cancel in the sum, so the coordinator learns Σ n_i·Δ_i and Σ n_i
+    only — never a single update. Clients that drop out after the key exchange are unmasked with their
+    neighbours' Shamir shares, as long as ``reconstruction_threshold`` of them answer.
+
+    Parameters
+    ----------
+    grid, context
+        The ServerApp's grid and context (its run config is kept; a legacy context wraps it).
+    nodes : list of int
+        Node ids of the round's clients (at least 2; the portal asks for 3).
+    arrays : list of ndarray
+        The global weights sent to every client, in state-dict order.
+    train_config : dict
+        The FitIns config every client receives (round, epochs, task id, spec, DP parameters).
+    round_number : int
+    timeout_s : float
+        Seconds each of the four stages waits for replies.
+    max_weight : float
+        The largest number of examples a client may weigh (the largest client's case count), so each
+        client's weight ratio n_i / max_weight ≤ 1 keeps the quantisation precise.
+    clipping_range : float
+        Update entries are clipped to ±``clipping_range`` (after weighting) before quantisation to
+        2²² levels; a step of 2·range/2²² (3.8e-6 for 8.0).
+    reconstruction_threshold : float
+        Fraction of a client's shares needed to reconstruct its secrets (Flower's float form; ≥ 2 shares).
+
+    Returns
+    -------
+    mean_delta : list of ndarray or None
+        Σ n_i·Δ_i / Σ n_i (float64, the shapes of ``arrays``), or None when the protocol halted (too
+        few clients left to unmask).
+    answers : dict
+        node id → (num_examples, metrics) for every client whose masked vector was aggregated; the
+        metrics include the client's ``client-id``, signed ``sha256`` of Δ_i and ``signature``.
+    info : dict
+        ``{"protocol": "SecAgg+", "clients_sampled", "clients_aggregated", "max_weight",
+        "clipping_range", "reconstruction_threshold", "unmask_s"}``.
+    """
+    from flwr.app import ConfigRecord as _ConfigRecord
+    from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import parameters_to_arrayrecord
+    from flwr.server.client_manager import SimpleClientManager
+    from flwr.server.compat.grid_client_proxy import GridClientProxy
+    from flwr.server.compat.legacy_context import LegacyContext
+    from flwr.server.strategy import FedAvg as LegacyFedAvg
+    from flwr.server.workflow import SecAggPlusWorkflow
+    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+    from flwr.server.workflow.constant import Key as WorkflowKey
+
+    captured: dict = {}
+
+    class _Round(LegacyFedAvg):
+        # The workflow asks the strategy whom to train and hands it the unmasked mean; nothing else.
+        def configure_fit(self, server_round, parameters, client_manager):
+            return [(GridClientProxy(n, grid, context.run_id), FitIns(parameters, dict(train_config))) for n in nodes]
+
+        def aggregate_fit(self, server_round, results, failures):
+            captured["results"] = [(proxy.node_id, fit.num_examples, dict(fit.metrics)) for proxy, fit in results]
+            if results:  # the workflow put the unmasked mean in every result
+                captured["mean"] = parameters_to_ndarrays(results[0][1].parameters)
+            return (results[0][1].parameters if results else None), {}
+
+    class _Workflow(SecAggPlusWorkflow):
+        # Flower counts a client lost before it shared its keys as "dead": it asks the others for shares of
+        # a secret they never received (a KeyError in every client, the round halts) and would remove
+        # pairwise masks that were never added. Such a client never masked anything, so it leaves the
+        # protocol instead: after the key-sharing stage the sampled set and every neighbourhood shrink to
+        # the clients still answering. A client lost after sharing its keys (while training) is unmasked
+        # from its neighbours' shares, as the protocol intends.
+        def share_keys_stage(self, grid_, context_, state):
+            ok = super().share_keys_stage(grid_, context_, state)
+            state.sampled_node_ids = set(state.active_node_ids)
+            for node in state.nid_to_neighbours:
+                state.nid_to_neighbours[node] &= state.active_node_ids
+            return ok
+
+        def unmask_stage(self, grid_, context_, state):
+            started = time.perf_counter()
+            try:
+                return super().unmask_stage(grid_, context_, state)
+            finally:
+                captured["unmask_s"] = time.perf_counter() - started
+
+    legacy = LegacyContext(context, strategy=_Round(), client_manager=SimpleClientManager())
+    legacy.state.config_records[MAIN_CONFIGS_RECORD] = _ConfigRecord({WorkflowKey.CURRENT_ROUND: round_number})
+    legacy.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
+        ndarrays_to_parameters([np.asarray(a) for a in arrays]), keep_input=True)
+    workflow = _Workflow(num_shares=1.0, reconstruction_threshold=reconstruction_threshold, max_weight=max_weight,
+                         clipping_range=clipping_range, timeout=timeout_s)
+    workflow(grid, legacy)
+    info = {
+        "protocol": "SecAgg+", "clients_sampled": len(nodes), "clients_aggregated": len(captured.get("results", [])),
+        "max_weight": max_weight, "clipping_range": clipping_range,
+        "reconstruction_threshold": reconstruction_threshold, "unmask_s": round(captured.get("unmask_s", 0.0), 4),
+    }
+    if "mean" not in captured:
+        return None, {}, info
+    answers = {node: (num, metrics) for node, num, metrics in captured["results"]}
+    return [np.asarray(m, dtype=np.float64) for m in captured["mean"]], answers, info
 
 
 def _reputation(history: list[dict], cfg, clients: list[str]) -> dict:

@@ -49,6 +49,9 @@ APP_CONFIG_DEFAULTS: dict = {
     "dp-clipping-norm": 0.0,
     "dp-epsilon": 0.0,
     "dp-delta": 0.0,
+    "secure-aggregation": False,
+    "secagg-clipping-range": 8.0,
+    "secagg-reconstruction-threshold": 0.5,
 }
 
 

@@ -7,6 +7,7 @@ import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { drawLines } from "./lib/fed-charts.js";
 
 import { wireInvitations } from "./lib/fed-invitations.js";
+import { wireTaskForm } from "./lib/fed-task-form.js";
 
 const configElement = document.getElementById("federation-config");
 const config = configElement ? JSON.parse(configElement.textContent) : null;
@@ -94,3 +95,4 @@ refresh();
 
 if (config) startTaskPage();
 wireInvitations(document.getElementById("invitations"));
+wireTaskForm(document.getElementById("task-create-form"), t);

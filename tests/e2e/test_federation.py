@@ -1,14 +1,16 @@
 """The federated task page in a browser: a real two-hospital run (Flower processes, TLS) updates the
 open page live over the websocket — status, per-round chart, client states, reputation-free FedAvg
-participation and contribution credits — in Chinese."""
+participation and contribution credits — in Chinese; and a doctor creates a task with the page's form."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,118 @@ def test_live_task_page_follows_a_real_run(portal_server, browser_page, tmp_path
     assert run.returncode == 0, err[-3000:]
     result = json.loads(out)
     assert result["task_id"] == task_id and len(result["rounds"]) == 2 and result["model_id"]
+
+
+def _portal_python(portal_server, code: str):
+    """Run Python in a ``manage.py shell`` against the running portal's database; return its last line as JSON."""
+    result = subprocess.run([sys.executable, str(REPO_DIR / "manage.py"), "shell", "-c", code],
+                            env=_portal_env(portal_server), cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+_TASKS_NAMED = """
+import json
+from federation.models import FederatedTask
+print(json.dumps([
+    {"strategy": t.strategy, "architecture": t.architecture, "rounds": t.rounds, "local_epochs": t.local_epochs,
+     "min_clients": t.min_clients, "secure_aggregation": t.secure_aggregation,
+     "differential_privacy": t.differential_privacy, "dp": [t.dp_clipping_norm, t.dp_epsilon, t.dp_delta],
+     "label_table": t.label_table, "validation_dir": t.validation_dir,
+     "created_by": t.created_by.username, "owner": t.owner_hospital.code,
+     "participants": {p.hospital.code: [p.status, p.datasets, p.label_statistics.get("cases")]
+                      for p in t.participants.all()}}
+    for t in FederatedTask.objects.filter(name=%r)]))
+"""
+
+
+def test_doctor_creates_a_task_with_the_form(portal_server, browser_page, tmp_path):
+    from federation.fl.data import split_non_iid
+
+    # The demo hospital holds a training set and a held-out set; a second hospital exists to be invited.
+    split = split_non_iid(shared_data("msd_task04_hippocampus"), tmp_path / "split", sizes=[3], held_out=2)
+    setup = _portal_python(portal_server, """
+import json
+from federation.services import dataset_root
+from portal.models import Hospital
+from portal.services import hospital_create
+Hospital.objects.filter(code="e2e-partner").exists() or hospital_create(code="e2e-partner", name="协作医院 E2E Partner")
+print(json.dumps({"root": str(dataset_root(Hospital.objects.get(code="demo")))}))
+""")
+    root = Path(setup["root"])
+    root.mkdir(parents=True, exist_ok=True)
+    for name, source in (("hippo", split.hospitals[0]), ("hippo-val", split.held_out)):
+        if not (root / name).exists():
+            (root / name).symlink_to(source)
+
+    page = browser_page
+    base = portal_server["url"]
+    login(page, base, "doctor", portal_server["password"])
+    page.goto(f"{base}/federation/")
+    assert "新建联邦任务" in page.content()
+    form = page.locator("#task-create-form")
+    form.locator("#task-name").fill("海马体联邦（表单）")
+    form.locator("#task-architecture").select_option("segresnet")
+    form.locator("#label-rows .label-name").first.fill("海马体前部")
+    form.locator("#label-add").click()
+    assert form.locator("#label-rows .label-index").nth(1).input_value() == "2"
+    form.locator("#label-rows .label-name").nth(1).fill("海马体后部")
+    form.locator("#task-rounds").fill("2")
+    form.locator("#task-local-epochs").fill("1")
+    form.locator("#task-min-clients").fill("2")
+    form.locator("#task-strategy").select_option("fedavg")
+    assert form.locator("#dp-params").is_hidden()
+    form.locator("#task-dp").check()
+    form.locator("#task-dp-clipping-norm").fill("0.5")
+    form.locator("#task-dp-epsilon").fill("4")
+    form.locator("#task-dp-delta").fill("0.00001")
+    form.locator("#task-dataset").select_option("hippo")
+    form.locator("#task-validation-dataset").select_option("hippo-val")
+    form.locator('#invite-list input[value="e2e-partner"]').check()
+    form.locator("#task-create-submit").click()
+    page.wait_for_url(re.compile(r".*/federation/tasks/\d+/$"))
+    assert page.locator("h1").inner_text().startswith("海马体联邦（表单）")
+
+    [task] = _portal_python(portal_server, _TASKS_NAMED % "海马体联邦（表单）")
+    assert task == {
+        "strategy": "fedavg", "architecture": "segresnet", "rounds": 2, "local_epochs": 1, "min_clients": 2,
+        "secure_aggregation": False, "differential_privacy": True, "dp": [0.5, 4.0, 1e-5],
+        "label_table": [{"index": 1, "name": "海马体前部"}, {"index": 2, "name": "海马体后部"}],
+        "validation_dir": str(root / "hippo-val"), "created_by": "doctor", "owner": "demo",
+        "participants": {"demo": ["accepted", ["hippo"], 3], "e2e-partner": ["invited", [], None]},
+    }
+
+    # RTIFed and secure aggregation exclude each other in the form ...
+    page.goto(f"{base}/federation/")
+    secagg = form.locator("#task-secure-aggregation")
+    form.locator("#task-strategy").select_option("rtifed")
+    assert secagg.is_disabled()
+    form.locator("#task-strategy").select_option("fedavg")
+    secagg.check()
+    assert form.locator('#task-strategy option[value="rtifed"]').is_disabled()
+    # ... and on the server, whose refusal the form shows in Chinese.
+    form.locator("#task-name").fill("互斥任务")
+    form.locator("#label-rows .label-name").first.fill("海马体")
+    form.locator("#task-min-clients").fill("3")
+    page.evaluate("""() => {
+        const strategy = document.getElementById('task-strategy');
+        strategy.querySelector('option[value="rtifed"]').disabled = false;
+        strategy.value = 'rtifed';
+    }""")
+    form.locator("#task-create-submit").click()
+    page.wait_for_selector("#task-create-error:not([hidden])")
+    assert "安全聚合（SecAgg+）与 RTIFed 信誉机制互斥" in page.locator("#task-create-error").inner_text()
+
+    # An invalid form: the API's error appears next to the field in Chinese and the values stay.
+    page.goto(f"{base}/federation/")
+    form.locator("#task-name").fill("无效任务")
+    form.locator("#label-rows .label-name").first.fill("海马体")
+    form.locator("#task-rounds").fill("51")
+    form.locator("#task-create-submit").click()
+    page.wait_for_selector("#task-create-error:not([hidden])")
+    assert "请更正下方标出的内容" in page.locator("#task-create-error").inner_text()
+    assert "请确保该值小于或者等于 50" in page.locator('[data-error-for="rounds"]').inner_text()
+    assert form.locator("#task-rounds").input_value() == "51" and form.locator("#task-name").input_value() == "无效任务"
+    assert page.url.endswith("/federation/")
+    assert _portal_python(portal_server, _TASKS_NAMED % "无效任务") == []
+    assert _portal_python(portal_server, _TASKS_NAMED % "互斥任务") == []

@@ -58,6 +58,7 @@ def test_annotator_creates_a_task_and_invites_a_hospital(annotator, partner, hos
         ({"rounds": 51}, "invalid_input"),
         ({"local_epochs": 11}, "invalid_input"),
         ({"strategy": "rtifed", "secure_aggregation": True}, "secagg_excludes_reputation"),
+        ({"secure_aggregation": True}, "secagg_min_clients"),  # min_clients 2: a client could read the other's update
         ({"differential_privacy": True}, "dp_parameters"),
         ({"differential_privacy": True, "dp_clipping_norm": 1.0, "dp_epsilon": 0.0, "dp_delta": 1e-5}, "dp_parameters"),
         ({"differential_privacy": True, "dp_clipping_norm": 1.0, "dp_epsilon": 2.0, "dp_delta": 2.0}, "invalid_input"),
@@ -207,3 +208,10 @@ def test_websocket_relays_round_events_to_visible_users_only(doctor, other_docto
     (connected, code), message = async_to_sync(scenario)()
     assert not connected and code == 4404
     assert message == {"type": "federation.round", "payload": {"round_number": 1}}
+
+
+def test_a_secure_aggregation_task_with_three_clients_per_round_is_created(doctor):
+    response = _create(api_client(doctor), secure_aggregation=True, min_clients=3)
+    assert response.status_code == 201, response.json()
+    task = FederatedTask.objects.get(pk=response.json()["id"])
+    assert task.secure_aggregation and task.min_clients == 3 and task.strategy == "fedavg"
