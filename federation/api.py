@@ -75,7 +75,7 @@ TaskSerializer = inline_serializer("FederatedTask", _task_fields())
 class TaskListCreateApi(APIView):
     """List visible federated tasks; create one (hospital staff: annotators, doctors, hospital admins).
 
-    The owner hospital may name one of its own datasets to train on and another held out for validation.
+    The owner hospital may name some of its own datasets to train on and another held out for validation.
     """
 
     permission_classes = [IsHospitalStaff]
@@ -97,10 +97,10 @@ class TaskListCreateApi(APIView):
         dp_epsilon = serializers.FloatField(required=False, allow_null=True, min_value=0.0)
         dp_delta = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
         invite = serializers.ListField(child=serializers.SlugField(), default=list, help_text="hospital codes")
-        dataset = serializers.CharField(
-            max_length=200, required=False, allow_blank=True,
-            help_text="one of the owner hospital's datasets (GET /api/federation/invitations/ lists them) that it "
-                      "trains on; without one the owner hospital only coordinates",
+        datasets = serializers.ListField(
+            child=serializers.CharField(max_length=200), default=list,
+            help_text="names of the owner hospital's datasets (GET /api/federation/invitations/ lists them) that it "
+                      "trains on; none: the owner hospital only coordinates",
         )
         validation_dataset = serializers.CharField(
             max_length=200, required=False, allow_blank=True,
@@ -109,7 +109,7 @@ class TaskListCreateApi(APIView):
         )
 
         def validate(self, attrs):
-            if attrs.get("dataset") and attrs.get("dataset") == attrs.get("validation_dataset"):
+            if attrs.get("validation_dataset") and attrs.get("validation_dataset") in attrs.get("datasets", []):
                 raise serializers.ValidationError(
                     {"validation_dataset": _("The validation set must not be the dataset the hospital trains on.")})
             return attrs

@@ -122,13 +122,13 @@ def task_create(
     body_part: str = "brain",
     modality: str = "MR",
     invite: list[Hospital] | None = None,
-    dataset: str = "",
+    datasets: list[str] | None = None,
     validation_dataset: str = "",
 ) -> FederatedTask:
     """Create a task owned by the user's hospital (which takes part as a client) and invite hospitals.
 
-    ``dataset`` names one of the owner hospital's datasets (:func:`dataset_choices`) it trains on (without
-    one it only coordinates); ``validation_dataset`` names another, held out as the coordinator's
+    ``datasets`` names the owner hospital's datasets (:func:`dataset_choices`) it trains on (without any
+    it only coordinates); ``validation_dataset`` names another, held out as the coordinator's
     validation set (it sets ``validation_dir``). Names only: a path is never taken from a request.
 
     Raises
@@ -145,7 +145,7 @@ def task_create(
         raise ServiceError("Only hospital staff may create a federated task.", code="permission_denied", status_code=403)
     _require_staff(user, user.hospital_id)
     if validation_dataset:
-        if validation_dataset == dataset:
+        if validation_dataset in (datasets or []):
             raise ServiceError("The validation set must not be the dataset the hospital trains on.",
                                code="validation_is_training")
         validation_dir = str(_own_dataset_dir(user.hospital, validation_dataset))
@@ -175,9 +175,9 @@ def task_create(
     owner.save()
     for hospital in invite or []:
         participant_invite(task=task, hospital=hospital, user=user)
-    if dataset:
-        # The owner takes part like an invited hospital: only its dataset's label statistics are stored.
-        invitation_respond(user=user, participant=owner, accept=True, datasets=[dataset])
+    if datasets:
+        # The owner takes part like an invited hospital: only its datasets' label statistics are stored.
+        invitation_respond(user=user, participant=owner, accept=True, datasets=list(datasets))
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="federated_task", target_id=task.pk)
     return task
 
@@ -228,18 +228,18 @@ def dataset_choices(*, hospital: Hospital) -> list[str]:
 
 @transaction.atomic
 def invitation_respond(*, user: User, participant: Participant, accept: bool, datasets: list[str] | None = None) -> Participant:
-    """Accept (with the hospital's chosen dataset) or decline an invitation.
+    """Accept (with one or more of the hospital's own datasets) or decline an invitation.
 
-    On acceptance only the label statistics of the chosen dataset (case and voxel counts per label)
-    are stored; images and file names stay on the hospital's node.
+    On acceptance only the label statistics of the chosen datasets, added up (case and voxel counts per
+    label), are stored; images and file names stay on the hospital's node, which trains on all of them.
 
     Raises
     ------
     ServiceError
-        Not staff of the invited hospital (403); the task has started; no dataset, more than one, or a
-        name that is not one of the hospital's datasets.
+        Not staff of the invited hospital (403); the task has started; no dataset, one named twice, or a
+        name that is not one of the hospital's datasets; a dataset that cannot be read.
     """
-    from .fl.data import label_statistics
+    from .fl.data import label_statistics, merge_label_statistics
 
     _require_staff(user, participant.hospital_id)
     if participant.task.status != FederatedTask.Status.DRAFT:
@@ -250,12 +250,13 @@ def invitation_respond(*, user: User, participant: Participant, accept: bool, da
         participant.label_statistics = {}
     else:
         datasets = list(datasets or [])
-        if len(datasets) != 1:
-            raise ServiceError("Choose exactly one of your hospital's datasets.", code="dataset_required")
-        if datasets[0] not in dataset_choices(hospital=participant.hospital):
+        if not datasets or len(set(datasets)) != len(datasets):
+            raise ServiceError("Choose one or more of your hospital's datasets, each once.", code="dataset_required")
+        known = set(dataset_choices(hospital=participant.hospital))
+        if any(name not in known for name in datasets):
             raise ServiceError("No such dataset in your hospital.", code="unknown_dataset")
         try:
-            stats = label_statistics(dataset_root(participant.hospital) / datasets[0])
+            stats = merge_label_statistics([label_statistics(dataset_root(participant.hospital) / d) for d in datasets])
         except ValueError as exc:
             raise ServiceError(f"The dataset cannot be read: {exc}", code="invalid_dataset") from exc
         participant.status = Participant.Status.ACCEPTED
@@ -270,13 +271,10 @@ def invitation_respond(*, user: User, participant: Participant, accept: bool, da
     return participant
 
 
-def participant_data_dir(participant: Participant) -> Path | None:
-    """Return the participant's chosen dataset folder (resolved on the hospital's node)."""
-    if not participant.datasets:
-        return None
-    name = participant.datasets[0]
-    path = Path(name)
-    return path if path.is_absolute() else dataset_root(participant.hospital) / name
+def participant_data_dirs(participant: Participant) -> list[Path]:
+    """Return the participant's chosen dataset folders (resolved on the hospital's node)."""
+    return [Path(name) if Path(name).is_absolute() else dataset_root(participant.hospital) / name
+            for name in participant.datasets or []]
 
 
 @transaction.atomic
@@ -706,7 +704,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
             fed.start_superlink()
             for index, participant in enumerate(participants):
                 fed.register(participant.client_id)
-                fed.start_supernode(participant.client_id, participant_data_dir(participant), index)
+                fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
             start_round = task.current_round + 1
             initial = None
             if task.current_round:
@@ -739,7 +737,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                         fed.stop_process(process)
                     elif process is not None and process.poll() is not None and current != Participant.Status.REVOKED:
                         # A crashed hospital rejoins: the same key and data, a new SuperNode process.
-                        fed.start_supernode(participant.client_id, participant_data_dir(participant), index)
+                        fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
                         notify("rejoin", {"client": participant.client_id, "pid": fed.supernodes[participant.client_id].pid})
                 time.sleep(poll_s)
         except (FederationError, ServiceError) as exc:

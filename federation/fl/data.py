@@ -52,6 +52,17 @@ def label_statistics(root: Path) -> dict:
     return {"cases": len(dataset.cases), "voxels": voxels, "cases_with_label": present}
 
 
+def merge_label_statistics(parts: Sequence[dict]) -> dict:
+    """Add up :func:`label_statistics` of several datasets of one hospital (cases and counts per label)."""
+    merged: dict = {"cases": 0, "voxels": {}, "cases_with_label": {}}
+    for part in parts:
+        merged["cases"] += int(part.get("cases", 0))
+        for key in ("voxels", "cases_with_label"):
+            for label, count in part.get(key, {}).items():
+                merged[key][label] = merged[key].get(label, 0) + int(count)
+    return merged
+
+
 @dataclass(frozen=True)
 class HospitalSplit:
     """The folders a split wrote: one MSD folder per hospital and the held-out set."""

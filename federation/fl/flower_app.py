@@ -16,8 +16,8 @@ Run config (``[tool.flwr.app.config]``): ``task-id``, ``num-rounds``, ``start-ro
 ``secure-aggregation`` (``true``: each round runs Flower's SecAgg+ protocol, see :func:`secure_exchange`;
 FedAvg/FedProx only), ``secagg-clipping-range``, ``secagg-reconstruction-threshold``.
 
-Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folder, the only data it
-reads), ``signing-key`` (its Ed25519 PEM), ``threads``.
+Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folders, joined with
+``os.pathsep``: the only data it reads), ``signing-key`` (its Ed25519 PEM), ``threads``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _node_settings(context: Context) -> dict:
     torch.set_num_threads(max(1, threads))
     return {
         "client_id": str(cfg["client-id"]),
-        "data_dir": Path(str(cfg["data-dir"])),
+        "data_dirs": [Path(p) for p in str(cfg["data-dir"]).split(os.pathsep) if p],
         "signing_key": Path(str(cfg["signing-key"])),
     }
 
@@ -101,22 +101,30 @@ def _spec_from(config) -> "object":
     return ModelSpec(**raw)
 
 
-def _local_data(data_dir: Path, patch_size):
-    from .data import load_cases
+def _local_data(data_dirs: list[Path], patch_size):
+    """This hospital's cases from all its contributed MSD folders, preprocessed (cached per process)."""
+    from .data import CaseArrays, load_cases
 
-    key = (str(data_dir), tuple(patch_size))
+    key = (tuple(map(str, data_dirs)), tuple(patch_size))
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = load_cases(data_dir, patch_size=patch_size)
+        parts = [load_cases(d, patch_size=patch_size) for d in data_dirs]
+        if len(parts) == 1:
+            _DATA_CACHE[key] = parts[0]
+        else:
+            import torch
+
+            _DATA_CACHE[key] = CaseArrays(images=torch.cat([p.images for p in parts]),
+                                          labels=torch.cat([p.labels for p in parts]))
     return _DATA_CACHE[key]
 
 
 @clientapp.query()
 def query(msg: Message, context: Context) -> Message:
     """Answer who this hospital is and its label statistics (counts only, never images)."""
-    from .data import label_statistics
+    from .data import label_statistics, merge_label_statistics
 
     node = _node_settings(context)
-    stats = label_statistics(node["data_dir"])
+    stats = merge_label_statistics([label_statistics(d) for d in node["data_dirs"]])
     return Message(
         RecordDict({"config": ConfigRecord({"client-id": node["client_id"], "label-stats": json.dumps(stats)})}),
         reply_to=msg,
@@ -227,7 +235,7 @@ def _train_and_sign(received: list[np.ndarray], config, context: Context, *, del
 
     node = _node_settings(context)
     spec = _spec_from(config if "spec" in config else context.run_config)
-    data = _local_data(node["data_dir"], spec.patch_size)
+    data = _local_data(node["data_dirs"], spec.patch_size)
     before = evaluate_dice(received, data, spec)
     round_number = int(config.get("server-round", config.get("round", 0)))
     epochs = int(config.get("local-epochs", context.run_config.get("local-epochs", 1)))
@@ -268,7 +276,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     node = _node_settings(context)
     config = msg.content["config"] if "config" in msg.content else {}
     spec = _spec_from(config if "spec" in config else context.run_config)
-    data = _local_data(node["data_dir"], spec.patch_size)
+    data = _local_data(node["data_dirs"], spec.patch_size)
     scores = evaluate_dice(msg.content["arrays"].to_numpy_ndarrays(), data, spec)
     return Message(RecordDict({"metrics": MetricRecord({"dice": scores["dice"], "num-examples": len(data)})}), reply_to=msg)
 
@@ -485,7 +493,7 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
                 return cache[key]
 
             shapley, shapley_info = rtifed.shapley_values(sorted(updates), utility, seed=round_number)
-            contributions = rtifed.normalise_contributions(shapley)
+            contributions = rtifed.normalise_contributions(shapley, {c: updates[c][1] for c in shapley})
             history_for_rep = history + [{"contributions": contributions, "clients": clients}]
             reputation = _reputation(history_for_rep, cfg, list(updates))
             weights = [updates[c][1] * max(reputation.get(c, 0.0), 0.0) for c in sorted(updates)]

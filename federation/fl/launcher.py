@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,11 +209,22 @@ class LocalFederation:
         node_id = self.node_ids.pop(client_id)
         self._flwr("supernode", "unregister", str(node_id), "local")
 
-    def start_supernode(self, client_id: str, data_dir: Path, index: int = 0) -> subprocess.Popen:
-        """Start a hospital's SuperNode; it reads only ``data_dir`` and signs with its own key.
+    def start_supernode(self, client_id: str, data_dir: Path | Sequence[Path], index: int = 0) -> subprocess.Popen:
+        """Start a hospital's SuperNode; it reads only ``data_dir`` (one MSD folder or several, which it
+        trains on together) and signs with its own key.
 
         ``index`` is kept for callers' bookkeeping; the local Runtime API port is a free one.
+
+        Raises
+        ------
+        ValueError
+            A folder path containing ``os.pathsep`` or a double quote (the node config cannot carry it).
         """
+        dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
+        resolved = [str(Path(d).resolve()) for d in dirs]
+        for path in resolved:
+            if os.pathsep in path or '"' in path:
+                raise ValueError(f"dataset folder {path!r} contains {os.pathsep!r} or a double quote")
         old = self.node_ports.get(client_id)
         if old:
             _kill_flower_helpers(f"{HOST}:{old}")
@@ -220,7 +232,7 @@ class LocalFederation:
         self.node_ports[client_id] = port
         p = self.paths
         node_config = (
-            f'client-id="{client_id}" data-dir="{Path(data_dir).resolve()}" '
+            f'client-id="{client_id}" data-dir="{os.pathsep.join(resolved)}" '
             f'signing-key="{p.signing_key(client_id)}" threads={self.threads_per_client}'
         )
         argv = [

@@ -197,11 +197,26 @@ def shapley_values(
     }
 
 
-def normalise_contributions(values: Mapping) -> dict:
-    """Map one round's Shapley values to [0, 1]: ``max(φ_i, 0) / max_j max(φ_j, 0)``.
+def normalise_contributions(values: Mapping, num_examples: Mapping | None = None) -> dict:
+    """Map one round's Shapley values to [0, 1]: ``max(q_i, 0) / max_j max(q_j, 0)``.
 
-    A client that harmed the coalition (``φ ≤ 0``) scores 0; when nobody helped, everyone scores 0.
+    ``q_i = φ_i`` or, given ``num_examples``, the contribution per case ``q_i = φ_i / n_i``. Under
+    example-weighted aggregation a large hospital's update dominates every coalition it joins, so raw
+    Shapley values rank hospitals by size as much as by label quality; per case, a small hospital with
+    good labels scores like a large one, and a hospital whose labels harm the model still scores 0 (the
+    aggregation weight ``n_i·R_i`` counts the size once). A client that harmed the coalition
+    (``q ≤ 0``) scores 0; when nobody helped, everyone scores 0.
+
+    Raises
+    ------
+    ValueError
+        A client of ``values`` without a positive number of examples in ``num_examples``.
     """
+    if num_examples is not None:
+        bad = [c for c in values if not num_examples.get(c, 0) > 0]
+        if bad:
+            raise ValueError(f"clients without a positive number of examples: {sorted(bad)}")
+        values = {c: float(v) / float(num_examples[c]) for c, v in values.items()}
     positive = {c: max(float(v), 0.0) for c, v in values.items()}
     top = max(positive.values(), default=0.0)
     return {c: (v / top if top > 0 else 0.0) for c, v in positive.items()}

@@ -215,3 +215,26 @@ def test_a_secure_aggregation_task_with_three_clients_per_round_is_created(docto
     assert response.status_code == 201, response.json()
     task = FederatedTask.objects.get(pk=response.json()["id"])
     assert task.secure_aggregation and task.min_clients == 3 and task.strategy == "fedavg"
+
+
+def test_a_hospital_contributes_several_of_its_datasets(doctor, partner_doctor, partner, datasets, hippocampus_split):
+    os.symlink(hippocampus_split.hospitals[2], services.dataset_root(partner) / "hippo-2025")  # 3 more cases
+    task_id = _create(api_client(doctor), invite=[partner.code]).json()["id"]
+    participant = Participant.objects.get(task_id=task_id, hospital=partner)
+    url = reverse("federation-invitation-respond", args=[participant.pk])
+    api = api_client(partner_doctor)
+
+    twice = api.post(url, {"accept": True, "datasets": ["hippo", "hippo"]}, format="json")
+    assert twice.status_code == 400 and twice.json()["error"]["code"] == "dataset_required"
+    response = api.post(url, {"accept": True, "datasets": ["hippo", "hippo-2025"]}, format="json")
+    assert response.status_code == 200, response.json()
+    # The statistics are those of both sets added up: 4 + 3 cases, voxel counts summed per label.
+    from federation.fl.data import label_statistics
+
+    one, two = label_statistics(hippocampus_split.hospitals[1]), label_statistics(hippocampus_split.hospitals[2])
+    stats = response.json()["label_statistics"]
+    assert stats["cases"] == 7
+    assert stats["voxels"] == {k: one["voxels"][k] + two["voxels"][k] for k in one["voxels"]}
+    participant.refresh_from_db()
+    assert services.participant_data_dirs(participant) == [services.dataset_root(partner) / "hippo",
+                                                             services.dataset_root(partner) / "hippo-2025"]

@@ -70,7 +70,7 @@ def _create(user, **extra):
 
 
 def test_owner_trains_on_its_dataset_and_rtifed_validates_on_its_held_out_set(doctor, hospital, own_datasets):
-    response = _create(doctor, strategy="rtifed", dataset="hippo", validation_dataset="hippo-val")
+    response = _create(doctor, strategy="rtifed", datasets=["hippo"], validation_dataset="hippo-val")
 
     assert response.status_code == 201, response.json()
     task = FederatedTask.objects.get(pk=response.json()["id"])
@@ -82,9 +82,10 @@ def test_owner_trains_on_its_dataset_and_rtifed_validates_on_its_held_out_set(do
 @pytest.mark.parametrize(
     "extra,code",
     [
-        ({"dataset": "../hippo"}, "unknown_dataset"),
+        ({"datasets": ["../hippo"]}, "unknown_dataset"),
+        ({"datasets": ["hippo", "hippo"]}, "dataset_required"),
         ({"validation_dataset": "/etc"}, "unknown_dataset"),
-        ({"dataset": "hippo", "validation_dataset": "hippo"}, "invalid_input"),
+        ({"datasets": ["hippo"], "validation_dataset": "hippo"}, "invalid_input"),
         ({"strategy": "rtifed"}, "validation_required"),
     ],
 )

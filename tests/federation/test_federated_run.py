@@ -77,3 +77,19 @@ def test_federated_run_trains_registers_deploys_and_the_ledger_catches_edits(
         )
     with pytest.raises(CommandError, match=r"entry 2 .*coordinator signature"):
         call_command("verify_ledger", str(task.pk), stdout=StringIO())
+
+
+def test_a_hospital_trains_on_its_two_datasets_together(hippocampus_split, federation_settings, free_port):
+    """Real processes: hospital 1 contributes two folders (5 + 4 cases), its SuperNode gets both and
+    trains on all 9; hospital 2 contributes one (3)."""
+    hospitals = hippocampus_split.hospitals
+    task = services.task_create_local(data_dirs=[hospitals[0], hospitals[2]], rounds=1, local_epochs=1, strategy="fedavg")
+    first = task.participants.get(client_id="fedsite-1")
+    first.datasets = [str(hospitals[0].resolve()), str(hospitals[1].resolve())]
+    first.save()
+    services.task_start(task=task, user=None, enqueue=False)
+    task = services.task_execute(task_id=task.pk, port=free_port)
+    assert task.status == FederatedTask.Status.COMPLETED, task.error
+    counts = {u.participant.client_id: u.num_examples for u in Round.objects.get(task=task).updates.select_related("participant")}
+    assert counts == {"fedsite-1": 9, "fedsite-2": 3}
+    assert services.ledger_verify(task=task)["ok"]

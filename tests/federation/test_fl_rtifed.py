@@ -94,6 +94,14 @@ def test_normalise_contributions_maps_the_best_to_one_and_harm_to_zero():
     assert rtifed.normalise_contributions({"a": -0.1}) == {"a": 0.0}
 
 
+def test_contributions_per_case_rank_label_quality_not_size():
+    # φ = 0.2 from 40 cases, 0.1 from 10, −0.3 from 20: per case 0.005, 0.01, −0.015.
+    scores = rtifed.normalise_contributions({"a": 0.2, "b": 0.1, "c": -0.3}, {"a": 40, "b": 10, "c": 20})
+    assert scores == {"a": pytest.approx(0.5), "b": 1.0, "c": 0.0}
+    with pytest.raises(ValueError, match="positive number of examples"):
+        rtifed.normalise_contributions({"a": 0.2, "b": 0.1}, {"a": 40, "b": 0})
+
+
 def test_direct_reputation_decays_old_rounds_and_adds_the_resource_term():
     rounds = [{"a": 0.0, "b": 1.0}, {"a": 1.0, "b": 1.0}]
     r = rtifed.direct_reputation(rounds, decay=math.log(2), resource={"a": 1.0, "b": 0.5}, resource_weight=0.2)

@@ -1,4 +1,4 @@
-// Accept (with one of the hospital's own datasets) or decline federated-task invitations.
+// Accept (with one or more of the hospital's own datasets) or decline federated-task invitations.
 import { requestJson, csrfTokenFromCookie } from "./api.js";
 
 export function wireInvitations(table) {
@@ -7,7 +7,8 @@ export function wireInvitations(table) {
   for (const row of table.querySelectorAll("tbody tr[data-respond-url]")) {
     const answer = async (accept) => {
       const select = row.querySelector("select.dataset");
-      const body = accept ? { accept: true, datasets: select && select.value ? [select.value] : [] } : { accept: false };
+      const datasets = select ? [...select.selectedOptions].map((option) => option.value) : [];
+      const body = accept ? { accept: true, datasets } : { accept: false };
       try {
         await requestJson(row.dataset.respondUrl, { method: "POST", body, csrfToken: csrfTokenFromCookie() });
         window.location.reload();

@@ -36,7 +36,7 @@ export function taskFormBody(form) {
     secure_aggregation: field("secure_aggregation").checked,
     differential_privacy: field("differential_privacy").checked,
     invite: [...form.querySelectorAll('input[name="invite"]:checked')].map((input) => input.value),
-    dataset: field("dataset").value,
+    datasets: [...field("datasets").selectedOptions].map((option) => option.value),
     validation_dataset: field("validation_dataset").value,
   };
   if (body.differential_privacy) for (const name of DP_FIELDS) body[name] = numberOrNull(field(name));
@@ -158,7 +158,7 @@ class TaskForm {
     }
     this.submit.disabled = true;
     try {
-      // getAttribute, not form.dataset: the form's "dataset" field shadows that property.
+      // getAttribute: data attributes read through the form element could be shadowed by a field's name.
       const task = await requestJson(this.form.getAttribute("data-api-url"), { method: "POST", body });
       window.location.assign(task.url);
     } catch (err) {
