@@ -1,6 +1,9 @@
 """Hospital splits of the real hippocampus MRIs (symbolic links in a temporary folder)."""
 
+import json
 import socket
+import threading
+import time
 
 import pytest
 
@@ -34,3 +37,40 @@ def federation_settings(settings, tmp_path):
     settings.FEDERATION_DATASETS_ROOT = tmp_path / "datasets"
     settings.FEDERATION_THREADS_PER_CLIENT = 1
     return settings
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 0.3 s; fail the test naming ``what`` after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def coordinator_status(outbox) -> dict:
+    """The coordinator's ``status.json`` (state, round), or {} while it is not written yet."""
+    try:
+        return json.loads((outbox / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def start_runner(task, port: int, events: list, *, round_timeout_s: float = 25) -> threading.Thread:
+    """Run ``services.task_execute`` for ``task`` in a thread (its events appended to ``events``), as the
+    Celery worker would, so that the test can kill processes meanwhile."""
+    from django.db import connection
+
+    from federation import services
+
+    def run():
+        try:
+            services.task_execute(task_id=task.pk, port=port, round_timeout_s=round_timeout_s, poll_s=0.5,
+                                  on_event=lambda kind, data: events.append((kind, data)))
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    return runner

@@ -210,11 +210,15 @@ def test_websocket_relays_round_events_to_visible_users_only(doctor, other_docto
     assert message == {"type": "federation.round", "payload": {"round_number": 1}}
 
 
-def test_a_secure_aggregation_task_with_three_clients_per_round_is_created(doctor):
+def test_a_secure_aggregation_task_with_three_clients_per_round_is_created(doctor, client):
     response = _create(api_client(doctor), secure_aggregation=True, min_clients=3)
     assert response.status_code == 201, response.json()
     task = FederatedTask.objects.get(pk=response.json()["id"])
     assert task.secure_aggregation and task.min_clients == 3 and task.strategy == "fedavg"
+    # The task page says what secure aggregation gives, in Chinese.
+    client.force_login(doctor)
+    page = client.get(reverse("federation:task-detail", args=[task.pk])).content.decode()
+    assert "安全聚合: 开启 (Flower SecAgg+：各医院的更新经掩码后上传，协调方只能看到它们的总和；不计算信誉)" in page
 
 
 def test_a_hospital_contributes_several_of_its_datasets(doctor, partner_doctor, partner, datasets, hippocampus_split):

@@ -1,34 +1,15 @@
 """Real processes are killed mid-task: a hospital's SuperNode during a round, then the coordinator."""
 
-import json
 import os
 import signal
-import threading
-import time
 
 import pytest
-from django.db import connection
 
 from federation import services
 from federation.models import ClientUpdate, FederatedTask
+from tests.federation.conftest import coordinator_status, start_runner, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def _wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def _status(outbox):
-    try:
-        return json.loads((outbox / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def test_round_survives_a_killed_client_which_rejoins_and_a_killed_coordinator_resumes(
@@ -40,24 +21,15 @@ def test_round_survives_a_killed_client_which_rejoins_and_a_killed_coordinator_r
     services.task_start(task=task, user=None, enqueue=False)
     outbox = services.task_dir(task) / "outbox"
     events = []
-
-    def run():
-        try:
-            services.task_execute(task_id=task.pk, port=free_port, round_timeout_s=25, poll_s=0.5,
-                                  on_event=lambda kind, data: events.append((kind, data)))
-        finally:
-            connection.close()
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
+    runner = start_runner(task, free_port, events)
 
     # Round 1 in progress: crash hospital 3 (its SuperNode and ClientApp processes).
-    _wait_for(lambda: _status(outbox).get("state") == "training" and _status(outbox).get("round") == 1, 120, "round 1")
+    wait_for(lambda: coordinator_status(outbox).get("state") == "training" and coordinator_status(outbox).get("round") == 1, 120, "round 1")
     started = [d for k, d in events if k == "started"][-1]
     os.killpg(started["supernode_pids"]["fedsite-3"], signal.SIGKILL)
 
     # Round 3 in progress: crash the coordinator (SuperLink and the ServerApp it runs).
-    _wait_for(lambda: _status(outbox).get("state") == "training" and _status(outbox).get("round") == 3, 240, "round 3")
+    wait_for(lambda: coordinator_status(outbox).get("state") == "training" and coordinator_status(outbox).get("round") == 3, 240, "round 3")
     started = [d for k, d in events if k == "started"][-1]
     os.killpg(started["superlink_pid"], signal.SIGKILL)
 

@@ -7,6 +7,8 @@ SecAgg+'s quantisation step.
 """
 
 import json
+import os
+import signal
 from io import StringIO
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from federation import services
 from federation.fl.flower_app import load_arrays
 from federation.fl.ledger import KIND_CLIENT_UPDATE
 from federation.models import ClientUpdate, FederatedTask, LedgerEntry, Round
+from tests.federation.conftest import coordinator_status, start_runner, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -89,15 +92,8 @@ def test_secagg_round_survives_a_hospital_killed_mid_round(when, federation_sett
     as the round opens (before it shared its keys: it leaves the protocol) or while it trains (after
     sharing its keys: SecAgg+ removes its masks with the Shamir shares its neighbours hold). Either way
     the round completes and its model is the FedAvg of the three survivors."""
-    import os
-    import signal
-    import threading
-
-    from django.db import connection
-
     from federation.fl.data import split_non_iid
     from tests.conftest import shared_data
-    from tests.federation.test_fault_tolerance import _status, _wait_for
 
     split = split_non_iid(shared_data("msd_task04_hippocampus"), tmp_path / "split4", sizes=[4, 3, 3, 3], held_out=2)
     task = services.task_create_local(data_dirs=list(split.hospitals), rounds=1, local_epochs=1, strategy="fedavg",
@@ -105,21 +101,12 @@ def test_secagg_round_survives_a_hospital_killed_mid_round(when, federation_sett
     services.task_start(task=task, user=None, enqueue=False)
     outbox = services.task_dir(task) / "outbox"
     events = []
-
-    def run():
-        try:
-            services.task_execute(task_id=task.pk, port=free_port, round_timeout_s=25, poll_s=0.5,
-                                  on_event=lambda kind, data: events.append((kind, data)))
-        finally:
-            connection.close()
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    _wait_for(lambda: _status(outbox).get("state") == "training", 120, "round 1")
+    runner = start_runner(task, free_port, events)
+    wait_for(lambda: coordinator_status(outbox).get("state") == "training", 120, "round 1")
     started = [d for k, d in events if k == "started"][-1]
     if when == "while_training":
         log = Path(started["work_dir"]) / "logs" / "supernode-fedsite-4.log"
-        _wait_for(lambda: "fedsite-4: training round 1" in log.read_text(errors="replace"), 120, "hospital 4 training")
+        wait_for(lambda: "fedsite-4: training round 1" in log.read_text(errors="replace"), 120, "hospital 4 training")
     os.killpg(started["supernode_pids"]["fedsite-4"], signal.SIGKILL)
     runner.join(timeout=300)
     assert not runner.is_alive()
