@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -40,16 +39,10 @@ HELD_OUT = 60  # every 4th of these goes to the coordinator's validation set, th
 CORRUPT = 1  # the 40-case hospital
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds, epochs, spec, secure=False) -> dict:
     from federation.fl.certs import create_federation_material
     from federation.fl.flower_app import encode_json, load_arrays
-    from federation.fl.launcher import LocalFederation
+    from federation.fl.launcher import LocalFederation, free_port
 
     clients = [f"hospital-{i}" for i in range(len(split_dirs))]
     paths = create_federation_material(work / "pki", clients)
@@ -60,7 +53,7 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
         import shutil
 
         shutil.rmtree(outbox)
-    fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=_free_port(), python_path=str(ROOT))
+    fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=free_port(), python_path=str(ROOT))
     started = time.perf_counter()
     try:
         fed.start_superlink()

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -51,12 +50,6 @@ def task_spec(task: FederatedTask):
         architecture=task.architecture, network_config=config, num_classes=num_classes,
         patch_size=tuple(int(p) for p in task.patch_size),
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,11 +245,9 @@ def invitation_respond(*, user: User, participant: Participant, accept: bool, da
         datasets = list(datasets or [])
         if not datasets or len(set(datasets)) != len(datasets):
             raise ServiceError("Choose one or more of your hospital's datasets, each once.", code="dataset_required")
-        known = set(dataset_choices(hospital=participant.hospital))
-        if any(name not in known for name in datasets):
-            raise ServiceError("No such dataset in your hospital.", code="unknown_dataset")
+        folders = [_own_dataset_dir(participant.hospital, name) for name in datasets]
         try:
-            stats = merge_label_statistics([label_statistics(dataset_root(participant.hospital) / d) for d in datasets])
+            stats = merge_label_statistics([label_statistics(folder) for folder in folders])
         except ValueError as exc:
             raise ServiceError(f"The dataset cannot be read: {exc}", code="invalid_dataset") from exc
         participant.status = Participant.Status.ACCEPTED
@@ -665,7 +656,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
     the command line use it).
     """
     from .fl.ledger import load_private_key
-    from .fl.launcher import FederationError, LocalFederation
+    from .fl.launcher import FederationError, LocalFederation, free_port
 
     task = FederatedTask.objects.get(pk=task_id)
     if task.status not in (FederatedTask.Status.QUEUED, FederatedTask.Status.RUNNING):
@@ -697,7 +688,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
         for stale in ("done.json", "failed.json", "status.json"):
             (outbox / stale).unlink(missing_ok=True)
         work = task_dir(task) / f"run-{int(time.time() * 1000)}"
-        fed = LocalFederation(paths=paths, work_dir=work, port=port or settings.FEDERATION_PORT or _free_port(),
+        fed = LocalFederation(paths=paths, work_dir=work, port=port or settings.FEDERATION_PORT or free_port(),
                               python_path=str(settings.BASE_DIR), threads_per_client=settings.FEDERATION_THREADS_PER_CLIENT)
         coordinator_died = False
         try:

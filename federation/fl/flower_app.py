@@ -131,18 +131,20 @@ def query(msg: Message, context: Context) -> Message:
     )
 
 
-def privatise_update(msg: Message, context: Context, trained, *, clipping_norm: float, epsilon: float, delta: float) -> list[np.ndarray]:
+def privatise_update(received, context: Context, trained, *, clipping_norm: float, epsilon: float, delta: float) -> list[np.ndarray]:
     """Clip a client's update and add Gaussian noise with Flower's ``LocalDpMod``.
 
-    The update ``Δ = trained − received`` (received: the arrays of ``msg``) is scaled to L2 norm
+    The update ``Δ = trained − received`` is scaled to L2 norm
     ≤ ``clipping_norm`` and noise with σ = ``clipping_norm``·√(2 ln(1.25/δ))/ε is added to every weight
     (the Gaussian mechanism, Dwork & Roth, "The Algorithmic Foundations of Differential Privacy", 2014,
     Thm. A.1; the L2 sensitivity of a clipped update is the clipping norm).
 
     Parameters
     ----------
-    msg, context : flwr Message and Context
-        The train message as received (one ArrayRecord) and the ClientApp's context.
+    received : sequence of ndarray
+        The global weights the client received (plain or SecAgg+ round alike).
+    context : flwr Context
+        The ClientApp's context.
     trained : sequence of ndarray
         The weights the client trained, in the order of the received ones.
 
@@ -159,10 +161,11 @@ def privatise_update(msg: Message, context: Context, trained, *, clipping_norm: 
     from flwr.clientapp.mod import LocalDpMod
 
     mod = LocalDpMod(clipping_norm, clipping_norm, epsilon, delta)
-    received = msg.content["arrays"]
+    # The mod wraps a train message: hand it one carrying the received weights and answer it with the trained.
+    msg = Message(RecordDict({"arrays": ArrayRecord(list(received))}), dst_node_id=context.node_id, message_type="train")
 
     def call_next(incoming, ctxt):
-        keys = list(received.keys())
+        keys = list(incoming.content["arrays"].keys())
         return Message(RecordDict({"arrays": ArrayRecord(dict(zip(keys, map(_array, trained))))}), reply_to=incoming)
 
     out = mod(msg, context, call_next)
@@ -246,8 +249,7 @@ def _train_and_sign(received: list[np.ndarray], config, context: Context, *, del
     sent = result.arrays
     clip = float(config.get("dp-clipping-norm", 0.0) or 0.0)
     if clip > 0:
-        incoming = Message(RecordDict({"arrays": ArrayRecord(received)}), dst_node_id=context.node_id, message_type="train")
-        sent = privatise_update(incoming, context, sent, clipping_norm=clip, epsilon=float(config["dp-epsilon"]),
+        sent = privatise_update(received, context, sent, clipping_norm=clip, epsilon=float(config["dp-epsilon"]),
                                 delta=float(config["dp-delta"]))
     if delta:
         sent = [(np.asarray(s) - np.asarray(r)).astype(np.asarray(r).dtype) for s, r in zip(sent, received)]
@@ -427,11 +429,6 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
                     "sha256": str(metrics.pop("sha256")), "signature": str(metrics.pop("signature")),
                     "metrics": metrics, "masked": True,
                 }
-            if mean_delta is None or len(clients) < min_clients:
-                raise RuntimeError(
-                    f"round {round_number}: secure aggregation finished with {len(clients)} client(s), "
-                    f"the task needs {min_clients}"
-                )
         else:
             messages = [
                 Message(
@@ -470,9 +467,11 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
         for n in nodes:
             cid = identities[n]["client_id"]
             clients.setdefault(cid, {"status": "not_selected"})
-        if not secure and len(updates) < min_clients:
+        # A halted SecAgg+ round returns no answers, so it is caught here too.
+        answered = [c for c, row in clients.items() if row["status"] == "answered"]
+        if len(answered) < min_clients:
             raise RuntimeError(
-                f"round {round_number}: {len(updates)} client(s) answered, the task needs {min_clients}"
+                f"round {round_number}: {len(answered)} client(s) answered, the task needs {min_clients}"
             )
 
         aggregation_started = time.perf_counter()
@@ -512,7 +511,6 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
             if cid in epochs_by_client:
                 clients[cid]["epochs_assigned"] = int(epochs_by_client[cid])
         val = evaluate_dice(arrays, validation, spec) if validation is not None else None
-        answered = [c for c, row in clients.items() if row["status"] == "answered"]
         train_times = [clients[c]["metrics"]["train-s"] for c in answered]
         round_s = time.perf_counter() - round_started
         record = {

@@ -60,7 +60,8 @@ class FederationError(RuntimeError):
     """A federation process failed to start or a Flower command failed."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now (the OS picks it)."""
     import socket
 
     with socket.socket() as sock:
@@ -228,7 +229,7 @@ class LocalFederation:
         old = self.node_ports.get(client_id)
         if old:
             _kill_flower_helpers(f"{HOST}:{old}")
-        port = _free_port()
+        port = free_port()
         self.node_ports[client_id] = port
         p = self.paths
         node_config = (
