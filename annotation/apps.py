@@ -6,3 +6,11 @@ class AnnotationConfig(AppConfig):
     name = "annotation"
     verbose_name = _("Annotation")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from portal.api_errors import input_error_register
+
+        from .imaging.errors import ImagingError
+
+        # An unreadable or unsafe upload is the client's error: the API answers 400 with its code.
+        input_error_register(ImagingError)

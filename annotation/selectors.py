@@ -152,7 +152,7 @@ def segmentation_compare(*, user: User, segmentation_id: int, other_id: int) -> 
     from portal.api_errors import ServiceError
 
     from .editing.compare import compare_label_maps
-    from .services import segmentation_labelmap_load
+    from .storage import segmentation_labelmap_load
 
     a = segmentation_get(user=user, segmentation_id=segmentation_id)
     b = segmentation_get(user=user, segmentation_id=other_id)
@@ -240,7 +240,7 @@ def study_agreement(*, user: User, study_id: int) -> dict:
     Returns ``{"series": [{"series": id, "annotators": [{"user", "segmentation"}], "dice": {label: value}}]}``.
     """
     from .editing.compare import inter_annotator_dice
-    from .services import segmentation_labelmap_load
+    from .storage import segmentation_labelmap_load
 
     study = study_get(user=user, study_id=study_id)
     out = []

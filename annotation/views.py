@@ -10,8 +10,9 @@ from portal.models import AuditLog, Role
 from portal.permissions import is_clinician
 from portal.services import audit_record
 
-from . import selectors
+from . import hooks, selectors
 from .api import segmentation_payload
+from .imaging.windowing import WINDOW_PRESETS
 from .models import InferenceRun
 
 
@@ -54,6 +55,9 @@ def study_detail(request, study_id: int):
             "volumeUrl": reverse("series-volume", args=[series.pk]),
             "modality": series.modality,
             "intensityRange": [series.intensity_min, series.intensity_max],
+            # The viewer's window menu: annotation.imaging.windowing.WINDOW_PRESETS, in its order.
+            "windowPresets": [{"name": name, "center": center, "width": width}
+                              for name, (center, width) in WINDOW_PRESETS.items()],
             "segmentations": [
                 {
                     **segmentation_payload(s),
@@ -84,18 +88,19 @@ def study_detail(request, study_id: int):
                 "staff": [{"id": u.pk, "name": str(u), "role": u.role}
                           for u in selectors.assignable_staff(user=request.user, study=study)],
             }
-    from diagnosis.selectors import report_list_for_study
-
     context = {
         "study": study,
         "series": series,
         "viewer_config": viewer_config,
-        "reports": report_list_for_study(user=request.user, study=study),
+        "reports": [],
         "active_runs": [r for r in study.run_list if r.status not in InferenceRun.FINISHED],
         "can_report": is_clinician(request.user),
         "can_edit": request.user.role != Role.PATIENT,
         "review_only": review_only,
     }
+    # Apps above annotation (diagnosis: the reports) add their records through this hook.
+    for _key, provide in hooks.study_page_context.items():
+        context.update(provide(user=request.user, study=study))
     return render(request, "annotation/study_detail.html", context)
 
 

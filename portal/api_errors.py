@@ -7,8 +7,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from annotation.imaging.errors import ImagingError
-
 
 class ServiceError(Exception):
     """A business rule refused the request. Rendered as a 4xx with a stable code."""
@@ -20,8 +18,20 @@ class ServiceError(Exception):
         self.status_code = status_code
 
 
+# Exception types of the apps' plain-Python packages that mean "this input is bad": each carries
+# ``code``, ``message`` and ``filename`` and renders as a 400. The apps register their own types from
+# ``AppConfig.ready`` (annotation: ``ImagingError``), so portal imports none of them.
+_INPUT_ERROR_TYPES: list[type[Exception]] = []
+
+
+def input_error_register(exc_type: type[Exception]) -> None:
+    """Render ``exc_type`` (with ``code``, ``message`` and ``filename`` attributes) as a 400 in the API."""
+    if exc_type not in _INPUT_ERROR_TYPES:
+        _INPUT_ERROR_TYPES.append(exc_type)
+
+
 def exception_handler(exc, context):
-    if isinstance(exc, ImagingError):
+    if _INPUT_ERROR_TYPES and isinstance(exc, tuple(_INPUT_ERROR_TYPES)):
         body = {"code": exc.code, "message": exc.message}
         if exc.filename:
             body["filename"] = exc.filename

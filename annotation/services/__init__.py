@@ -1,0 +1,52 @@
+"""Writes of the annotation app, one module per domain: importing studies, the model registry,
+one-click inference runs, segmentation versions and refinements, export and import, label sets,
+review and active learning.
+
+Stored objects get fresh keys, so nothing already stored is ever overwritten; when an import or a
+run fails, the objects it wrote are deleted again and the database transaction rolls back. Loading
+stored volumes and label maps lives below this package, in ``annotation.storage``, and is
+re-exported here for callers that load through ``services``.
+"""
+
+from ..storage import segmentation_labelmap_load, series_geometry, series_volume_load, stored_file_to_path
+from .active_learning import uncertainty_rank_start, uncertainty_score_compute
+from .export_import import (
+    EXPORT_FORMATS,
+    SEG_SOP_CLASS_UID,
+    DatasetImportResult,
+    dataset_import,
+    segmentation_export,
+    segmentation_export_json,
+    segmentation_import,
+    segmentation_layers,
+    segmentation_model_export_bundle,
+    studies_export_zip,
+)
+from .imports import ImportResult, patient_get_or_create, study_import
+from .inference import inference_run_cancel, inference_run_create, inference_run_execute, inference_run_wait
+from .label_sets import label_set_create, label_set_update, label_upsert, segmentation_create_from_label_set
+from .registry import segmentation_model_register, segmentation_model_weights_path, segmenter_for_model
+from .review import review_comment_add, segmentation_review, study_assign
+from .versions import (
+    label_table_validate,
+    labelmap_nifti_bytes,
+    segmentation_change_map_nifti,
+    segmentation_create,
+    segmentation_create_blank,
+    segmentation_make_current,
+    segmentation_refine,
+    segmentation_save_diff,
+)
+
+__all__ = [
+    "EXPORT_FORMATS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult",
+    "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_wait",
+    "label_set_create", "label_set_update", "label_table_validate", "label_upsert", "labelmap_nifti_bytes",
+    "patient_get_or_create", "review_comment_add", "segmentation_change_map_nifti", "segmentation_create",
+    "segmentation_create_blank", "segmentation_create_from_label_set", "segmentation_export",
+    "segmentation_export_json", "segmentation_import", "segmentation_labelmap_load", "segmentation_layers",
+    "segmentation_make_current", "segmentation_model_export_bundle", "segmentation_model_register",
+    "segmentation_model_weights_path", "segmentation_refine", "segmentation_review", "segmentation_save_diff",
+    "segmenter_for_model", "series_geometry", "series_volume_load", "stored_file_to_path", "studies_export_zip",
+    "study_assign", "study_import", "uncertainty_rank_start", "uncertainty_score_compute",
+]

@@ -1,0 +1,103 @@
+"""The model registry: registering model versions with their weights, and building their inference pipelines."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from portal.models import AuditLog, Hospital, User
+from portal.services import audit_record
+
+from ..models import SegmentationModel
+from ..storage import StoredKeys, stored_file_to_path
+
+
+@transaction.atomic
+def segmentation_model_register(
+    *,
+    name: str,
+    body_part: str,
+    modality: str,
+    architecture: str,
+    label_table: list[dict],
+    display_name: str = "",
+    network_config: dict | None = None,
+    preprocessing: dict | None = None,
+    weights_path: Path | None = None,
+    validation_metrics: dict | None = None,
+    provenance: dict | None = None,
+    hospital: Hospital | None = None,
+    user: User | None = None,
+) -> SegmentationModel:
+    """Register a new version of a model (version = previous + 1) with its weights in storage.
+
+    Raises
+    ------
+    django.core.exceptions.ValidationError
+        When the label table or a field is invalid.
+    """
+    from django.core.exceptions import ValidationError
+
+    indices = [entry.get("index") for entry in label_table]
+    if not label_table or any(not isinstance(i, int) or i < 1 for i in indices) or len(set(indices)) != len(indices):
+        raise ValidationError({"label_table": "Labels need distinct positive integer indices."})
+    version = (SegmentationModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
+    model = SegmentationModel(
+        name=name, version=version, display_name=display_name or name, body_part=body_part, modality=modality,
+        architecture=architecture, network_config=network_config or {}, label_table=label_table,
+        preprocessing=preprocessing or {}, validation_metrics=validation_metrics or {},
+        provenance=provenance or {}, hospital=hospital, created_by=user,
+    )
+    stored = StoredKeys()
+    try:
+        if weights_path is not None:
+            suffix = ".zip" if str(weights_path).endswith(".zip") else Path(weights_path).suffix or ".pt"
+            name_, sha, _ = stored.save(f"models/{name}/v{version}-{uuid.uuid4().hex[:8]}{suffix}", Path(weights_path))
+            model.weights_file = name_
+            model.weights_sha256 = sha
+        model.full_clean()
+        model.save()
+    except BaseException:
+        stored.delete_all()
+        raise
+    audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="segmentation_model", target_id=model.pk)
+    return model
+
+
+def segmentation_model_weights_path(model: SegmentationModel) -> Path | None:
+    """Return a local copy of the model's weights (cached under ``VAR_DIR/model-cache`` by SHA-256), or None."""
+    if not model.weights_file:
+        return None
+    cache = Path(settings.VAR_DIR) / "model-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    suffix = ".zip" if model.weights_file.name.endswith(".zip") else Path(model.weights_file.name).suffix
+    path = cache / f"{model.weights_sha256}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + f".{uuid.uuid4().hex}.part")
+        stored_file_to_path(model.weights_file, tmp)
+        tmp.replace(path)
+    return path
+
+
+def segmenter_for_model(model: SegmentationModel):
+    """Build the inference pipeline of a registered model on the configured device."""
+    from ..ml.device import configure_threads, select_device
+    from ..ml.inference import load_segmenter
+
+    if settings.TORCH_NUM_THREADS:
+        configure_threads(settings.TORCH_NUM_THREADS)
+    device = select_device(settings.INFERENCE_DEVICE)
+    num_classes = max(int(entry["index"]) for entry in model.label_table) + 1
+    segmenter = load_segmenter(
+        architecture=model.architecture,
+        network_config=model.network_config,
+        preprocessing=model.preprocessing,
+        num_classes=num_classes,
+        weights_path=segmentation_model_weights_path(model),
+        device=device,
+    )
+    return segmenter, device

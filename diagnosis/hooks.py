@@ -1,0 +1,42 @@
+"""How diagnosis joins in annotation's operations, through ``annotation.hooks``.
+
+Registered from ``DiagnosisConfig.ready``: annotation never imports diagnosis, so the arrow of
+imports stays diagnosis → annotation.
+"""
+
+from __future__ import annotations
+
+
+def measure_model_segmentation(*, segmentation, label_map, volume) -> None:
+    """Measure the segments of a label map a one-click run has just stored (reusing the arrays in memory)."""
+    from .services import segmentation_measure
+
+    segmentation_measure(segmentation=segmentation, label_map=label_map, volume=volume)
+
+
+def segmentation_measurement_rows(*, segmentation) -> list[dict]:
+    """Return the JSON rows of a segmentation's measurements, measuring it first when it has none."""
+    from .selectors import measurement_list
+    from .services import measurement_payload, segmentation_measure
+
+    rows = list(measurement_list(segmentation=segmentation))
+    if not rows:
+        segmentation_measure(segmentation=segmentation)
+        rows = list(measurement_list(segmentation=segmentation))
+    return [measurement_payload(row, segmentation.label_table) for row in rows]
+
+
+def study_page_reports(*, user, study) -> dict:
+    """Return the study page's ``reports``: the study's reports the user may see, newest version first."""
+    from .selectors import report_list_for_study
+
+    return {"reports": report_list_for_study(user=user, study=study)}
+
+
+def register() -> None:
+    """Register diagnosis's functions on annotation's hooks (idempotent)."""
+    from annotation import hooks
+
+    hooks.after_model_segmentation.register("measuring", measure_model_segmentation)
+    hooks.segmentation_measurements.register("diagnosis", segmentation_measurement_rows)
+    hooks.study_page_context.register("diagnosis", study_page_reports)
