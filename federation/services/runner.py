@@ -1,0 +1,151 @@
+"""The runner: drive a queued task to its end on this machine. It starts the coordinator (SuperLink) and
+every accepted hospital's SuperNode, submits the Flower run, ingests each round as it completes,
+restarts a SuperNode that died and restarts the coordinator from the last completed round when it
+dies, and stops when the task is paused or cancelled meanwhile."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from portal.api_errors import ServiceError
+
+from ..models import FederatedTask, Participant
+from .lifecycle import _set_status
+from .paths import task_dir, task_spec
+from .rounds import round_ingest, round_restore
+from .tasks_invitations import participant_data_dirs, task_keys_ensure
+
+MAX_COORDINATOR_RESTARTS = 3
+
+
+def _run_config(task: FederatedTask, *, outbox: Path, start_round: int, initial: Path | None, round_timeout_s: float) -> dict:
+    from ..fl.flower_app import encode_json
+
+    return {
+        "task-id": str(task.pk), "num-rounds": task.rounds, "start-round": start_round, "local-epochs": task.local_epochs,
+        "strategy": task.strategy, "mu": float(task.fedprox_mu), "min-clients": task.min_clients,
+        "round-timeout-s": float(round_timeout_s), "outbox": str(outbox), "initial-weights": str(initial or ""),
+        "validation-dir": task.validation_dir, "spec": encode_json(dataclasses.asdict(task_spec(task))),
+        "dp-clipping-norm": float(task.dp_clipping_norm or 0.0) if task.differential_privacy else 0.0,
+        "dp-epsilon": float(task.dp_epsilon or 0.0) if task.differential_privacy else 0.0,
+        "dp-delta": float(task.dp_delta or 0.0) if task.differential_privacy else 0.0,
+        "secure-aggregation": bool(task.secure_aggregation),
+    }
+
+
+def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: float | None = None,
+                 poll_s: float = 1.0, on_event=None) -> FederatedTask:
+    """Run a queued task to its end on this machine: start the coordinator and every accepted hospital's
+    SuperNode, submit the Flower run, ingest each round as it completes, restart a SuperNode that died
+    (it rejoins) and restart the coordinator from the last completed round when it dies.
+
+    A task paused or cancelled meanwhile stops its processes. ``on_event(kind, data)`` is called
+    with ``("started", {"work_dir", "pids"})``, ``("round", record)``, ``("restart", {...})`` (tests and
+    the command line use it).
+    """
+    from ..fl.ledger import load_private_key
+    from ..fl.launcher import FederationError, LocalFederation, free_port
+
+    task = FederatedTask.objects.get(pk=task_id)
+    if task.status not in (FederatedTask.Status.QUEUED, FederatedTask.Status.RUNNING):
+        return task
+    notify = on_event or (lambda kind, data: None)
+    paths = task_keys_ensure(task=task)
+    coordinator_key = load_private_key(paths.coordinator_signing_key.read_bytes())
+    participants = [
+        p for p in task.participants.select_related("hospital").filter(status=Participant.Status.ACCEPTED) if p.datasets
+    ]
+    timeout = float(round_timeout_s or settings.FEDERATION_ROUND_TIMEOUT_S)
+    outbox = task_dir(task) / "outbox"
+    outbox.mkdir(parents=True, exist_ok=True)
+    restarts = 0
+    with transaction.atomic():
+        _set_status(task, FederatedTask.Status.RUNNING)
+    def ingest_new_rounds() -> None:
+        for path in sorted(outbox.glob("round-*.json")):
+            number = int(path.stem.split("-")[1])
+            if number > task.current_round:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                round_ingest(task=task, record=record, weights_path=path.with_suffix(".npz"), coordinator_key=coordinator_key)
+                notify("round", record)
+
+    while True:
+        # One coordinator life: a fresh SuperLink (state database included), resuming after the last stored
+        # round — rounds a previous life finished just before it stopped are stored first.
+        ingest_new_rounds()
+        for stale in ("done.json", "failed.json", "status.json"):
+            (outbox / stale).unlink(missing_ok=True)
+        work = task_dir(task) / f"run-{int(time.time() * 1000)}"
+        fed = LocalFederation(paths=paths, work_dir=work, port=port or settings.FEDERATION_PORT or free_port(),
+                              python_path=str(settings.BASE_DIR), threads_per_client=settings.FEDERATION_THREADS_PER_CLIENT)
+        coordinator_died = False
+        try:
+            fed.start_superlink()
+            for index, participant in enumerate(participants):
+                fed.register(participant.client_id)
+                fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
+            start_round = task.current_round + 1
+            initial = None
+            if task.current_round:
+                initial = round_restore(task=task, round_number=task.current_round, dest=work / "resume.npz")
+            if start_round <= task.rounds:
+                fed.run(_run_config(task, outbox=outbox, start_round=start_round, initial=initial, round_timeout_s=timeout))
+            notify("started", {"work_dir": str(work), "superlink_pid": fed.superlink.pid,
+                               "supernode_pids": {c: p.pid for c, p in fed.supernodes.items()}})
+            while True:
+                ingest_new_rounds()
+                task.refresh_from_db(fields=["status", "current_round"])
+                if task.status in (FederatedTask.Status.PAUSED, FederatedTask.Status.CANCELLED):
+                    return task
+                if task.current_round >= task.rounds:
+                    break
+                # A dead SuperLink first: its orphaned ServerApp may report a failure that is only the crash.
+                if fed.superlink.poll() is not None:
+                    coordinator_died = True
+                    break
+                if (outbox / "failed.json").exists():
+                    error = json.loads((outbox / "failed.json").read_text()).get("error", "coordinator failed")
+                    with transaction.atomic():
+                        _set_status(task, FederatedTask.Status.FAILED, error=error[:2000])
+                    return task
+                for index, participant in enumerate(participants):
+                    process = fed.supernodes.get(participant.client_id)
+                    current = Participant.objects.filter(pk=participant.pk).values_list("status", flat=True).first()
+                    if current == Participant.Status.REVOKED and participant.client_id in fed.node_ids:
+                        fed.unregister(participant.client_id)
+                        fed.stop_process(process)
+                    elif process is not None and process.poll() is not None and current != Participant.Status.REVOKED:
+                        # A crashed hospital rejoins: the same key and data, a new SuperNode process.
+                        fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
+                        notify("rejoin", {"client": participant.client_id, "pid": fed.supernodes[participant.client_id].pid})
+                time.sleep(poll_s)
+        except (FederationError, ServiceError) as exc:
+            with transaction.atomic():
+                _set_status(task, FederatedTask.Status.FAILED, error=str(exc)[:2000])
+            return task
+        finally:
+            fed.stop()
+        if not coordinator_died:
+            break
+        restarts += 1
+        notify("restart", {"after_round": task.current_round, "restarts": restarts})
+        if restarts > MAX_COORDINATOR_RESTARTS:
+            with transaction.atomic():
+                _set_status(task, FederatedTask.Status.FAILED, error="the coordinator died too often")
+            return task
+    with transaction.atomic():
+        _set_status(task, FederatedTask.Status.COMPLETED)
+    return task
+
+
+def task_work_dir_cleanup(*, task: FederatedTask) -> None:
+    """Remove a finished task's run folders (logs, Flower state); keys and outbox stay."""
+    for path in task_dir(task).glob("run-*"):
+        shutil.rmtree(path, ignore_errors=True)
