@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from . import services
+from .connection import graph_client
 from .graph import store
 from .models import Conversation, QuestionLog, Synonym
 
@@ -16,7 +17,7 @@ class SynonymAdminForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if data.get("canonical") and data.get("label"):
-            if store.entity_properties(services.graph_client(), data["label"], data["canonical"]) is None:
+            if store.entity_properties(graph_client(), data["label"], data["canonical"]) is None:
                 raise forms.ValidationError("知识图谱中没有这个实体。")
         return data
 

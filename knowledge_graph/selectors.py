@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from portal.api_errors import ServiceError
 from portal.models import User
 
+from .connection import graph_client
 from .graph import store
 from .models import Conversation, Synonym
 from .qa.schema import LABEL_ZH, PROP_ZH, REL_ZH, Label
@@ -49,8 +50,6 @@ def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] 
         ``groups`` (list of {relation, relation_zh, predicate, outgoing, items: [{label, name}]}),
         ``synonyms`` (staff-added aliases).
     """
-    from .services import graph_client
-
     if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
         return None
     client = graph_client()
@@ -93,8 +92,6 @@ def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] 
 
 def entity_search(*, text: str, limit: int = 30) -> list[dict[str, Any]]:
     """Return entities whose names contain ``text`` (at most ``limit``), best connected first."""
-    from .services import graph_client
-
     text = " ".join((text or "").split())[:MAX_NAME_CHARS]
     if not text:
         return []

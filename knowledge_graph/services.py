@@ -1,8 +1,8 @@
 """Writes and the QA engine of the knowledge-graph assistant.
 
-- :func:`graph_client` is the one factory that builds a :class:`~.graph.GraphClient` from settings
-  (``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``, ``NEO4J_DATABASE``), read when first called,
-  never at import time.
+- The graph client comes from :func:`knowledge_graph.connection.graph_client`, the one factory that
+  builds a :class:`~.graph.GraphClient` from settings; :func:`graph_clients_close` closes the
+  clients and drops the QA engines built on them.
 - :func:`kg_answer` answers one question (the follow-up chat calls it and keeps ``answer.context``);
   :func:`conversation_ask` does the same for the REST API, keeping the context per conversation.
 - :func:`graph_import` and :func:`starter_load` write the graph; :func:`synonym_create` and
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Max
@@ -32,11 +31,13 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from .graph import GraphClient, graph_client_create, store
+from . import connection
+from .graph import store
 from .importers import ImportSummary, Progress, batch_write, file_parse
 from .models import Conversation, QuestionLog, Synonym
 from .qa import Answer, QAPipeline, pipeline_build, vocabulary_build
 from .qa.schema import ENTITY_LABELS
+from .selectors import conversation_get
 
 STARTER_GRAPH_PATH = Path(__file__).resolve().parent / "data" / "starter_graph.jsonl"
 GRAPH_VERSION_CHECK_S = 5.0
@@ -44,7 +45,6 @@ CONVERSATION_IDLE = timedelta(minutes=30)
 MAX_QUESTION_CHARS = 300
 
 _lock = threading.RLock()
-_clients: dict[tuple[str, str, str], GraphClient] = {}
 _engines: dict[tuple[str, str, str], _Engine] = {}
 
 
@@ -57,32 +57,13 @@ class _Engine:
     built_s: float
 
 
-def _key() -> tuple[str, str, str]:
-    return (settings.NEO4J_URI, settings.NEO4J_USER, settings.NEO4J_DATABASE)
-
-
-def graph_client() -> GraphClient:
-    """Return this process's client for the configured graph (created on first use)."""
-    key = _key()
-    with _lock:
-        client = _clients.get(key)
-        if client is None:
-            client = graph_client_create(
-                uri=settings.NEO4J_URI,
-                user=settings.NEO4J_USER,
-                password=settings.NEO4J_PASSWORD,
-                database=settings.NEO4J_DATABASE,
-            )
-            _clients[key] = client
-        return client
-
-
 def graph_clients_close() -> None:
-    """Close every client of this process (tests and management commands call this on exit)."""
+    """Close every client of this process and drop the QA engines built on them.
+
+    Tests and management commands call this on exit.
+    """
     with _lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
+        connection.graph_clients_close()
         _engines.clear()
 
 
@@ -99,7 +80,7 @@ def _synonyms_version() -> tuple:
 
 def qa_pipeline(*, refresh: bool = False) -> QAPipeline:
     """Return the QA pipeline for the configured graph, building or rebuilding it when needed."""
-    key = _key()
+    key = connection.graph_key()
     synonyms_version = _synonyms_version()
     now = time.monotonic()
     with _lock:
@@ -111,7 +92,7 @@ def qa_pipeline(*, refresh: bool = False) -> QAPipeline:
             and now - engine.checked_at < GRAPH_VERSION_CHECK_S
         ):
             return engine.pipeline
-        client = graph_client()
+        client = connection.graph_client()
         graph_version = store.version_get(client)
         if (
             engine is not None
@@ -187,8 +168,6 @@ def conversation_ask(
         404 when the conversation does not exist or belongs to another user; 400 for an empty
         question.
     """
-    from .selectors import conversation_get
-
     if not (question or "").strip():
         raise ServiceError("The question is empty.", code="empty_question")
     if conversation_id is not None:
@@ -231,7 +210,7 @@ def synonym_create(*, actor: User | None, alias: str, canonical: str, label: str
         raise ValidationError({"alias": "The synonym is the entity's own name."})
     synonym = Synonym(alias=alias, canonical=canonical, label=label, created_by=actor)
     synonym.full_clean()
-    if store.entity_properties(graph_client(), label, canonical) is None:
+    if store.entity_properties(connection.graph_client(), label, canonical) is None:
         raise ValidationError({"canonical": f"The knowledge graph has no {label} called “{canonical}”."})
     synonym.save()
     audit_record(
@@ -287,7 +266,7 @@ def graph_import(
     parse_s = time.perf_counter() - start
     if on_parsed is not None:
         on_parsed(batch)
-    summary = batch_write(graph_client(), batch, source=Path(path).name, progress=progress)
+    summary = batch_write(connection.graph_client(), batch, source=Path(path).name, progress=progress)
     summary.parse_s = parse_s
     audit_record(
         actor=actor,
@@ -311,7 +290,7 @@ def starter_load(*, progress: Progress | None = None, on_parsed=None) -> ImportS
 
 def graph_reset() -> int:
     """Delete everything in the configured graph database; return the number of nodes deleted."""
-    deleted = store.graph_clear(graph_client())
+    deleted = store.graph_clear(connection.graph_client())
     with _lock:
-        _engines.pop(_key(), None)
+        _engines.pop(connection.graph_key(), None)
     return deleted

@@ -1,7 +1,13 @@
-"""Questionnaire definitions, conditional display, scoring and FHIR R4 conversion (plain Python, no Django)."""
+"""Questionnaire definitions, conditional display, scoring and FHIR R4 conversion (plain Python, no Django).
 
-from .definition import AnswerError, DefinitionError, answers_validate, definition_validate, visible_items
+Modules, each importing only those listed before it: :mod:`.errors`, :mod:`.conditions` (the
+condition language), :mod:`.scoring`, :mod:`.definition`, :mod:`.fhir`.
+"""
+
+from .conditions import OPERATORS, condition_compare, visible_items
+from .definition import answers_validate, definition_validate
+from .errors import AnswerError, DefinitionError
 from .scoring import ScoreResult, score_response
 
-__all__ = ["AnswerError", "DefinitionError", "ScoreResult", "answers_validate", "definition_validate",
-           "score_response", "visible_items"]
+__all__ = ["OPERATORS", "AnswerError", "DefinitionError", "ScoreResult", "answers_validate", "condition_compare",
+           "definition_validate", "score_response", "visible_items"]

@@ -1,4 +1,4 @@
-"""Questionnaire definitions: validation, conditional display and answer checking. Imports no Django.
+"""Questionnaire definitions: validation and answer checking. Imports no Django.
 
 A definition is a JSON object::
 
@@ -18,7 +18,7 @@ A definition is a JSON object::
 Answers are a dict ``{link_id: value}``: a string for single choice (the option's value), a list of
 strings for multiple choice, an int for Likert, a number for number, ``YYYY-MM-DD`` for date and a
 string for free text. A hidden question (its ``enable_when`` is not met) is never required and its
-answer is ignored.
+answer is ignored; conditions are evaluated by :mod:`followup.questionnaires.conditions`.
 """
 
 from __future__ import annotations
@@ -26,27 +26,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from .conditions import OPERATORS, visible_items
+from .errors import AnswerError, DefinitionError
+from .scoring import scoring_validate
+
 ITEM_TYPES = ("single_choice", "multiple_choice", "likert", "number", "date", "text")
-OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "exists")
 _LINK_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 MAX_ITEMS = 200
 MAX_TEXT_CHARS = 5000
-
-
-class DefinitionError(ValueError):
-    """A questionnaire definition is malformed; ``path`` says where (e.g. ``items[3].options``)."""
-
-    def __init__(self, message: str, *, path: str = ""):
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-
-
-class AnswerError(ValueError):
-    """Answers do not fit the definition; ``errors`` maps link_id to a message."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
 
 
 def _number(value, path: str) -> float:
@@ -75,8 +62,6 @@ def definition_validate(definition: dict) -> dict:
         On an unknown type, a duplicate or malformed link_id, choices without options, a range whose
         min exceeds its max, or a condition that refers to a later or unknown question.
     """
-    from .scoring import scoring_validate
-
     if not isinstance(definition, dict) or not isinstance(definition.get("items"), list):
         raise DefinitionError("a definition is an object with a list of items")
     items = definition["items"]
@@ -156,51 +141,6 @@ def definition_validate(definition: dict) -> dict:
     if definition.get("scoring"):
         result["scoring"] = scoring_validate(definition["scoring"], normalised)
     return result
-
-
-def _compare(value, operator: str, expected) -> bool:
-    if operator == "exists":
-        present = value not in (None, "", [])
-        return present if expected in (None, True) else not present
-    if value in (None, "", []):
-        return False
-    if isinstance(value, list):
-        # multiple choice: "=" means "was ticked", "!=" means "was not ticked"
-        if operator == "=":
-            return expected in value
-        if operator == "!=":
-            return expected not in value
-        return False
-    try:
-        if operator in (">", ">=", "<", "<="):
-            left, right = float(value), float(expected)
-            return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[operator]
-    except (TypeError, ValueError):
-        return False
-    if operator == "=":
-        return str(value) == str(expected)
-    return str(value) != str(expected)
-
-
-def visible_items(definition: dict, answers: dict) -> list[str]:
-    """Return the link_ids shown for ``answers``, in order (FHIR ``enableWhen`` semantics).
-
-    A question whose conditions refer to a hidden question sees that question as unanswered.
-    """
-    shown: list[str] = []
-    effective: dict = {}
-    for item in definition["items"]:
-        conditions = item.get("enable_when") or []
-        if conditions:
-            results = [_compare(effective.get(c["question"]), c.get("operator", "="), c.get("answer")) for c in conditions]
-            enabled = all(results) if item.get("enable_behavior", "all") == "all" else any(results)
-        else:
-            enabled = True
-        if enabled:
-            shown.append(item["link_id"])
-            if item["link_id"] in answers:
-                effective[item["link_id"]] = answers[item["link_id"]]
-    return shown
 
 
 def _check_value(item: dict, value) -> str | None:

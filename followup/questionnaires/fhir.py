@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 
-from .definition import DefinitionError, definition_validate
+from .definition import definition_validate
+from .errors import DefinitionError
 
 SCORING_URL = "https://yixin-portal.org/fhir/StructureDefinition/questionnaire-scoring"
 TEXT_EN_URL = "https://yixin-portal.org/fhir/StructureDefinition/text-en"

@@ -12,14 +12,16 @@ A definition's ``scoring`` object::
 
 An item's score is its option's ``score`` (single choice), the sum of the ticked options' scores
 (multiple choice), the scale point (Likert) or the value of a number question listed in ``items``.
-A total is computed only when every scored question that is shown was answered.
+A total is computed only when every scored question that is shown was answered. An alert is a
+condition (:mod:`followup.questionnaires.conditions`) on the answer of a question that is shown.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .definition import OPERATORS, DefinitionError, _compare, visible_items
+from .conditions import OPERATORS, condition_compare, visible_items
+from .errors import DefinitionError
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ def score_response(definition: dict, answers: dict) -> ScoreResult:
     alerts = [
         {"code": a.get("code", a["question"]), "label": a.get("label", ""), "label_en": a.get("label_en", "")}
         for a in scoring.get("alerts") or []
-        if a["question"] in shown and _compare(answers.get(a["question"]), a.get("operator", "="), a.get("answer"))
+        if a["question"] in shown
+        and condition_compare(answers.get(a["question"]), a.get("operator", "="), a.get("answer"))
     ]
     if not complete or not item_scores:
         return ScoreResult(total=None, item_scores=item_scores, alerts=alerts, attention=bool(alerts))
