@@ -2,7 +2,8 @@
 
 Takes the LIDC-IDRI-0001 chest CT grid (133 × 512 × 512 voxels, read from ../shared/data) with a
 label map of both lungs made by the portal's classical lung segmentation, then applies three typical
-edits with the workbench tools (annotation.editing.tools):
+edits, made with numpy as the workbench's brush and eraser make them in the browser (a voxel is
+covered when its centre lies within the radius, in mm):
 
 - a 2-D brush stroke (radius 5 mm, 20 dabs along a line on one axial slice);
 - a 3-D sphere brush dab (radius 15 mm);
@@ -30,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from annotation.editing import diff_apply, diff_compute, diff_decode, diff_encode  # noqa: E402
-from annotation.editing.tools import brush_mask, erase, paint  # noqa: E402
 from annotation.imaging.formats import read_volume, write_labelmap_nifti  # noqa: E402
 
 REPEATS = 5
@@ -43,6 +43,20 @@ def best_of(fn, repeats=REPEATS) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def ball(shape, spacing_mm, centre, radius_mm: float, *, axis: int | None = None) -> np.ndarray:
+    """Voxels whose centre lies within ``radius_mm`` of voxel ``centre``; with ``axis``, only the slice
+    through ``centre`` normal to that axis (a 2-D brush)."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    inside = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing_mm)) <= radius_mm ** 2
+    if axis is not None:
+        plane = [slice(None)] * 3
+        plane[axis] = centre[axis]
+        only = np.zeros(shape, dtype=bool)
+        only[tuple(plane)] = inside[tuple(plane)]
+        return only
+    return inside
 
 
 def main() -> None:
@@ -65,13 +79,17 @@ def main() -> None:
         k_mid = geometry.shape[0] // 2
         stroke = labels.copy()
         for n in range(20):
-            stroke = paint(stroke, brush_mask(labels.shape, spacing, (k_mid, 200, 150 + 5 * n), 5.0, axis=0), 3)
+            stroke[ball(labels.shape, spacing, (k_mid, 200, 150 + 5 * n), 5.0, axis=0)] = 3
         edits["2-D brush stroke"] = stroke
-        edits["3-D sphere dab"] = paint(labels, brush_mask(labels.shape, spacing, (k_mid, 300, 350), 15.0), 3)
+        dab = labels.copy()
+        dab[ball(labels.shape, spacing, (k_mid, 300, 350), 15.0)] = 3
+        edits["3-D sphere dab"] = dab
         ks = np.nonzero((labels == 1).any(axis=(1, 2)))[0]
         lowest = np.zeros(labels.shape, bool)
         lowest[ks[:10]] = True
-        edits["erase 10 slices of a lung"] = erase(labels, lowest, label=1)
+        erased = labels.copy()
+        erased[lowest & (labels == 1)] = 0
+        edits["erase 10 slices of a lung"] = erased
 
         print(f"{'edit':28s} {'voxels':>9s} {'diff B':>9s} {'whole B':>10s} {'size ×':>8s} "
               f"{'apply ms':>9s} {'whole ms':>9s} {'time ×':>7s}")

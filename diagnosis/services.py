@@ -36,7 +36,7 @@ def segmentation_measure(
 
     ``label_map`` (k, j, i) and ``volume`` are read from storage when not given.
     """
-    from annotation.services import segmentation_labelmap_load, series_geometry, series_volume_load
+    from annotation.storage import segmentation_labelmap_load, series_geometry, series_volume_load
 
     from .measurements.shape import measure_segments
 
@@ -215,10 +215,12 @@ def _largest_finding_centroid(segmentation: Segmentation) -> list[float] | None:
 
 def _key_images(report: Report) -> dict[str, str]:
     """Render the three planes through the largest finding with the overlay, as data URIs."""
-    from annotation.services import segmentation_labelmap_load, series_geometry, series_volume_load
+    from annotation.storage import segmentation_labelmap_load, series_geometry, series_volume_load
 
     from .measurements.shape import largest_finding, measure_segments
-    from .reporting.keyimages import render_key_images
+    from annotation.imaging.windowing import window_for_series
+
+    from .reporting.keyimages import label_colors_rgb, render_key_images
 
     segmentation = report.segmentation
     if segmentation is None:
@@ -235,16 +237,9 @@ def _key_images(report: Report) -> dict[str, str]:
     else:
         center = tuple(int(round(v)) for v in geometry.lps_to_index(np.asarray(centroid)))
         center = tuple(min(max(c, 0), n - 1) for c, n in zip(center, geometry.shape))
-    colors = {}
-    for entry in segmentation.label_table:
-        hex_color = entry.get("color", "#ff0000").lstrip("#")
-        colors[int(entry["index"])] = tuple(int(hex_color[i:i + 2], 16) for i in (0, 2, 4))
-    if segmentation.series.modality.upper() == "CT":
-        body = (segmentation.model.body_part if segmentation.model else "").lower()
-        window = (-600.0, 1500.0) if body in {"chest", "lung", "thorax"} else (40.0, 400.0)
-    else:
-        lo, hi = np.percentile(volume.array, [1, 99])
-        window = (float(lo + hi) / 2, float(max(hi - lo, 1.0)))
+    colors = label_colors_rgb(segmentation.label_table)
+    body_part = segmentation.model.body_part if segmentation.model else ""
+    window = window_for_series(volume.array, modality=segmentation.series.modality, hints=(body_part,))
     images = render_key_images(volume.array, label_map, geometry, center_index=center, window=window, colors=colors)
     return {plane: "data:image/png;base64," + base64.b64encode(png).decode() for plane, png in images.items()}
 

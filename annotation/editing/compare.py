@@ -1,7 +1,7 @@
 """Comparison of two label maps: per-label voxels added and removed, and the Dice coefficient.
 
-Dice (Dice 1945, Ecology 26:297) of masks A and B is ``2 |A ∩ B| / (|A| + |B|)``; we define it as
-1.0 when both are empty (two annotators agreeing that a label is absent agree perfectly).
+Dice is :func:`annotation.imaging.overlap.dice` (1.0 when both masks are empty: two annotators
+agreeing that a label is absent agree perfectly).
 """
 
 from __future__ import annotations
@@ -12,18 +12,7 @@ from itertools import combinations
 
 import numpy as np
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Return the Dice coefficient of two boolean masks of the same shape (1.0 when both are empty).
-
-    Raises ValueError when the shapes differ.
-    """
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    a = a.astype(bool, copy=False)
-    b = b.astype(bool, copy=False)
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+from annotation.imaging.overlap import dice
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .tools import EditError
+from .errors import EditError
 
 OPERATIONS = ("largest_component", "remove_small_components", "fill_holes", "opening", "closing", "restrict_to_mask")
 

@@ -1,20 +1,26 @@
-"""Display windowing of CT values (window centre/width → 8-bit grey levels)."""
+"""Display windowing of CT values (window centre/width → 8-bit grey levels).
+
+The one definition of windowing in the portal: :func:`apply_window` renders the report key images
+(``diagnosis.reporting.keyimages``), and the study viewer gets :data:`WINDOW_PRESETS` in its page
+config (``annotation.views.study_detail``) and maps a preset to NiiVue's display range with the same
+DICOM linear function (``windowToCalRange`` in ``frontend/src/lib/viewer.js``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WINDOW_PRESETS", "apply_window"]
+__all__ = ["WINDOW_PRESETS", "apply_window", "window_for_series"]
 
 # (centre, width) in HU. Customary radiology settings, as tabulated in Radiopaedia, "Windowing (CT)"
 # (https://radiopaedia.org/articles/windowing-ct): lung W1500 L-600, mediastinum W350 L50,
-# bone W1800 L400, brain W80 L40, abdomen (soft tissue) W400 L40.
+# bone W1800 L400, brain W80 L40, abdomen (soft tissue) W400 L40. The order is the viewer's menu order.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "lung": (-600, 1500),
     "mediastinum": (50, 350),
+    "abdomen": (40, 400),
     "bone": (400, 1800),
     "brain": (40, 80),
-    "abdomen": (40, 400),
 }
 
 
@@ -28,7 +34,8 @@ def apply_window(array: np.ndarray, center: float, width: float) -> np.ndarray:
         x >  c - 0.5 + (w - 1) / 2  ->  255
         else                        ->  ((x - (c - 0.5)) / (w - 1) + 0.5) * 255
 
-    rounded to the nearest integer.
+    rounded to the nearest integer (computed in float64). The viewer shows the same function: its
+    display range runs from ``c - 0.5 - (w - 1) / 2`` (black) to ``c - 0.5 + (w - 1) / 2`` (white).
 
     Parameters
     ----------
@@ -50,12 +57,45 @@ def apply_window(array: np.ndarray, center: float, width: float) -> np.ndarray:
         raise ValueError("window center and width must be finite")
     if width < 1:
         raise ValueError(f"window width must be at least 1 (DICOM PS3.3 C.11.2.1.2.1), got {width}")
-    values = np.asarray(array, dtype=np.float32)
+    values = np.asarray(array, dtype=np.float64)
     if width == 1:
         # The formula's middle branch is empty: a pure threshold at c - 0.5.
         return np.where(values > center - 0.5, 255, 0).astype(np.uint8)
-    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
+    # np.asarray: arithmetic on a 0-d array gives a scalar, which the in-place steps below cannot take.
+    scaled = np.asarray(((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0)
     # Clipping at 0 and 255 is exactly the formula's two outer branches (they meet it at the bounds).
     np.clip(scaled, 0.0, 255.0, out=scaled)
     np.nan_to_num(scaled, copy=False, nan=0.0)
     return np.rint(scaled).astype(np.uint8)
+
+
+_CHEST_TERMS = ("chest", "lung", "thorax")
+
+
+def window_for_series(array: np.ndarray, *, modality: str, hints: tuple[str, ...] = ()) -> tuple[float, float]:
+    """Choose a display window (centre, width) for still images of a series.
+
+    CT: the lung preset when any hint (body part, series description, segmentation or model name)
+    names the chest (chest, lung, thorax; any case), else the abdomen (soft-tissue) preset, both from
+    :data:`WINDOW_PRESETS`. Other modalities have no calibrated unit: the window spans the 1st to 99th
+    percentile of ``array`` (width at least 1).
+
+    Parameters
+    ----------
+    array : ndarray, any shape
+        The series' values (HU for CT).
+    modality : str
+        DICOM Modality (0008,0060).
+    hints : tuple of str
+        Free texts that may name the body part.
+
+    Returns
+    -------
+    (center, width) : tuple of float
+    """
+    if modality.upper() == "CT":
+        text = " ".join(hints).lower()
+        center, width = WINDOW_PRESETS["lung" if any(term in text for term in _CHEST_TERMS) else "abdomen"]
+        return float(center), float(width)
+    lo, hi = np.percentile(array, [1, 99])
+    return float(lo + hi) / 2, float(max(hi - lo, 1.0))

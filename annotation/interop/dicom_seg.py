@@ -48,17 +48,21 @@ def _hex_to_cielab(color: str):
 
 
 def _cielab_to_hex(value) -> str:
-    """Convert a DICOM-scaled CIELab triplet (PS3.3 C.10.7.1.1) to #rrggbb (D65 sRGB)."""
+    """Convert a DICOM-scaled CIELab triplet (PS3.3 C.10.7.1.1) to #rrggbb (D65 sRGB).
+
+    The conversion is highdicom's :class:`highdicom.color.CIELabColor` (the inverse of the one
+    :func:`_hex_to_cielab` uses); colours outside the sRGB gamut are clipped to it. Anything that is
+    not three integers in 0..65535 gives the default red ``#ff0000``.
+    """
+    import highdicom as hd
+
     if value is None or len(value) != 3:
         return "#ff0000"
-    lab = (value[0] / 65535 * 100, value[1] / 65535 * 255 - 128, value[2] / 65535 * 255 - 128)
-    fy = (lab[0] + 16) / 116
-    f = np.array([fy + lab[1] / 500, fy, fy - lab[2] / 200])
-    xyz = np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * np.array([0.95047, 1.0, 1.08883])
-    m = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])
-    c = np.clip(m @ xyz, 0, 1)
-    c = np.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c)
-    return "#" + "".join(f"{round(float(v) * 255):02x}" for v in c)
+    try:
+        rgb = hd.color.CIELabColor.from_dicom_value([int(v) for v in value]).to_rgb(clip=True)
+    except (TypeError, ValueError):
+        return "#ff0000"
+    return "#" + "".join(f"{round(c):02x}" for c in rgb)
 
 
 def _source_slices(source_datasets: Sequence, geometry: Geometry) -> list:

@@ -1,18 +1,29 @@
-"""Labelled datasets in the Medical Segmentation Decathlon (MSD) and nnU-Net layouts.
+"""Labelled datasets in the Medical Segmentation Decathlon (MSD) and nnU-Net layouts: the portal's one reader.
 
 MSD (Simpson et al., arXiv:1902.09063): ``dataset.json`` with ``labels`` as ``{"0": "background",
 "1": "name", ...}`` and ``training`` as a list of ``{"image": "./imagesTr/x.nii.gz", "label":
 "./labelsTr/x.nii.gz"}``. nnU-Net v2 (Isensee et al., Nat. Methods 18:203, 2021): ``labels`` as
 ``{"background": 0, "name": 1, ...}``, ``file_ending`` and images named ``<case>_0000<ending>``
-(channel 0 is imported) with labels ``<case><ending>``.
+(channel 0 is used; further channels ``_0001``… are left out) with labels ``<case><ending>``.
+
+:func:`dataset_read` serves the dataset import (``annotation.services``), training
+(``manage.py train_segmentation``) and federated hospitals (``federation.fl.data``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+__all__ = ["DatasetCase", "DatasetLayoutError", "LabelledDataset", "dataset_read", "read_nifti_pairs"]
+
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+# nnU-Net's channel suffix: <case>_0000<ending> is channel 0 of <case>.
+_CHANNEL = re.compile(r"(.+)_(\d{4})")
 
 
 class DatasetLayoutError(ValueError):
@@ -27,21 +38,39 @@ class DatasetLayoutError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetCase:
-    """One labelled case: its id, image file and label file."""
+    """One labelled case: its id (the label file name without its ending), image file and label file.
+
+    Unpacks as the ``(image, label)`` pair that :func:`annotation.ml.training.train_segmentation` takes.
+    """
 
     case_id: str
     image: Path
     label: Path
 
+    def __iter__(self) -> Iterator[Path]:
+        return iter((self.image, self.label))
+
 
 @dataclass(frozen=True)
 class LabelledDataset:
-    """A dataset's name, modality, label names (value → name, background left out) and cases."""
+    """A dataset's name, modality, label names and cases.
+
+    Attributes
+    ----------
+    name : str
+        ``dataset.json`` name (the folder name when absent).
+    modality : str
+        DICOM modality code of channel 0 (``"MRI"`` and ``"T2"`` give ``"MR"``; ``""`` when absent).
+    label_names : dict of int to str
+        Label value → name, background (0) left out; never empty.
+    cases : tuple of DatasetCase
+        Every image/label pair of ``imagesTr`` / ``labelsTr``, sorted by image file name.
+    """
 
     name: str
     modality: str
     label_names: dict[int, str]
-    cases: list[DatasetCase]
+    cases: tuple[DatasetCase, ...]
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -52,22 +81,86 @@ def _inside(root: Path, relative: str) -> Path:
     return path
 
 
-def dataset_read(root: Path) -> LabelledDataset:
-    """Read ``root/dataset.json`` and list the training cases whose image and label both exist.
+def _stem(name: str, endings: Sequence[str]) -> str | None:
+    if name.startswith("."):  # hidden files, e.g. the macOS "._" forks that travel inside MSD archives
+        return None
+    for ending in endings:
+        if name.endswith(ending) and len(name) > len(ending):
+            return name[: -len(ending)]
+    return None
+
+
+def _files(directory: Path, endings: Sequence[str]) -> dict[str, Path]:
+    files = {}
+    for path in sorted(directory.iterdir()):
+        stem = _stem(path.name, endings)
+        if stem is not None and path.is_file():
+            files[stem] = path
+    return files
+
+
+def _pair(images_dir: Path, labels_dir: Path, endings: Sequence[str]):
+    """Return (cases, image files, unpaired image names, unpaired label names) of two folders."""
+    images, labels = _files(images_dir, endings), _files(labels_dir, endings)
+    cases, used, unpaired_images = [], set(), []
+    for stem, image in images.items():
+        key = stem if stem in labels else None
+        if key is None:
+            channel = _CHANNEL.fullmatch(stem)
+            if channel and channel.group(1) in labels:
+                if channel.group(2) != "0000":
+                    continue  # another channel of a case whose channel 0 is its image
+                key = channel.group(1)
+        if key is None:
+            unpaired_images.append(image.name)
+        else:
+            cases.append(DatasetCase(key, image, labels[key]))
+            used.add(key)
+    unpaired_labels = sorted(labels[s].name for s in labels if s not in used)
+    return cases, images, unpaired_images, unpaired_labels
+
+
+def _unpaired_message(unpaired_images: list[str], unpaired_labels: list[str]) -> str:
+    return (
+        f"unpaired files: {len(unpaired_images)} image(s) without a label {unpaired_images[:5]}, "
+        f"{len(unpaired_labels)} label(s) without an image {unpaired_labels[:5]}"
+    )
+
+
+def read_nifti_pairs(images_dir: Path, labels_dir: Path) -> tuple[tuple[Path, Path], ...]:
+    """Pair the images of one folder with the labels of another by file name.
+
+    An image named ``case_0000.nii.gz`` (nnU-Net's channel suffix) pairs with ``case.nii.gz``; other
+    channels of that case (``case_0001.nii.gz``…) are left out.
+
+    Parameters
+    ----------
+    images_dir, labels_dir : Path
+        Folders of ``.nii`` / ``.nii.gz`` files; hidden files are ignored.
+
+    Returns
+    -------
+    tuple of (Path, Path)
+        (image, label) pairs sorted by image name.
 
     Raises
     ------
-    DatasetLayoutError
-        No or unreadable dataset.json, no labels, no cases, or a path leaving the folder.
+    ValueError
+        A folder is missing, holds no NIfTI file, or an image or a label has no partner.
     """
-    root = Path(root)
-    try:
-        meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetLayoutError("dataset.json is missing (expected the MSD or nnU-Net layout)") from None
-    except (OSError, ValueError) as exc:
-        raise DatasetLayoutError(f"dataset.json cannot be read: {exc}") from None
-    raw_labels = meta.get("labels")
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    for directory in (images_dir, labels_dir):
+        if not directory.is_dir():
+            raise ValueError(f"folder not found: {directory}")
+    cases, images, unpaired_images, unpaired_labels = _pair(images_dir, labels_dir, NIFTI_ENDINGS)
+    if not images:
+        raise ValueError(f"no NIfTI images in {images_dir}")
+    if unpaired_images or unpaired_labels:
+        raise ValueError(_unpaired_message(unpaired_images, unpaired_labels))
+    return tuple((case.image, case.label) for case in cases)
+
+
+def _label_names(raw_labels) -> dict[int, str]:
     if not isinstance(raw_labels, dict) or not raw_labels:
         raise DatasetLayoutError("dataset.json has no labels")
     names: dict[int, str] = {}
@@ -80,29 +173,80 @@ def dataset_read(root: Path) -> LabelledDataset:
         except (TypeError, ValueError):
             raise DatasetLayoutError(f"label {key!r} in dataset.json is not an integer") from None
     names.pop(0, None)
-    modality = meta.get("modality") or meta.get("channel_names") or {}
-    modality = str(modality.get("0", "")) if isinstance(modality, dict) else ""
-    cases: list[DatasetCase] = []
-    if isinstance(meta.get("training"), list) and meta["training"] and isinstance(meta["training"][0], dict):
-        for item in meta["training"]:
-            image, label = _inside(root, item["image"]), _inside(root, item["label"])
-            if not image.exists():
-                # nnU-Net v1 lists the image without its channel suffix.
-                ending = "".join(image.suffixes[-2:]) if image.name.endswith(".nii.gz") else image.suffix
-                image = image.with_name(image.name[: -len(ending)] + "_0000" + ending)
-            if image.exists() and label.exists():
-                cases.append(DatasetCase(label.name.split(".")[0], image, label))
-    else:
-        ending = str(meta.get("file_ending", ".nii.gz"))
-        for label in sorted((root / "labelsTr").glob(f"*{ending}")):
-            case_id = label.name[: -len(ending)]
-            image = root / "imagesTr" / f"{case_id}_0000{ending}"
-            if image.exists():
-                cases.append(DatasetCase(case_id, image, label))
+    if not names:
+        raise DatasetLayoutError("dataset.json lists no labels besides background")
+    return names
+
+
+def dataset_read(root: Path) -> LabelledDataset:
+    """Read an MSD or nnU-Net dataset folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``).
+
+    Parameters
+    ----------
+    root : Path
+        The dataset folder, e.g. ``Task04_Hippocampus`` or ``Dataset004_Hippocampus``.
+
+    Returns
+    -------
+    LabelledDataset
+        Every image/label pair of the two folders (files of ``file_ending``, by default ``.nii.gz``
+        and ``.nii``; hidden files ignored), sorted by image name.
+
+    Raises
+    ------
+    DatasetLayoutError
+        (a ValueError; the message is safe to show) ``dataset.json`` is missing or unreadable or has
+        no labels besides background; a path in its ``training`` list leaves the folder, or names a
+        file that is missing or unpaired; ``imagesTr`` or ``labelsTr`` is missing; an image or a label
+        has no partner; or no case has both.
+
+    Notes
+    -----
+    Layouts: Simpson et al., "A large annotated medical image dataset for the development and
+    evaluation of segmentation algorithms", arXiv:1902.09063 (2019); nnU-Net v2's
+    ``dataset_format.md``. nnU-Net v1 lists images without their ``_0000`` channel suffix; such an
+    entry matches the channel-0 file.
+    """
+    root = Path(root)
+    try:
+        meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetLayoutError(
+            "not an MSD dataset: dataset.json is missing (expected the MSD or nnU-Net layout)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DatasetLayoutError(f"dataset.json cannot be read: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DatasetLayoutError("dataset.json is not a JSON object")
+    names = _label_names(meta.get("labels"))
+    listed = meta.get("training") or []
+    if not isinstance(listed, list) or any(not isinstance(item, dict) for item in listed):
+        raise DatasetLayoutError("the training list of dataset.json must hold {\"image\", \"label\"} objects")
+    listed = [{key: (str(item.get(key, "")), _inside(root, item.get(key, ""))) for key in ("image", "label")}
+              for item in listed]
+    for sub in ("imagesTr", "labelsTr"):
+        if not (root / sub).is_dir():
+            raise DatasetLayoutError(f"not an MSD dataset: {sub} is missing (expected the MSD or nnU-Net layout)")
+    ending = meta.get("file_ending")
+    endings = (ending,) if isinstance(ending, str) and ending else NIFTI_ENDINGS
+    cases, _, unpaired_images, unpaired_labels = _pair(root / "imagesTr", root / "labelsTr", endings)
+    if unpaired_images or unpaired_labels:
+        raise DatasetLayoutError(_unpaired_message(unpaired_images, unpaired_labels))
     if not cases:
         raise DatasetLayoutError("no training case has both its image (imagesTr) and its label (labelsTr)")
+    known = {path.resolve() for case in cases for path in (case.image, case.label)}
+    for entry in listed:
+        (image_text, image), (label_text, label) = entry["image"], entry["label"]
+        stem = _stem(image.name, endings)
+        if image.resolve() not in known and stem is not None:
+            image = image.with_name(f"{stem}_0000{image.name[len(stem):]}")  # nnU-Net v1: channel 0
+        for text, path in ((image_text, image), (label_text, label)):
+            if path.resolve() not in known:
+                raise DatasetLayoutError(f"dataset.json lists {text!r}, which is missing or unpaired")
+    modality = meta.get("modality") or meta.get("channel_names") or {}
+    modality = str(modality.get("0", "")) if isinstance(modality, dict) else ""
     return LabelledDataset(name=str(meta.get("name", root.name)), modality=_modality_code(modality),
-                           label_names=names, cases=cases)
+                           label_names=names, cases=tuple(cases))
 
 
 def _modality_code(name: str) -> str:

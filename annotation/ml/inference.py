@@ -28,7 +28,7 @@ import contextlib
 import math
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -36,7 +36,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from annotation.imaging.archive import ArchiveLimits, extract_zip
 from annotation.imaging.volume import Volume
+
+# InferenceCancelled and ProgressCallback live in .progress (shared with lung and training); they are
+# imported here so that ``from annotation.ml.inference import InferenceCancelled`` keeps working.
+from .progress import InferenceCancelled, ProgressCallback, ProgressReporter
 
 __all__ = [
     "CANONICAL_AXCODES",
@@ -53,11 +58,6 @@ __all__ = [
     "volume_to_metatensor",
 ]
 
-ProgressCallback = Callable[[float, str], None]
-"""``progress(percent, stage)``: percent in [0, 100], never decreasing within one run; stage is
-``"preprocessing"``, ``"inference"``, ``"postprocessing"`` (networks) or ``"lungs"`` (classical).
-The callback may raise :class:`InferenceCancelled` to stop the run; the exception propagates."""
-
 CANONICAL_AXCODES = "SPL"
 """Orientation of the arrays networks see: axis 0 → superior, axis 1 → posterior, axis 2 → left
 (nibabel axis codes). For an axial DICOM series read in LPS this is the (k, j, i) order itself."""
@@ -69,9 +69,9 @@ _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 # Share of the progress bar given to each stage of a network run.
 _PRE_END, _INFER_END = 10.0, 90.0
 
-
-class InferenceCancelled(Exception):
-    """Raised by a progress callback to stop a run; the pipeline lets it propagate unchanged."""
+# A zipped MONAI bundle may expand to 8 GiB (weights compress little); the file-count and
+# compression-ratio limits are ArchiveLimits' defaults for uploads.
+_BUNDLE_ARCHIVE_LIMITS = ArchiveLimits(max_total_bytes=8 * 1024**3)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,24 +238,6 @@ def volume_to_metatensor(volume: Volume):
     return MetaTensor(array, affine=affine_t, meta={"original_affine": affine_t.clone(), "space": "RAS"})
 
 
-# --------------------------------------------------------------------------------------------------
-# Progress
-# --------------------------------------------------------------------------------------------------
-
-
-class _Reporter:
-    """Forward progress to the callback, clamped to [0, 100] and never decreasing."""
-
-    def __init__(self, callback: ProgressCallback | None):
-        self.callback = callback
-        self.last = 0.0
-
-    def __call__(self, percent: float, stage: str) -> None:
-        self.last = max(self.last, min(100.0, max(0.0, float(percent))))
-        if self.callback is not None:
-            self.callback(self.last, stage)
-
-
 def count_window_batches(
     image_size: Sequence[int], roi_size: Sequence[int], overlap: float, sw_batch_size: int, batch_size: int = 1
 ) -> int:
@@ -298,7 +280,8 @@ def count_window_batches(
 class _ProgressPredictor:
     """Call the network on one window batch, then report progress (which may raise InferenceCancelled)."""
 
-    def __init__(self, network: torch.nn.Module, *, total: int, report: _Reporter, start: float, end: float, amp: bool):
+    def __init__(self, network: torch.nn.Module, *, total: int, report: ProgressReporter, start: float, end: float,
+                 amp: bool):
         self.network, self.total, self.report = network, max(total, 1), report
         self.start, self.end, self.amp, self.done = start, end, amp, 0
 
@@ -424,8 +407,8 @@ class NetworkSegmenter:
         """
         from monai.inferers import sliding_window_inference
 
-        report = progress if isinstance(progress, _Reporter) else _Reporter(progress)
-        start, end = (report.last, _INFER_END) if isinstance(progress, _Reporter) else (0.0, 100.0)
+        report = progress if isinstance(progress, ProgressReporter) else ProgressReporter(progress)
+        start, end = (report.last, _INFER_END) if isinstance(progress, ProgressReporter) else (0.0, 100.0)
         # A plain tensor: MONAI would otherwise carry the metadata through every window.
         batch = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
         batch = batch[None].to(self.device, dtype=torch.float32)
@@ -486,7 +469,7 @@ class NetworkSegmenter:
 
     def __call__(self, volume: Volume, progress: ProgressCallback | None = None) -> np.ndarray:
         """Segment ``volume``; see :class:`Segmenter`. Progress goes 0–10 %, 10–90 %, 90–100 %."""
-        report = _Reporter(progress)
+        report = ProgressReporter(progress)
         report(0.0, "preprocessing")
         data = self.pre_transforms(volume)
         report(_PRE_END, "preprocessing")
@@ -598,19 +581,6 @@ def _check_bundle_network_def(parser, node: Any, seen: set[str]) -> None:
                 _check_bundle_network_def(parser, referenced, seen)
 
 
-def _safe_extract_zip(path: Path, target: Path) -> None:
-    with zipfile.ZipFile(path) as archive:
-        total = 0
-        for info in archive.infolist():
-            name = Path(info.filename)
-            if name.is_absolute() or ".." in name.parts:
-                raise ValueError(f"bundle archive {path.name} has an unsafe member {info.filename!r}")
-            total += info.file_size
-        if total > 8 * 1024**3:
-            raise ValueError(f"bundle archive {path.name} expands to more than 8 GiB")
-        archive.extractall(target)
-
-
 def _bundle_root(directory: Path) -> Path:
     if (directory / "configs").is_dir():
         return directory
@@ -626,7 +596,9 @@ def _load_bundle(path: Path, device: torch.device) -> torch.nn.Module:
 
     if path.is_file() and zipfile.is_zipfile(path):
         with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
-            _safe_extract_zip(path, Path(tmp))
+            # Paths, symlinks, size and compression ratio are checked before anything is written; the
+            # errors (annotation.imaging.errors) are ValueErrors like every bad-bundle error here.
+            extract_zip(path, Path(tmp), _BUNDLE_ARCHIVE_LIMITS)
             return _load_bundle_dir(_bundle_root(Path(tmp)), device, ConfigParser)
     if path.is_dir():
         return _load_bundle_dir(_bundle_root(path), device, ConfigParser)

@@ -45,15 +45,12 @@ Input must be CT in Hounsfield units. Output labels: 1 right lung, 2 left lung.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import ndimage
 
 from annotation.imaging.volume import Volume
 
-if TYPE_CHECKING:
-    from .inference import ProgressCallback
+from .progress import ProgressCallback, ProgressReporter
 
 __all__ = ["AIR_THRESHOLD_HU", "LEFT_LUNG", "LUNG_LABEL_TABLE", "RIGHT_LUNG", "segment_lungs"]
 
@@ -373,7 +370,7 @@ def _refine(
 
 
 def segment_lungs(
-    volume: Volume, progress: "ProgressCallback | None" = None, *, threshold_hu: float = AIR_THRESHOLD_HU
+    volume: Volume, progress: ProgressCallback | None = None, *, threshold_hu: float = AIR_THRESHOLD_HU
 ) -> np.ndarray:
     """Segment the right and left lungs of a CT volume.
 
@@ -383,7 +380,8 @@ def segment_lungs(
         CT in Hounsfield units, array (k, j, i), any orientation (the geometry's direction matrix is
         used for the axial axis, superior end and patient left/right).
     progress : callable, optional
-        ``progress(percent, "lungs")``; may raise ``InferenceCancelled`` to stop.
+        ``progress(percent, "lungs")``, percent never decreasing; may raise
+        :class:`annotation.ml.progress.InferenceCancelled` to stop.
     threshold_hu : float
         Air/lung threshold (Hu et al. 2001); default -320 HU.
 
@@ -406,15 +404,12 @@ def segment_lungs(
     if volume.modality and volume.modality.upper() != "CT":
         raise ValueError(f"lung segmentation needs CT in Hounsfield units, got modality {volume.modality!r}")
 
-    def report(percent: float) -> None:
-        if progress is not None:
-            progress(percent, "lungs")
-
-    report(0.0)
+    report = ProgressReporter(progress)
+    report(0.0, "lungs")
     grid = _Grid(volume)
     hu = grid.to_working(volume.array)
     coarse = _Coarse(grid, hu, threshold_hu)
-    report(20.0)
+    report(20.0, "lungs")
 
     trachea = _find_trachea(coarse)
     tree = None
@@ -432,11 +427,11 @@ def segment_lungs(
         midline_x = float(coarse.x_of_index(body[:: max(1, len(body) // 50000)]).mean())
     # One voxel more than the lumen: the wall's partial volume would otherwise keep a bridge.
     airway_grown = ndimage.binary_dilation(airway, structure=_FACES) & coarse.inside_air
-    report(40.0)
+    report(40.0, "lungs")
 
     coarse_labels = _select_lungs(coarse, coarse.inside_air & ~airway_grown, midline_x, tree)
-    report(60.0)
+    report(60.0, "lungs")
 
     labels = _refine(coarse_labels, airway_grown, hu, coarse, threshold_hu)
-    report(100.0)
+    report(100.0, "lungs")
     return np.ascontiguousarray(grid.from_working(labels))

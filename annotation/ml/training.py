@@ -1,5 +1,9 @@
 """Train MONAI segmentation networks on NIfTI image/label pairs (MSD layout or plain folders).
 
+Datasets are read with :func:`annotation.interop.msd.dataset_read` (MSD / nnU-Net folders) or
+:func:`annotation.interop.msd.read_nifti_pairs` (two plain folders); their cases unpack as the
+(image, label) pairs :func:`train_segmentation` takes.
+
 The network sees images prepared by :func:`annotation.ml.inference.preprocessing_transforms`, the
 same transforms :class:`annotation.ml.inference.NetworkSegmenter` applies at inference, after
 ``LoadImaged`` + ``EnsureChannelFirstd``. Training adds only symmetric zero padding up to the patch
@@ -10,183 +14,32 @@ foreground and background centres.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .inference import Preprocessing, ProgressCallback, _Reporter, preprocessing_transforms
+from .inference import Preprocessing, preprocessing_transforms
 from .networks import build_network, default_network_config
+from .progress import ProgressCallback, ProgressReporter
 
 __all__ = [
-    "MsdDataset",
     "TrainingConfig",
     "TrainingResult",
-    "dice_per_label",
-    "read_msd_dataset",
-    "read_nifti_pairs",
     "save_checkpoint",
     "train_segmentation",
 ]
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 # Validation uses the same sliding-window settings as NetworkSegmenter's defaults.
 _VAL_OVERLAP = 0.25
 
 Case = tuple[Path, Path]
-
-
-# --------------------------------------------------------------------------------------------------
-# Datasets
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MsdDataset:
-    """A Medical Segmentation Decathlon style training set.
-
-    Attributes
-    ----------
-    cases : tuple of (Path, Path)
-        (image, label) NIfTI pairs, sorted by file name.
-    labels : dict of int to str
-        Label values and names from ``dataset.json``, background (0) excluded.
-    modality : str
-        ``dataset.json`` modalities joined with ", " (e.g. ``"MRI"``).
-    name : str
-        ``dataset.json`` name.
-    """
-
-    cases: tuple[Case, ...]
-    labels: dict[int, str]
-    modality: str
-    name: str
-
-
-def _nifti_stem(path: Path) -> str | None:
-    name = path.name
-    if name.startswith("."):  # macOS "._" resource forks travel inside MSD archives
-        return None
-    for suffix in _NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
-def _nifti_files(directory: Path) -> dict[str, Path]:
-    files = {}
-    for path in sorted(directory.iterdir()):
-        stem = _nifti_stem(path)
-        if stem is not None and path.is_file():
-            files[stem] = path
-    return files
-
-
-def read_nifti_pairs(images_dir: Path, labels_dir: Path) -> tuple[Case, ...]:
-    """Pair images with labels of the same file name.
-
-    An image named ``case_0000.nii.gz`` (nnU-Net's channel suffix) also pairs with ``case.nii.gz``.
-
-    Parameters
-    ----------
-    images_dir, labels_dir : Path
-        Folders of ``.nii`` / ``.nii.gz`` files; hidden files are ignored.
-
-    Returns
-    -------
-    tuple of (Path, Path)
-        (image, label) pairs sorted by image name.
-
-    Raises
-    ------
-    ValueError
-        A folder is missing, holds no NIfTI file, or an image or a label has no partner.
-    """
-    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
-    for directory in (images_dir, labels_dir):
-        if not directory.is_dir():
-            raise ValueError(f"folder not found: {directory}")
-    images, labels = _nifti_files(images_dir), _nifti_files(labels_dir)
-    if not images:
-        raise ValueError(f"no NIfTI images in {images_dir}")
-    pairs, used = [], set()
-    unpaired_images = []
-    for stem, image in images.items():
-        key = stem if stem in labels else (stem[:-5] if stem.endswith("_0000") and stem[:-5] in labels else None)
-        if key is None:
-            unpaired_images.append(image.name)
-        else:
-            pairs.append((image, labels[key]))
-            used.add(key)
-    unpaired_labels = sorted(labels[s].name for s in labels if s not in used)
-    if unpaired_images or unpaired_labels:
-        raise ValueError(
-            f"unpaired files: {len(unpaired_images)} image(s) without a label {unpaired_images[:5]}, "
-            f"{len(unpaired_labels)} label(s) without an image {unpaired_labels[:5]}"
-        )
-    return tuple(pairs)
-
-
-def read_msd_dataset(root: Path) -> MsdDataset:
-    """Read an MSD task folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``).
-
-    Parameters
-    ----------
-    root : Path
-        The task folder, e.g. ``Task04_Hippocampus``.
-
-    Returns
-    -------
-    MsdDataset
-
-    Raises
-    ------
-    ValueError
-        ``dataset.json``, ``imagesTr`` or ``labelsTr`` is missing; ``dataset.json`` is not valid JSON
-        or has no labels besides background; a file listed in its ``training`` section is missing;
-        or an image and a label do not pair up.
-
-    Notes
-    -----
-    Layout: Simpson et al., "A large annotated medical image dataset for the development and
-    evaluation of segmentation algorithms", arXiv:1902.09063 (2019).
-    """
-    root = Path(root)
-    meta_path = root / "dataset.json"
-    if not meta_path.is_file():
-        raise ValueError(f"not an MSD dataset: {meta_path} is missing")
-    for sub in ("imagesTr", "labelsTr"):
-        if not (root / sub).is_dir():
-            raise ValueError(f"not an MSD dataset: {root / sub} is missing")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {meta_path}: {exc}") from exc
-    try:
-        labels = {int(k): str(v) for k, v in (meta.get("labels") or {}).items() if int(k) != 0}
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{meta_path} has malformed labels: {exc}") from exc
-    if not labels:
-        raise ValueError(f"{meta_path} lists no labels besides background")
-    pairs = read_nifti_pairs(root / "imagesTr", root / "labelsTr")
-    listed = meta.get("training") or []
-    known = {image.resolve() for image, _ in pairs} | {label.resolve() for _, label in pairs}
-    for entry in listed:
-        for key in ("image", "label"):
-            path = (root / str(entry.get(key, ""))).resolve()
-            if path not in known:
-                raise ValueError(f"{meta_path} lists {entry.get(key)!r}, which is missing or unpaired")
-    modality = meta.get("modality") or {}
-    if isinstance(modality, dict):
-        modality = ", ".join(str(modality[k]) for k in sorted(modality, key=lambda k: int(k)))
-    return MsdDataset(cases=pairs, labels=labels, modality=str(modality), name=str(meta.get("name", root.name)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,43 +136,6 @@ class TrainingResult:
     device: str
     architecture: str = "unet"
     labels: dict[int, str] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------------
-# Metrics
-# --------------------------------------------------------------------------------------------------
-
-
-def dice_per_label(prediction: np.ndarray, truth: np.ndarray, labels: Iterable[int]) -> dict[int, float]:
-    """Return the Dice coefficient of each label.
-
-    ``Dice = 2 |P ∩ T| / (|P| + |T|)`` (Dice, Ecology 26(3), 1945; Sørensen, 1948), with P and T the
-    voxels carrying the label in the prediction and the truth; 1.0 when both are empty.
-
-    Parameters
-    ----------
-    prediction, truth : ndarray
-        Integer label maps of the same shape (any axis order, as long as it is the same).
-    labels : iterable of int
-
-    Returns
-    -------
-    dict of int to float
-
-    Raises
-    ------
-    ValueError
-        The shapes differ.
-    """
-    prediction, truth = np.asarray(prediction), np.asarray(truth)
-    if prediction.shape != truth.shape:
-        raise ValueError(f"prediction shape {prediction.shape} differs from truth shape {truth.shape}")
-    scores = {}
-    for label in labels:
-        p, t = prediction == label, truth == label
-        denominator = int(p.sum()) + int(t.sum())
-        scores[int(label)] = 1.0 if denominator == 0 else 2.0 * int(np.logical_and(p, t).sum()) / denominator
-    return scores
 
 
 # --------------------------------------------------------------------------------------------------
@@ -441,7 +257,7 @@ def train_segmentation(
     amp = device.type == "cuda"
     num_classes = max(labels) + 1
     preprocessing = config.preprocessing
-    report = _Reporter(progress)
+    report = ProgressReporter(progress)
 
     set_determinism(seed=config.seed)
     try:

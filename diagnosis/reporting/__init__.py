@@ -3,6 +3,6 @@
 Arrays follow :mod:`annotation.imaging`: indexed ``[k, j, i]``, spacing in mm in that order, LPS mm.
 """
 
-from .keyimages import PLANES, render_key_images, window_to_uint8
+from .keyimages import PLANES, label_colors_rgb, render_key_images
 
-__all__ = ["PLANES", "render_key_images", "window_to_uint8"]
+__all__ = ["PLANES", "label_colors_rgb", "render_key_images"]

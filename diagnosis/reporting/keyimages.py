@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from annotation.imaging.volume import Geometry
+from annotation.imaging.windowing import apply_window
 
-__all__ = ["PLANES", "render_key_images", "window_to_uint8"]
+__all__ = ["PLANES", "label_colors_rgb", "render_key_images"]
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -35,6 +36,16 @@ _PLANE_LAYOUT = {
     # rows run superior → inferior (-z), columns run anterior → posterior (+y)
     "sagittal": (0, (2, -1), (1, +1)),
 }
+
+
+def label_colors_rgb(label_table: list[dict]) -> dict[int, tuple[int, int, int]]:
+    """Map each label of a label table (entries with ``index`` and ``color`` "#rrggbb", red when
+    missing) to its RGB triple, 0-255."""
+    colors = {}
+    for entry in label_table:
+        hex_color = entry.get("color", "#ff0000").lstrip("#")
+        colors[int(entry["index"])] = tuple(int(hex_color[i:i + 2], 16) for i in (0, 2, 4))
+    return colors
 
 
 def render_key_images(
@@ -62,7 +73,8 @@ def render_key_images(
         The voxel (k, j, i) the three planes pass through.
     window : tuple of 2 float
         (center, width) of the VOI window in image units, applied with the DICOM linear VOI LUT
-        function (DICOM PS3.3 C.11.2.1.2.1); width must be >= 1.
+        function (DICOM PS3.3 C.11.2.1.2.1) by :func:`annotation.imaging.windowing.apply_window`;
+        width must be >= 1.
     colors : dict of int to (int, int, int)
         RGB colour (0-255) per label; labels not listed are not drawn.
     opacity : float, default 0.4
@@ -80,8 +92,9 @@ def render_key_images(
     ------
     ValueError
         When an array's shape differs from ``geometry.shape``, ``image`` is not numeric, ``label_map`` is
-        not integer, ``center_index`` lies outside the grid, the window width is < 1, ``opacity`` is
-        outside [0, 1], ``size_px`` < 1, or a colour is not three values in 0-255.
+        not integer, ``center_index`` lies outside the grid, the window width is < 1 or the window is
+        not finite, ``opacity`` is outside [0, 1], ``size_px`` < 1, or a colour is not three values in
+        0-255.
 
     Notes
     -----
@@ -136,7 +149,7 @@ def render_key_images(
         resampled = np.asarray(
             Image.fromarray(picture.astype(np.float32)).resize(out_size, Image.Resampling.BILINEAR)
         )
-        gray = window_to_uint8(resampled, center=center, width=width).astype(np.float32)
+        gray = apply_window(resampled, center, width).astype(np.float32)
         rgb = np.repeat(gray[:, :, None], 3, axis=2)
 
         if label_map is not None and palette:
@@ -150,41 +163,6 @@ def render_key_images(
         Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8)).save(buffer, format="PNG")
         result[plane] = buffer.getvalue()
     return result
-
-
-def window_to_uint8(values: np.ndarray, *, center: float, width: float) -> np.ndarray:
-    """Map values to 0-255 with the DICOM linear VOI LUT function.
-
-    Parameters
-    ----------
-    values : ndarray, any shape
-        Stored values after the modality LUT (HU for CT).
-    center, width : float
-        Window Center (0028,1050) and Window Width (0028,1051); width >= 1.
-
-    Returns
-    -------
-    ndarray of uint8, same shape
-        ``0`` for ``x <= c - 0.5 - (w - 1) / 2``, ``255`` for ``x > c - 0.5 + (w - 1) / 2``, otherwise
-        ``((x - (c - 0.5)) / (w - 1) + 0.5) * 255`` rounded (DICOM PS3.3 C.11.2.1.2.1).
-
-    Raises
-    ------
-    ValueError
-        When ``width`` < 1.
-    """
-    if not width >= 1.0:
-        raise ValueError(f"window width must be >= 1 (DICOM PS3.3 C.11.2.1.2.1), got {width}")
-    x = np.asarray(values, dtype=np.float64)
-    low = center - 0.5 - (width - 1.0) / 2.0
-    high = center - 0.5 + (width - 1.0) / 2.0
-    if width > 1.0:
-        ramp = ((x - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0
-    else:
-        # Width 1 leaves no ramp: the two thresholds meet and the function is a step.
-        ramp = np.zeros_like(x)
-    y = np.where(x <= low, 0.0, np.where(x > high, 255.0, ramp))
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
 def _anatomical_axes(geometry: Geometry) -> tuple[list[int], list[int]]:

@@ -1,7 +1,7 @@
 """Hospital datasets for federated training: non-IID splits, label statistics and in-memory cases.
 
 A hospital's dataset is a Medical Segmentation Decathlon folder (``dataset.json``, ``imagesTr/``,
-``labelsTr/``; read with :func:`annotation.ml.training.read_msd_dataset`). Only
+``labelsTr/``; read with :func:`annotation.interop.msd.dataset_read`). Only
 :func:`label_statistics` — case and voxel counts per label — ever leaves a hospital.
 """
 
@@ -37,15 +37,15 @@ def label_statistics(root: Path) -> dict:
     Raises
     ------
     ValueError
-        ``root`` is not a readable MSD folder (see ``read_msd_dataset``).
+        ``root`` is not a readable MSD folder (see :func:`annotation.interop.msd.dataset_read`).
     """
-    from annotation.ml.training import read_msd_dataset
+    from annotation.interop.msd import dataset_read
 
-    dataset = read_msd_dataset(Path(root))
+    dataset = dataset_read(Path(root))
     voxels: dict[str, int] = {}
     present: dict[str, int] = {}
-    for _, label in dataset.cases:
-        for value, count in _label_counts(label).items():
+    for case in dataset.cases:
+        for value, count in _label_counts(case.label).items():
             voxels[str(value)] = voxels.get(str(value), 0) + count
             if count:
                 present[str(value)] = present.get(str(value), 0) + 1
@@ -154,19 +154,19 @@ def split_non_iid(
     ValueError
         A non-positive size, or more cases asked for than exist.
     """
-    from annotation.ml.training import read_msd_dataset
+    from annotation.interop.msd import dataset_read
 
     source, dest = Path(source), Path(dest)
     if any(s < 1 for s in sizes) or held_out < 0:
         raise ValueError(f"hospital sizes must be positive and held_out non-negative, got {list(sizes)}, {held_out}")
-    dataset = read_msd_dataset(source)
+    dataset = dataset_read(source)
     if sum(sizes) + held_out > len(dataset.cases):
         raise ValueError(f"{sum(sizes) + held_out} cases asked for, {source} has {len(dataset.cases)}")
     shares = []
-    for image, label in dataset.cases:
-        counts = _label_counts(label)
+    for case in dataset.cases:
+        counts = _label_counts(case.label)
         fg = sum(c for v, c in counts.items() if v > 0)
-        shares.append((counts.get(1, 0) / fg if fg else 0.0, image.name))
+        shares.append((counts.get(1, 0) / fg if fg else 0.0, case.image.name))
     ordered = [name for _, name in sorted(shares)]
     held = []
     if held_out:
@@ -222,10 +222,10 @@ def load_cases(root: Path, *, patch_size: Sequence[int], limit: int | None = Non
     import torch
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ResizeWithPadOrCropd
 
+    from annotation.interop.msd import dataset_read
     from annotation.ml.inference import Preprocessing, preprocessing_transforms
-    from annotation.ml.training import read_msd_dataset
 
-    dataset = read_msd_dataset(Path(root))
+    dataset = dataset_read(Path(root))
     cases = dataset.cases[:limit] if limit else dataset.cases
     if not cases:
         raise ValueError(f"{root} holds no case")
@@ -240,8 +240,8 @@ def load_cases(root: Path, *, patch_size: Sequence[int], limit: int | None = Non
         ]
     )
     images, labels = [], []
-    for image, label in cases:
-        item = transform({"image": str(image), "label": str(label)})
+    for case in cases:
+        item = transform({"image": str(case.image), "label": str(case.label)})
         images.append(torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32))
         labels.append(torch.as_tensor(np.rint(np.asarray(item["label"])), dtype=torch.int64))
     return CaseArrays(images=torch.stack(images), labels=torch.stack(labels))

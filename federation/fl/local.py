@@ -2,7 +2,7 @@
 
 Networks come from :func:`annotation.ml.networks.build_network`; the loss (Dice + cross-entropy) and
 optimiser (Adam) are those of :func:`annotation.ml.training.train_segmentation`; Dice is
-:func:`annotation.ml.training.dice_per_label`. Cases are whole hippocampus crops padded to the patch
+:func:`annotation.imaging.overlap.dice_per_label`. Cases are whole hippocampus crops padded to the patch
 size (:func:`federation.fl.data.load_cases`), so one forward pass covers a case.
 """
 
@@ -154,7 +154,7 @@ def train_local(
 def evaluate_dice(arrays: Sequence[np.ndarray], data: CaseArrays, spec: ModelSpec, *, batch_size: int = 8) -> dict:
     """Return the mean Dice per foreground label and their mean on ``data``.
 
-    Dice per case and label by :func:`annotation.ml.training.dice_per_label` (1 when prediction and
+    Dice per case and label by :func:`annotation.imaging.overlap.dice_per_label` (1 when prediction and
     truth are both empty), averaged over cases.
 
     Returns
@@ -164,7 +164,7 @@ def evaluate_dice(arrays: Sequence[np.ndarray], data: CaseArrays, spec: ModelSpe
     """
     import torch
 
-    from annotation.ml.training import dice_per_label
+    from annotation.imaging.overlap import dice_per_label
 
     model = build_model(spec)
     model.load_state_dict(arrays_to_state(model.state_dict(), arrays))

@@ -58,11 +58,16 @@ def study_checks(page, base: str, shots: Path) -> None:
     vol = page.locator('#measurement-table tr[data-label="1"] td.volume-ml').inner_text()
     check(vol == "179.4", f"volume-ml cell 1 decimal: {vol}")
 
-    # presets: center/width -> cal_min/cal_max
-    for preset, lo, hi in (("lung", -1350, 150), ("bone", -500, 1300), ("brain", 0, 80), ("mediastinum", -125, 225)):
+    # presets: center/width -> cal_min/cal_max = c - 0.5 -/+ (w - 1) / 2 (DICOM linear VOI LUT, as apply_window)
+    for preset, lo, hi in (("lung", -1350, 149), ("bone", -500, 1299), ("brain", 0, 79), ("mediastinum", -125, 224)):
         page.select_option("#wl-preset", preset)
         got = page.evaluate("[window.yixinViewer.nv.volumes[0].cal_min, window.yixinViewer.nv.volumes[0].cal_max]")
         check(got == [lo, hi], f"preset {preset} -> cal {got}")
+    names = page.eval_on_selector_all("#wl-preset option[data-hu]", "els => els.map(e => e.value)")
+    check(names == ["lung", "mediastinum", "abdomen", "bone", "brain"], f"window presets from the viewer config {names}")
+    page.select_option("#wl-preset", "lung")
+    readout = page.locator("#wl-readout").inner_text()
+    check("-600" in readout and "1500" in readout, f"readout of the lung window {readout!r}")
     page.select_option("#wl-preset", "abdomen")
     page.wait_for_timeout(300)
     png = page.locator("#viewer-canvas").screenshot()

@@ -23,6 +23,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -324,6 +325,8 @@ def render_pages(ws_port: int, locale_paths: list[str]) -> dict[str, str]:
     from django.utils.html import json_script
 
     translation.activate("zh-hans")
+    sys.path.insert(0, str(REPO))
+    from annotation.imaging.windowing import WINDOW_PRESETS
 
     engine = engines["django"]
     page = """<!DOCTYPE html><html lang="zh-hans"><head><meta charset="utf-8">
@@ -335,6 +338,7 @@ def render_pages(ws_port: int, locale_paths: list[str]) -> dict[str, str]:
     base_config = {
         "studyId": 1, "seriesId": 2, "volumeUrl": "/api/series/2/volume.nii.gz", "modality": "CT",
         "intensityRange": [-1024, 3071],
+        "windowPresets": [{"name": n, "center": c, "width": w} for n, (c, w) in WINDOW_PRESETS.items()],
         "segmentations": [{"id": 5, "name": "ct-lung", "version": 1,
                            "labelmapUrl": "/api/segmentations/5/labelmap.nii.gz",
                            "measurementsUrl": "/api/segmentations/5/measurements/", "labels": LABELS}],

@@ -3,7 +3,7 @@
 // Reads {{ viewer_config|json_script:"viewer-config" }} and the elements of
 // templates/annotation/_viewer.html. The database is the truth: the websocket only
 // says "something changed" and the page re-reads the study through the API.
-import { StudyViewer } from "./lib/viewer.js";
+import { StudyViewer, calRangeToWindow } from "./lib/viewer.js";
 import { requestJson } from "./lib/api.js";
 import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.js";
 import { formatNumber } from "./lib/format.js";
@@ -45,6 +45,11 @@ const DEFAULT_STRINGS = {
   "measure.locate": "定位到中心 / Go to centroid",
   "wl.readout": "窗位 L {center} / 窗宽 W {width}",
   "wl.custom": "自定义 / Custom",
+  "wl.preset.lung": "肺窗 / Lung",
+  "wl.preset.mediastinum": "纵隔窗 / Mediastinum",
+  "wl.preset.abdomen": "腹部 / Abdomen",
+  "wl.preset.bone": "骨窗 / Bone",
+  "wl.preset.brain": "脑窗 / Brain",
   "value.outside": "—",
 };
 
@@ -196,6 +201,7 @@ class StudyPage {
   bindToolbar() {
     const preset = $("wl-preset");
     if (preset) {
+      this.renderWindowPresets(preset);
       if (!this.isCT) {
         // Hounsfield presets mean nothing on MR and friends.
         preset.querySelectorAll("option[data-hu]").forEach((o) => {
@@ -250,6 +256,25 @@ class StudyPage {
     }
   }
 
+  /**
+   * Add the HU window presets of viewer_config.windowPresets (the server's WINDOW_PRESETS, in its
+   * order) to the window menu, before "Full range".
+   */
+  renderWindowPresets(select) {
+    const before = select.querySelector('option[value="full"]');
+    for (const { name, center, width } of this.config.windowPresets || []) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.dataset.hu = "";
+      option.dataset.center = String(center);
+      option.dataset.width = String(width);
+      const key = `wl.preset.${name}`;
+      const label = this.t(key) === key ? name : this.t(key);
+      option.textContent = `${label} (${center}/${width})`;
+      select.insertBefore(option, before);
+    }
+  }
+
   applyPreset(value) {
     if (!this.viewer || !this.viewer.base) return;
     const preset = $("wl-preset");
@@ -274,8 +299,7 @@ class StudyPage {
     const out = $("wl-readout");
     const base = this.viewer && this.viewer.base;
     if (!out || !base) return;
-    const center = (base.cal_min + base.cal_max) / 2;
-    const width = base.cal_max - base.cal_min;
+    const { center, width } = calRangeToWindow(base.cal_min, base.cal_max);
     out.textContent = this.t("wl.readout", { center: Math.round(center), width: Math.round(width) });
     out.dataset.calMin = String(base.cal_min);
     out.dataset.calMax = String(base.cal_max);

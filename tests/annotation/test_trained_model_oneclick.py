@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from django.core.management import call_command
 
 from annotation import services
-from annotation.ml.training import dice_per_label
+from annotation.imaging.overlap import dice_per_label
 from annotation.models import InferenceRun, SegmentationModel
 from tests.conftest import shared_data
 

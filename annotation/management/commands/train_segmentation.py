@@ -71,15 +71,16 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from annotation.ml.device import select_device
         from annotation.ml.inference import Preprocessing
-        from annotation.ml.training import TrainingConfig, read_msd_dataset, read_nifti_pairs, save_checkpoint, train_segmentation
+        from annotation.interop.msd import dataset_read, read_nifti_pairs
+        from annotation.ml.training import TrainingConfig, save_checkpoint, train_segmentation
 
         data: Path = options["data"]
         if not data.is_dir():
             raise CommandError(f"{data} is not a folder")
         try:
             if (data / "dataset.json").exists():
-                dataset = read_msd_dataset(data)
-                cases, labels, modality, name = list(dataset.cases), dict(dataset.labels), dataset.modality, dataset.name
+                dataset = dataset_read(data)
+                cases, labels, modality, name = list(dataset.cases), dict(dataset.label_names), dataset.modality, dataset.name
             else:
                 cases = list(read_nifti_pairs(data / "images", data / "labels"))
                 labels, modality, name = {}, "", data.name
@@ -90,7 +91,7 @@ class Command(BaseCommand):
         if not labels:
             raise CommandError("no labels: pass --labels INDEX:NAME,...")
         modality = (options["modality"] or modality or "OT").upper()
-        modality = {"MRI": "MR", "CT SCAN": "CT"}.get(modality, modality)  # dataset.json names → DICOM Modality
+        modality = {"MRI": "MR", "CT SCAN": "CT"}.get(modality, modality)  # --modality as people write it → DICOM Modality
         rng = random.Random(options["seed"])
         rng.shuffle(cases)
         if options["max_cases"]:

@@ -20,10 +20,31 @@ const LEFT_DRAG_MODES = {
   measurement: DRAG_MODE.measurement,
 };
 
-/** Window center/width (e.g. HU) to NiiVue's cal_min/cal_max. */
+/**
+ * Window centre/width (e.g. HU) to NiiVue's display range [cal_min, cal_max].
+ *
+ * The DICOM linear VOI LUT function (PS3.3 C.11.2.1.2.1), the one the server renders with
+ * (annotation.imaging.windowing.apply_window): values up to c − 0.5 − (w − 1)/2 are black, values
+ * above c − 0.5 + (w − 1)/2 white, linear in between. NiiVue maps cal_min to black and cal_max to
+ * white linearly, so
+ *
+ *   cal_min = c − 0.5 − (w − 1)/2,  cal_max = c − 0.5 + (w − 1)/2.
+ *
+ * Width is at least 1, the standard's constraint. At width 1 the function is a step at c − 0.5;
+ * NiiVue needs cal_max > cal_min, so that step gets a range of 1e-6.
+ */
 export function windowToCalRange(center, width) {
-  const w = Math.max(1, Number(width));
-  return [Number(center) - w / 2, Number(center) + w / 2];
+  const c = Number(center);
+  const half = (Math.max(1, Number(width)) - 1) / 2;
+  const calMin = c - 0.5 - half;
+  return [calMin, Math.max(c - 0.5 + half, calMin + 1e-6)];
+}
+
+/** The inverse of {@link windowToCalRange}: NiiVue's [cal_min, cal_max] to window {center, width}. */
+export function calRangeToWindow(calMin, calMax) {
+  const lo = Number(calMin);
+  const hi = Number(calMax);
+  return { center: (lo + hi) / 2 + 0.5, width: hi - lo + 1 };
 }
 
 /**

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotation.editing import compare_label_maps, dice, inter_annotator_dice, refine
+from annotation.editing import EditError, compare_label_maps, inter_annotator_dice, refine
 from annotation.editing.refine import ball, fill_holes, keep_largest_component, morphology, remove_small_components
-from annotation.editing.tools import EditError, brush_mask, paint
+from annotation.imaging.overlap import dice
 
 
 def _two_blobs():
@@ -85,7 +85,7 @@ def test_restrict_to_mask_and_dispatch_errors():
 
 def test_refinements_on_a_real_nodule_keep_it_and_drop_a_painted_speck(lung1):
     lab = lung1["label"].copy()
-    lab = paint(lab, brush_mask(lab.shape, lung1["spacing_mm"], (5, 5, 5), 0.5), 1)
+    lab[5, 5, 5] = 1  # a 0.5 mm brush dab: one voxel (spacing 5 × 0.57 × 0.57 mm)
     assert (lab != lung1["label"]).sum() >= 1
     out = refine(lab, lung1["spacing_mm"], "largest_component", {"labels": [1]})
     np.testing.assert_array_equal(out, keep_largest_component(lung1["label"]))

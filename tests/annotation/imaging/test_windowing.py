@@ -36,6 +36,16 @@ def test_width_one_is_a_threshold_at_center_minus_half():
     assert grey.tolist() == [0, 0, 255, 255]
 
 
+def test_window_follows_dicom_linear_voi_function():
+    values = np.array([-1000.0, -160.5, -160.0, 40.0, 239.5, 240.0, 3000.0])
+
+    mapped = apply_window(values, 40.0, 400.0)
+
+    # thresholds: c - 0.5 ∓ (w - 1) / 2 = -160 and 239
+    expected = [0, 0, 0, round(((40 - 39.5) / 399 + 0.5) * 255), 255, 255, 255]
+    assert mapped.tolist() == expected
+
+
 @pytest.mark.parametrize(("center", "width"), [(40, 0.5), (40, -10), (np.nan, 400)])
 def test_rejects_invalid_window(center, width):
     with pytest.raises(ValueError):

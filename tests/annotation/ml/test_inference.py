@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from annotation.imaging.overlap import dice_per_label
 from annotation.imaging.volume import Geometry, Volume
 from annotation.ml.inference import (
     InferenceCancelled,
@@ -21,7 +22,6 @@ from annotation.ml.inference import (
     load_segmenter,
 )
 from annotation.ml.networks import build_network
-from annotation.ml.training import dice_per_label
 from tests.conftest import shared_data
 
 CPU = torch.device("cpu")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from annotation.imaging.overlap import dice_per_label
 from annotation.imaging.volume import Geometry, Volume, volume_from_sitk
 from annotation.ml.inference import LungSegmenter
 from annotation.ml.lung import LEFT_LUNG, LUNG_LABEL_TABLE, RIGHT_LUNG, segment_lungs
-from annotation.ml.training import dice_per_label
 from tests.conftest import shared_data
 
 # --- phantom --------------------------------------------------------------------------------------

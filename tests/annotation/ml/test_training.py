@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from annotation.imaging.overlap import dice_per_label
 from annotation.imaging.volume import Geometry, Volume, volume_from_sitk
+from annotation.interop.msd import dataset_read, read_nifti_pairs
 from annotation.ml.inference import InferenceCancelled, NetworkSegmenter, Preprocessing, load_segmenter
 from annotation.ml.networks import build_network
 from annotation.ml.training import (
     TrainingConfig,
     TrainingResult,
-    dice_per_label,
-    read_msd_dataset,
-    read_nifti_pairs,
     save_checkpoint,
     train_segmentation,
 )
@@ -31,11 +30,11 @@ CPU = torch.device("cpu")
 
 
 def test_reads_the_hippocampus_msd_dataset():
-    dataset = read_msd_dataset(shared_data("msd_task04_hippocampus"))
+    dataset = dataset_read(shared_data("msd_task04_hippocampus"))
 
     assert len(dataset.cases) == 220
-    assert dataset.labels == {1: "Anterior", 2: "Posterior"}
-    assert dataset.modality == "MRI"
+    assert dataset.label_names == {1: "Anterior", 2: "Posterior"}
+    assert dataset.modality == "MR"  # dataset.json's "MRI" as a DICOM modality code
     image, label = dataset.cases[0]
     assert image.name == label.name == "hippocampus_001.nii.gz"
     assert image.parent.name == "imagesTr" and label.parent.name == "labelsTr"
@@ -59,15 +58,15 @@ def _fake_msd(root, images=("a.nii.gz", "b.nii.gz"), labels=("a.nii.gz", "b.nii.
 def test_reads_a_minimal_msd_layout_and_ignores_hidden_files(tmp_path):
     root = _fake_msd(tmp_path / "Task", images=("a.nii.gz", "b.nii.gz", "._a.nii.gz"))
 
-    dataset = read_msd_dataset(root)
+    dataset = dataset_read(root)
 
     assert [i.name for i, _ in dataset.cases] == ["a.nii.gz", "b.nii.gz"]
-    assert dataset.labels == {1: "liver"} and dataset.modality == "CT" and dataset.name == "Fake"
+    assert dataset.label_names == {1: "liver"} and dataset.modality == "CT" and dataset.name == "Fake"
 
 
 def test_rejects_a_folder_without_dataset_json(tmp_path):
     with pytest.raises(ValueError, match="dataset.json is missing"):
-        read_msd_dataset(_fake_msd(tmp_path / "Task", meta=False))
+        dataset_read(_fake_msd(tmp_path / "Task", meta=False))
 
 
 def test_rejects_a_folder_without_labels_tr(tmp_path):
@@ -77,12 +76,12 @@ def test_rejects_a_folder_without_labels_tr(tmp_path):
     (root / "labelsTr").rmdir()
 
     with pytest.raises(ValueError, match="labelsTr is missing"):
-        read_msd_dataset(root)
+        dataset_read(root)
 
 
 def test_rejects_unpaired_files(tmp_path):
     with pytest.raises(ValueError, match="unpaired files: 1 image"):
-        read_msd_dataset(_fake_msd(tmp_path / "Task", images=("a.nii.gz", "b.nii.gz"), labels=("a.nii.gz",)))
+        dataset_read(_fake_msd(tmp_path / "Task", images=("a.nii.gz", "b.nii.gz"), labels=("a.nii.gz",)))
 
 
 def test_pairs_nnunet_channel_suffix_with_plain_label_names(tmp_path):
@@ -163,7 +162,7 @@ def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
 
 
 def test_training_reports_progress_and_can_be_cancelled():
-    cases = list(read_msd_dataset(shared_data("msd_task04_hippocampus")).cases[:5])
+    cases = list(dataset_read(shared_data("msd_task04_hippocampus")).cases[:5])
     config = TrainingConfig(
         network_config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1},
         preprocessing=Preprocessing(target_spacing_mm=None, patch_size=(48, 64, 48)), epochs=5, batch_size=2,
@@ -191,7 +190,7 @@ def test_trained_unet_segments_held_out_hippocampus_through_the_one_click_path(t
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        dataset = read_msd_dataset(shared_data("msd_task04_hippocampus"))
+        dataset = dataset_read(shared_data("msd_task04_hippocampus"))
         cases = list(dataset.cases)
         random.Random(0).shuffle(cases)
         train_cases, val_cases, held_out = cases[:100], cases[100:110], cases[110:115]
@@ -205,7 +204,7 @@ def test_trained_unet_segments_held_out_hippocampus_through_the_one_click_path(t
         )
         started = time.perf_counter()
 
-        result = train_segmentation(train_cases, val_cases, labels=dataset.labels, config=config, device=CPU)
+        result = train_segmentation(train_cases, val_cases, labels=dataset.label_names, config=config, device=CPU)
         path = tmp_path / "hippocampus.pt"
         save_checkpoint(result, path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

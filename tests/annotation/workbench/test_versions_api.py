@@ -12,7 +12,6 @@ from django.urls import reverse
 
 from annotation import services
 from annotation.editing import diff_compute, diff_encode
-from annotation.editing.tools import brush_mask, paint
 from annotation.models import Segmentation
 from portal.models import AuditLog, Role
 from tests.factories import UserFactory
@@ -26,8 +25,10 @@ def _save(client, parent_id, payload):
 
 
 def _edited(series, base):
-    mask = brush_mask(base.shape, series.spacing_mm, (15, 50, 60), 9.0)
-    after = paint(base, mask, 2)
+    # A 9 mm ball of label 2 around voxel (15, 50, 60), as a brush dab in the browser would paint.
+    distance2 = sum(((g - c) * s) ** 2 for g, c, s in zip(np.indices(base.shape), (15, 50, 60), series.spacing_mm))
+    after = base.copy()
+    after[distance2 <= 9.0 ** 2] = 2
     after[7, 25, 20:25] = 0
     return after
 
