@@ -286,6 +286,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # ``check --deploy`` is about the deployment's security; the schema's own warnings (component name
+    # collisions, views without serializers) are reported by ``manage.py spectacular --validate``.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
     # The docs page's Swagger UI comes from drf-spectacular-sidecar's static files: no CDN, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -327,6 +330,10 @@ IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=2 * 1024**3
 IMPORT_MAX_ARCHIVE_BYTES = env.int("IMPORT_MAX_ARCHIVE_BYTES", default=4 * 1024**3)
 IMPORT_MAX_ARCHIVE_FILES = env.int("IMPORT_MAX_ARCHIVE_FILES", default=20000)
 IMPORT_MAX_COMPRESSION_RATIO = env.int("IMPORT_MAX_COMPRESSION_RATIO", default=200)
+# The largest NIfTI/MetaImage/NRRD volume an import loads, checked from its header before any voxel is
+# read (a 1 MB .nii.gz can declare 1024³ voxels): 512 × 512 × 2048 voxels, 1 GiB of voxel data.
+IMPORT_MAX_VOXELS = env.int("IMPORT_MAX_VOXELS", default=512 * 512 * 2048)
+IMPORT_MAX_VOLUME_BYTES = env.int("IMPORT_MAX_VOLUME_BYTES", default=1024**3)
 
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda
