@@ -15,13 +15,14 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import Hospital
+from portal.validators import validate_mrn
 
 
 class Patient(models.Model):
     """A patient of one hospital, identified there by a medical record number (MRN)."""
 
     hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="patients")
-    mrn = models.CharField(_("medical record number"), max_length=64)
+    mrn = models.CharField(_("medical record number"), max_length=64, validators=[validate_mrn])
     name = models.CharField(_("name"), max_length=100, blank=True)
     sex = models.CharField(_("sex"), max_length=1, blank=True, choices=[("M", _("Male")), ("F", _("Female")), ("O", _("Other"))])
     birth_date = models.DateField(_("date of birth"), null=True, blank=True)
@@ -80,6 +81,9 @@ class Series(models.Model):
         NRRD = "nrrd", "NRRD"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    # The study's hospital, repeated here so that the database can keep one row per SeriesInstanceUID
+    # and hospital (a constraint cannot reach through the study).
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="+")
     series_instance_uid = models.CharField(_("SeriesInstanceUID"), max_length=64)
     series_number = models.IntegerField(null=True, blank=True)
     modality = models.CharField(_("modality"), max_length=16, blank=True)
@@ -101,6 +105,9 @@ class Series(models.Model):
         ordering = ["study", "series_number", "pk"]
         verbose_name = _("series")
         verbose_name_plural = _("series")
+        constraints = [
+            models.UniqueConstraint(fields=["hospital", "series_instance_uid"], name="series_unique_uid_per_hospital"),
+        ]
 
     def __str__(self) -> str:
         return f"Series {self.pk} {self.modality} {self.description}".strip()
@@ -113,6 +120,7 @@ class SourceFile(models.Model):
     """
 
     series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="source_files")
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="+")  # as Series.hospital
     file = models.FileField(upload_to="originals/", max_length=255)
     original_name = models.CharField(max_length=255)
     sha256 = models.CharField(max_length=64)
@@ -122,6 +130,12 @@ class SourceFile(models.Model):
 
     class Meta:
         ordering = ["series", "instance_number", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hospital", "sop_instance_uid"], condition=~models.Q(sop_instance_uid=""),
+                name="sourcefile_unique_sop_uid_per_hospital",
+            ),
+        ]
 
 
 class SegmentationModel(models.Model):

@@ -90,6 +90,8 @@ class AuditLog(models.Model):
         DELETE = "delete", _("Delete")
         LOGIN = "login", _("Log in")
         EXPORT = "export", _("Export")
+        LOCKOUT = "lockout", _("Locked out")
+        UNLOCK = "unlock", _("Unlocked")
 
     actor = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True)
     hospital = models.ForeignKey(Hospital, on_delete=models.SET_NULL, null=True, blank=True)

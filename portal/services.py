@@ -84,3 +84,84 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     return user
+
+
+# --- Accounts: lock-out after failed logins, and revoking tokens ------------------------------
+
+def _user_by_username(username: str | None) -> User | None:
+    if not username:
+        return None
+    return User.objects.filter(username=username).select_related("hospital").first()
+
+
+def account_lockout_record(*, username: str | None) -> AuditLog:
+    """Audit that django-axes locked an account (from the request's address) after failed logins.
+
+    The user name is not written: a mistyped one may be a person's name. The target is the account's
+    id when it exists.
+    """
+    from django.conf import settings
+
+    user = _user_by_username(username)
+    return audit_record(
+        actor=None, action=AuditLog.Action.LOCKOUT, target_type="account", target_id=user.pk if user else "",
+        hospital=user.hospital if user else None,
+        detail={"known_account": user is not None, "failure_limit": settings.AXES_FAILURE_LIMIT},
+    )
+
+
+def account_unlock_record(*, username: str | None, failures: int, attempt_time) -> AuditLog | None:
+    """Audit the end of a lock-out when django-axes deletes an attempt that had reached the limit.
+
+    ``reason`` is ``cool_off`` when the attempt was older than the cool-off, else ``reset`` (an
+    administrator's ``axes_reset`` or the admin page).
+    """
+    from django.conf import settings
+    from django.utils import timezone
+
+    if failures < settings.AXES_FAILURE_LIMIT:
+        return None  # never locked: a successful login cleared a few failures
+    cool_off = settings.AXES_COOLOFF_TIME
+    expired = cool_off is not None and attempt_time is not None and attempt_time <= timezone.now() - cool_off
+    user = _user_by_username(username)
+    return audit_record(
+        actor=None, action=AuditLog.Action.UNLOCK, target_type="account", target_id=user.pk if user else "",
+        hospital=user.hospital if user else None,
+        detail={"known_account": user is not None, "reason": "cool_off" if expired else "reset", "failures": failures},
+    )
+
+
+def user_tokens_revoke(*, user: User, reason: str) -> int:
+    """Blacklist every unexpired refresh token of ``user``; return how many were revoked.
+
+    Access tokens need no list: they carry a hash of the password hash (simplejwt's
+    ``CHECK_REVOKE_TOKEN``) and are refused for inactive users.
+    """
+    from django.utils import timezone
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    outstanding = list(
+        OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
+    )
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in outstanding], ignore_conflicts=True)
+    if outstanding:
+        audit_record(actor=None, action=AuditLog.Action.UPDATE, target_type="user_tokens", target_id=user.pk,
+                     hospital=user.hospital if user.hospital_id else None,
+                     detail={"revoked": len(outstanding), "reason": reason})
+    return len(outstanding)
+
+
+def user_tokens_revoke_if_credentials_change(*, user: User, update_fields=None) -> int:
+    """Before ``user`` is saved: revoke their tokens when the password changes or they are deactivated."""
+    if user.pk is None:
+        return 0
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return 0  # e.g. last_login at each login
+    stored = User.objects.filter(pk=user.pk).values("password", "is_active").first()
+    if stored is None:
+        return 0
+    if stored["password"] != user.password:
+        return user_tokens_revoke(user=user, reason="password_changed")
+    if stored["is_active"] and not user.is_active:
+        return user_tokens_revoke(user=user, reason="deactivated")
+    return 0

@@ -3,14 +3,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import api, views
 
 api_patterns = [
-    path("auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token/", api.TokenObtainApi.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", api.TokenRefreshApi.as_view(), name="token-refresh"),
     path("me/", api.MeApi.as_view(), name="me"),
     path("", include("annotation.api_urls")),
     path("", include("diagnosis.api_urls")),
@@ -18,7 +17,7 @@ api_patterns = [
     path("federation/", include("federation.api_urls")),
     path("followup/", include("followup.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [

@@ -22,6 +22,7 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital
 from portal.permissions import IsHospitalStaff
 from portal.services import audit_record
+from portal.validators import validate_mrn
 
 from .. import selectors, services
 from ..events import inference_run_payload
@@ -96,7 +97,7 @@ class StudyImportApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
-        patient_mrn = serializers.CharField(max_length=64)
+        patient_mrn = serializers.CharField(max_length=64, validators=[validate_mrn])
         patient_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         modality = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
         hospital = serializers.SlugField(required=False, help_text="Hospital code (platform admins only).")

@@ -13,11 +13,12 @@ from .errors import (
     MissingCompanionFileError,
     UnsafeArchiveError,
     UnsupportedFileError,
+    VolumeTooLargeError,
 )
 from .volume import Geometry, Volume
 from .archive import ArchiveLimits, extract_zip
 from .dicom import DicomReadResult, DicomSeries, read_dicom_files, read_dicom_series
-from .formats import read_volume, sniff_format, write_labelmap_nifti, write_nifti
+from .formats import VolumeLimits, read_volume, sniff_format, write_labelmap_nifti, write_nifti
 from .loader import LoadedSeries, LoadResult, load_inputs
 from .windowing import WINDOW_PRESETS, apply_window
 
@@ -35,6 +36,8 @@ __all__ = [
     "UnsafeArchiveError",
     "UnsupportedFileError",
     "Volume",
+    "VolumeLimits",
+    "VolumeTooLargeError",
     "WINDOW_PRESETS",
     "apply_window",
     "extract_zip",

@@ -40,3 +40,9 @@ class UnsafeArchiveError(ImagingError):
     """A zip archive that could write outside its folder or expands to an absurd size."""
 
     code = "unsafe_archive"
+
+
+class VolumeTooLargeError(ImagingError):
+    """The header declares more voxels or bytes than one import may load into memory."""
+
+    code = "volume_too_large"

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptFileError, MissingCompanionFileError, UnsupportedFileError
+from .errors import CorruptFileError, MissingCompanionFileError, UnsupportedFileError, VolumeTooLargeError
 from .volume import Geometry, Volume, array_to_sitk, volume_from_sitk
 
 __all__ = [
+    "VolumeLimits",
     "companion_files",
     "read_volume",
     "sniff_format",
@@ -52,6 +53,48 @@ _MET_TYPE_BYTES = {
     "MET_DOUBLE": 8,
 }
 _HEADER_READ_LIMIT = 64 * 1024  # text headers are a few hundred bytes; never slurp a data file
+
+
+@dataclass(frozen=True)
+class VolumeLimits:
+    """The largest volume one import may load into memory, checked from the header before any voxel is read.
+
+    Attributes
+    ----------
+    max_voxels : int
+        Largest number of voxels (the product of the header's dimensions). Default 512 × 512 × 2048.
+    max_bytes : int
+        Largest size of the voxel data as stored (voxels × components × bytes per component), bytes.
+        Default 1 GiB (512 × 512 × 2048 int16).
+    """
+
+    max_voxels: int = 512 * 512 * 2048
+    max_bytes: int = 1024**3
+
+
+def check_volume_size(name: str, size: tuple[int, ...], bytes_per_voxel: int, limits: VolumeLimits) -> None:
+    """Refuse a volume whose declared ``size`` (any axis order) is over ``limits``.
+
+    Raises
+    ------
+    VolumeTooLargeError
+        Naming the declared size, the voxel count or byte count, and the limit.
+    """
+    dims = [max(int(d), 1) for d in size]
+    voxels = int(np.prod(dims, dtype=object))  # Python ints: a crafted header cannot overflow
+    declared = " × ".join(str(d) for d in dims)
+    if voxels > limits.max_voxels:
+        raise VolumeTooLargeError(
+            f"{name}: the header declares {declared} = {voxels} voxels; at most {limits.max_voxels} can be imported",
+            filename=name,
+        )
+    nbytes = voxels * max(int(bytes_per_voxel), 1)
+    if nbytes > limits.max_bytes:
+        raise VolumeTooLargeError(
+            f"{name}: the header declares {declared} voxels of {bytes_per_voxel} bytes = {nbytes} bytes; "
+            f"at most {limits.max_bytes} bytes can be imported",
+            filename=name,
+        )
 
 
 def _lower_name(path: Path) -> str:
@@ -353,9 +396,21 @@ def _check_nifti_complete(path: Path) -> None:
     except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise _corrupt(path, f"compressed stream ends early or is damaged: {type(exc).__name__}") from None
 
+    dims, bitpix, vox_offset = _nifti_header_fields(path, head)
+    ndim = int(dims[0])
+    voxels = int(np.prod([max(int(d), 1) for d in dims[1 : ndim + 1]], dtype=np.int64))
+    expected = vox_offset + voxels * bitpix // 8
+    if total < expected:
+        raise _corrupt(path, f"{total} bytes where the header declares {expected}")
+
+
+def _nifti_header_fields(path: Path, head: bytes) -> tuple[tuple[int, ...], int, int]:
+    """Return (dim[0..7], bitpix, vox_offset) from the first 540 bytes of a NIfTI-1 or NIfTI-2 file."""
     kind = _nifti_header_kind(head)
     if kind is None:
         raise _corrupt(path, "no valid NIfTI header")
+    dims: tuple[int, ...] = ()
+    bitpix = vox_offset = 0
     for order in "<>":
         if kind == "nifti1" and struct.unpack(order + "i", head[:4])[0] == 348:
             dims = struct.unpack(order + "8h", head[40:56])
@@ -367,13 +422,22 @@ def _check_nifti_complete(path: Path) -> None:
             bitpix = struct.unpack(order + "h", head[14:16])[0]
             vox_offset = struct.unpack(order + "q", head[168:176])[0]
             break
-    ndim = int(dims[0])
-    if not 1 <= ndim <= 7 or bitpix <= 0:
+    if not dims or not 1 <= int(dims[0]) <= 7 or bitpix <= 0:
         raise _corrupt(path, "invalid dim/bitpix in the NIfTI header")
-    voxels = int(np.prod([max(int(d), 1) for d in dims[1 : ndim + 1]], dtype=np.int64))
-    expected = vox_offset + voxels * bitpix // 8
-    if total < expected:
-        raise _corrupt(path, f"{total} bytes where the header declares {expected}")
+    return dims, bitpix, vox_offset
+
+
+def _check_nifti_size(path: Path, limits: VolumeLimits) -> None:
+    """Check the NIfTI header's dimensions against ``limits`` reading only its first 540 bytes."""
+    opener = gzip.open if _lower_name(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(540)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _corrupt(path, f"compressed stream ends early or is damaged: {type(exc).__name__}") from None
+    dims, bitpix, _ = _nifti_header_fields(path, head)
+    ndim = int(dims[0])
+    check_volume_size(path.name, tuple(dims[1 : ndim + 1]), max(bitpix // 8, 1), limits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +445,7 @@ def _check_nifti_complete(path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def read_volume(path: Path, *, modality: str = "") -> Volume:
+def read_volume(path: Path, *, modality: str = "", limits: VolumeLimits = VolumeLimits()) -> Volume:
     """Read a 3-D NIfTI, MetaImage or NRRD file.
 
     Parameters
@@ -391,6 +455,8 @@ def read_volume(path: Path, *, modality: str = "") -> Volume:
         (with its data file).
     modality : str, optional
         Stored on the volume (these formats carry no modality).
+    limits : VolumeLimits, optional
+        Checked against the header (voxel count and data size) before any voxel is read or decompressed.
 
     Returns
     -------
@@ -407,6 +473,8 @@ def read_volume(path: Path, *, modality: str = "") -> Volume:
         An ``.mhd``/``.nhdr`` whose data file (``ElementDataFile`` / ``data file``) is absent.
     CorruptFileError
         Truncated or undecodable data (a short ``.raw``, a truncated ``.nii.gz``, a bad header).
+    VolumeTooLargeError
+        The header declares more voxels or bytes than ``limits`` (a gzip bomb, a crafted header).
     """
     import SimpleITK as sitk
 
@@ -429,14 +497,20 @@ def read_volume(path: Path, *, modality: str = "") -> Volume:
     elif fmt == "nrrd":
         _require_companions(path, _nrrd_companions(path))
     else:
+        _check_nifti_size(path, limits)  # before _check_nifti_complete inflates the whole stream
         _check_nifti_complete(path)
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        reader.ReadImageInformation()  # the header only
     except RuntimeError as exc:
         raise _corrupt(path, _itk_reason(exc, path)) from None
+    check_volume_size(
+        path.name, tuple(reader.GetSize()),
+        # Unknown pixel types count as 8 bytes a component, the widest.
+        reader.GetNumberOfComponents() * _sitk_component_bytes().get(reader.GetPixelID(), 8), limits,
+    )
     dimension = reader.GetDimension()
     size = reader.GetSize()
     if dimension == 4 and size[3] == 1:
@@ -461,6 +535,15 @@ def read_volume(path: Path, *, modality: str = "") -> Volume:
         image = sitk.Extract(image, (*size[:3], 0), (0, 0, 0, 0))
     return volume_from_sitk(image, modality=modality)
 
+
+def _sitk_component_bytes() -> dict[int, int]:
+    """Bytes per component of SimpleITK's scalar pixel types."""
+    import SimpleITK as sitk
+
+    return {
+        sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2, sitk.sitkUInt32: 4,
+        sitk.sitkInt32: 4, sitk.sitkUInt64: 8, sitk.sitkInt64: 8, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
+    }
 
 def _itk_reason(exc: RuntimeError, path: Path) -> str:
     """Keep the last meaningful line of an ITK exception, without server paths."""

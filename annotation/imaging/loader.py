@@ -18,7 +18,7 @@ from typing import Sequence
 from .archive import ArchiveLimits, extract_zip, is_junk_name
 from .dicom import DicomSeries, read_dicom_files
 from .errors import ImagingError, UnsupportedFileError
-from .formats import VOLUME_FORMATS, companion_files, read_volume, sniff_format
+from .formats import VOLUME_FORMATS, VolumeLimits, companion_files, read_volume, sniff_format
 from .volume import Volume
 
 __all__ = ["LoadResult", "LoadedSeries", "load_inputs"]
@@ -93,6 +93,7 @@ def load_inputs(
     workdir: Path,
     limits: ArchiveLimits = ArchiveLimits(),
     default_modality: str = "",
+    volume_limits: VolumeLimits = VolumeLimits(),
 ) -> LoadResult:
     """Load every image series found in files, folders and zip archives.
 
@@ -107,6 +108,8 @@ def load_inputs(
         Limits for each archive.
     default_modality : str
         Modality for inputs that carry none (NIfTI, MetaImage, NRRD, DICOM with empty Modality).
+    volume_limits : VolumeLimits
+        Largest NIfTI, MetaImage or NRRD volume, checked from its header before it is read.
 
     Returns
     -------
@@ -192,7 +195,7 @@ def load_inputs(
         series.extend(_from_dicom(s, default_modality) for s in result.series)
     for n, item in volume_inputs:
         try:
-            volume = read_volume(item.path, modality=default_modality)
+            volume = read_volume(item.path, modality=default_modality, limits=volume_limits)
         except ImagingError as exc:
             # Re-word with the name inside the upload, which is what the person can find.
             if exc.filename and exc.filename != item.name:

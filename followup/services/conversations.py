@@ -165,10 +165,14 @@ def message_send(
     ------
     ServiceError
         404 when the sender is not a member; 429 past the rate limit; 400 for an empty or too long
-        text or a link to another patient's record.
+        text, a NUL character, or a link to another patient's record.
     """
     body = (body or "").strip()
     client_id = (client_id or "")[:64]
+    if "\x00" in body or "\x00" in client_id:
+        # The REST API's serializer refuses NUL; the websocket reaches this service directly, and
+        # PostgreSQL cannot store NUL in text.
+        raise ServiceError("A message may not contain NUL characters.", code="invalid_characters")
     with transaction.atomic():
         member_ids = conversation_member_ids(conversation.pk)
         if sender.pk not in member_ids:

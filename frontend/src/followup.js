@@ -131,7 +131,7 @@ if (builderConfig) {
     const box = document.createElement("div");
     box.className = "fu-builder-item";
     box.innerHTML = `<div class="form-row"><strong>q${index} · ${type}</strong> <label><input type="checkbox" class="b-required"> *</label></div>
-      <div class="form-row"><input class="b-text" placeholder="?" style="width:100%"></div>
+      <div class="form-row"><input class="b-text input-wide" placeholder="?"></div>
       ${["single_choice", "multiple_choice"].includes(type) ? '<div class="form-row"><textarea class="b-options" rows="3" placeholder="0|否|0\n1|是|1"></textarea></div>' : ""}
       ${type === "likert" ? '<div class="form-row"><input class="b-min" type="number" value="1"> – <input class="b-max" type="number" value="5"></div>' : ""}
       ${type === "number" ? '<div class="form-row"><input class="b-unit" placeholder="kg"> <input class="b-min" type="number" placeholder="min"> <input class="b-max" type="number" placeholder="max"></div>' : ""}

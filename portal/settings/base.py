@@ -65,7 +65,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "channels",
     "storages",
     "portal",
@@ -86,6 +89,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.AuditContextMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns a request that django-axes flagged as locked out into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -144,6 +150,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out user before any password is checked, and counts the
+# failures of every login (the login page, the admin's, and the API's token endpoint).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# One account from one address: a password guesser is stopped without letting anyone lock a
+# colleague out from elsewhere; the token endpoints' throttle (REST_FRAMEWORK below) limits a
+# password spray over many user names from one address.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -158,6 +180,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# The cache holds the API throttles' counters: shared by every web process through Redis (database 1
+# of the embedded Redis, apart from the broker's keys).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str(
+            "CACHE_URL",
+            default=REDIS_URL if os.environ.get("REDIS_URL") else f"redis://{EMBEDDED_HOST}:{EMBEDDED_REDIS_PORT}/1",
+        ),
+        "KEY_PREFIX": "yixin",
+    }
+}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -225,11 +260,25 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "portal.api_errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Scoped rates per client address; "auth" covers the token and refresh endpoints.
+    "DEFAULT_THROTTLE_RATES": {"auth": env.str("API_AUTH_THROTTLE_RATE", default="20/minute")},
 }
+# Deeper JSON is refused with a 400 before any serializer sees it (Python's parser recurses).
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=64)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=30),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
     "ROTATE_REFRESH_TOKENS": True,
+    # A rotated refresh token is refused afterwards; a password change or deactivation blacklists the
+    # user's refresh tokens (portal.services.user_tokens_revoke) and, through the password-hash claim,
+    # refuses their access tokens at once.
+    "BLACKLIST_AFTER_ROTATION": True,
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Yixin Portal API (医心相印)",
@@ -237,6 +286,40 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # ``check --deploy`` is about the deployment's security; the schema's own warnings (component name
+    # collisions, views without serializers) are reported by ``manage.py spectacular --validate``.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # The docs page's Swagger UI comes from drf-spectacular-sidecar's static files: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The schema and its docs page need a login unless API_DOCS_PUBLIC is set.
+    "SERVE_PERMISSIONS": (
+        ["rest_framework.permissions.AllowAny"]
+        if env.bool("API_DOCS_PUBLIC", default=False)
+        else ["rest_framework.permissions.IsAuthenticated"]
+    ),
+}
+
+# --- Content-Security-Policy (django-csp): scripts and styles only from the portal's own files --
+# Pages load their JavaScript from static/build and static/js and their CSS from static/css; no inline
+# script, event-handler attribute or style attribute (elements' styles are set through the DOM).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # The viewer draws label swatches and screenshots from data: and blob: URLs.
+        "img-src": ["'self'", "data:", "blob:"],
+        # 'self' covers the portal's own websockets (ws: and wss: of the same host, CSP level 3).
+        "connect-src": ["'self'"],
+        "font-src": ["'self'", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 # --- Uploads and imports --------------------------------------------------------------------
@@ -247,6 +330,10 @@ IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=2 * 1024**3
 IMPORT_MAX_ARCHIVE_BYTES = env.int("IMPORT_MAX_ARCHIVE_BYTES", default=4 * 1024**3)
 IMPORT_MAX_ARCHIVE_FILES = env.int("IMPORT_MAX_ARCHIVE_FILES", default=20000)
 IMPORT_MAX_COMPRESSION_RATIO = env.int("IMPORT_MAX_COMPRESSION_RATIO", default=200)
+# The largest NIfTI/MetaImage/NRRD volume an import loads, checked from its header before any voxel is
+# read (a 1 MB .nii.gz can declare 1024³ voxels): 512 × 512 × 2048 voxels, 1 GiB of voxel data.
+IMPORT_MAX_VOXELS = env.int("IMPORT_MAX_VOXELS", default=512 * 512 * 2048)
+IMPORT_MAX_VOLUME_BYTES = env.int("IMPORT_MAX_VOLUME_BYTES", default=1024**3)
 
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda

@@ -13,6 +13,8 @@ os.environ.setdefault("YIXIN_REDIS_PORT", "16390")
 os.environ.setdefault("YIXIN_BOLT_PORT", "17688")
 os.environ.setdefault("YIXIN_S3_PORT", "18333")
 os.environ.setdefault("S3_BUCKET", "yixin-test")
+# Many tests sign in from 127.0.0.1 within a minute; the throttle's own test sets a low rate.
+os.environ.setdefault("API_AUTH_THROTTLE_RATE", "1000/minute")
 
 from .base import *  # noqa: E402,F401,F403
 from .base import PASSWORD_HASHERS  # noqa: E402

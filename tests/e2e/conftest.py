@@ -97,6 +97,11 @@ def portal_server(embedded_services):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def csp_violations(lines: list[str]) -> list[str]:
+    """Console lines in which chromium reports that the Content-Security-Policy blocked something."""
+    return [line for line in lines if "Content Security Policy" in line]
+
+
 @pytest.fixture
 def browser_page(request):
     """A Playwright page in Debian's headless chromium; a screenshot is kept when the test fails."""
@@ -112,6 +117,7 @@ def browser_page(request):
         messages: list[str] = []
         page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: messages.append(f"pageerror: {exc}"))
+        page.console_lines = messages
         yield page
         failed = getattr(request.node, "rep_call", None)
         if failed is not None and failed.failed:
@@ -120,6 +126,8 @@ def browser_page(request):
             (ARTIFACTS / f"{request.node.name}.console.txt").write_text("\n".join(messages))
         context.close()
         browser.close()
+        # Every page the test visited ran under the portal's policy: nothing it needs may be blocked.
+        assert not csp_violations(messages), csp_violations(messages)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

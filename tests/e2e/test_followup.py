@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, csp_violations
 
 pytestmark = [pytest.mark.e2e]
 
@@ -43,9 +43,11 @@ def browser(request):
                 for page in context.pages:
                     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{i}.png"), full_page=True)
                     (ARTIFACTS / f"{request.node.name}-{i}.console.txt").write_text("\n".join(page.console_lines))
+        lines = [line for context in contexts for page in context.pages for line in page.console_lines]
         for context in contexts:
             context.close()
         browser.close()
+        assert not csp_violations(lines), csp_violations(lines)
 
 
 def login(page, base, username, password):

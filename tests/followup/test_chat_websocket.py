@@ -275,3 +275,39 @@ def test_a_member_removed_while_connected_is_closed_on_the_next_send(patient_use
     closed = async_to_sync(scenario)()
     assert closed == {"type": "websocket.close", "code": 4404}
     assert not Message.objects.exists()
+
+
+def test_nul_characters_are_refused_over_the_websocket_as_over_the_api(patient_user, conversation):
+    from tests.helpers import api_client
+
+    async def scenario():
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await pat.connect(timeout=10))[0]
+        frames = []
+        for frame in ({"type": "send", "client_id": "n1", "body": "咳嗽\u0000两周"},
+                      {"type": "send", "client_id": "n\u00002", "body": "咳嗽两周"},
+                      {"type": "ask_assistant", "client_id": "n3", "question": "肺结节\u0000是什么"}):
+            await pat.send_json_to(frame)
+            frames.append(await _receive_type_any(pat, ("ack", "error")))
+        # The socket stays usable after a refusal.
+        await pat.send_json_to({"type": "send", "client_id": "ok", "body": "咳嗽两周"})
+        frames.append(await _receive_type_any(pat, ("ack", "error")))
+        await pat.disconnect()
+        return frames
+
+    frames = async_to_sync(scenario)()
+    assert [f["type"] for f in frames] == ["error", "error", "error", "ack"]
+    assert {f["code"] for f in frames[:3]} == {"invalid_characters"}
+    assert list(Message.objects.filter(conversation=conversation).values_list("body", flat=True)) == ["咳嗽两周"]
+
+    response = api_client(patient_user).post(f"/api/followup/conversations/{conversation.pk}/messages/",
+                                             {"body": "咳嗽\u0000两周"}, format="json")
+    assert response.status_code == 400
+    assert Message.objects.filter(conversation=conversation).count() == 1
+
+
+async def _receive_type_any(communicator, kinds, timeout: float = 30):
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        if frame["type"] in kinds:
+            return frame
