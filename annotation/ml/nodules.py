@@ -521,7 +521,7 @@ class NoduleDetector:
 
     kind = "detection"
 
-    def __init__(self, *, min_confidence: float = 0.05) -> None:
+    def __init__(self, *, min_confidence: float = 0.5) -> None:
         self.min_confidence = min_confidence
         self.label_table = [{"index": 1, "name": "lung nodule", "name_zh": "肺结节", "color": "#e7298a"}]
 
