@@ -139,15 +139,24 @@ class SourceFile(models.Model):
 
 
 class SegmentationModel(models.Model):
-    """A registered segmentation model: one organ (or one task), one model.
+    """A registered segmentation or detection model: one organ (or one task), one model.
+
+    ``kind`` is ``segmentation`` (a label map with the model's label table) or ``detection`` (a label
+    map with one label per detected object; the run stores the detection's own label table, whose
+    entries carry each object's ``confidence``, and the apps above turn it into findings).
 
     ``label_table`` is a list of ``{"index": int, "name": str, "color": "#rrggbb"}``.
     ``preprocessing`` holds ``target_spacing_mm`` (k, j, i), ``intensity`` ("hu_window" | "zscore" |
     "none"), ``hu_window`` [low, high] and ``patch_size`` (k, j, i).
     """
 
+    class Kind(models.TextChoices):
+        SEGMENTATION = "segmentation", _("Segmentation")
+        DETECTION = "detection", _("Detection")
+
     class Architecture(models.TextChoices):
         CLASSICAL_LUNG = "classical_lung", _("Classical CT lung segmentation")
+        CLASSICAL_LUNG_NODULE = "classical_lung_nodule", _("Classical CT lung-nodule detection")
         UNET = "unet", "MONAI UNet"
         VNET = "vnet", "MONAI VNet"
         SEGRESNET = "segresnet", "MONAI SegResNet"
@@ -161,6 +170,10 @@ class SegmentationModel(models.Model):
     body_part = models.CharField(_("body part"), max_length=64)
     modality = models.CharField(_("modality"), max_length=16)
     architecture = models.CharField(max_length=32, choices=Architecture.choices)
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=Kind.choices, default=Kind.SEGMENTATION,
+        help_text=_("Detection models store one label per found object, with its confidence, and findings."),
+    )
     network_config = models.JSONField(default=dict, blank=True)
     label_table = models.JSONField(default=list)
     preprocessing = models.JSONField(default=dict, blank=True)

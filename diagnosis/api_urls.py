@@ -10,4 +10,8 @@ urlpatterns = [
     path("reports/<int:report_id>/finalize/", api.ReportFinalizeApi.as_view(), name="report-finalize"),
     path("reports/<int:report_id>/amend/", api.ReportAmendApi.as_view(), name="report-amend"),
     path("reports/<int:report_id>/pdf/", api.ReportPdfApi.as_view(), name="report-pdf"),
+    path("studies/<int:study_id>/findings/", api.StudyFindingsApi.as_view(), name="study-findings"),
+    path("findings/<int:finding_id>/", api.FindingDetailApi.as_view(), name="finding-detail"),
+    path("findings/<int:finding_id>/accept/", api.FindingAcceptApi.as_view(), name="finding-accept"),
+    path("findings/<int:finding_id>/reject/", api.FindingRejectApi.as_view(), name="finding-reject"),
 ]

@@ -33,10 +33,21 @@ def study_page_reports(*, user, study) -> dict:
     return {"reports": report_list_for_study(user=user, study=study)}
 
 
+def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
+    """Store a detector's objects as suggested findings (only for models of kind detection)."""
+    from .services import findings_from_detection
+
+    model = segmentation.model
+    if model is None or model.kind != model.Kind.DETECTION:
+        return
+    findings_from_detection(segmentation=segmentation, label_map=label_map, volume=volume)
+
+
 def register() -> None:
     """Register diagnosis's functions on annotation's hooks (idempotent)."""
     from annotation import hooks
 
     hooks.after_model_segmentation.register("measuring", measure_model_segmentation)
+    hooks.after_model_segmentation.register("findings", findings_from_model_detection)
     hooks.segmentation_measurements.register("diagnosis", segmentation_measurement_rows)
     hooks.study_page_context.register("diagnosis", study_page_reports)

@@ -6,7 +6,9 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from annotation.models import Segmentation, Study
+from django.core.validators import MaxValueValidator, MinValueValidator
+
+from annotation.models import Segmentation, Series, Study
 
 
 class Measurement(models.Model):
@@ -70,3 +72,89 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"Report {self.pk} v{self.version} ({self.status})"
+
+
+class Finding(models.Model):
+    """One thing seen on a study: a lung nodule, a lesion, … with where it is, how big, and who says so.
+
+    Position: ``centroid_lps_mm`` is [x, y, z] in DICOM patient coordinates (LPS, mm) and
+    ``centroid_voxel`` the nearest voxel index [k, j, i] on ``series``' grid. Size: ``long_axis_mm``
+    and ``short_axis_mm`` are the RECIST 1.1 longest axial diameter and the longest diameter
+    perpendicular to it on the same slice; ``volume_ml`` the segment's volume. A finding may point at
+    the segment (``segment_label``) of a segmentation that outlines it.
+
+    ``source`` says who proposed it (a detector with ``source_name`` and ``source_version``, a reader,
+    an import, a doctor by hand); ``status`` is the doctor's decision: suggested → accepted, rejected
+    or edited, with ``decided_by`` and ``decided_at``. Every change is audit-logged by the services.
+    """
+
+    class Kind(models.TextChoices):
+        LUNG_NODULE = "lung_nodule", _("Lung nodule")
+        LESION = "lesion", _("Lesion")
+        OTHER = "other", _("Other")
+
+    class Side(models.TextChoices):
+        RIGHT = "right", _("Right")
+        LEFT = "left", _("Left")
+
+    class Composition(models.TextChoices):
+        SOLID = "solid", _("Solid")
+        PART_SOLID = "part_solid", _("Part-solid")
+        GROUND_GLASS = "ground_glass", _("Ground-glass")
+
+    class Source(models.TextChoices):
+        DETECTOR = "detector", _("Detector")
+        READER = "reader", _("Reader")
+        IMPORT = "import", _("Import")
+        MANUAL = "manual", _("By hand")
+
+    class Status(models.TextChoices):
+        SUGGESTED = "suggested", _("Suggested")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+        EDITED = "edited", _("Edited")
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="findings")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="findings")
+    segmentation = models.ForeignKey(Segmentation, on_delete=models.SET_NULL, null=True, blank=True, related_name="findings")
+    segment_label = models.PositiveIntegerField(null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices, default=Kind.LUNG_NODULE)
+    centroid_lps_mm = models.JSONField(help_text="[x, y, z] LPS mm")
+    centroid_voxel = models.JSONField(help_text="[k, j, i] voxel index on the series grid")
+    side = models.CharField(_("side"), max_length=8, choices=Side.choices, blank=True)
+    region = models.CharField(_("lobe or region"), max_length=64, blank=True)
+    long_axis_mm = models.FloatField(_("long axis (mm)"), null=True, blank=True, validators=[MinValueValidator(0.0)])
+    short_axis_mm = models.FloatField(_("short axis (mm)"), null=True, blank=True, validators=[MinValueValidator(0.0)])
+    volume_ml = models.FloatField(_("volume (mL)"), null=True, blank=True, validators=[MinValueValidator(0.0)])
+    mean_hu = models.FloatField(null=True, blank=True)
+    max_hu = models.FloatField(null=True, blank=True)
+    composition = models.CharField(_("composition"), max_length=16, choices=Composition.choices, blank=True)
+    confidence = models.FloatField(
+        _("confidence"), null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    source_name = models.CharField(max_length=100, blank=True, help_text="detector name, reader id or import file kind")
+    source_version = models.CharField(max_length=32, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.SUGGESTED)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(_("note"), blank=True, max_length=2000)
+    characteristics = models.JSONField(default=dict, blank=True, help_text="reader characteristics (LIDC: subtlety, malignancy 1–5, …)")
+    details = models.JSONField(default=dict, blank=True, help_text="detector features, reader agreement, import provenance")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["study", "-confidence", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(confidence__isnull=True) | models.Q(confidence__gte=0.0, confidence__lte=1.0),
+                name="finding_confidence_range",
+            ),
+        ]
+        verbose_name = _("finding")
+        verbose_name_plural = _("findings")
+
+    def __str__(self) -> str:
+        return f"Finding {self.pk} {self.kind} ({self.status})"

@@ -647,7 +647,8 @@ def load_segmenter(
     Parameters
     ----------
     architecture : str
-        ``"classical_lung"`` (no weights; :class:`LungSegmenter`), ``"unet"``, ``"vnet"``,
+        ``"classical_lung"`` (no weights; :class:`LungSegmenter`), ``"classical_lung_nodule"`` (no weights;
+        :class:`annotation.ml.nodules.NoduleDetector`, a detector), ``"unet"``, ``"vnet"``,
         ``"segresnet"``, ``"dynunet"`` (built by :func:`annotation.ml.networks.build_network`, weights
         from a ``torch.save`` file holding a bare state_dict or a dict with ``"state_dict"`` or
         ``"model"``), ``"torchscript"`` (``torch.jit.load``) or ``"bundle"`` (a MONAI bundle folder or
@@ -685,7 +686,11 @@ def load_segmenter(
     device = torch.device(device)
     if name == "classical_lung":
         return LungSegmenter()
-    known = ("classical_lung", *ARCHITECTURES, "torchscript", "bundle")
+    if name == "classical_lung_nodule":
+        from .nodules import NoduleDetector
+
+        return NoduleDetector(min_confidence=float((network_config or {}).get("min_confidence", 0.5)))
+    known = ("classical_lung", "classical_lung_nodule", *ARCHITECTURES, "torchscript", "bundle")
     if name not in known:
         raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(known)}")
     if num_classes < 2:

@@ -24,7 +24,8 @@ def uncertainty_rank_start(*, user: User, model: SegmentationModel, method: str 
 
     if method not in METHODS:
         raise ServiceError(f"Choose the uncertainty method among {', '.join(METHODS)}.", code="bad_method")
-    if model.architecture == SegmentationModel.Architecture.CLASSICAL_LUNG:
+    if model.architecture in (SegmentationModel.Architecture.CLASSICAL_LUNG,
+                              SegmentationModel.Architecture.CLASSICAL_LUNG_NODULE):
         raise ServiceError("The classical method gives no probabilities to score.", code="not_scorable")
     series_ids = [s.pk for s in unlabelled_series(user=user, modality=model.modality)[:limit]]
     model_id = model.pk

@@ -25,8 +25,11 @@ from .versions import segmentation_create
 logger = logging.getLogger(__name__)
 
 
-def inference_run_create(*, user: User, series: Series, model: SegmentationModel) -> InferenceRun:
-    """Queue a one-click segmentation of ``series`` with ``model``; the worker picks it up after commit.
+def inference_run_create(*, user: User | None, series: Series, model: SegmentationModel, enqueue: bool = True) -> InferenceRun:
+    """Queue a one-click segmentation (or detection) of ``series`` with ``model``; the worker picks it up after commit.
+
+    ``enqueue=False`` only creates the row, for a caller that executes it in its own process
+    (``manage.py segment/detect --inline``); the same checks apply.
 
     Raises
     ------
@@ -39,7 +42,8 @@ def inference_run_create(*, user: User, series: Series, model: SegmentationModel
         raise ServiceError("This model is not active.", code="model_inactive")
     if model.modality and series.modality and model.modality.upper() != series.modality.upper():
         raise ServiceError(
-            f"Model {model.name} is for {model.modality}; this series is {series.modality}.", code="modality_mismatch"
+            f"Model {model.name} is for {model.modality}; this series is {series.modality or 'of unknown modality'}.",
+            code="modality_mismatch",
         )
     with transaction.atomic():
         run = InferenceRun(series=series, model=model, requested_by=user)
@@ -50,7 +54,8 @@ def inference_run_create(*, user: User, series: Series, model: SegmentationModel
             hospital=series.study.hospital, detail={"series": series.pk, "model": model.pk},
         )
         run_id, study_id = run.pk, series.study_id
-        transaction.on_commit(lambda: inference_run_task.delay(run_id))
+        if enqueue:
+            transaction.on_commit(lambda: inference_run_task.delay(run_id))
         transaction.on_commit(lambda: events.send_inference_progress(InferenceRun.objects.select_related("model").get(pk=run_id), study_id))
     return run
 
@@ -158,10 +163,13 @@ def inference_run_execute(*, run_id: int) -> InferenceRun:
         run.device = str(device)
         InferenceRun.objects.filter(pk=run.pk).update(device=run.device)
         progress.set(5.0, "preprocessing")
-        label_map = segmenter(volume, progress=progress)
+        result = segmenter(volume, progress=progress)
+        # A detector returns its label map with its own label table (one label per found object).
+        label_map = getattr(result, "label_map", result)
+        label_table = getattr(result, "label_table", None) or run.model.label_table
         progress.set(92.0, "saving")
         segmentation = segmentation_create(
-            series=run.series, label_map=label_map, label_table=run.model.label_table,
+            series=run.series, label_map=label_map, label_table=label_table,
             name=f"{run.model.display_name or run.model.name} v{run.model.version}", source=Segmentation.Source.MODEL,
             model=run.model,
         )

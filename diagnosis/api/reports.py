@@ -13,7 +13,7 @@ from portal.models import AuditLog
 from portal.permissions import IsClinician, IsClinicianOrReadOnly
 from portal.services import audit_record
 
-from . import selectors, services
+from .. import selectors, services
 
 ReportSerializer = inline_serializer(
     "Report", {"report_id": serializers.IntegerField(), "version": serializers.IntegerField(),

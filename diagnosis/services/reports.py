@@ -20,7 +20,7 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
 
-from .models import Measurement, Report
+from ..models import Measurement, Report
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def segmentation_measure(
     """
     from annotation.storage import segmentation_labelmap_load, series_geometry, series_volume_load
 
-    from .measurements.shape import measure_segments
+    from ..measurements.shape import measure_segments
 
     if label_map is None:
         label_map = segmentation_labelmap_load(segmentation)
@@ -217,10 +217,10 @@ def _key_images(report: Report) -> dict[str, str]:
     """Render the three planes through the largest finding with the overlay, as data URIs."""
     from annotation.storage import segmentation_labelmap_load, series_geometry, series_volume_load
 
-    from .measurements.shape import largest_finding, measure_segments
+    from ..measurements.shape import largest_finding, measure_segments
     from annotation.imaging.windowing import window_for_series
 
-    from .reporting.keyimages import label_colors_rgb, render_key_images
+    from ..reporting.keyimages import label_colors_rgb, render_key_images
 
     segmentation = report.segmentation
     if segmentation is None:
