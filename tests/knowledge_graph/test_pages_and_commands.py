@@ -14,14 +14,14 @@ from knowledge_graph.importers import qasystem_parse
 from knowledge_graph.models import Synonym
 from knowledge_graph.qa.evaluation import evaluation_read
 from portal.models import Role
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import UserFactory
 
 EVALUATION_SET = services.STARTER_GRAPH_PATH.parent / "evaluation.tsv"
 
 
 def signed_in(client, role=Role.DOCTOR):
     user = UserFactory(role=role)
-    client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return user
 
 
