@@ -135,3 +135,25 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def wait_for_js(page, expression: str, *, timeout: int) -> None:
+    """Poll a JavaScript expression (or function source) in ``page`` until it is truthy.
+
+    Playwright's ``page.wait_for_function`` polls with ``eval`` inside the page, which the portal's
+    Content-Security-Policy (``script-src 'self'``, no ``'unsafe-eval'``) forbids. ``page.evaluate`` goes
+    through the DevTools protocol, which the page's policy does not govern, so the pages are tested under
+    the policy they ship with. An exception in the expression propagates, as it does in wait_for_function.
+
+    Raises
+    ------
+    AssertionError
+        When the expression is still falsy after ``timeout`` milliseconds.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} ms: {expression}")
+        page.wait_for_timeout(100)

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.conftest import shared_data
+from tests.e2e.conftest import wait_for_js
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,13 +33,13 @@ def test_doctor_segments_measures_and_reports_a_chest_ct(portal_server, browser_
     link = page.wait_for_selector("#upload-result a.study-link", timeout=180_000)
     page.goto(base + link.get_attribute("href"))
 
-    page.wait_for_function("window.yixinViewer && window.yixinViewer.nv", timeout=60_000)
+    wait_for_js(page, "window.yixinViewer && window.yixinViewer.nv", timeout=60_000)
     lung_model = page.eval_on_selector(
         "#model-select", "s => [...s.options].find(o => /lung|肺/i.test(o.textContent)).value")
     page.select_option("#model-select", value=lung_model)
     page.click("#start-segmentation")
     page.wait_for_selector('#run-progress[data-status="succeeded"]', timeout=300_000)
-    page.wait_for_function("document.body.dataset.overlayLoaded", timeout=120_000)
+    wait_for_js(page, "document.body.dataset.overlayLoaded", timeout=120_000)
 
     cell = page.wait_for_selector('#measurement-table tr[data-label="1"] td.volume-ml', timeout=60_000)
     volume_text = cell.inner_text().strip()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_DIR, shared_data
+from tests.e2e.conftest import wait_for_js
 from tests.e2e.test_followup import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -64,8 +65,8 @@ def test_live_task_page_follows_a_real_run(portal_server, browser_page, tmp_path
         page.goto(f"{base}/federation/tasks/{task_id}/")
         assert "安全聚合（SecAgg+）与 RTIFed 信誉机制互斥" in page.content()
         # Live: the page was opened before the rounds finished and follows them without a reload.
-        page.wait_for_function("document.getElementById('task-status').textContent.includes('已完成')", timeout=240_000)
-        page.wait_for_function("document.querySelector('#clients tbody tr .participation').textContent === '2 / 2'",
+        wait_for_js(page, "document.getElementById('task-status').textContent.includes('已完成')", timeout=240_000)
+        wait_for_js(page, "document.querySelector('#clients tbody tr .participation').textContent === '2 / 2'",
                                timeout=30_000)
         rows = page.locator("#clients tbody tr")
         assert rows.count() == 2

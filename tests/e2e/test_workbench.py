@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_data
+from tests.e2e.conftest import wait_for_js
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -106,14 +107,14 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     _login(page, base, portal_server["password"])
     study_id = _upload(page, base, shared_data("totalsegmentator_example", "example_ct_sm.nii.gz"), "WB-1", "CT")
     page.goto(f"{base}/studies/{study_id}/")
-    page.wait_for_function("window.yixinViewer && window.yixinViewer.workbench", timeout=60_000)
+    wait_for_js(page, "window.yixinViewer && window.yixinViewer.workbench", timeout=60_000)
     page.select_option("#layout-select", "axial")
 
     # a new segmentation with one label, straight into editing
     page.click("#workbench details.wb-new summary")
     page.fill("#wb-new-name", "liver")
     page.click("#wb-new")
-    page.wait_for_function("document.body.dataset.editing", timeout=30_000)
+    wait_for_js(page, "document.body.dataset.editing", timeout=30_000)
     first_id = int(page.evaluate("document.body.dataset.editing"))
 
     # brush (2-D disc, 6 mm) on the axial slice
@@ -186,7 +187,7 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     browser = _browser_labelmap(page, shape)
     page.fill("#wb-comment", "painted in the browser")
     page.click("#wb-save")
-    page.wait_for_function("document.body.dataset.savedVersion", timeout=30_000)
+    wait_for_js(page, "document.body.dataset.savedVersion", timeout=30_000)
     saved_id = int(page.evaluate("document.body.dataset.savedVersion"))
     server = _server_labelmap(page, base, saved_id, tmp_path)
     np.testing.assert_array_equal(server, browser)
@@ -199,7 +200,7 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     # refine: keep the largest component (server side, new version)
     page.select_option("#wb-refine-op", "largest_component")
     page.click("#wb-refine")
-    page.wait_for_function("document.body.dataset.refinedVersion", timeout=30_000)
+    wait_for_js(page, "document.body.dataset.refinedVersion", timeout=30_000)
     refined_id = int(page.evaluate("document.body.dataset.refinedVersion"))
     refined = _server_labelmap(page, base, refined_id, tmp_path)
     components, n = ndimage.label(server > 0, structure=np.ones((3, 3, 3)))
@@ -209,17 +210,17 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     assert n_after == 1
 
     # compare the refined version with the saved one: the small blob shows as removed
-    page.wait_for_function(f"document.body.dataset.versionsFor == String({refined_id})", timeout=30_000)
+    wait_for_js(page, f"document.body.dataset.versionsFor == String({refined_id})", timeout=30_000)
     page.select_option("#wb-compare-with", str(saved_id))
     page.click("#wb-compare")
     row = page.wait_for_selector('#wb-compare-table tr[data-label="1"]', timeout=30_000)
     cells = [c.inner_text() for c in row.query_selector_all("td")]
     assert cells[1] == "+0" and cells[2] == f"−{int((server > 0).sum() - sizes.max())}"
-    page.wait_for_function("window.yixinViewer.viewer.overlay !== null", timeout=30_000)
+    wait_for_js(page, "window.yixinViewer.viewer.overlay !== null", timeout=30_000)
 
     # roll back to the hand-painted version
     page.click(f'#wb-versions li[data-id="{saved_id}"] button[data-action="make-current"]')
-    page.wait_for_function(f"""() => [...document.querySelectorAll('#wb-versions li')]
+    wait_for_js(page, f"""() => [...document.querySelectorAll('#wb-versions li')]
         .some(li => li.dataset.id === "{saved_id}" && li.dataset.current === "true")""", timeout=30_000)
 
 
@@ -236,13 +237,13 @@ def test_dicom_seg_export_from_the_page_and_msd_import(portal_server, browser_pa
 
     # import the DICOM SEG onto the study from the workbench panel
     page.goto(f"{base}/studies/{study_id}/")
-    page.wait_for_function("window.yixinViewer && window.yixinViewer.workbench", timeout=60_000)
+    wait_for_js(page, "window.yixinViewer && window.yixinViewer.workbench", timeout=60_000)
     page.click("#workbench details.wb-import summary")
     page.set_input_files("#wb-import-file", str(seg_file))
     page.click("#wb-import")
-    page.wait_for_function("document.body.dataset.importedSegmentation", timeout=60_000)
+    wait_for_js(page, "document.body.dataset.importedSegmentation", timeout=60_000)
     seg_id = int(page.evaluate("document.body.dataset.importedSegmentation"))
-    page.wait_for_function(f"document.querySelector('#wb-export a[data-type=dicom_seg]').href.includes('/{seg_id}/')",
+    wait_for_js(page, f"document.querySelector('#wb-export a[data-type=dicom_seg]').href.includes('/{seg_id}/')",
                            timeout=30_000)
     with page.expect_download() as download:
         page.click("#wb-export a[data-type=dicom_seg]")
@@ -271,6 +272,6 @@ def test_dicom_seg_export_from_the_page_and_msd_import(portal_server, browser_pa
     body = response.json()
     assert len(body["segmentation_ids"]) == 3
     page.goto(f"{base}/studies/{body['study_ids'][0]}/")
-    page.wait_for_function("document.body.dataset.overlayLoaded", timeout=60_000)
+    wait_for_js(page, "document.body.dataset.overlayLoaded", timeout=60_000)
     legend = page.inner_text("#label-legend")
     assert "Anterior" in legend and "Posterior" in legend
