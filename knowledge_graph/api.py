@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -29,10 +29,14 @@ class _FactSerializer(serializers.Serializer):
     object = serializers.CharField()
 
 
+# How a word of the question was corrected to an entity name.
+CORRECTION_KINDS = ["synonym", "edit_distance"]
+
+
 class _CorrectionSerializer(serializers.Serializer):
     original = serializers.CharField()
     corrected = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["synonym", "edit_distance"])
+    kind = serializers.ChoiceField(choices=CORRECTION_KINDS)
 
 
 class AnswerOutputSerializer(serializers.Serializer):
@@ -57,6 +61,7 @@ class AskApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="KgAskInput")
     class InputSerializer(serializers.Serializer):
         question = serializers.CharField(max_length=services.MAX_QUESTION_CHARS, trim_whitespace=True)
         conversation_id = serializers.UUIDField(required=False, allow_null=True)
@@ -88,6 +93,7 @@ class EntitySearchApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="KgEntitySearchResult")
     class OutputSerializer(serializers.Serializer):
         label = serializers.CharField()
         label_zh = serializers.CharField()
@@ -112,6 +118,7 @@ class EntityDetailApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="KgEntityDetail")
     class OutputSerializer(serializers.Serializer):
         label = serializers.CharField()
         label_zh = serializers.CharField()
@@ -154,6 +161,7 @@ class SynonymCreateApi(APIView):
 
     permission_classes = [IsClinician]
 
+    @extend_schema_serializer(component_name="KgSynonymCreateInput")
     class InputSerializer(serializers.Serializer):
         alias = serializers.CharField(max_length=64)
         canonical = serializers.CharField(max_length=200)

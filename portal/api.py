@@ -1,7 +1,7 @@
 """Account endpoints: JWT tokens (for mobile and API clients) and the current user."""
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
@@ -46,6 +46,7 @@ class TokenRefreshApi(TokenRefreshView):
 
 
 class MeApi(APIView):
+    @extend_schema_serializer(component_name="CurrentUser")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()

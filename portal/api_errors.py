@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions, status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -16,6 +17,15 @@ class ServiceError(Exception):
         self.message = message
         self.code = code
         self.status_code = status_code
+
+
+# The error body's schema component, shared by every app's API documentation.
+ErrorSerializer = inline_serializer("Error", {"error": inline_serializer("ErrorBody", {
+    "code": serializers.CharField(help_text="A stable machine-readable code, e.g. invalid_input, not_found."),
+    "message": serializers.CharField(),
+    "filename": serializers.CharField(required=False, help_text="The uploaded file that was refused."),
+    "fields": serializers.DictField(required=False, help_text="Per-field messages of a validation failure."),
+})})
 
 
 # Exception types of the apps' plain-Python packages that mean "this input is bad": each carries

@@ -42,3 +42,44 @@ def contiguous_slices(folder: Path, count: int) -> list[Path]:
     files = sorted(folder.glob("*.dcm"))
     by_z = sorted(files, key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]))
     return by_z[:count]
+
+
+def api_schema() -> dict:
+    """Generate the OpenAPI schema in-process, as ``manage.py spectacular`` does (warnings silenced)."""
+    from drf_spectacular.drainage import GENERATOR_STATS
+    from drf_spectacular.generators import SchemaGenerator
+
+    with GENERATOR_STATS.silence():
+        return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _strict_json_schema(node):
+    """Turn OpenAPI 3.0 schema objects into JSON Schema: ``nullable`` admits null, and an object whose
+    properties are listed admits no other key (so an undocumented field in a response fails)."""
+    if isinstance(node, list):
+        return [_strict_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _strict_json_schema(v) for k, v in node.items()}
+    if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
+        node["additionalProperties"] = False
+    if node.pop("nullable", False):
+        node = {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+def assert_matches_schema(schema: dict, path: str, method: str, response) -> None:
+    """Validate a JSON response against what the schema documents for ``path`` (the template, e.g.
+    ``/api/followup/conversations/{conversation_id}/``), ``method`` and the response's status code."""
+    import jsonschema
+
+    operation = schema["paths"][path][method.lower()]
+    documented = operation["responses"].get(str(response.status_code))
+    assert documented is not None, f"{method} {path} does not document status {response.status_code}"
+    body_schema = documented["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft7Validator({**_strict_json_schema(body_schema),
+                                            "components": _strict_json_schema(schema["components"])},
+                                           format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(response.json()), key=lambda e: list(e.absolute_path))
+    assert not errors, f"{method} {path} → {response.status_code}: " + "; ".join(
+        f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}" for e in errors[:5])

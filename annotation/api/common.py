@@ -12,7 +12,7 @@ from django.urls import reverse
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from portal.api_errors import ServiceError
+from portal.api_errors import ErrorSerializer, ServiceError  # noqa: F401  (the error schema, re-exported)
 
 from ..models import Segmentation
 
@@ -31,10 +31,6 @@ def segmentation_payload(segmentation: Segmentation) -> dict:
         "is_current": segmentation.is_current,
     }
 
-
-ErrorSerializer = inline_serializer(
-    "Error", {"error": inline_serializer("ErrorBody", {"code": serializers.CharField(), "message": serializers.CharField()})}
-)
 
 
 def _store_uploads(files, directory: Path) -> list[Path]:

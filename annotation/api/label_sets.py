@@ -47,7 +47,7 @@ class LabelSetListApi(APIView):
         allow_overlap = serializers.BooleanField(required=False, default=False)
         labels = LabelInputSerializer(many=True, required=False, default=list)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="Label sets")
+    @extend_schema(operation_id="label_sets_list", responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT}, summary="Label sets")
     def get(self, request):
         return Response({"results": [label_set_payload(s) for s in selectors.label_set_list(user=request.user)]})
 

@@ -148,7 +148,7 @@ class StudyImportApi(APIView):
 
 
 class StudyListApi(APIView):
-    @extend_schema(responses=StudyListSerializer, summary="Studies the user may see")
+    @extend_schema(operation_id="studies_list", responses=StudyListSerializer, summary="Studies the user may see")
     def get(self, request):
         studies = list(selectors.study_list(user=request.user)[:200])
         return Response({"results": [study_payload(s) for s in studies]})

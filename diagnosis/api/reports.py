@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,8 +22,23 @@ ReportSerializer = inline_serializer(
 )
 
 
+_MEASUREMENT_FIELDS = {
+    "label": serializers.IntegerField(help_text="The segment's value in the label map."),
+    "name": serializers.CharField(), "name_zh": serializers.CharField(allow_blank=True), "color": serializers.CharField(),
+    "voxel_count": serializers.IntegerField(), "volume_ml": serializers.FloatField(),
+    "surface_area_mm2": serializers.FloatField(), "surface_area_crofton_mm2": serializers.FloatField(allow_null=True),
+    "max_diameter_mm": serializers.FloatField(), "axial_long_mm": serializers.FloatField(),
+    "axial_short_mm": serializers.FloatField(), "component_count": serializers.IntegerField(),
+    "mean_intensity": serializers.FloatField(allow_null=True, help_text="Mean HU on CT."),
+    "std_intensity": serializers.FloatField(allow_null=True),
+    "centroid_lps_mm": serializers.ListField(child=serializers.FloatField(), help_text="Patient LPS coordinates."),
+}
+
+
 class SegmentationMeasurementsApi(APIView):
-    @extend_schema(summary="Measurements of each segment (volume mL, diameters mm, HU)")
+    @extend_schema(responses=inline_serializer("SegmentationMeasurements", {
+                       "segmentation_id": serializers.IntegerField(), "segments": inline_serializer("SegmentMeasurement", _MEASUREMENT_FIELDS, many=True)}),
+                   summary="Measurements of each segment (volume mL, diameters mm, HU)")
     def get(self, request, segmentation_id: int):
         segmentation = annotation_selectors.segmentation_get(user=request.user, segmentation_id=segmentation_id)
         rows = selectors.measurement_list(segmentation=segmentation)
@@ -38,6 +53,7 @@ class SegmentationMeasurementsApi(APIView):
 class StudyReportsApi(APIView):
     permission_classes = [IsClinicianOrReadOnly]
 
+    @extend_schema_serializer(component_name="ReportCreateInput")
     class InputSerializer(serializers.Serializer):
         segmentation = serializers.IntegerField(required=False)
 
@@ -63,6 +79,7 @@ class StudyReportsApi(APIView):
 class ReportDetailApi(APIView):
     permission_classes = [IsClinicianOrReadOnly]
 
+    @extend_schema_serializer(component_name="ReportEditInput")
     class InputSerializer(serializers.Serializer):
         findings = serializers.CharField(required=False, allow_blank=True, max_length=20000)
         impression = serializers.CharField(required=False, allow_blank=True, max_length=20000)
