@@ -14,4 +14,6 @@ urlpatterns = [
     path("findings/<int:finding_id>/", api.FindingDetailApi.as_view(), name="finding-detail"),
     path("findings/<int:finding_id>/accept/", api.FindingAcceptApi.as_view(), name="finding-accept"),
     path("findings/<int:finding_id>/reject/", api.FindingRejectApi.as_view(), name="finding-reject"),
+    path("series/<int:series_id>/reads/lidc/", api.SeriesLidcReadsApi.as_view(), name="series-lidc-reads"),
+    path("series/<int:series_id>/reads/luna16/", api.SeriesLuna16AnnotationsApi.as_view(), name="series-luna16-annotations"),
 ]

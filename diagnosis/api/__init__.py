@@ -7,6 +7,7 @@ from .findings import (
     FindingRejectApi,
     StudyFindingsApi,
 )
+from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
     ReportAmendApi,
     ReportDetailApi,
@@ -25,6 +26,8 @@ __all__ = [
     "ReportFinalizeApi",
     "ReportPdfApi",
     "SegmentationMeasurementsApi",
+    "SeriesLidcReadsApi",
+    "SeriesLuna16AnnotationsApi",
     "StudyFindingsApi",
     "StudyReportsApi",
 ]

@@ -37,6 +37,7 @@ FindingSerializer = inline_serializer("Finding", {
     "mean_hu": serializers.FloatField(allow_null=True),
     "max_hu": serializers.FloatField(allow_null=True),
     "composition": serializers.CharField(),
+    "solid_component_mm": serializers.FloatField(allow_null=True),
     "confidence": serializers.FloatField(allow_null=True),
     "source": serializers.ChoiceField(choices=Finding.Source.choices),
     "source_name": serializers.CharField(),
@@ -126,6 +127,7 @@ class FindingDetailApi(APIView):
         short_axis_mm = serializers.FloatField(required=False, min_value=0.0)
         volume_ml = serializers.FloatField(required=False, min_value=0.0)
         composition = serializers.ChoiceField(choices=Finding.Composition.choices, required=False, allow_blank=True)
+        solid_component_mm = serializers.FloatField(required=False, min_value=0.0, allow_null=True)
         note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(responses=FindingSerializer, summary="One finding")
@@ -167,3 +169,4 @@ class FindingRejectApi(APIView):
         serializer.is_valid(raise_exception=True)
         finding = services.finding_reject(user=request.user, finding=finding, **serializer.validated_data)
         return Response(services.finding_payload(finding))
+

@@ -1,6 +1,7 @@
 """Writes of the diagnosis app, one module per domain: :mod:`.reports` (measuring segmentations,
-drafting, signing and amending reports) and :mod:`.findings` (findings: detected, read, imported or
-placed by hand, and the doctor's decisions on them)."""
+drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
+placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
+from LIDC-IDRI XML and LUNA16 annotations.csv)."""
 
 from .findings import (
     finding_accept,
@@ -10,6 +11,7 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
+from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
     measurement_payload,
     report_amend,
@@ -28,6 +30,10 @@ __all__ = [
     "finding_edit",
     "finding_payload",
     "finding_reject",
+    "lidc_reads_import",
+    "luna16_annotations_import",
+    "ReadsImport",
+    "reads_import_payload",
     "findings_from_detection",
     "measurement_payload",
     "report_amend",
