@@ -5,6 +5,7 @@ from .findings import (
     FindingAcceptApi,
     FindingDetailApi,
     FindingRejectApi,
+    StudyFindingComparisonApi,
     StudyFindingsApi,
 )
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
@@ -28,6 +29,7 @@ __all__ = [
     "SegmentationMeasurementsApi",
     "SeriesLidcReadsApi",
     "SeriesLuna16AnnotationsApi",
+    "StudyFindingComparisonApi",
     "StudyFindingsApi",
     "StudyReportsApi",
 ]

@@ -170,3 +170,23 @@ class FindingRejectApi(APIView):
         finding = services.finding_reject(user=request.user, finding=finding, **serializer.validated_data)
         return Response(services.finding_payload(finding))
 
+
+class StudyFindingComparisonApi(APIView):
+    permission_classes = [IsHospitalStaff]
+
+    @extend_schema(
+        responses=inline_serializer("FindingComparison", {
+            "reference_source": serializers.CharField(allow_null=True),
+            "detector": serializers.DictField(allow_null=True),
+            "nodules": serializers.ListField(child=serializers.DictField(),
+                                             help_text="per readers' nodule: outcome hit | missed"),
+            "detections": serializers.ListField(child=serializers.DictField(),
+                                                help_text="per detection: outcome hit | extra | ignored"),
+            "summary": serializers.DictField(child=serializers.IntegerField()),
+            "rule": serializers.CharField(),
+        }),
+        summary="The detector's findings compared with the readers' nodules (LUNA16 rule)",
+    )
+    def get(self, request, study_id: int):
+        study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+        return Response(selectors.finding_comparison(user=request.user, study=study))
