@@ -5,7 +5,9 @@ from .findings import (
     FindingAcceptApi,
     FindingDetailApi,
     FindingRejectApi,
+    ReportLungRadsConfirmApi,
     StudyFindingComparisonApi,
+    StudyLungRadsApi,
     StudyFindingsApi,
 )
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
@@ -29,7 +31,9 @@ __all__ = [
     "SegmentationMeasurementsApi",
     "SeriesLidcReadsApi",
     "SeriesLuna16AnnotationsApi",
+    "ReportLungRadsConfirmApi",
     "StudyFindingComparisonApi",
+    "StudyLungRadsApi",
     "StudyFindingsApi",
     "StudyReportsApi",
 ]

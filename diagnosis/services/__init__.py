@@ -1,7 +1,8 @@
 """Writes of the diagnosis app, one module per domain: :mod:`.reports` (measuring segmentations,
 drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
 placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
-from LIDC-IDRI XML and LUNA16 annotations.csv)."""
+from LIDC-IDRI XML and LUNA16 annotations.csv) and :mod:`.lung_rads` (the doctor's confirmation of a
+Lung-RADS category)."""
 
 from .findings import (
     finding_accept,
@@ -11,6 +12,7 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
+from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
     measurement_payload,
@@ -40,6 +42,8 @@ __all__ = [
     "report_content",
     "report_create_draft",
     "report_finalize",
+    "report_lung_rads_confirm",
+    "LUNG_RADS_CATEGORIES",
     "report_pdf_bytes",
     "report_render_pdf",
     "report_update",
