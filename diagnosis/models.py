@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 
@@ -119,7 +120,7 @@ class Finding(models.Model):
     class Status(models.TextChoices):
         SUGGESTED = "suggested", _("Suggested")
         ACCEPTED = "accepted", _("Accepted")
-        REJECTED = "rejected", _("Rejected")
+        REJECTED = "rejected", pgettext_lazy("finding status", "Rejected")
         EDITED = "edited", _("Edited")
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="findings")
