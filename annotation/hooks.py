@@ -64,6 +64,7 @@ study_page_context = Hook(
     """Extra context for the study page, from the apps that show their own records there.
 
     Each function is called as ``f(user=User, study=Study)`` and returns a dict merged into the
-    template context (e.g. ``{"reports": [...]}``).
+    template context (e.g. ``{"reports": [...]}``). A ``study_sections`` list of template names is
+    added to (not replacing) the sections the page includes below its own.
     """,
 )

@@ -67,6 +67,17 @@ def series_get(*, user: User, series_id: int) -> Series:
         raise Http404("No such series.") from None
 
 
+def series_slice_uids(*, series: Series) -> list[str]:
+    """Return the SOP Instance UID of each slice of a DICOM series, in the volume's k order.
+
+    The import stores one source file per instance in slice order (sorted along the slice normal), so
+    the rows' creation order is the k order. A series not imported from DICOM gives blanks.
+    """
+    uids = list(series.source_files.order_by("pk").values_list("sop_instance_uid", flat=True))
+    depth = int(series.shape[0])
+    return uids if len(uids) == depth else [""] * depth
+
+
 def segmentation_get(*, user: User, segmentation_id: int) -> Segmentation:
     try:
         return (

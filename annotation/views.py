@@ -97,10 +97,14 @@ def study_detail(request, study_id: int):
         "can_report": is_clinician(request.user),
         "can_edit": request.user.role != Role.PATIENT,
         "review_only": review_only,
+        "study_sections": [],
     }
-    # Apps above annotation (diagnosis: the reports) add their records through this hook.
+    # Apps above annotation (diagnosis: the reports, the findings' comparison) add their records through this hook.
     for _key, provide in hooks.study_page_context.items():
-        context.update(provide(user=request.user, study=study))
+        extra = dict(provide(user=request.user, study=study))
+        sections = extra.pop("study_sections", [])
+        context.update(extra)
+        context["study_sections"].extend(sections)
     return render(request, "annotation/study_detail.html", context)
 
 

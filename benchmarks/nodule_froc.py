@@ -32,60 +32,34 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from annotation.imaging.dicom.read import read_dicom_series  # noqa: E402
-from annotation.interop.lidc import group_marks, parse_lidc_xml  # noqa: E402
+from annotation.interop.lidc import group_nodules, parse_lidc_xml, place_marks  # noqa: E402
 from annotation.ml.lung import segment_lungs  # noqa: E402
 from annotation.ml.nodules import detect_nodules  # noqa: E402
+from diagnosis.measurements.matching import Reference, froc_sensitivities, luna16_match  # noqa: E402
 
 DATA = Path(os.environ.get("YIXIN_SHARED_DATA", ROOT.parent / "shared" / "data")) / "lidc_idri_0001_ct_nodules"
 FP_RATES = (1, 2, 4, 8)
 
 
 def reference_nodules(series, reads):
-    """Return [(centre LPS mm, diameter mm, reader count)] for nodules ≥ 3 mm, and the points of the rest."""
+    """Return [(centre LPS mm, diameter mm, reader count)] for nodules >= 3 mm, and the points of the rest.
+
+    The same placement and grouping as the portal's import of the reads
+    (:func:`annotation.interop.lidc.place_marks`, :func:`~annotation.interop.lidc.group_nodules`).
+    """
     geometry = series.volume.geometry
-    slice_of = {uid: k for k, uid in enumerate(series.sop_instance_uids)}
-    spacing = np.asarray(geometry.spacing_mm)
-    big, points, readers = [], [], []
-    for mark in reads.marks:
-        voxels = np.array([(slice_of[roi.sop_instance_uid], y, x) for roi in mark.rois for x, y in roi.points], float)
-        centre = geometry.index_to_lps(voxels.mean(axis=0))
-        if mark.kind == "nodule":
-            extent = max(
-                float(np.max(np.linalg.norm((pts[:, None, 1:] - pts[None, :, 1:]) * spacing[1:], axis=-1)))
-                for pts in (np.array([(0, y, x) for x, y in roi.points], float) for roi in mark.rois)
-            )
-            big.append((centre, extent))
-            readers.append(mark.reader)
-        else:
-            points.append(centre)
-    groups = group_marks(np.array([c for c, _ in big]), readers, max_distance_mm=10.0)
-    nodules = [(np.mean([big[m][0] for m in g], axis=0), float(np.mean([big[m][1] for m in g])), len(g)) for g in groups]
+    placed = place_marks(reads, geometry, sop_instance_uids=series.sop_instance_uids)
+    nodules = [(n.centre_lps_mm, n.diameter_mm, n.agreement) for n in group_nodules(placed, geometry)]
+    points = [geometry.index_to_lps(p.centre_kji) for p in placed if p.mark.kind != "nodule"]
     return nodules, points
 
 
 def froc(candidates, nodules, ignored_points, min_readers):
-    scored = [n for n in nodules if n[2] >= min_readers]
-    others = [n for n in nodules if n[2] < min_readers]
-    hit = [False] * len(scored)
-    false_positives = 0
-    sensitivity_at = {}
-    for candidate in candidates:  # most confident first
-        centre = np.asarray(candidate.centre_lps_mm)
-        matched = [i for i, (c, d, _) in enumerate(scored) if np.linalg.norm(centre - c) <= d / 2]
-        if matched:
-            for i in matched:
-                hit[i] = True
-        elif any(np.linalg.norm(centre - c) <= max(d / 2, 1.5) for c, d, _ in others) or any(
-                np.linalg.norm(centre - p) <= 3.0 for p in ignored_points):
-            continue
-        else:
-            false_positives += 1
-            for rate in FP_RATES:
-                if false_positives == rate + 1 and rate not in sensitivity_at:
-                    sensitivity_at[rate] = sum(hit) / max(1, len(scored))
-    for rate in FP_RATES:
-        sensitivity_at.setdefault(rate, sum(hit) / max(1, len(scored)))
-    return len(scored), sensitivity_at
+    """Score the candidates (most confident first) with the portal's LUNA16 matching."""
+    references = [Reference(centre, diameter, scored=count >= min_readers) for centre, diameter, count in nodules]
+    match = luna16_match(np.array([c.centre_lps_mm for c in candidates]).reshape(-1, 3), references,
+                         np.array(ignored_points).reshape(-1, 3))
+    return sum(r.scored for r in references), froc_sensitivities(match, rates=FP_RATES)
 
 
 def main() -> None:

@@ -33,6 +33,16 @@ def study_page_reports(*, user, study) -> dict:
     return {"reports": report_list_for_study(user=user, study=study)}
 
 
+def study_page_findings(*, user, study) -> dict:
+    """Return the study page's comparison of the detector's findings with the readers' nodules (staff only)."""
+    from .selectors import finding_comparison
+
+    comparison = finding_comparison(user=user, study=study)
+    if not comparison["nodules"] and not comparison["detections"]:
+        return {}
+    return {"finding_comparison": comparison, "study_sections": ["diagnosis/_finding_comparison.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -51,3 +61,4 @@ def register() -> None:
     hooks.after_model_segmentation.register("findings", findings_from_model_detection)
     hooks.segmentation_measurements.register("diagnosis", segmentation_measurement_rows)
     hooks.study_page_context.register("diagnosis", study_page_reports)
+    hooks.study_page_context.register("diagnosis-findings", study_page_findings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 
@@ -59,6 +60,12 @@ class Report(models.Model):
     impression = models.TextField(_("impression"), blank=True)
     snapshot = models.JSONField(default=dict, blank=True, help_text="The structured content frozen at finalisation.")
     pdf_file = models.FileField(upload_to="reports/", max_length=255, blank=True)
+    # A Lung-RADS category is only ever stored here by the doctor's confirmation (report_lung_rads_confirm).
+    lung_rads_category = models.CharField(_("Lung-RADS category"), max_length=4, blank=True)
+    lung_rads_rule = models.TextField(_("Lung-RADS rule"), blank=True, max_length=2000)
+    lung_rads_confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                               related_name="+")
+    lung_rads_confirmed_at = models.DateTimeField(null=True, blank=True)
     pdf_sha256 = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -91,6 +98,7 @@ class Finding(models.Model):
     class Kind(models.TextChoices):
         LUNG_NODULE = "lung_nodule", _("Lung nodule")
         LESION = "lesion", _("Lesion")
+        NON_NODULE = "non_nodule", _("Non-nodule")
         OTHER = "other", _("Other")
 
     class Side(models.TextChoices):
@@ -105,13 +113,14 @@ class Finding(models.Model):
     class Source(models.TextChoices):
         DETECTOR = "detector", _("Detector")
         READER = "reader", _("Reader")
+        CONSENSUS = "consensus", _("Readers' consensus")
         IMPORT = "import", _("Import")
         MANUAL = "manual", _("By hand")
 
     class Status(models.TextChoices):
         SUGGESTED = "suggested", _("Suggested")
         ACCEPTED = "accepted", _("Accepted")
-        REJECTED = "rejected", _("Rejected")
+        REJECTED = "rejected", pgettext_lazy("finding status", "Rejected")
         EDITED = "edited", _("Edited")
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="findings")
@@ -129,6 +138,10 @@ class Finding(models.Model):
     mean_hu = models.FloatField(null=True, blank=True)
     max_hu = models.FloatField(null=True, blank=True)
     composition = models.CharField(_("composition"), max_length=16, choices=Composition.choices, blank=True)
+    solid_component_mm = models.FloatField(
+        _("solid component (mm)"), null=True, blank=True, validators=[MinValueValidator(0.0)],
+        help_text="Mean diameter of a part-solid nodule's solid component (Lung-RADS).",
+    )
     confidence = models.FloatField(
         _("confidence"), null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )

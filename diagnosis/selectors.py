@@ -66,3 +66,184 @@ def finding_get(*, user: User, finding_id: int) -> Finding:
 def finding_list_for_segmentation(*, segmentation) -> QuerySet[Finding]:
     """Return the findings a detector run stored with its segmentation, most confident first."""
     return Finding.objects.filter(segmentation=segmentation).order_by("-confidence", "pk")
+
+
+def _reference_diameter_mm(finding: Finding) -> float:
+    diameter = (finding.details or {}).get("reference_diameter_mm")
+    return float(diameter if diameter is not None else (finding.long_axis_mm or 0.0))
+
+
+def finding_comparison(*, user: User, study) -> dict:
+    """Compare the detector's findings with the readers' nodules of a study, per nodule.
+
+    References are the readers' grouped nodules (consensus findings of an LIDC import) or, without
+    them, the imported LUNA16 nodules; the detections are those of the newest detector run. Matching
+    is :func:`diagnosis.measurements.matching.luna16_match`, the function the FROC benchmark uses:
+    a nodule is ``hit`` or ``missed``; a detection is ``hit``, ``extra`` (a false positive) or
+    ``ignored`` (on a reader's nodule < 3 mm or non-nodule).
+
+    Returns
+    -------
+    dict
+        ``reference_source``, ``detector``, ``nodules``, ``detections``, ``summary`` (counts) and
+        ``rule`` (the matching rule, in the user's language).
+    """
+    import numpy as np
+    from django.utils.translation import gettext
+
+    from .measurements.matching import Reference, luna16_match
+
+    findings = list(finding_visible_queryset(user).filter(study=study).order_by("-confidence", "pk"))
+    detections = [f for f in findings if f.source == Finding.Source.DETECTOR]
+    runs = [f.segmentation_id for f in detections if f.segmentation_id is not None]
+    if runs:
+        detections = [f for f in detections if f.segmentation_id == max(runs)]
+    references = [f for f in findings if f.source == Finding.Source.CONSENSUS]
+    reference_source = Finding.Source.CONSENSUS if references else None
+    if not references:
+        references = [f for f in findings if f.source == Finding.Source.IMPORT and "reference_diameter_mm" in f.details]
+        reference_source = Finding.Source.IMPORT if references else None
+    points = [f for f in findings if f.source == Finding.Source.READER and f.segmentation_id is None]
+    match = luna16_match(
+        np.array([f.centroid_lps_mm for f in detections], dtype=float).reshape(-1, 3),
+        [Reference(f.centroid_lps_mm, _reference_diameter_mm(f)) for f in references],
+        np.array([f.centroid_lps_mm for f in points], dtype=float).reshape(-1, 3),
+    )
+    nodules = [{
+        "finding_id": f.pk,
+        "centroid_lps_mm": f.centroid_lps_mm,
+        "diameter_mm": round(_reference_diameter_mm(f), 2),
+        "agreement": (f.details or {}).get("lidc", {}).get("agreement"),
+        "outcome": "hit" if match.hits_per_reference[n] else "missed",
+        "detections": [detections[d].pk for d in match.hits_per_reference[n]],
+    } for n, f in enumerate(references)]
+    rows = [{
+        "finding_id": f.pk,
+        "centroid_lps_mm": f.centroid_lps_mm,
+        "confidence": f.confidence,
+        "status": f.status,
+        "outcome": match.outcomes[n],
+        "nodules": [references[r].pk for r in match.hit_references[n]],
+    } for n, f in enumerate(detections)]
+    outcomes = list(match.outcomes)
+    detector = detections[0] if detections else None
+    return {
+        "reference_source": reference_source,
+        "detector": {"name": detector.source_name, "version": detector.source_version} if detector else None,
+        "nodules": nodules,
+        "detections": rows,
+        "summary": {"nodules": len(nodules), "hit": len(nodules) - len(match.missed), "missed": len(match.missed),
+                    "extra": outcomes.count("extra"), "ignored": outcomes.count("ignored")},
+        "rule": gettext("A detection hits a readers' nodule when its centre lies within the nodule's radius; a "
+                        "detection on no nodule is extra, one on a nodule under 3 mm or a non-nodule is ignored "
+                        "(LUNA16 rule, Setio et al. 2017)."),
+    }
+
+
+# LIDC calcification ratings of a benign pattern: 1 popcorn, 2 laminated, 3 solid, 5 central (4 non-central
+# and 6 absent are not).
+_BENIGN_CALCIFICATION = {1, 2, 3, 5}
+
+
+def _lung_rads_rule_texts() -> dict:
+    from django.utils.translation import gettext_lazy as _
+
+    return {
+        "no_nodules": _("No lung nodules."),
+        "benign_calcification": _("Nodule with a benign pattern of calcification (complete, central, popcorn, "
+                                  "concentric rings) or fat."),
+        "solid_baseline_lt6": _("Solid nodule < 6 mm at baseline."),
+        "solid_new_lt4": _("New solid nodule < 4 mm."),
+        "solid_baseline_6_8": _("Solid nodule ≥ 6 to < 8 mm at baseline."),
+        "solid_new_4_6": _("New solid nodule 4 to < 6 mm."),
+        "solid_baseline_8_15": _("Solid nodule ≥ 8 to < 15 mm at baseline."),
+        "solid_new_6_8": _("New solid nodule 6 to < 8 mm."),
+        "solid_growing_lt8": _("Growing solid nodule < 8 mm."),
+        "solid_baseline_ge15": _("Solid nodule ≥ 15 mm at baseline."),
+        "solid_new_or_growing_ge8": _("New or growing solid nodule ≥ 8 mm."),
+        "part_solid_baseline_lt6": _("Part-solid nodule < 6 mm total diameter at baseline."),
+        "part_solid_baseline_solid_lt6": _("Part-solid nodule ≥ 6 mm total diameter with a solid component < 6 mm "
+                                           "at baseline."),
+        "part_solid_new_lt6": _("New part-solid nodule < 6 mm total diameter."),
+        "part_solid_baseline_solid_6_8": _("Part-solid nodule ≥ 6 mm with a solid component ≥ 6 to < 8 mm at "
+                                           "baseline."),
+        "part_solid_new_or_growing_solid_lt4": _("New or growing part-solid nodule with a solid component < 4 mm."),
+        "part_solid_baseline_solid_ge8": _("Part-solid nodule with a solid component ≥ 8 mm at baseline."),
+        "part_solid_new_or_growing_solid_ge4": _("New or growing part-solid nodule with a solid component ≥ 4 mm."),
+        "part_solid_solid_unmeasured": _("Part-solid nodule ≥ 6 mm whose solid component is not measured: at least "
+                                         "category 3; measure the solid component to decide 3, 4A or 4B."),
+        "ground_glass_lt30": _("Non-solid (ground-glass) nodule < 30 mm at baseline, new or growing."),
+        "ground_glass_ge30_stable": _("Non-solid (ground-glass) nodule ≥ 30 mm, unchanged."),
+        "ground_glass_ge30": _("Non-solid (ground-glass) nodule ≥ 30 mm at baseline, new or growing (a slowly "
+                               "growing one is category 2: the doctor judges the pace)."),
+        "stable_3_months": _("Category 3 or 4 nodule unchanged for ≥ 3 months."),
+    }
+
+
+def _lung_rads_nodules(user: User, study) -> tuple[list, list[dict]]:
+    from .measurements.lung_rads import LungRadsNodule, mean_diameter_mm
+
+    findings = (finding_visible_queryset(user)
+                .filter(study=study, kind=Finding.Kind.LUNG_NODULE,
+                        status__in=[Finding.Status.ACCEPTED, Finding.Status.EDITED])
+                .order_by("pk"))
+    nodules, unassessed = [], []
+    for f in findings:
+        if not f.long_axis_mm:
+            unassessed.append({"finding_id": f.pk, "reason": "no_size"})
+            continue
+        if not f.composition:
+            unassessed.append({"finding_id": f.pk, "reason": "no_composition"})
+            continue
+        calcification = (f.characteristics or {}).get("calcification")
+        nodules.append(LungRadsNodule(
+            mean_diameter_mm=mean_diameter_mm(f.long_axis_mm, f.short_axis_mm), composition=f.composition,
+            solid_component_mm=f.solid_component_mm, centre_lps_mm=tuple(f.centroid_lps_mm),
+            benign_calcification=calcification in _BENIGN_CALCIFICATION, key=f.pk,
+        ))
+    return nodules, unassessed
+
+
+def lung_rads_suggestion(*, user: User, study, prior_study=None) -> dict:
+    """Suggest a Lung-RADS v2022 category from a study's accepted (or edited) lung nodules.
+
+    With ``prior_study`` (the same patient's earlier study) its accepted nodules decide which nodules
+    are new, growing or stable (:func:`diagnosis.measurements.lung_rads.lung_rads_suggest`), and the
+    months between the study dates whether a stable nodule is category 2. Nothing is stored: the
+    doctor confirms a category with :func:`diagnosis.services.report_lung_rads_confirm`.
+
+    Raises
+    ------
+    portal.api_errors.ServiceError
+        ``prior_mismatch`` when the prior study is another patient's, or not earlier.
+    """
+    from portal.api_errors import ServiceError
+
+    from .measurements.lung_rads import SOURCE, lung_rads_suggest
+
+    nodules, unassessed = _lung_rads_nodules(user, study)
+    prior, interval = None, None
+    if prior_study is not None:
+        if prior_study.patient_id != study.patient_id or prior_study.pk == study.pk:
+            raise ServiceError("The prior study must be another study of the same patient.", code="prior_mismatch")
+        if study.study_date and prior_study.study_date:
+            if prior_study.study_date >= study.study_date:
+                raise ServiceError("The prior study must be earlier than this one.", code="prior_mismatch")
+            interval = round((study.study_date - prior_study.study_date).days / 30.4375, 1)
+        prior, _ = _lung_rads_nodules(user, prior_study)
+    result = lung_rads_suggest(nodules, prior=prior, prior_interval_months=interval)
+    texts = _lung_rads_rule_texts()
+    return {
+        "category": result.category,
+        "rule_code": result.rule_code,
+        "rule": str(texts[result.rule_code]),
+        "source": SOURCE,
+        "nodules": [{"finding_id": n.key, "category": n.category, "rule_code": n.rule_code,
+                     "rule": str(texts[n.rule_code]), "course": n.course,
+                     "mean_diameter_mm": next(x.mean_diameter_mm for x in nodules if x.key == n.key)}
+                    for n in result.nodules],
+        "unassessed": unassessed,
+        "prior_study_id": prior_study.pk if prior_study is not None else None,
+        "prior_interval_months": interval,
+        "suggestion_only": True,
+    }

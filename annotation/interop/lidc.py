@@ -18,10 +18,16 @@ import numpy as np
 
 __all__ = [
     "CHARACTERISTICS",
+    "GROUP_DISTANCE_MM",
     "LidcError",
     "LidcMark",
     "LidcReads",
     "LidcRoi",
+    "PlacedMark",
+    "ReadNodule",
+    "consensus_mask_voxels",
+    "group_nodules",
+    "place_marks",
     "group_marks",
     "parse_lidc_xml",
 ]
@@ -198,3 +204,180 @@ def group_marks(centroids_mm: np.ndarray, readers, *, max_distance_mm: float) ->
         else:
             best.append(index)
     return groups
+
+
+# --- Placing the marks on a series grid and grouping them into nodules -----------------------------
+
+GROUP_DISTANCE_MM = 10.0
+"""Marks of different readers whose centres lie closer than this are one nodule (as in the FROC benchmark)."""
+
+
+@dataclass(frozen=True)
+class PlacedMark:
+    """One reader's mark placed on the series grid.
+
+    Attributes
+    ----------
+    mark : LidcMark
+    points_kji : ndarray, shape (n, 3), int
+        The mark's contour (or single) points as voxel indices (k, j, i).
+    centre_kji : ndarray, shape (3,), float
+        Mean of ``points_kji`` (the centre LUNA16's reference list uses).
+    diameter_mm : float
+        Largest in-plane distance between two contour points of one slice, in mm (0 for a point mark).
+    mask_kji : ndarray, shape (m, 3), int, or None
+        The voxels the contours enclose, for a nodule ≥ 3 mm; None for a point mark.
+    """
+
+    mark: LidcMark
+    points_kji: np.ndarray
+    centre_kji: np.ndarray
+    diameter_mm: float
+    mask_kji: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ReadNodule:
+    """Readers' marks of one nodule ≥ 3 mm: indices into the placed marks, its agreement, centre and diameter.
+
+    ``centre_lps_mm`` is the mean of the readers' centres and ``diameter_mm`` the mean of their
+    diameters (the LUNA16 reference convention, Setio et al. 2017).
+    """
+
+    members: tuple[int, ...]
+    agreement: int
+    centre_lps_mm: np.ndarray
+    diameter_mm: float
+
+
+def _slice_resolver(geometry, sop_instance_uids):
+    if geometry.axial_axis() != 0:
+        raise LidcError("the series is not a stack of axial slices, so LIDC contours cannot be placed on it")
+    k_of_uid = {uid: k for k, uid in enumerate(sop_instance_uids) if uid}
+    depth = geometry.shape[0]
+    slice_z = geometry.index_to_lps(np.stack([np.arange(depth), np.zeros(depth), np.zeros(depth)], axis=1))[:, 2]
+    tolerance = 0.5 * abs(float(geometry.spacing_mm[0]) * float(geometry.direction_matrix[2, 0])) or 0.5
+
+    def resolve(roi: LidcRoi, where: str) -> int:
+        if roi.sop_instance_uid in k_of_uid:
+            return k_of_uid[roi.sop_instance_uid]
+        nearest = int(np.argmin(np.abs(slice_z - roi.z_mm)))
+        if abs(float(slice_z[nearest]) - roi.z_mm) > tolerance:
+            raise LidcError(f"{where}: image {roi.sop_instance_uid} (z = {roi.z_mm:g} mm) is not a slice of this "
+                            f"series (its slices span z = {slice_z.min():g} to {slice_z.max():g} mm)")
+        return nearest
+
+    return resolve
+
+
+def _fill_slice(rois, rows: int, columns: int) -> np.ndarray:
+    """Fill one slice's contours: inclusions minus exclusions, the outline itself left out.
+
+    The LIDC protocol asked readers to draw the outline just outside the nodule, so the outline's own
+    pixels are not nodule (Armato et al. 2011). An exclusion outline is drawn around a hole, inside
+    the nodule, so only its inside is removed. A contour too small to enclose any pixel keeps its
+    outline.
+    """
+    from skimage.draw import line, polygon
+
+    def region(roi):
+        xs = np.array([p[0] for p in roi.points], float)
+        ys = np.array([p[1] for p in roi.points], float)
+        filled = np.zeros((rows, columns), bool)
+        outline = np.zeros((rows, columns), bool)
+        filled[polygon(ys, xs, shape=(rows, columns))] = True
+        corners = list(roi.points) + [roi.points[0]]
+        for (x0, y0), (x1, y1) in zip(corners[:-1], corners[1:]):
+            outline[line(y0, x0, y1, x1)] = True
+        inside = filled & ~outline
+        return inside if inside.any() else (filled | outline)
+
+    mask = np.zeros((rows, columns), bool)
+    for roi in rois:
+        if roi.inclusion:
+            mask |= region(roi)
+    for roi in rois:
+        if not roi.inclusion:
+            mask &= ~region(roi)
+    return mask
+
+
+def place_marks(reads: LidcReads, geometry, *, sop_instance_uids) -> list[PlacedMark]:
+    """Place every mark of ``reads`` on a series grid.
+
+    Parameters
+    ----------
+    reads : LidcReads
+    geometry : annotation.imaging.volume.Geometry
+        The series grid, shape (k, j, i) with k the axial slice axis.
+    sop_instance_uids : sequence of str, length k
+        SOP Instance UID of each slice, in k order. A contour is placed on the slice with its
+        ``imageSOP_UID``, else on the slice at its ``imageZposition`` (within half a slice).
+
+    Returns
+    -------
+    list of PlacedMark
+        In the order of ``reads.marks``.
+
+    Raises
+    ------
+    LidcError
+        The series is not axial; a contour's image is not a slice of the series (neither by UID nor
+        by z); a point lies outside the image (the message names the reader and the mark).
+    """
+    resolve = _slice_resolver(geometry, sop_instance_uids)
+    _, rows, columns = (int(v) for v in geometry.shape)
+    spacing = np.asarray(geometry.spacing_mm, float)
+    placed = []
+    for mark in reads.marks:
+        kind = {"nodule": "nodule", "small_nodule": "nodule < 3 mm", "non_nodule": "non-nodule"}[mark.kind]
+        where = f"reader {mark.reader + 1}, {kind} {mark.mark_id!r}"
+        by_slice: dict[int, list[LidcRoi]] = {}
+        points = []
+        for roi in mark.rois:
+            for x, y in roi.points:
+                if not (0 <= x < columns and 0 <= y < rows):
+                    raise LidcError(f"{where}: point (x {x}, y {y}) lies outside the {columns} × {rows} image")
+            k = resolve(roi, where)
+            by_slice.setdefault(k, []).append(roi)
+            points.extend((k, y, x) for x, y in roi.points)
+        points_kji = np.asarray(points, dtype=int)
+        diameter, mask = 0.0, None
+        if mark.kind == "nodule":
+            voxels = []
+            for k, rois in by_slice.items():
+                for roi in rois:
+                    xy = np.asarray(roi.points, float)
+                    if roi.inclusion and len(xy) > 1:
+                        gaps = (xy[:, None, ::-1] - xy[None, :, ::-1]) * spacing[1:]
+                        diameter = max(diameter, float(np.sqrt((gaps ** 2).sum(-1)).max()))
+                j, i = np.nonzero(_fill_slice(rois, rows, columns))
+                voxels.append(np.stack([np.full_like(j, k), j, i], axis=1))
+            mask = np.concatenate(voxels) if voxels else np.zeros((0, 3), int)
+            if len(mask) == 0:
+                raise LidcError(f"{where}: its contours enclose no voxel")
+        placed.append(PlacedMark(mark=mark, points_kji=points_kji, centre_kji=points_kji.mean(axis=0),
+                                 diameter_mm=diameter, mask_kji=mask))
+    return placed
+
+
+def group_nodules(placed: list[PlacedMark], geometry, *, max_distance_mm: float = GROUP_DISTANCE_MM) -> list[ReadNodule]:
+    """Group the readers' nodules ≥ 3 mm into one :class:`ReadNodule` per nodule (see :func:`group_marks`)."""
+    nodules = [n for n, p in enumerate(placed) if p.mark.kind == "nodule"]
+    if not nodules:
+        return []
+    centres = geometry.index_to_lps(np.array([placed[n].centre_kji for n in nodules]))
+    groups = group_marks(centres, [placed[n].mark.reader for n in nodules], max_distance_mm=max_distance_mm)
+    return [
+        ReadNodule(members=tuple(nodules[m] for m in group), agreement=len(group),
+                   centre_lps_mm=centres[group].mean(axis=0),
+                   diameter_mm=float(np.mean([placed[nodules[m]].diameter_mm for m in group])))
+        for group in groups
+    ]
+
+
+def consensus_mask_voxels(members: list[PlacedMark], *, share: float = 0.5) -> np.ndarray:
+    """Return the voxels (m, 3) marked by at least ``share`` of the readers who marked the nodule."""
+    stacked = np.concatenate([np.unique(p.mask_kji, axis=0) for p in members])
+    voxels, counts = np.unique(stacked, axis=0, return_counts=True)
+    return voxels[counts >= share * len(members)]

@@ -5,8 +5,12 @@ from .findings import (
     FindingAcceptApi,
     FindingDetailApi,
     FindingRejectApi,
+    ReportLungRadsConfirmApi,
+    StudyFindingComparisonApi,
+    StudyLungRadsApi,
     StudyFindingsApi,
 )
+from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
     ReportAmendApi,
     ReportDetailApi,
@@ -25,6 +29,11 @@ __all__ = [
     "ReportFinalizeApi",
     "ReportPdfApi",
     "SegmentationMeasurementsApi",
+    "SeriesLidcReadsApi",
+    "SeriesLuna16AnnotationsApi",
+    "ReportLungRadsConfirmApi",
+    "StudyFindingComparisonApi",
+    "StudyLungRadsApi",
     "StudyFindingsApi",
     "StudyReportsApi",
 ]

@@ -37,6 +37,7 @@ FindingSerializer = inline_serializer("Finding", {
     "mean_hu": serializers.FloatField(allow_null=True),
     "max_hu": serializers.FloatField(allow_null=True),
     "composition": serializers.CharField(),
+    "solid_component_mm": serializers.FloatField(allow_null=True),
     "confidence": serializers.FloatField(allow_null=True),
     "source": serializers.ChoiceField(choices=Finding.Source.choices),
     "source_name": serializers.CharField(),
@@ -126,6 +127,7 @@ class FindingDetailApi(APIView):
         short_axis_mm = serializers.FloatField(required=False, min_value=0.0)
         volume_ml = serializers.FloatField(required=False, min_value=0.0)
         composition = serializers.ChoiceField(choices=Finding.Composition.choices, required=False, allow_blank=True)
+        solid_component_mm = serializers.FloatField(required=False, min_value=0.0, allow_null=True)
         note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(responses=FindingSerializer, summary="One finding")
@@ -167,3 +169,71 @@ class FindingRejectApi(APIView):
         serializer.is_valid(raise_exception=True)
         finding = services.finding_reject(user=request.user, finding=finding, **serializer.validated_data)
         return Response(services.finding_payload(finding))
+
+
+class StudyFindingComparisonApi(APIView):
+    permission_classes = [IsHospitalStaff]
+
+    @extend_schema(
+        responses=inline_serializer("FindingComparison", {
+            "reference_source": serializers.CharField(allow_null=True),
+            "detector": serializers.DictField(allow_null=True),
+            "nodules": serializers.ListField(child=serializers.DictField(),
+                                             help_text="per readers' nodule: outcome hit | missed"),
+            "detections": serializers.ListField(child=serializers.DictField(),
+                                                help_text="per detection: outcome hit | extra | ignored"),
+            "summary": serializers.DictField(child=serializers.IntegerField()),
+            "rule": serializers.CharField(),
+        }),
+        summary="The detector's findings compared with the readers' nodules (LUNA16 rule)",
+    )
+    def get(self, request, study_id: int):
+        study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+        return Response(selectors.finding_comparison(user=request.user, study=study))
+
+
+class StudyLungRadsApi(APIView):
+    permission_classes = [IsHospitalStaff]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("prior", int, required=False,
+                                     description="An earlier study of the same patient, for new / growing nodules")],
+        responses=inline_serializer("LungRadsSuggestion", {
+            "category": serializers.CharField(), "rule_code": serializers.CharField(),
+            "rule": serializers.CharField(), "source": serializers.CharField(),
+            "nodules": serializers.ListField(child=serializers.DictField()),
+            "unassessed": serializers.ListField(child=serializers.DictField()),
+            "prior_study_id": serializers.IntegerField(allow_null=True),
+            "prior_interval_months": serializers.FloatField(allow_null=True),
+            "suggestion_only": serializers.BooleanField(),
+        }),
+        summary="Suggest a Lung-RADS v2022 category from the accepted nodules (nothing is stored)",
+    )
+    def get(self, request, study_id: int):
+        study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+        prior = request.query_params.get("prior")
+        prior_study = None
+        if prior:
+            if not prior.isdigit():
+                raise ServiceError("prior is a study id.", code="invalid_request")
+            prior_study = annotation_selectors.study_get(user=request.user, study_id=int(prior))
+        return Response(selectors.lung_rads_suggestion(user=request.user, study=study, prior_study=prior_study))
+
+
+class ReportLungRadsConfirmApi(APIView):
+    permission_classes = [IsClinician]
+
+    class LungRadsConfirmInputSerializer(serializers.Serializer):
+        category = serializers.CharField(max_length=4, help_text="0, 1, 2, 3, 4A, 4B or 4X, optionally with S")
+        rule = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    @extend_schema(request=LungRadsConfirmInputSerializer,
+                   responses=inline_serializer("LungRadsConfirmed", {
+                       "report_id": serializers.IntegerField(), "lung_rads": serializers.DictField()}),
+                   summary="Record the Lung-RADS category the doctor confirms on a draft report")
+    def post(self, request, report_id: int):
+        report = selectors.report_get(user=request.user, report_id=report_id)
+        serializer = self.LungRadsConfirmInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        report = services.report_lung_rads_confirm(user=request.user, report=report, **serializer.validated_data)
+        return Response({"report_id": report.pk, "lung_rads": services.report_content(report)["lung_rads"]})

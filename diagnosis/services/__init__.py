@@ -1,6 +1,8 @@
 """Writes of the diagnosis app, one module per domain: :mod:`.reports` (measuring segmentations,
-drafting, signing and amending reports) and :mod:`.findings` (findings: detected, read, imported or
-placed by hand, and the doctor's decisions on them)."""
+drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
+placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
+from LIDC-IDRI XML and LUNA16 annotations.csv) and :mod:`.lung_rads` (the doctor's confirmation of a
+Lung-RADS category)."""
 
 from .findings import (
     finding_accept,
@@ -10,6 +12,8 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
+from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
+from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
     measurement_payload,
     report_amend,
@@ -28,12 +32,18 @@ __all__ = [
     "finding_edit",
     "finding_payload",
     "finding_reject",
+    "lidc_reads_import",
+    "luna16_annotations_import",
+    "ReadsImport",
+    "reads_import_payload",
     "findings_from_detection",
     "measurement_payload",
     "report_amend",
     "report_content",
     "report_create_draft",
     "report_finalize",
+    "report_lung_rads_confirm",
+    "LUNG_RADS_CATEGORIES",
     "report_pdf_bytes",
     "report_render_pdf",
     "report_update",

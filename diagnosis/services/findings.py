@@ -20,7 +20,8 @@ from portal.services import audit_record
 from ..models import Finding
 
 # Fields a doctor may change with finding_edit.
-EDITABLE_FIELDS = ("kind", "side", "region", "long_axis_mm", "short_axis_mm", "volume_ml", "composition", "note")
+EDITABLE_FIELDS = ("kind", "side", "region", "long_axis_mm", "short_axis_mm", "volume_ml", "composition",
+                   "solid_component_mm", "note")
 
 
 def _audit(user: User | None, finding: Finding, action: str, detail: dict) -> None:
@@ -127,7 +128,8 @@ def finding_reject(*, user: User, finding: Finding, note: str = "") -> Finding:
 
 
 def finding_edit(*, user: User, finding: Finding, **changes) -> Finding:
-    """Correct a finding's kind, side, region, sizes, composition or note; its status becomes edited.
+    """Correct a finding's kind, side, region, sizes, composition (and a part-solid nodule's solid
+    component) or note; its status becomes edited.
 
     Raises
     ------
@@ -167,6 +169,7 @@ def finding_payload(finding: Finding) -> dict:
         "mean_hu": _round(finding.mean_hu, 1),
         "max_hu": _round(finding.max_hu, 1),
         "composition": finding.composition,
+        "solid_component_mm": _round(finding.solid_component_mm, 2),
         "confidence": _round(finding.confidence, 4),
         "source": finding.source,
         "source_name": finding.source_name,

@@ -197,6 +197,12 @@ def report_content(report: Report) -> dict:
         "measurements": measurements,
         "findings": report.findings,
         "impression": report.impression,
+        # Only ever set by the doctor's confirmation (report_lung_rads_confirm), never by the suggestion.
+        "lung_rads": None if not report.lung_rads_category else {
+            "category": report.lung_rads_category, "rule": report.lung_rads_rule,
+            "confirmed_by": str(report.lung_rads_confirmed_by) if report.lung_rads_confirmed_by else None,
+            "confirmed_at": report.lung_rads_confirmed_at.isoformat() if report.lung_rads_confirmed_at else None,
+        },
         "signed_by": str(report.signed_by) if report.signed_by else None,
         "signed_at": report.signed_at.isoformat() if report.signed_at else None,
     }

@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotation.interop.lidc import LidcError, group_marks, parse_lidc_xml
+from annotation.imaging.volume import Geometry
+from annotation.interop.lidc import (
+    LidcError,
+    LidcMark,
+    LidcReads,
+    LidcRoi,
+    consensus_mask_voxels,
+    group_marks,
+    group_nodules,
+    parse_lidc_xml,
+    place_marks,
+)
 from tests.conftest import shared_data
 
 
@@ -47,3 +58,72 @@ def test_marks_of_one_nodule_by_different_readers_are_grouped():
     groups = group_marks(centroids, readers, max_distance_mm=10.0)
     # Reader 2's second mark near the first nodule cannot join a group that already has reader 2.
     assert groups == [[0, 1, 3], [2], [4]]
+
+
+# --- placing marks on a grid ----------------------------------------------------------------------
+
+# Four axial slices of 20 × 20 pixels of 1 mm, 2.5 mm apart, the first at z = -10 mm.
+GRID = Geometry(shape=(4, 20, 20), spacing_mm=(2.5, 1.0, 1.0), origin_mm=(0.0, 0.0, -10.0),
+                direction=(0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0))
+UIDS = ("u0", "u1", "u2", "u3")
+
+
+def _square(x0, y0, side, uid="u1", z=-7.5, inclusion=True):
+    corners = [(x0, y0), (x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side)]
+    return LidcRoi(sop_instance_uid=uid, z_mm=z, inclusion=inclusion, points=tuple(corners))
+
+
+def _reads(*marks):
+    return LidcReads(series_instance_uid="1.2", study_instance_uid="", reader_count=3, marks=tuple(marks))
+
+
+def _nodule(reader, *rois):
+    return LidcMark(reader=reader, reader_id=str(reader), mark_id=f"N{reader}", kind="nodule", rois=rois)
+
+
+def test_a_contour_fills_its_inside_without_the_outline_on_the_slice_of_its_uid():
+    [placed] = place_marks(_reads(_nodule(0, _square(5, 5, 4))), GRID, sop_instance_uids=UIDS)
+    # Outline at x, y in 5..9: the inside is x, y in 6..8 (3 × 3 pixels) on slice k = 1.
+    assert sorted(map(tuple, placed.mask_kji)) == [(1, y, x) for y in range(6, 9) for x in range(6, 9)]
+    assert placed.diameter_mm == pytest.approx(4 * np.sqrt(2))  # the square's diagonal
+    assert placed.centre_kji.tolist() == [1.0, 7.0, 7.0]
+
+
+def test_an_exclusion_contour_cuts_a_hole():
+    [placed] = place_marks(_reads(_nodule(0, _square(2, 2, 10), _square(5, 5, 4, inclusion=False))), GRID,
+                           sop_instance_uids=UIDS)
+    voxels = set(map(tuple, placed.mask_kji))
+    # Inside of the outer outline: 9 × 9; the hole is the exclusion's inside (3 × 3): its outline is drawn in
+    # the nodule, around the hole, so it stays nodule.
+    assert (1, 5, 5) in voxels and (1, 7, 7) not in voxels and len(voxels) == 9 * 9 - 3 * 3
+
+
+def test_unknown_image_uids_fall_back_to_the_z_position():
+    mark = _nodule(0, _square(5, 5, 4, uid="other", z=-5.0))
+    [placed] = place_marks(_reads(mark), GRID, sop_instance_uids=("", "", "", ""))
+    assert set(placed.mask_kji[:, 0]) == {2}  # z = -10 + 2 × 2.5
+
+
+@pytest.mark.parametrize("roi, message", [
+    (_square(5, 5, 4, uid="other", z=30.0), "image other (z = 30 mm) is not a slice of this series"),
+    (_square(15, 5, 6), "point (x 21, y 5) lies outside the 20 × 20 image"),
+])
+def test_marks_that_do_not_fit_the_grid_are_refused(roi, message):
+    with pytest.raises(LidcError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        place_marks(_reads(_nodule(0, roi)), GRID, sop_instance_uids=UIDS)
+
+
+def test_consensus_keeps_the_voxels_half_the_readers_marked():
+    reads = _reads(_nodule(0, _square(5, 5, 4)), _nodule(1, _square(6, 6, 4)), _nodule(2, _square(6, 5, 4)))
+    placed = place_marks(reads, GRID, sop_instance_uids=UIDS)
+    [nodule] = group_nodules(placed, GRID)
+    assert nodule.agreement == 3 and nodule.members == (0, 1, 2)
+    # Insides: A x, y 6..8; B x, y 7..9; C x 7..9, y 6..8. Two of three readers: 2 of 3 is >= 50 %.
+    votes = {}
+    for p in placed:
+        for v in map(tuple, p.mask_kji):
+            votes[v] = votes.get(v, 0) + 1
+    expected = sorted(v for v, n in votes.items() if n >= 2)
+    assert sorted(map(tuple, consensus_mask_voxels(placed))) == expected
+    # Hand-counted: row 6 columns 7-8 (A, C), rows 7-8 columns 7-8 (all three) and column 9 (B, C).
+    assert expected == [(1, 6, 7), (1, 6, 8), (1, 7, 7), (1, 7, 8), (1, 7, 9), (1, 8, 7), (1, 8, 8), (1, 8, 9)]
