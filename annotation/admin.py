@@ -1,10 +1,13 @@
 from django.contrib import admin
 
 from .models import (
+    DicomPeer,
+    DicomRoutingRule,
     InferenceRun,
     Label,
     LabelSet,
     Patient,
+    PatientPseudonym,
     ReviewComment,
     Segmentation,
     SegmentationModel,
@@ -96,3 +99,23 @@ class ReviewCommentAdmin(admin.ModelAdmin):
 class UncertaintyScoreAdmin(admin.ModelAdmin):
     list_display = ("pk", "series", "model", "method", "score", "computed_at")
     list_filter = ("method",)
+
+
+@admin.register(DicomPeer)
+class DicomPeerAdmin(admin.ModelAdmin):
+    list_display = ("ae_title", "hospital", "host", "port", "is_active", "created_at")
+    list_filter = ("hospital", "is_active")
+    search_fields = ("ae_title",)
+
+
+@admin.register(DicomRoutingRule)
+class DicomRoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ("pk", "hospital", "modality", "body_part", "series_description_pattern", "model", "priority", "is_active")
+    list_filter = ("hospital", "is_active")
+
+
+@admin.register(PatientPseudonym)
+class PatientPseudonymAdmin(admin.ModelAdmin):
+    list_display = ("pseudonym", "patient", "created_at")
+    search_fields = ("pseudonym",)
+    readonly_fields = ("patient", "pseudonym", "created_at")

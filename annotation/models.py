@@ -8,9 +8,12 @@ Geometry fields follow ``annotation.imaging.volume``: shape and spacing in array
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -418,3 +421,78 @@ class UncertaintyScore(models.Model):
     class Meta:
         ordering = ["-score"]
         constraints = [models.UniqueConstraint(fields=["series", "model", "method"], name="uncertainty_unique")]
+
+
+class DicomPeer(models.Model):
+    """A DICOM node that may send studies: its calling AE title files them into ``hospital``.
+
+    ``host`` and ``port`` name where results go back (its C-STORE SCP), when set.
+    """
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="dicom_peers")
+    ae_title = models.CharField(
+        _("calling AE title"), max_length=16, unique=True,
+        validators=[RegexValidator(r"^(?=.*[^ ])[\x20-\x5b\x5d-\x7e]{1,16}$", _("1–16 printable ASCII characters, no backslash."))],
+        help_text=_("The AE title the modality or PACS calls with (DICOM PS3.5 AE: up to 16 characters)."),
+    )
+    host = models.CharField(_("host for results"), max_length=255, blank=True)
+    port = models.PositiveIntegerField(_("port for results"), null=True, blank=True,
+                                       validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hospital", "ae_title"]
+        verbose_name = _("DICOM peer")
+        verbose_name_plural = _("DICOM peers")
+
+    def __str__(self) -> str:
+        return f"{self.ae_title} → {self.hospital.code}"
+
+
+class DicomRoutingRule(models.Model):
+    """Start a one-click segmentation of every received series that matches: modality, body part
+    (both case-insensitive, empty = any) and a regular expression searched in the series description."""
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="dicom_routing_rules")
+    modality = models.CharField(_("modality"), max_length=16, blank=True)
+    body_part = models.CharField(_("body part"), max_length=64, blank=True)
+    series_description_pattern = models.CharField(
+        _("series description pattern"), max_length=200, blank=True,
+        help_text=_("A Python regular expression searched in Series Description (0008,103E); empty = any."),
+    )
+    model = models.ForeignKey(SegmentationModel, on_delete=models.CASCADE, related_name="dicom_routing_rules")
+    priority = models.IntegerField(_("priority"), default=100, help_text=_("Lower first."))
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hospital", "priority", "pk"]
+        verbose_name = _("DICOM routing rule")
+        verbose_name_plural = _("DICOM routing rules")
+
+    def __str__(self) -> str:
+        return f"{self.modality or '*'}/{self.body_part or '*'}/{self.series_description_pattern or '*'} → {self.model}"
+
+    def clean(self) -> None:
+        try:
+            re.compile(self.series_description_pattern)
+        except re.error as exc:
+            raise ValidationError({"series_description_pattern": _("Not a valid regular expression: %(error)s") % {"error": exc}})
+
+
+class PatientPseudonym(models.Model):
+    """The pseudonym a patient gets in de-identified research exports; kept here so that the hospital
+    can map it back, never written into an export's files."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="pseudonym")
+    pseudonym = models.CharField(_("pseudonym"), max_length=32, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("patient pseudonym")
+        verbose_name_plural = _("patient pseudonyms")
+
+    def __str__(self) -> str:
+        return self.pseudonym

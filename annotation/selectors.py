@@ -305,3 +305,33 @@ def assignable_staff(*, user: User, study: Study) -> list[User]:
         return []
     staff = User.objects.filter(hospital_id=study.hospital_id, role__in=STAFF_ROLES, is_active=True)
     return sorted(staff, key=lambda u: (u.role != Role.ANNOTATOR, str(u)))
+
+
+# --- DICOM network ------------------------------------------------------------------------------
+
+def dicom_peer_titles_active() -> list[str]:
+    """Return the calling AE titles that may send studies (active peers)."""
+    from .models import DicomPeer
+
+    return list(DicomPeer.objects.filter(is_active=True).values_list("ae_title", flat=True))
+
+
+def dicom_peer_by_ae_title(*, ae_title: str):
+    """Return the active peer calling with ``ae_title`` (with its hospital), or None."""
+    from .models import DicomPeer
+
+    return DicomPeer.objects.select_related("hospital").filter(ae_title=ae_title.strip(), is_active=True).first()
+
+
+def dicom_routing_rules_for(*, hospital) -> QuerySet:
+    """Return a hospital's active routing rules whose model is active and available to it, by priority."""
+    from django.db.models import Q
+
+    from .models import DicomRoutingRule
+
+    return (
+        DicomRoutingRule.objects.filter(hospital=hospital, is_active=True, model__is_active=True)
+        .filter(Q(model__hospital__isnull=True) | Q(model__hospital=hospital))
+        .select_related("model")
+        .order_by("priority", "pk")
+    )

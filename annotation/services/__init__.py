@@ -10,6 +10,14 @@ re-exported here for callers that load through ``services``.
 
 from ..storage import segmentation_labelmap_load, series_geometry, series_volume_load, stored_file_to_path
 from .active_learning import uncertainty_rank_start, uncertainty_score_compute
+from .dicom_network import (
+    dicom_completion_start,
+    dicom_listener_build,
+    dicom_peer_create,
+    dicom_received_series_import,
+    dicom_routing_apply,
+    dicom_spool,
+)
 from .export_import import (
     EXPORT_FORMATS,
     SEG_SOP_CLASS_UID,
@@ -25,6 +33,7 @@ from .export_import import (
 from .imports import ImportResult, patient_get_or_create, study_import
 from .inference import inference_run_cancel, inference_run_create, inference_run_execute, inference_run_wait
 from .label_sets import label_set_create, label_set_update, label_upsert, segmentation_create_from_label_set
+from .research_export import patient_pseudonym_get_or_create, study_export_deidentified
 from .registry import segmentation_model_register, segmentation_model_weights_path, segmenter_for_model
 from .review import review_comment_add, segmentation_review, study_assign
 from .versions import (
@@ -40,6 +49,8 @@ from .versions import (
 
 __all__ = [
     "EXPORT_FORMATS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult",
+    "dicom_completion_start", "dicom_listener_build", "dicom_peer_create", "dicom_received_series_import",
+    "dicom_routing_apply", "dicom_spool", "patient_pseudonym_get_or_create", "study_export_deidentified",
     "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_wait",
     "label_set_create", "label_set_update", "label_table_validate", "label_upsert", "labelmap_nifti_bytes",
     "patient_get_or_create", "review_comment_add", "segmentation_change_map_nifti", "segmentation_create",

@@ -347,6 +347,18 @@ IMPORT_MAX_COMPRESSION_RATIO = env.int("IMPORT_MAX_COMPRESSION_RATIO", default=2
 IMPORT_MAX_VOXELS = env.int("IMPORT_MAX_VOXELS", default=512 * 512 * 2048)
 IMPORT_MAX_VOLUME_BYTES = env.int("IMPORT_MAX_VOLUME_BYTES", default=1024**3)
 
+# --- DICOM network service (python manage.py dicom_listener) and research exports ------------
+# Its own AE title and port per deployment; DICOM_BIND=0.0.0.0 to accept modalities on the network.
+# A received series is imported once no instance of it arrived for DICOM_SERIES_COMPLETE_S seconds.
+DICOM_AE_TITLE = env.str("DICOM_AE_TITLE", default="YIXIN")
+DICOM_PORT = env.int("DICOM_PORT", default=11112)
+DICOM_BIND = env.str("DICOM_BIND", default="127.0.0.1")
+DICOM_SERIES_COMPLETE_S = env.float("DICOM_SERIES_COMPLETE_S", default=30.0)
+DICOM_SPOOL_DIR = Path(env.str("DICOM_SPOOL_DIR", default=str(VAR_DIR / "dicom-spool")))
+# The secret from which each patient's date shift and UID remapping in de-identified exports are
+# derived (HMAC per patient); default: derived from DJANGO_SECRET_KEY. Changing it changes every shift.
+DEIDENTIFY_SECRET = env.str("DEIDENTIFY_SECRET", default="") or f"deidentify:{SECRET_KEY}"
+
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda
 TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=0)  # 0: torch's own default

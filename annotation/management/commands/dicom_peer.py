@@ -1,0 +1,39 @@
+"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P]"""
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation import services
+from portal.api_errors import ServiceError
+from portal.models import Hospital
+
+
+class Command(BaseCommand):
+    help = "Map a calling AE title (a modality or PACS) to a hospital, optionally with where its results go."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="map a calling AE title to a hospital")
+        add.add_argument("--hospital", required=True, help="hospital code")
+        add.add_argument("--ae-title", required=True, help="the calling AE title of the modality or PACS")
+        add.add_argument("--host", default="", help="host of its C-STORE SCP, for results")
+        add.add_argument("--port", type=int, default=None, help="port of its C-STORE SCP, for results")
+        add.add_argument("--description", default="")
+
+    def handle(self, *args, **options):
+        hospital = Hospital.objects.filter(code=options["hospital"]).first()
+        if hospital is None:
+            raise CommandError(f"no hospital with code {options['hospital']!r}")
+        try:
+            peer = services.dicom_peer_create(
+                hospital=hospital, ae_title=options["ae_title"], host=options["host"], port=options["port"],
+                description=options["description"],
+            )
+        except ServiceError as exc:
+            raise CommandError(f"{exc.code}: {exc}") from exc
+        except ValidationError as exc:
+            raise CommandError(f"invalid: {'; '.join(exc.messages)}") from exc
+        self.stdout.write(json.dumps({"id": peer.pk, "hospital": hospital.code, "ae_title": peer.ae_title,
+                                      "host": peer.host, "port": peer.port}))
