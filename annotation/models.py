@@ -102,6 +102,12 @@ class Series(models.Model):
     direction = models.JSONField(help_text="row-major 3×3; column a = LPS direction of array axis a")
     intensity_min = models.FloatField(help_text="minimum voxel value (HU for CT)")
     intensity_max = models.FloatField(help_text="maximum voxel value (HU for CT)")
+    window_center = models.FloatField(
+        null=True, blank=True, help_text="DICOM Window Center (0028,1050) of the first instance, if any"
+    )
+    window_width = models.FloatField(
+        null=True, blank=True, help_text="DICOM Window Width (0028,1051) of the first instance, if any"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

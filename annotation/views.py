@@ -12,7 +12,7 @@ from portal.services import audit_record
 
 from . import hooks, selectors
 from .api import segmentation_payload
-from .imaging.windowing import WINDOW_PRESETS
+from .imaging.windowing import WINDOW_PRESETS, initial_window
 from .models import InferenceRun
 
 
@@ -55,9 +55,18 @@ def study_detail(request, study_id: int):
             "volumeUrl": reverse("series-volume", args=[series.pk]),
             "modality": series.modality,
             "intensityRange": [series.intensity_min, series.intensity_max],
-            # The viewer's window menu: annotation.imaging.windowing.WINDOW_PRESETS, in its order.
+            # The viewer's window menu: annotation.imaging.windowing.WINDOW_PRESETS, in its order; HU
+            # presets only for CT (an MR has no Hounsfield scale and gets the auto window).
             "windowPresets": [{"name": name, "center": center, "width": width}
-                              for name, (center, width) in WINDOW_PRESETS.items()],
+                              for name, (center, width) in WINDOW_PRESETS.items()]
+            if (series.modality or "").upper() == "CT" else [],
+            # The window the viewer opens in: the series' DICOM window, else a preset by body part.
+            "initialWindow": initial_window(
+                modality=series.modality or "",
+                hints=(series.body_part, series.description, study.description),
+                dicom_center=series.window_center,
+                dicom_width=series.window_width,
+            ).as_dict(),
             "segmentations": [
                 {
                     **segmentation_payload(s),

@@ -52,6 +52,10 @@ class AnswerOutputSerializer(serializers.Serializer):
     red_flags = serializers.ListField(child=serializers.CharField())
     suggestions = serializers.ListField(child=serializers.CharField())
     answered = serializers.BooleanField()
+    understood = serializers.BooleanField(
+        help_text="False when the question named nothing the graph knows and asked nothing recognisable; "
+        "the text then says so and offers example questions (the previous turn's entity is never reused)."
+    )
     safety_notice = serializers.CharField()
     elapsed_ms = serializers.FloatField()
 
@@ -97,6 +101,7 @@ class EntitySearchApi(APIView):
     class OutputSerializer(serializers.Serializer):
         label = serializers.CharField()
         label_zh = serializers.CharField()
+        label_text = serializers.CharField(help_text="The type's name in the request's language.")
         name = serializers.CharField()
 
     @extend_schema(
@@ -122,6 +127,7 @@ class EntityDetailApi(APIView):
     class OutputSerializer(serializers.Serializer):
         label = serializers.CharField()
         label_zh = serializers.CharField()
+        label_text = serializers.CharField(help_text="The type's name in the request's language.")
         name = serializers.CharField()
         properties = serializers.ListField(child=serializers.DictField())
         groups = serializers.ListField(child=serializers.DictField())

@@ -15,6 +15,7 @@ from portal.api_errors import ServiceError
 from portal.models import User
 
 from .connection import graph_client
+from .display import label_name, property_name, relation_name
 from .graph import store
 from .models import Conversation, Synonym
 from .qa.schema import LABEL_ZH, PROP_ZH, REL_ZH, Label
@@ -47,7 +48,9 @@ def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] 
     -------
     dict or None
         ``label``, ``label_zh``, ``name``, ``properties`` (list of {key, key_zh, value}),
-        ``groups`` (list of {relation, relation_zh, predicate, outgoing, items: [{label, name}]}),
+        ``groups`` (list of {relation, relation_zh, relation_text, predicate, outgoing,
+        items: [{label, label_text, name}]}); the ``*_text`` fields are the names shown to users,
+        in the request's language (see :mod:`.display`).
         ``synonyms`` (staff-added aliases).
     """
     if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
@@ -60,6 +63,7 @@ def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] 
         {
             "key": key,
             "key_zh": PROP_ZH.get(key, key),
+            "key_text": property_name(key),
             "value": value,
             "value_text": "、".join(map(str, value)) if isinstance(value, list) else str(value),
         }
@@ -74,15 +78,17 @@ def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] 
             {
                 "relation": row["rel"],
                 "relation_zh": row["predicate"] or REL_ZH.get(row["rel"], row["rel"]),
+                "relation_text": relation_name(row["rel"], row["predicate"] or "", outgoing=bool(row["outgoing"])),
                 "predicate": row["predicate"] or "",
                 "outgoing": bool(row["outgoing"]),
                 "items": [],
             },
         )
-        group["items"].append({"label": row["label"], "name": row["name"]})
+        group["items"].append({"label": row["label"], "label_text": label_name(row["label"]), "name": row["name"]})
     return {
         "label": label,
         "label_zh": LABEL_ZH.get(label, label),
+        "label_text": label_name(label),
         "name": name,
         "properties": properties,
         "groups": list(groups.values()),
@@ -96,7 +102,11 @@ def entity_search(*, text: str, limit: int = 30) -> list[dict[str, Any]]:
     if not text:
         return []
     rows = store.entity_search(graph_client(), text, limit=limit)
-    return [{"label": r["label"], "label_zh": LABEL_ZH.get(r["label"], r["label"]), "name": r["name"]} for r in rows]
+    return [
+        {"label": r["label"], "label_zh": LABEL_ZH.get(r["label"], r["label"]), "label_text": label_name(r["label"]),
+         "name": r["name"]}
+        for r in rows
+    ]
 
 
 def synonym_list() -> QuerySet[Synonym]:

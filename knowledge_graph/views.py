@@ -14,10 +14,13 @@ from django.views.decorators.http import require_POST
 from portal.permissions import is_clinician
 
 from . import selectors, services
+from .display import label_name, question_type_name
 from .graph import GraphError
 from .models import EntityLabel, QuestionLog
 
 SESSION_CONTEXT = "kg_context"
+SESSION_HISTORY = "kg_history"
+HISTORY_TURNS = 20
 
 
 class AskForm(forms.Form):
@@ -34,12 +37,33 @@ def can_add_synonyms(user) -> bool:
     return is_clinician(user)
 
 
+def _turn(answer) -> dict:
+    """Return what the page keeps of one answered turn (codes, not display names: JSON in the session)."""
+    return {
+        "question": answer.question,
+        "lines": answer.text.split("\n"),
+        "entities": [{"name": e.name, "label": str(e.label)} for e in answer.entities],
+        "question_types": [str(t) for t in answer.question_types],
+        "understood": answer.understood,
+    }
+
+
+def _shown(turn: dict) -> dict:
+    """Return a stored turn with the names users see in place of the graph's codes."""
+    return {
+        **turn,
+        "entities": [{**e, "label_text": label_name(e["label"])} for e in turn.get("entities", [])],
+        "question_types_text": [question_type_name(t) for t in turn.get("question_types", [])],
+    }
+
+
 @login_required
 def index(request):
-    answer = None
+    """Ask questions; the page shows the whole conversation (kept in the user's session only)."""
     form = AskForm(request.POST or None)
     if request.method == "POST" and request.POST.get("reset"):
         request.session.pop(SESSION_CONTEXT, None)
+        request.session.pop(SESSION_HISTORY, None)
         return redirect("knowledge_graph:index")
     if request.method == "POST" and form.is_valid():
         try:
@@ -52,14 +76,17 @@ def index(request):
             messages.error(request, "知识图谱暂时无法访问，请稍后再试。")
         else:
             request.session[SESSION_CONTEXT] = answer.context
+            history = list(request.session.get(SESSION_HISTORY) or [])[-(HISTORY_TURNS - 1) :]
+            request.session[SESSION_HISTORY] = [*history, _turn(answer)]
+            form = AskForm()
+    history = [_shown(turn) for turn in request.session.get(SESSION_HISTORY) or []]
     return render(
         request,
         "knowledge_graph/index.html",
         {
             "form": form,
-            "answer": answer,
-            "lines": answer.text.split("\n") if answer else [],
-            "examples": ["感冒吃什么药？", "糖尿病有哪些并发症？", "头疼是什么病？", "那它吃什么药？"],
+            "history": history,
+            "examples": ["感冒吃什么药？", "糖尿病有哪些并发症？", "头疼挂什么科？", "那它吃什么药？"],
             "context": request.session.get(SESSION_CONTEXT) or {},
         },
     )

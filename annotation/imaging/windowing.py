@@ -8,9 +8,11 @@ DICOM linear function (``windowToCalRange`` in ``frontend/src/lib/viewer.js``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["WINDOW_PRESETS", "apply_window", "window_for_series"]
+__all__ = ["WINDOW_PRESETS", "InitialWindow", "apply_window", "initial_window", "window_for_series"]
 
 # (centre, width) in HU. Customary radiology settings, as tabulated in Radiopaedia, "Windowing (CT)"
 # (https://radiopaedia.org/articles/windowing-ct): lung W1500 L-600, mediastinum W350 L50,
@@ -72,6 +74,71 @@ def apply_window(array: np.ndarray, center: float, width: float) -> np.ndarray:
 _CHEST_TERMS = ("chest", "lung", "thorax")
 
 
+def _chest_preset(hints: tuple[str, ...]) -> str:
+    text = " ".join(hints).lower()
+    return "lung" if any(term in text for term in _CHEST_TERMS) else "abdomen"
+
+
+@dataclass(frozen=True)
+class InitialWindow:
+    """The window a viewer opens a series in.
+
+    ``source`` is ``"dicom"`` (the series' own Window Center/Width), ``"preset"`` (a
+    :data:`WINDOW_PRESETS` entry, named in ``preset``) or ``"auto"`` (no calibrated unit: the viewer
+    spans a robust percentile range of the voxel values; ``center`` and ``width`` are None).
+    """
+
+    source: str
+    preset: str | None
+    center: float | None
+    width: float | None
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "preset": self.preset, "center": self.center, "width": self.width}
+
+
+def initial_window(
+    *,
+    modality: str,
+    hints: tuple[str, ...] = (),
+    dicom_center: float | None = None,
+    dicom_width: float | None = None,
+) -> InitialWindow:
+    """Choose the window a viewer opens a series in.
+
+    In order: the DICOM Window Center (0028,1050) / Width (0028,1051) stored with the series (the
+    modality's or the scanner's own choice, PS3.3 C.11.2.1.2); for CT, the lung preset when a hint
+    (body part, description) names the chest, else the abdomen (soft-tissue) preset; for every other
+    modality (MR, PET, …, whose values have no calibrated unit) no HU window at all: ``"auto"``.
+
+    Parameters
+    ----------
+    modality : str
+        DICOM Modality (0008,0060).
+    hints : tuple of str
+        Free texts that may name the body part: Body Part Examined, series and study descriptions.
+    dicom_center, dicom_width : float, optional
+        The stored DICOM window; used when both are finite and ``dicom_width >= 1``.
+
+    Returns
+    -------
+    InitialWindow
+    """
+    if (
+        dicom_center is not None
+        and dicom_width is not None
+        and np.isfinite(dicom_center)
+        and np.isfinite(dicom_width)
+        and dicom_width >= 1
+    ):
+        return InitialWindow("dicom", None, float(dicom_center), float(dicom_width))
+    if modality.upper() == "CT":
+        name = _chest_preset(hints)
+        center, width = WINDOW_PRESETS[name]
+        return InitialWindow("preset", name, float(center), float(width))
+    return InitialWindow("auto", None, None, None)
+
+
 def window_for_series(array: np.ndarray, *, modality: str, hints: tuple[str, ...] = ()) -> tuple[float, float]:
     """Choose a display window (centre, width) for still images of a series.
 
@@ -94,8 +161,7 @@ def window_for_series(array: np.ndarray, *, modality: str, hints: tuple[str, ...
     (center, width) : tuple of float
     """
     if modality.upper() == "CT":
-        text = " ".join(hints).lower()
-        center, width = WINDOW_PRESETS["lung" if any(term in text for term in _CHEST_TERMS) else "abdomen"]
+        center, width = WINDOW_PRESETS[_chest_preset(hints)]
         return float(center), float(width)
     lo, hi = np.percentile(array, [1, 99])
     return float(lo + hi) / 2, float(max(hi - lo, 1.0))

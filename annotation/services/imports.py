@@ -177,6 +177,8 @@ def study_import(
                         volume_sha256=volume_sha,
                         intensity_min=float(array.min()),
                         intensity_max=float(array.max()),
+                        window_center=item.volume.metadata.get("window_center"),
+                        window_width=item.volume.metadata.get("window_width"),
                         **geometry.to_dict(),
                     )
                     # The unique constraints are left to the database: a concurrent import of the same

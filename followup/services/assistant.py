@@ -44,7 +44,9 @@ def assistant_ask(*, user: User, conversation: Conversation, question: str, clie
     try:
         answer = kg_answer(question_message.body[:MAX_QUESTION_CHARS], context=context, channel=QuestionLog.Channel.CHAT)
         text = answer.text
-        meta.update(answered=bool(answer.answered), red_flags=list(answer.red_flags),
+        # A question the assistant did not understand is said so (with examples), never answered
+        # with the entity of an earlier question (issue 16).
+        meta.update(answered=bool(answer.answered), understood=answer.understood, red_flags=list(answer.red_flags),
                     entities=[e.name for e in answer.entities][:10])
         new_context = answer.context
     except GraphError:

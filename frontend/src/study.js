@@ -3,10 +3,11 @@
 // Reads {{ viewer_config|json_script:"viewer-config" }} and the elements of
 // templates/annotation/_viewer.html. The database is the truth: the websocket only
 // says "something changed" and the page re-reads the study through the API.
+import { tinykeys } from "tinykeys";
 import { StudyViewer, calRangeToWindow } from "./lib/viewer.js";
 import { requestJson } from "./lib/api.js";
 import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.js";
-import { formatNumber } from "./lib/format.js";
+import { formatNumber, formatBytes } from "./lib/format.js";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { Workbench } from "./lib/wb-workbench.js";
 
@@ -26,7 +27,12 @@ const DEFAULT_STRINGS = {
   "run.failed": "分割失败 / Segmentation failed: {message}",
   "run.cancelled": "分割已取消 / Segmentation cancelled",
   "run.succeeded": "分割完成 / Segmentation finished",
-  "run.noModels": "没有可用的模型 / No models available",
+  "run.noModels": "没有适合此序列的模型 / No model fits this series",
+  "wl.dicom": "DICOM 窗 / DICOM window",
+  "load.downloading": "正在下载影像 {received} / {total}",
+  "load.downloadingUnknown": "正在下载影像 {received}",
+  "load.decoding": "正在解码体数据… / Decoding…",
+  "load.rendering": "正在准备显示… / Preparing the display…",
   "error.config": "页面缺少查看器配置 / Viewer configuration missing",
   "error.webgl": "此浏览器无法使用 WebGL2 / WebGL2 is not available in this browser",
   "error.volume": "无法加载影像 / Could not load the image: {message}",
@@ -176,7 +182,10 @@ class StudyPage {
     nv.onIntensityChange = () => this.onIntensityChange();
     await this.viewer.attach();
     try {
-      await this.viewer.loadBase(this.config.volumeUrl);
+      await this.viewer.loadBase(this.config.volumeUrl, {
+        onProgress: (p) => this.showLoadProgress(p),
+        onStage: (stage) => this.showLoadStage(stage),
+      });
     } catch (err) {
       this.showError(this.t("error.volume", { message: err.message }));
       throw err;
@@ -184,6 +193,7 @@ class StudyPage {
       if (loading) loading.hidden = true;
     }
     this.applyPreset(($("wl-preset") || {}).value || "auto");
+    this.bindKeys();
     if (this.config.workbench && $("workbench")) {
       this.workbench = new Workbench(this, this.config);
       window.yixinViewer.workbench = this.workbench;
@@ -196,6 +206,100 @@ class StudyPage {
     return this.viewer;
   }
 
+  // ---- loading ----------------------------------------------------------------------
+
+  /** Bytes of the volume received so far (the volume streams; the page stays usable meanwhile). */
+  showLoadProgress({ received, total }) {
+    const stage = $("viewer-loading-stage");
+    const bar = $("viewer-loading-progress");
+    const bytes = $("viewer-loading-bytes");
+    const loading = $("viewer-loading");
+    if (loading) loading.dataset.stage = "downloading";
+    if (stage) {
+      stage.textContent = total
+        ? this.t("load.downloading", { received: formatBytes(received), total: formatBytes(total) })
+        : this.t("load.downloadingUnknown", { received: formatBytes(received) });
+    }
+    if (bar) {
+      if (total) bar.value = Math.round((100 * received) / total);
+      else bar.removeAttribute("value");
+    }
+    if (bytes) bytes.dataset.received = String(received);
+  }
+
+  showLoadStage(name) {
+    const stage = $("viewer-loading-stage");
+    const loading = $("viewer-loading");
+    const bar = $("viewer-loading-progress");
+    if (loading) loading.dataset.stage = name;
+    if (stage) stage.textContent = this.t(`load.${name}`);
+    if (bar && name === "decoding") bar.value = 100;
+  }
+
+  // ---- keyboard -------------------------------------------------------------------
+
+  /**
+   * Radiology viewer habits: 1–9 pick the window menu's presets in order, PgUp/PgDn and the arrows
+   * move one slice, R resets window, zoom and slice, ? shows the help. Keys typed into a form field
+   * are the field's.
+   */
+  bindKeys() {
+    if (this.unbindKeys) return;
+    const guard = (fn) => (event) => {
+      const target = event.target;
+      if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+      event.preventDefault();
+      fn(event);
+    };
+    const map = {};
+    for (let n = 1; n <= 9; n++) map[String(n)] = guard(() => this.applyPresetNumber(n));
+    const back = guard(() => this.viewer && this.viewer.moveSlices(-1));
+    const forward = guard(() => this.viewer && this.viewer.moveSlices(1));
+    Object.assign(map, {
+      PageUp: back,
+      ArrowUp: back,
+      ArrowLeft: back,
+      PageDown: forward,
+      ArrowDown: forward,
+      ArrowRight: forward,
+      r: guard(() => this.resetView()),
+      "Shift+?": guard(() => this.toggleHelp()),
+      "?": guard(() => this.toggleHelp()),
+      Escape: () => this.toggleHelp(false),
+    });
+    this.unbindKeys = tinykeys(window, map);
+    const open = $("viewer-help-open");
+    if (open) open.addEventListener("click", () => this.toggleHelp(true));
+    const close = $("viewer-help-close");
+    if (close) close.addEventListener("click", () => this.toggleHelp(false));
+  }
+
+  /** The window menu's n-th preset (1-based), skipping hidden and disabled entries. */
+  applyPresetNumber(n) {
+    const select = $("wl-preset");
+    if (!select) return;
+    const options = [...select.options].filter((o) => !o.hidden && !o.disabled && o.value !== "custom");
+    const option = options[n - 1];
+    if (!option) return;
+    select.value = option.value;
+    this.applyPreset(option.value);
+  }
+
+  resetView() {
+    if (!this.viewer) return;
+    this.viewer.resetZoom();
+    this.viewer.resetSlices();
+    const select = $("wl-preset");
+    if (select && this.initialPreset) select.value = this.initialPreset;
+    this.applyPreset(this.initialPreset || "auto");
+  }
+
+  toggleHelp(show) {
+    const help = $("viewer-help");
+    if (!help) return;
+    help.hidden = show === undefined ? !help.hidden : !show;
+  }
+
   // ---- toolbar ----------------------------------------------------------------------
 
   bindToolbar() {
@@ -203,16 +307,14 @@ class StudyPage {
     if (preset) {
       this.renderWindowPresets(preset);
       if (!this.isCT) {
-        // Hounsfield presets mean nothing on MR and friends.
+        // Hounsfield presets mean nothing on MR and friends (the server sends none; hide any left).
         preset.querySelectorAll("option[data-hu]").forEach((o) => {
           o.disabled = true;
           o.hidden = true;
         });
-        const auto = preset.querySelector('option[value="auto"]');
-        if (auto) preset.value = "auto";
-      } else if (preset.dataset.defaultCt && preset.querySelector(`option[value="${preset.dataset.defaultCt}"]`)) {
-        preset.value = preset.dataset.defaultCt;
       }
+      preset.value = this.chooseInitialWindow(preset);
+      this.initialPreset = preset.value;
       preset.addEventListener("change", () => this.applyPreset(preset.value));
     }
     const layout = $("layout-select");
@@ -275,6 +377,26 @@ class StudyPage {
     }
   }
 
+  /**
+   * The menu entry the viewer opens with, from viewer_config.initialWindow (the server's
+   * annotation.imaging.windowing.initial_window): the series' DICOM window (added as its own entry),
+   * a preset chosen by modality and body part, or "auto" (robust percentiles) for MR and others.
+   */
+  chooseInitialWindow(select) {
+    const initial = this.config.initialWindow || {};
+    if (initial.source === "dicom" && Number.isFinite(initial.center) && Number.isFinite(initial.width)) {
+      const option = document.createElement("option");
+      option.value = "dicom";
+      option.dataset.center = String(initial.center);
+      option.dataset.width = String(initial.width);
+      option.textContent = `${this.t("wl.dicom")} (${initial.center}/${initial.width})`;
+      select.insertBefore(option, select.options[1] || null);
+      return "dicom";
+    }
+    if (initial.source === "preset" && select.querySelector(`option[value="${initial.preset}"]`)) return initial.preset;
+    return "auto";
+  }
+
   applyPreset(value) {
     if (!this.viewer || !this.viewer.base) return;
     const preset = $("wl-preset");
@@ -301,6 +423,10 @@ class StudyPage {
     if (!out || !base) return;
     const { center, width } = calRangeToWindow(base.cal_min, base.cal_max);
     out.textContent = this.t("wl.readout", { center: Math.round(center), width: Math.round(width) });
+    out.dataset.center = String(center);
+    out.dataset.width = String(width);
+    const select = $("wl-preset");
+    if (select) out.dataset.preset = select.value;
     out.dataset.calMin = String(base.cal_min);
     out.dataset.calMax = String(base.cal_max);
   }
@@ -688,15 +814,20 @@ class StudyPage {
     const runs = (state.inference_runs || []).slice().sort((a, b) => a.id - b.id);
     if (initial) {
       // Show the newest active run of this series (someone may have started it before we came).
+      // The panel shows the true state: the newest active run, else the newest run of any outcome
+      // (a finished demo run reads "succeeded", not "not started").
+      let newest = null;
       for (const run of runs) {
         const sid = runSeriesId(run);
         if (sid != null && Number(sid) !== Number(this.config.seriesId)) continue;
         this.runs.set(run.id, run);
+        newest = run;
         if (ACTIVE.has(run.status)) {
           this.watched.add(run.id);
           this.trackedRunId = run.id;
         }
       }
+      if (!this.trackedRunId && newest) this.trackedRunId = newest.id;
       if (this.trackedRunId) this.renderRun(this.trackedRun());
       this.updatePolling();
       return;

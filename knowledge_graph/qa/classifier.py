@@ -2,7 +2,8 @@
 
 The 18 question types are those of QASystemOnMedicalKG (liuhuanyong,
 https://github.com/liuhuanyong/QASystemOnMedicalKG, ``question_classifier.py``), plus
-``disease_department`` (which department treats a disease). As there, a question word alone is not
+``disease_department`` (which department treats a disease) and ``symptom_department`` (which
+department to see for a symptom, answered through the diseases that have it). As there, a question word alone is not
 enough: "吃什么" asks for foods of a disease but for the diseases a food helps when the entity is a
 food. Unlike there, the question words are found with a longest-match automaton, so a compound such
 as 吃什么药 counts as one drug question word rather than as both a food and a drug word, and a few
@@ -41,6 +42,7 @@ class QuestionType(StrEnum):
     DISEASE_EASYGET = "disease_easyget"
     DISEASE_DESC = "disease_desc"
     DISEASE_DEPARTMENT = "disease_department"
+    SYMPTOM_DEPARTMENT = "symptom_department"
 
 
 QUESTION_TYPE_ZH: dict[str, str] = {
@@ -63,12 +65,14 @@ QUESTION_TYPE_ZH: dict[str, str] = {
     QuestionType.DISEASE_EASYGET: "易感人群",
     QuestionType.DISEASE_DESC: "疾病简介",
     QuestionType.DISEASE_DEPARTMENT: "就诊科室",
+    QuestionType.SYMPTOM_DEPARTMENT: "症状挂什么科",
 }
 
 #: Question type → the label of the entity it is about.
 SUBJECT_LABEL: dict[str, str] = {
     **{t: Label.DISEASE for t in QuestionType if t.startswith("disease_")},
     QuestionType.SYMPTOM_DISEASE: Label.SYMPTOM,
+    QuestionType.SYMPTOM_DEPARTMENT: Label.SYMPTOM,
     QuestionType.FOOD_NOT_DISEASE: Label.FOOD,
     QuestionType.FOOD_DO_DISEASE: Label.FOOD,
     QuestionType.DRUG_DISEASE: Label.DRUG,
@@ -553,7 +557,13 @@ class QuestionClassifier:
             if not types:
                 types = [QuestionType.DISEASE_DESC]
         elif subject_label == Label.SYMPTOM:
-            types = [QuestionType.SYMPTOM_DISEASE]
+            # "头疼挂什么科" asks for a department: answered through the diseases the symptom points to.
+            if "department" in kind_set:
+                types = [QuestionType.SYMPTOM_DEPARTMENT]
+                if "disease" in kind_set:
+                    types.insert(0, QuestionType.SYMPTOM_DISEASE)
+            else:
+                types = [QuestionType.SYMPTOM_DISEASE]
         elif subject_label == Label.DRUG:
             types = [QuestionType.DRUG_DISEASE]
         elif subject_label == Label.FOOD:

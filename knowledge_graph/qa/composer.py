@@ -78,6 +78,10 @@ URGENT_NOTICE = (
     "⚠️ 您提到“{flags}”，这可能是需要立即处理的急症信号。请马上拨打 120 或尽快到最近医院的急诊就诊，不要等待网上答复。"
 )
 
+NOT_UNDERSTOOD = (
+    "抱歉，我没有理解这个问题。我只能回答知识图谱里的疾病、症状、药物、食物和检查的问题，"
+    "请在问题里写出疾病或症状的名称。"
+)
 EXAMPLES = ("感冒吃什么药？", "糖尿病有哪些并发症？", "头痛是什么病？", "高血压要做哪些检查？")
 
 #: The phrasing of a suggested question for each type.
@@ -94,6 +98,7 @@ SUGGEST = {
     Q.DISEASE_DEPARTMENT: "{}挂什么科？",
     Q.DISEASE_DESC: "{}是什么病？",
     Q.SYMPTOM_DISEASE: "{}是什么病？",
+    Q.SYMPTOM_DEPARTMENT: "{}挂什么科？",
     Q.DRUG_DISEASE: "{}能治什么病？",
     Q.FOOD_DO_DISEASE: "{}适合什么病人吃？",
     Q.FOOD_NOT_DISEASE: "哪些病不能吃{}？",
@@ -369,6 +374,8 @@ def compose_part(
             tuple(Fact(name, Rel.HAS_SYMPTOM, s) for name in names[:limit] for s in subject.split("、") if s),
             True,
         )
+    if t == Q.SYMPTOM_DEPARTMENT:
+        return _symptom_department(subject, results)
     if t == Q.DISEASE_CAUSE:
         return prop_part(Prop.CAUSE, "{d}的常见病因：{v}")
     if t == Q.DISEASE_PREVENT:
@@ -405,6 +412,34 @@ def compose_part(
     return Part(t, "", (), False)
 
 
+def _symptom_department(subject: str, results: dict[str, Any], *, departments: int = 4, per_department: int = 3) -> Part:
+    """Answer "which department for this symptom" through the diseases that have the symptom.
+
+    ``results["symptom_departments"]`` holds rows ``{name, hits, diseases}``: a department, how many
+    diseases with the symptom it treats and those diseases, best connected first.
+    """
+    rows = [r for r in results.get("symptom_departments") or [] if r.get("name") and r.get("diseases")]
+    if not rows:
+        return Part(Q.SYMPTOM_DEPARTMENT, "", (), False)
+    symptoms = [s for s in subject.split("、") if s]
+    shown = rows[:departments]
+    reasons, facts = [], []
+    for row in shown:
+        diseases = [d for d in row["diseases"] if d][:per_department]
+        total = int(row.get("hits") or len(diseases))
+        listed = "、".join(diseases) + ("等" if total > len(diseases) else "")
+        reasons.append(f"{row['name']}（{listed}）")
+        for disease in diseases:
+            facts.extend(Fact(disease, Rel.HAS_SYMPTOM, s) for s in symptoms)
+            facts.append(Fact(disease, Rel.BELONGS_TO, row["name"]))
+    text = (
+        f"{subject}可能由多种疾病引起，挂哪个科要看具体病因。"
+        f"知识图谱中有此症状的疾病及其就诊科室：{'；'.join(reasons)}。"
+        f"可先到{shown[0]['name']}就诊（有此症状的疾病中，在该科就诊的最多），医生会根据检查判断是否需要转科。"
+    )
+    return Part(Q.SYMPTOM_DEPARTMENT, text, tuple(dict.fromkeys(facts)), True)
+
+
 def unknown_text(question_type: str | None, subject: str | None, label: str | None = None) -> str:
     """Return the honest "I don't know" sentence."""
     if subject is None:
@@ -425,6 +460,7 @@ def unknown_text(question_type: str | None, subject: str | None, label: str | No
         Q.DISEASE_DESC: "简介",
         Q.DISEASE_DEPARTMENT: "就诊科室",
         Q.SYMPTOM_DISEASE: "相关疾病",
+        Q.SYMPTOM_DEPARTMENT: "就诊科室",
         Q.DRUG_DISEASE: "适应的疾病",
         Q.FOOD_DO_DISEASE: "适宜的疾病",
         Q.FOOD_NOT_DISEASE: "禁忌的疾病",

@@ -11,13 +11,15 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .classifier import PRONOUNS, QUESTION_TYPE_ZH, SUBJECT_LABEL, QuestionClassifier
+from .classifier import QuestionType as Q
 from .composer import (
     AVAILABLE,
     EXAMPLES,
+    NOT_UNDERSTOOD,
     SAFETY_NOTICE,
     URGENT_NOTICE,
     Fact,
@@ -27,12 +29,17 @@ from .composer import (
     unknown_text,
 )
 from .recognizer import CONTEXT, EDIT_DISTANCE, SYNONYM, Candidate, EntityRecognizer, Mention
+from .schema import Label
 from .templates import ENTITY_RELATIONS, queries_for
 
 Fetch = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
 MAX_QUESTION_CHARS = 300
 CONTEXT_VERSION = 1
+
+#: A disease question with no answer, asked with a word that also names a symptom, is retried as
+#: this question about the symptom.
+SYMPTOM_READING = {Q.DISEASE_DEPARTMENT: Q.SYMPTOM_DEPARTMENT}
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class Answer:
     tokens: tuple[str, ...] = field(default=())
 
     @property
+    def understood(self) -> bool:
+        """Whether the question was understood (a question type about a known entity)."""
+        return bool(self.question_types)
+
+    @property
     def question_type(self) -> str | None:
         """The main question type (None when the question was not understood)."""
         return self.question_types[0] if self.question_types else None
@@ -81,6 +93,7 @@ class Answer:
         """Return a JSON-serialisable dict (used by the API and ``kg_ask --json``)."""
         data = asdict(self)
         data["question_type"] = self.question_type
+        data["understood"] = self.understood
         data["question_type_zh"] = QUESTION_TYPE_ZH.get(self.question_type or "", "")
         data["facts"] = [{"subject": f.subject, "relation": str(f.relation), "object": f.object} for f in self.facts]
         data["entities"] = [asdict(e) for e in self.entities]
@@ -117,6 +130,21 @@ def context_types(context: dict[str, Any] | None) -> list[str]:
     if not isinstance(context, dict) or context.get("v") != CONTEXT_VERSION:
         return []
     return [t for t in context.get("question_types") or [] if isinstance(t, str) and t in SUBJECT_LABEL][:3]
+
+
+def is_follow_up(text: str, mentions, cues) -> bool:
+    """Return whether a question without an entity of its own continues the previous turn.
+
+    A follow-up has its subject elided or replaced by a pronoun ("那它吃什么药？", "要多久才能好")
+    *and* a question word that says what it asks. A question with neither ("今天天气怎么样",
+    "asdfgh", a question in English) is not understood, whatever came before: answering it with
+    the previous turn's entity would answer a question nobody asked.
+    """
+    if mentions or not cues:
+        return False
+    # One-character question words (吃, 药, 忌) turn up in everyday talk ("今天吃饭了吗"): alone they
+    # make a follow-up only next to a pronoun.
+    return any(cue.end - cue.start >= 2 for cue in cues) or any(p in text for p in PRONOUNS)
 
 
 class QAPipeline:
@@ -177,14 +205,15 @@ class QAPipeline:
             if first.via in (SYNONYM, EDIT_DISTANCE):
                 corrections.append(Correction(mention.text, first.name, first.via))
         previous = context_entities(context)
-        if not mentions and previous:
+        if not mentions and previous and is_follow_up(text, mentions, cues):
             mentions = [
                 Mention("", len(text), len(text), tuple(Candidate(name, label, CONTEXT) for name, label in previous))
             ]
-        refers_back = any(p in text for p in PRONOUNS) or not mentions
-        classification = self.classifier.classify(
-            text, mentions, cues=cues, previous_types=context_types(context) if refers_back or not cues else ()
-        )
+        # The previous question types are reused only for a question that names its entity and has
+        # no question word of its own ("那高血压呢？"), or one that points back with a pronoun.
+        refers_back = any(p in text for p in PRONOUNS)
+        previous_types = context_types(context) if mentions and (refers_back or not cues) else ()
+        classification = self.classifier.classify(text, mentions, cues=cues, previous_types=previous_types)
         return text, mentions, classification, corrections
 
     # -- answering -------------------------------------------------------------------------
@@ -207,10 +236,9 @@ class QAPipeline:
         start = time.perf_counter()
         text, mentions, classification, corrections = self.understand(question, context)
         flags = red_flags_in(text, [c.name for m in mentions for c in m.candidates])
-        entities = self._entities(mentions, classification)
         parts, facts, suggestions = [], [], []
         answered = False
-        for question_type in classification.question_types:
+        for question_type in list(classification.question_types):
             subjects = [name for name, _ in classification.subjects.get(question_type, ())]
             if not subjects:
                 continue
@@ -222,6 +250,9 @@ class QAPipeline:
                 part = compose_part(
                     question_type, subject, results, others=classification.others, limit=self.list_limit
                 )
+                if not part.found and question_type in SYMPTOM_READING:
+                    classification, part, label = self._symptom_reading(question_type, names, mentions,
+                                                                         classification, part, label)
                 if part.found:
                     answered = True
                     parts.append(part.text)
@@ -229,13 +260,14 @@ class QAPipeline:
                 else:
                     parts.append(unknown_text(question_type, subject, label))
                     suggestions.extend(self._suggest(names[0], label, exclude=[question_type]))
+        entities = self._entities(mentions, classification)
         if not classification.question_types:
             if mentions:
                 first = mentions[0].candidates[0]
                 parts.append(unknown_text(None, first.name, first.label).replace("的相关信息", "的这类信息"))
                 suggestions.extend(self._suggest(first.name, first.label, exclude=[]))
             else:
-                parts.append(unknown_text(None, None))
+                parts.append(NOT_UNDERSTOOD)
             if not suggestions:
                 suggestions.extend(EXAMPLES)
         if not answered and not suggestions:
@@ -266,11 +298,35 @@ class QAPipeline:
             elapsed_ms=(time.perf_counter() - start) * 1000.0,
         )
 
+    def _symptom_reading(self, question_type, names, mentions, classification, part, label):
+        """Answer a disease question about a word that also names a symptom through the symptom.
+
+        In CMeKG 头痛 is both a disease (with no department of its own) and a symptom of many
+        diseases: "头痛挂什么科" then asks about the symptom. Returns the classification with the
+        question type swapped when the symptom reading has an answer, else everything unchanged.
+        """
+        symptoms = [
+            name
+            for name in names
+            if any(c.name == name and c.label == Label.SYMPTOM for m in mentions for c in m.candidates)
+        ]
+        if not symptoms or len(classification.subjects.get(question_type, ())) != 1:
+            return classification, part, label
+        swapped = SYMPTOM_READING[question_type]
+        results = self._run(swapped, symptoms)
+        symptom_part = compose_part(swapped, "、".join(symptoms), results, limit=self.list_limit)
+        if not symptom_part.found:
+            return classification, part, label
+        types = tuple(swapped if t == question_type else t for t in classification.question_types)
+        subjects = {t: v for t, v in classification.subjects.items() if t != question_type}
+        subjects[swapped] = tuple((name, Label.SYMPTOM) for name in symptoms)
+        return replace(classification, question_types=types, subjects=subjects), symptom_part, Label.SYMPTOM
+
     def _run(self, question_type: str, names: list[str]) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for query in queries_for(question_type, names, limit=self.fetch_limit):
             rows = self.fetch(query.cypher, query.params)
-            if query.key == "symptom_diseases":
+            if query.key in ("symptom_diseases", "symptom_departments"):
                 results[query.key] = rows
             elif query.key == "properties":
                 results[query.key] = dict(rows[0]["props"]) if rows and rows[0].get("props") else {}

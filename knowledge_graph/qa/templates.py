@@ -72,6 +72,17 @@ SYMPTOMS_TO_DISEASES_COUNT = (
     "WITH DISTINCT d RETURN count(d) AS total"
 )
 
+#: Departments of the diseases having any of the symptoms: the most such diseases first, each with
+#: the best-connected of those diseases (the reasoning shown with the answer).
+SYMPTOMS_TO_DEPARTMENTS = (
+    "UNWIND $names AS symptom MATCH (d:Disease)-[:HAS_SYMPTOM]->(:Symptom {name: symptom}) "
+    "WITH DISTINCT d MATCH (d)-[:BELONGS_TO]->(x:Department) "
+    "WITH x, d ORDER BY coalesce(d.degree, 0) DESC, d.name "
+    "WITH x, collect(d.name) AS diseases, count(d) AS hits "
+    "ORDER BY hits DESC, coalesce(x.degree, 0) DESC, x.name "
+    "RETURN x.name AS name, hits, diseases[..$limit] AS diseases LIMIT $limit"
+)
+
 #: What an entity has, to suggest questions when the asked one has no answer.
 ENTITY_RELATIONS = {
     label: (
@@ -102,6 +113,7 @@ TYPE_FACTS: dict[str, tuple[str, ...]] = {
     Q.DISEASE_EASYGET: ("properties",),
     Q.DISEASE_DESC: ("properties", "symptoms"),
     Q.SYMPTOM_DISEASE: ("symptom_diseases",),
+    Q.SYMPTOM_DEPARTMENT: ("symptom_departments", "symptom_diseases"),
 }
 
 
@@ -122,6 +134,9 @@ def queries_for(question_type: str, names: list[str], *, limit: int) -> list[Gra
         if key == "symptom_diseases":
             out.append(GraphQuery("symptom_diseases", SYMPTOMS_TO_DISEASES, {"names": names, "limit": limit}))
             out.append(GraphQuery("symptom_diseases_total", SYMPTOMS_TO_DISEASES_COUNT, {"names": names}))
+            continue
+        if key == "symptom_departments":
+            out.append(GraphQuery(key, SYMPTOMS_TO_DEPARTMENTS, {"names": names, "limit": limit}))
             continue
         for name in names:
             if key == "properties":

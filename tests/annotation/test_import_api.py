@@ -179,6 +179,35 @@ def test_mixed_series_are_imported_separately(doctor, tmp_path):
     assert modalities == ["CT", "MR"]
 
 
+def _viewer_config(client, series):
+    import json
+    import re
+
+    page = client.get(f"/studies/{series.study_id}/?series={series.pk}").content.decode()
+    return json.loads(re.search(r'<script id="viewer-config" type="application/json">(.*?)</script>', page, re.S)[1])
+
+
+def test_the_dicom_window_is_stored_and_the_viewer_opens_in_it(doctor, client):
+    lidc = contiguous_slices(shared_data("lidc_idri_0001_ct_nodules", "dicom"), 8)
+    mr = sorted(p for p in shared_data("tcia_brain_tumor_progression_mr_dicom", "T1post").rglob("*") if p.is_file() and p.name != "SOURCE.md")
+    response = upload(api_client(doctor), lidc + mr)
+    assert response.status_code == 201, response.content
+    ct = Series.objects.get(pk__in=response.json()["series_ids"], modality="CT")
+    mr_series = Series.objects.get(pk__in=response.json()["series_ids"], modality="MR")
+    client.force_login(doctor)
+
+    ct_config = _viewer_config(client, ct)
+    mr_config = _viewer_config(client, mr_series)
+
+    first = pydicom.dcmread(lidc[0], stop_before_pixels=True)
+    assert (ct.window_center, ct.window_width) == (float(first.WindowCenter), float(first.WindowWidth)) == (-600, 1600)
+    assert ct_config["initialWindow"] == {"source": "dicom", "preset": None, "center": -600.0, "width": 1600.0}
+    assert [p["name"] for p in ct_config["windowPresets"]][0] == "lung"
+    # An MR never gets HU presets.
+    assert mr_config["windowPresets"] == []
+    assert mr_config["initialWindow"]["preset"] is None
+
+
 def test_reimporting_the_same_series_is_refused(doctor, small_ct_study, tmp_path):
     folder = shared_data("tcia_brain_tumor_progression_mr_dicom", "T1post")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SOURCE.md")

@@ -296,6 +296,28 @@ def test_the_assistant_answers_in_the_chat_and_hands_over_to_the_doctor(settings
     assert Notification.objects.filter(user=doctor, kind="handover").count() == 1
 
 
+def test_the_assistant_says_it_did_not_understand_instead_of_reusing_the_last_disease(settings, doctor, patient_user,
+                                                                                      conversation):
+    from knowledge_graph import services as kg_services
+
+    settings.NEO4J_DATABASE = "followup_kg_test"
+    kg_services.graph_reset()
+    kg_services.starter_load()
+    kg_services.qa_engines_clear()
+    try:
+        services.assistant_ask(user=patient_user, conversation=conversation, question="糖尿病有哪些症状？")
+        _, unknown = services.assistant_ask(user=patient_user, conversation=conversation, question="今天天气怎么样")
+        _, follow = services.assistant_ask(user=patient_user, conversation=conversation, question="那它吃什么药？")
+    finally:
+        kg_services.graph_reset()
+        kg_services.graph_clients_close()
+
+    assert unknown.meta["understood"] is False and unknown.meta["answered"] is False
+    assert "没有理解这个问题" in unknown.body and "您可以试着问" in unknown.body
+    assert "多饮" not in unknown.body and unknown.meta["entities"] == []
+    assert follow.meta["understood"] and "二甲双胍" in follow.body
+
+
 def test_the_assistant_says_so_when_the_graph_is_down(settings, doctor, patient_user, conversation):
     settings.NEO4J_URI = "bolt://127.0.0.1:1"
     from knowledge_graph import services as kg_services

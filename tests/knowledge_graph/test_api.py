@@ -87,7 +87,7 @@ def test_missing_entity_or_type_is_not_found_and_changes_nothing(starter_graph, 
 def test_entity_search_finds_names_and_needs_text(starter_graph):
     client = api_client(UserFactory())
     found = client.get("/api/kg/entities/", {"q": "糖尿"})
-    assert found.status_code == 200 and {"label": "Disease", "label_zh": "疾病", "name": "糖尿病"} in found.data
+    assert found.status_code == 200 and {"label": "Disease", "label_zh": "疾病", "label_text": "疾病", "name": "糖尿病"} in found.data
     assert client.get("/api/kg/entities/", {"q": ""}).status_code == 400
 
 

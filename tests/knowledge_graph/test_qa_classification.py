@@ -53,6 +53,8 @@ def classify():
         ("哪些人容易得痛风", ["disease_easyget"]),
         ("什么是高血压", ["disease_desc"]),
         ("高血压挂什么科", ["disease_department"]),
+        ("头痛挂什么科", ["symptom_department"]),
+        ("发热看哪个科", ["symptom_department"]),
         ("糖尿病", ["disease_desc"]),
         ("糖尿病的症状和并发症", ["disease_symptom", "disease_acompany"]),
     ],
@@ -108,6 +110,24 @@ def test_composed_answer_cites_the_facts_it_states():
         ("感冒", "HAS_SYMPTOM", "鼻塞"),
         ("感冒", "HAS_SYMPTOM", "流涕"),
     ]
+
+
+def test_symptom_department_answer_names_departments_and_the_diseases_behind_them():
+    results = {
+        "symptom_departments": [
+            {"name": "神经内科", "hits": 4, "diseases": ["偏头痛", "脑卒中", "紧张性头痛"]},
+            {"name": "眼科", "hits": 1, "diseases": ["青光眼"]},
+        ]
+    }
+
+    part = compose_part("symptom_department", "头痛", results)
+
+    assert part.found
+    assert "神经内科（偏头痛、脑卒中、紧张性头痛等）" in part.text and "眼科（青光眼）" in part.text
+    assert "可先到神经内科就诊" in part.text
+    assert ("偏头痛", "HAS_SYMPTOM", "头痛") in {(f.subject, str(f.relation), f.object) for f in part.facts}
+    assert ("青光眼", "BELONGS_TO", "眼科") in {(f.subject, str(f.relation), f.object) for f in part.facts}
+    assert not compose_part("symptom_department", "头痛", {"symptom_departments": []}).found
 
 
 def test_composer_reports_nothing_found_for_empty_results():

@@ -69,7 +69,11 @@ export async function requestJson(url, { method = "GET", body, csrfToken = "", s
 }
 
 /** Fetch a binary resource (a NIfTI volume); reject with ApiError like requestJson. */
-export async function fetchArrayBuffer(url, { signal } = {}) {
+/**
+ * GET a binary body. With onProgress, it is read as a stream and onProgress({received, total})
+ * is called per chunk (total is null when the server sends no Content-Length).
+ */
+export async function fetchArrayBuffer(url, { signal, onProgress } = {}) {
   let response;
   try {
     response = await fetch(url, { credentials: "same-origin", signal });
@@ -80,5 +84,25 @@ export async function fetchArrayBuffer(url, { signal } = {}) {
   if (!response.ok) {
     throw errorFromResponse(response.status, response.statusText, parseJson(await response.text()));
   }
-  return response.arrayBuffer();
+  if (!onProgress || !response.body || !response.body.getReader) return response.arrayBuffer();
+  const length = Number(response.headers.get("Content-Length"));
+  const total = Number.isFinite(length) && length > 0 ? length : null;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  onProgress({ received, total });
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.byteLength;
+    onProgress({ received, total });
+  }
+  const out = new Uint8Array(received);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out.buffer;
 }

@@ -92,6 +92,11 @@ export class StudyViewer {
       dragMode: DRAG_MODE.contrast,
       dragModePrimary: DRAG_MODE.crosshair,
       textHeight: 0.04,
+      // The distance ruler: a bright line and a large label on a dark box, readable over any window.
+      measureLineColor: [1, 0.85, 0.1, 1],
+      measureTextColor: [1, 1, 1, 1],
+      measureTextHeight: 0.045,
+      fontColor: [1, 1, 1, 1],
     });
     this.base = null;
     this.overlay = null;
@@ -103,15 +108,21 @@ export class StudyViewer {
   }
 
   async attach() {
+    // The wheel over the image scrolls slices (NiiVue's own listener) and never the page.
+    this.canvas.addEventListener("wheel", (event) => event.preventDefault(), { passive: false });
     await this.nv.attachToCanvas(this.canvas);
     // attachToCanvas paints the parent black; the stylesheet owns that colour.
     if (this.canvas.parentElement) this.canvas.parentElement.style.backgroundColor = "";
   }
 
   /** Load the series volume (replacing any loaded volumes). */
-  async loadBase(url, { calRange = null } = {}) {
-    const buffer = await fetchArrayBuffer(url);
+  async loadBase(url, { calRange = null, onProgress = null, onStage = null } = {}) {
+    const buffer = await fetchArrayBuffer(url, { onProgress });
+    if (onStage) onStage("decoding");
+    // Let the browser paint the stage before the synchronous gunzip and parse.
+    await new Promise((resolve) => setTimeout(resolve, 0));
     const image = await NVImage.loadFromUrl({ url: buffer, name: fileName(url, "volume.nii.gz"), colormap: "gray" });
+    if (onStage) onStage("rendering");
     if (calRange) {
       image.cal_min = calRange[0];
       image.cal_max = calRange[1];
@@ -213,6 +224,31 @@ export class StudyViewer {
   resetZoom() {
     this.nv.scene.volScaleMultiplier = 1;
     this.nv.setPan2Dxyzmm([0, 0, 0, 1]);
+  }
+
+  /** Move the crosshair by `delta` slices along the axis the current 2-D view shows (axial: z). */
+  moveSlices(delta) {
+    if (!this.base) return;
+    const axis = { [SLICE_TYPE.CORONAL]: 1, [SLICE_TYPE.SAGITTAL]: 0 }[this.nv.opts.sliceType] ?? 2;
+    const dims = this.base.dims || [3, 1, 1, 1];
+    const step = 1 / Math.max(1, Number(dims[axis + 1]) || 1);
+    const pos = [...this.nv.scene.crosshairPos];
+    pos[axis] = Math.min(1, Math.max(0, pos[axis] + delta * step));
+    this.nv.scene.crosshairPos = pos;
+    this.nv.createOnLocationChange(axis);
+    this.nv.drawScene();
+  }
+
+  /** The crosshair position as fractions of the volume (x, y, z). */
+  crosshairFraction() {
+    return [...this.nv.scene.crosshairPos];
+  }
+
+  /** Back to the middle of the volume. */
+  resetSlices() {
+    this.nv.scene.crosshairPos = [0.5, 0.5, 0.5];
+    this.nv.createOnLocationChange();
+    this.nv.drawScene();
   }
 
   /** Left drag does `mode`; right drag stays NiiVue's contrast (window/level) drag. */

@@ -60,3 +60,41 @@ def test_presets_are_centre_width_pairs_in_hu():
         "brain": (40, 80),
         "abdomen": (40, 400),
     }
+
+
+def test_initial_window_prefers_the_series_dicom_window():
+    from annotation.imaging.windowing import initial_window
+
+    window = initial_window(modality="CT", hints=("CHEST",), dicom_center=-600, dicom_width=1600)
+
+    assert window.as_dict() == {"source": "dicom", "preset": None, "center": -600.0, "width": 1600.0}
+
+
+@pytest.mark.parametrize(
+    ("hints", "preset"),
+    [(("CHEST", ""), "lung"), (("", "Thorax 1.0 B70f"), "lung"), (("ABDOMEN",), "abdomen"), ((), "abdomen")],
+)
+def test_initial_window_of_a_ct_without_one_is_the_preset_of_its_body_part(hints, preset):
+    from annotation.imaging.windowing import initial_window
+
+    window = initial_window(modality="CT", hints=hints, dicom_center=None, dicom_width=None)
+
+    assert (window.source, window.preset, (window.center, window.width)) == ("preset", preset, WINDOW_PRESETS[preset])
+
+
+@pytest.mark.parametrize(("center", "width"), [(None, None), (300.0, 600.0), (float("nan"), 400.0), (40.0, 0.5)])
+def test_initial_window_of_mr_is_auto_and_never_hu(center, width):
+    from annotation.imaging.windowing import initial_window
+
+    window = initial_window(modality="MR", hints=("BRAIN",), dicom_center=center, dicom_width=width)
+
+    if center == 300.0:  # an MR's own DICOM window is in its own units: kept
+        assert window.source == "dicom"
+    else:
+        assert (window.source, window.preset, window.center, window.width) == ("auto", None, None, None)
+
+
+def test_an_invalid_dicom_window_falls_back_to_the_preset():
+    from annotation.imaging.windowing import initial_window
+
+    assert initial_window(modality="CT", hints=("CHEST",), dicom_center=-600, dicom_width=0).preset == "lung"
