@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +24,12 @@ def free_port() -> int:
 
 
 def dcmtk(tool: str) -> str:
-    path = shutil.which(tool)
+    # pynetdicom installs Python apps of the same names (echoscu, storescu) into the virtualenv's bin,
+    # which ./yixin puts first on PATH: look for dcmtk's programs outside the virtualenv.
+    venv_bin = Path(sys.executable).parent
+    search = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                             if d and Path(d).resolve() != venv_bin.resolve())
+    path = shutil.which(tool, path=search)
     if path is None:
         pytest.skip(f"dcmtk's {tool} is not installed (apt-get install -y dcmtk; scripts/setup.sh does it)")
     return path
