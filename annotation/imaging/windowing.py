@@ -142,9 +142,8 @@ def initial_window(
 def window_for_series(array: np.ndarray, *, modality: str, hints: tuple[str, ...] = ()) -> tuple[float, float]:
     """Choose a display window (centre, width) for still images of a series.
 
-    CT: the lung preset when any hint (body part, series description, segmentation or model name)
-    names the chest (chest, lung, thorax; any case), else the abdomen (soft-tissue) preset, both from
-    :data:`WINDOW_PRESETS`. Other modalities have no calibrated unit: the window spans the 1st to 99th
+    CT: the preset :func:`initial_window` picks from the hints (body part, series description,
+    segmentation or model name): lung when one names the chest, else abdomen. Other modalities have no calibrated unit: the window spans the 1st to 99th
     percentile of ``array`` (width at least 1).
 
     Parameters
@@ -160,8 +159,8 @@ def window_for_series(array: np.ndarray, *, modality: str, hints: tuple[str, ...
     -------
     (center, width) : tuple of float
     """
-    if modality.upper() == "CT":
-        center, width = WINDOW_PRESETS[_chest_preset(hints)]
-        return float(center), float(width)
+    chosen = initial_window(modality=modality, hints=hints)
+    if chosen.source == "preset":
+        return chosen.center, chosen.width
     lo, hi = np.percentile(array, [1, 99])
     return float(lo + hi) / 2, float(max(hi - lo, 1.0))
