@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Hook", "after_model_segmentation", "segmentation_measurements", "study_page_context"]
+__all__ = [
+    "Hook",
+    "after_model_segmentation",
+    "segmentation_measurements",
+    "study_page_context",
+    "study_worklist_report_status",
+]
 
 
 class Hook:
@@ -66,5 +72,16 @@ study_page_context = Hook(
     Each function is called as ``f(user=User, study=Study)`` and returns a dict merged into the
     template context (e.g. ``{"reports": [...]}``). A ``study_sections`` list of template names is
     added to (not replacing) the sections the page includes below its own.
+    """,
+)
+
+study_worklist_report_status = Hook(
+    "study_worklist_report_status",
+    """The report status of each study on the worklist, from the app that writes reports.
+
+    One function is expected (diagnosis registers it). It is called as ``f(queryset)`` with a
+    ``QuerySet[Study]`` and returns the same queryset annotated with ``report_status``: ``"none"``
+    (no report), ``"draft"`` or ``"final"`` (the newest report's status), so that the worklist can show
+    and filter it in one query. With nothing registered the worklist has no report column.
     """,
 )

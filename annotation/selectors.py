@@ -7,7 +7,7 @@ see is reported as not found, so its existence does not leak.
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Case, Exists, OuterRef, Prefetch, Q, QuerySet, Value, When
 from django.http import Http404
 
 from portal.models import STAFF_ROLES, Role, User
@@ -26,9 +26,83 @@ def study_list(*, user: User) -> QuerySet[Study]:
     return (
         study_visible_queryset(user)
         .select_related("patient", "hospital")
-        .prefetch_related(Prefetch("series", queryset=Series.objects.only("id", "study_id", "modality", "description")))
+        .prefetch_related(Prefetch("series", queryset=Series.objects.only("id", "study_id", "modality", "description", "body_part")))
         .order_by("-created_at")
     )
+
+
+WORKLIST_SEGMENTATION_STATUSES = ("none", "running", "done")
+
+
+def study_worklist(
+    *,
+    user: User,
+    query: str = "",
+    modality: str = "",
+    body_part: str = "",
+    date_from=None,
+    date_to=None,
+    segmentation_status: str = "",
+    report_status: str = "",
+) -> QuerySet[Study]:
+    """Return the radiology worklist: visible studies, newest study date first, filtered.
+
+    Each study is annotated with ``segmentation_status`` (``"running"`` while a one-click run of one
+    of its series is queued or running, else ``"done"`` when it has a segmentation, else ``"none"``)
+    and, when an app has registered on ``annotation.hooks.study_worklist_report_status``, with
+    ``report_status`` (``"none"``, ``"draft"``, ``"final"``).
+
+    ``query`` matches the patient's name or MRN, the accession number or the study description
+    (case-insensitive substring); ``modality`` and ``body_part`` match a series of the study
+    (case-insensitive, exact); ``date_from``/``date_to`` (``datetime.date``) bound the study date,
+    inclusive. An empty filter is not applied. Studies without a study date sort last.
+    """
+    from django.db.models import F
+
+    from . import hooks
+
+    running = InferenceRun.objects.filter(
+        series__study=OuterRef("pk"), status__in=[InferenceRun.Status.QUEUED, InferenceRun.Status.RUNNING]
+    )
+    segmented = Segmentation.objects.filter(series__study=OuterRef("pk"))
+    studies = study_list(user=user).annotate(
+        segmentation_status=Case(
+            When(Exists(running), then=Value("running")),
+            When(Exists(segmented), then=Value("done")),
+            default=Value("none"),
+        )
+    )
+    for _key, annotate in hooks.study_worklist_report_status.items():
+        studies = annotate(studies)
+    if query:
+        studies = studies.filter(
+            Q(patient__name__icontains=query)
+            | Q(patient__mrn__icontains=query)
+            | Q(accession_number__icontains=query)
+            | Q(description__icontains=query)
+        )
+    if modality:
+        studies = studies.filter(Exists(Series.objects.filter(study=OuterRef("pk"), modality__iexact=modality)))
+    if body_part:
+        studies = studies.filter(Exists(Series.objects.filter(study=OuterRef("pk"), body_part__iexact=body_part)))
+    if date_from:
+        studies = studies.filter(study_date__gte=date_from)
+    if date_to:
+        studies = studies.filter(study_date__lte=date_to)
+    if segmentation_status:
+        studies = studies.filter(segmentation_status=segmentation_status)
+    if report_status and "report_status" in studies.query.annotations:
+        studies = studies.filter(report_status=report_status)
+    return studies.order_by(F("study_date").desc(nulls_last=True), "-created_at", "-pk")
+
+
+def study_worklist_choices(*, user: User) -> dict[str, list[str]]:
+    """Return the modalities and body parts present in the studies ``user`` may see, sorted."""
+    series = Series.objects.filter(study__in=study_visible_queryset(user))
+    return {
+        "modalities": sorted({m.upper() for m in series.values_list("modality", flat=True).distinct() if m}),
+        "body_parts": sorted({b.upper() for b in series.values_list("body_part", flat=True).distinct() if b}),
+    }
 
 
 def study_get(*, user: User, study_id: int) -> Study:

@@ -1,6 +1,7 @@
 """Pages: the study list, the upload page and the study page with the viewer."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -11,15 +12,51 @@ from portal.permissions import is_clinician
 from portal.services import audit_record
 
 from . import hooks, selectors
+from .forms import REPORT_STATUS_LABELS, SEGMENTATION_STATUS_LABELS, WorklistFilterForm
 from .api import segmentation_payload
 from .imaging.windowing import WINDOW_PRESETS, initial_window
 from .models import InferenceRun
 
+WORKLIST_PAGE_SIZE = 25
+
 
 @login_required
 def study_list(request):
-    studies = selectors.study_list(user=request.user)[:200]
-    return render(request, "annotation/study_list.html", {"studies": studies})
+    """The worklist: visible studies with search, filters and paging (25 a page)."""
+    choices = selectors.study_worklist_choices(user=request.user)
+    form = WorklistFilterForm(request.GET or None, modalities=choices["modalities"], body_parts=choices["body_parts"])
+    filters = {}
+    status = 200
+    if form.is_bound:
+        if form.is_valid():
+            data = form.cleaned_data
+            filters = {
+                "query": data["q"], "modality": data["modality"], "body_part": data["body_part"],
+                "date_from": data["date_from"], "date_to": data["date_to"],
+                "segmentation_status": data["segmentation"], "report_status": data["report"],
+            }
+        else:
+            status = 400
+    studies = selectors.study_worklist(user=request.user, **filters) if status == 200 else selectors.study_worklist(
+        user=request.user
+    ).none()
+    page = Paginator(studies, WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "annotation/study_list.html",
+        {
+            "page": page,
+            "studies": page.object_list,
+            "form": form,
+            "page_query": query.urlencode(),
+            "has_report_status": bool(hooks.study_worklist_report_status.items()),
+            "segmentation_labels": SEGMENTATION_STATUS_LABELS,
+            "report_labels": REPORT_STATUS_LABELS,
+        },
+        status=status,
+    )
 
 
 @login_required

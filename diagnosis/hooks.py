@@ -53,6 +53,17 @@ def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     findings_from_detection(segmentation=segmentation, label_map=label_map, volume=volume)
 
 
+def worklist_report_status(queryset):
+    """Annotate a ``QuerySet[Study]`` with ``report_status``: the newest report's status, or ``"none"``."""
+    from django.db.models import OuterRef, Subquery, Value
+    from django.db.models.functions import Coalesce
+
+    from .models import Report
+
+    newest = Report.objects.filter(study=OuterRef("pk")).order_by("-created_at", "-pk").values("status")[:1]
+    return queryset.annotate(report_status=Coalesce(Subquery(newest), Value("none")))
+
+
 def register() -> None:
     """Register diagnosis's functions on annotation's hooks (idempotent)."""
     from annotation import hooks
@@ -62,3 +73,4 @@ def register() -> None:
     hooks.segmentation_measurements.register("diagnosis", segmentation_measurement_rows)
     hooks.study_page_context.register("diagnosis", study_page_reports)
     hooks.study_page_context.register("diagnosis-findings", study_page_findings)
+    hooks.study_worklist_report_status.register("diagnosis", worklist_report_status)

@@ -3,6 +3,7 @@
 import { Chart, registerables } from "chart.js";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { requestJson } from "./lib/api.js";
+import { formatDate } from "./lib/format.js";
 
 Chart.register(...registerables);
 
@@ -96,7 +97,7 @@ if (cohortConfig) {
     const tbody = document.querySelector("#cohort-table tbody");
     data.patients.forEach((p) => {
       const row = tbody.insertRow();
-      [p.mrn, p.total === null ? "—" : String(p.total), p.band_label || p.band || "", p.submitted_at.slice(0, 10)].forEach((v) => {
+      [p.mrn, p.total === null ? "—" : String(p.total), p.band_label || p.band || "", formatDate(p.submitted_at)].forEach((v) => {
         row.insertCell().textContent = v;
       });
     });

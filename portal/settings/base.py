@@ -367,6 +367,8 @@ TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=0)  # 0: torch's own de
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# One date format per language, everywhere: portal/formats/<locale>/formats.py.
+FORMAT_MODULE_PATH = ["portal.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True

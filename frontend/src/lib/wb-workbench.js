@@ -7,7 +7,7 @@
 // [k, j, i] label maps, and the diff is computed in that native order.
 import { NVImage } from "@niivue/niivue";
 import { fetchArrayBuffer, requestJson } from "./api.js";
-import { hexToRgb } from "./format.js";
+import { formatDate, hexToRgb } from "./format.js";
 import {
   EditHistory, applyValue, brushIndices, diffRuns, encodeRuns, floodIndices, nativeOrder, planeAxis,
   polygonIndices, toNative,
@@ -491,7 +491,7 @@ export class Workbench {
       const current = v.is_current ? ` · ${this.t("wb.current")}` : "";
       const row = el("li", { dataset: { version: String(v.version), id: String(v.id), current: String(v.is_current) } },
         el("span", { className: "wb-version-head" }, `v${v.version}${current}`),
-        el("span", { className: "muted" }, ` ${v.tool || v.source} · ${v.author || "—"} · ${v.created_at.slice(0, 16).replace("T", " ")} · ${v.review_status}`));
+        el("span", { className: "muted" }, ` ${v.tool || v.source} · ${v.author || "—"} · ${formatDate(v.created_at, { time: true })} · ${v.review_status}`));
       if (v.comment) row.append(el("div", { className: "wb-version-comment" }, v.comment));
       const actions = el("div", { className: "wb-version-actions" });
       const edit = el("button", { type: "button", className: "btn btn-tool", textContent: this.t("wb.editThis") });
@@ -730,7 +730,7 @@ export class Workbench {
     if (comments) {
       comments.textContent = "";
       for (const c of data.comments) {
-        comments.append(el("li", { dataset: { decision: c.decision } }, `${c.created_at.slice(0, 16).replace("T", " ")} · ${c.author || "—"} · ${this.t("wb.decision." + c.decision)}${c.text ? ": " + c.text : ""}`));
+        comments.append(el("li", { dataset: { decision: c.decision } }, `${formatDate(c.created_at, { time: true })} · ${c.author || "—"} · ${this.t("wb.decision." + c.decision)}${c.text ? ": " + c.text : ""}`));
       }
     }
     const agreement = $("wb-agreement");

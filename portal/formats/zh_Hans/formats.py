@@ -1,0 +1,7 @@
+"""Simplified Chinese date formats (see ``portal.formats``)."""
+
+DATE_FORMAT = "Y-m-d"
+SHORT_DATE_FORMAT = "Y-m-d"
+DATETIME_FORMAT = "Y-m-d H:i"
+SHORT_DATETIME_FORMAT = "Y-m-d H:i"
+DATE_INPUT_FORMATS = ["%Y-%m-%d", "%Y/%m/%d"]
