@@ -84,11 +84,18 @@ def my_reports(request):
 def my_studies(request):
     from annotation.selectors import study_list
 
+    from diagnosis.selectors import report_visible_queryset
+
     _require_patient(request)
     studies = list(study_list(user=request.user))
+    # A patient sees signed reports only; a study without one says when its report will be visible.
+    reported = set(report_visible_queryset(request.user).filter(study__in=studies).values_list("study_id", flat=True))
+    for study in studies:
+        study.has_signed_report = study.pk in reported
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_list", target_id="",
                  detail={"studies": len(studies)})
-    return render(request, "followup/my_studies.html", {"tab": "home", "studies": studies, "planes": ("axial", "coronal", "sagittal")})
+    return render(request, "followup/my_studies.html",
+                  {"tab": "studies", "studies": studies, "planes": ("axial", "coronal", "sagittal")})
 
 
 @login_required
