@@ -266,6 +266,43 @@ def results_over_time(*, patient: Patient) -> dict[str, list[dict]]:
     return series
 
 
+def score_scales(*, patient: Patient, language: str = "zh-hans") -> dict[str, dict]:
+    """The scale of each questionnaire a patient has completed, for drawing their scores over time.
+
+    Returns ``{code: {"title", "min", "max", "bands": [{"min", "max", "code", "label", "attention"}]}}``
+    with the instrument's own range: ``min`` 0 and ``max`` the highest possible total (e.g. PHQ-9 0–27,
+    GAD-7 0–21, from the definition's option scores) and its severity bands, labelled in ``language``
+    (``label_en`` for English when the definition has one). ``max`` is the highest total seen when the
+    definition has no fixed maximum.
+    """
+    from .questionnaires.scoring import scale_max
+
+    scales: dict[str, dict] = {}
+    rows = (QuestionnaireAssignment.objects.filter(patient=patient, status=QuestionnaireAssignment.Status.COMPLETED)
+            .select_related("questionnaire").order_by("-submitted_at", "-pk"))
+    english = language.lower().startswith("en")
+    for row in rows:
+        if row.questionnaire.code in scales:
+            continue
+        scoring = (row.questionnaire.definition or {}).get("scoring") or {}
+        highest = scale_max(row.questionnaire.definition or {})
+        if highest is None:
+            totals = [r.score.get("total") for r in rows if r.questionnaire.code == row.questionnaire.code]
+            highest = max((t for t in totals if t is not None), default=0)
+        scales[row.questionnaire.code] = {
+            "title": row.questionnaire.title,
+            "min": 0,
+            "max": highest,
+            "bands": [
+                {"min": b["min"], "max": b["max"], "code": b["code"], "attention": bool(b.get("attention")),
+                 "label": (b.get("label_en") if english and b.get("label_en") else b.get("label", b["code"]))}
+                for b in sorted(scoring.get("bands") or [], key=lambda b: b.get("min", 0))
+                if isinstance(b, dict) and "min" in b and "max" in b and "code" in b
+            ],
+        }
+    return scales
+
+
 def cohort_results(*, user: User, questionnaire: Questionnaire, group: PatientGroup | None = None) -> list[QuestionnaireAssignment]:
     """Completed assignments of a questionnaire among the patients the user may see (optionally one group)."""
     qs = (assignment_visible_queryset(user).filter(questionnaire__code=questionnaire.code,

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language
 from django.views.decorators.http import require_POST
 
 from portal.api_errors import ServiceError
@@ -225,6 +226,7 @@ def patient_followup(request, patient_id: int):
         "assignments": selectors.assignment_list_for_patient(patient=patient),
         "questionnaires": selectors.questionnaire_visible_queryset(request.user).order_by("code", "-version"),
         "results": selectors.results_over_time(patient=patient),
+        "scales": selectors.score_scales(patient=patient, language=get_language() or "zh-hans"),
         "can_edit": is_clinician(request.user),
     })
 

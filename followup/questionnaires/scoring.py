@@ -122,6 +122,22 @@ def _item_max(item: dict) -> float | None:
     return None
 
 
+def scale_max(definition: dict) -> float | None:
+    """Return the highest total a definition's scoring can give (the sum of its scored items' maxima,
+    e.g. 27 for PHQ-9 and 21 for GAD-7), or None for a mean score or an item without a maximum."""
+    scoring = definition.get("scoring")
+    if not scoring or scoring.get("method") == "mean":
+        return None
+    by_id = {i["link_id"]: i for i in definition.get("items", [])}
+    total = 0.0
+    for link_id in scoring.get("items", []):
+        item_max = _item_max(by_id[link_id]) if link_id in by_id else None
+        if item_max is None:
+            return None
+        total += item_max
+    return total
+
+
 def score_response(definition: dict, answers: dict) -> ScoreResult:
     """Score answers with the definition's rules.
 

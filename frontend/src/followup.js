@@ -1,11 +1,12 @@
 // Shared behaviour of the follow-up pages: the unread badge (live through the inbox socket),
 // forms that post JSON to the API, score charts, the cohort view and the questionnaire builder.
 import { Chart, registerables } from "chart.js";
+import annotationPlugin from "chartjs-plugin-annotation";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { requestJson } from "./lib/api.js";
 import { formatDate } from "./lib/format.js";
 
-Chart.register(...registerables);
+Chart.register(...registerables, annotationPlugin);
 
 // --- unread badge -------------------------------------------------------------------------------
 const badge = document.getElementById("fu-unread-badge");
@@ -63,27 +64,52 @@ document.querySelectorAll("form.fu-api-form").forEach((form) => {
   });
 });
 
-// --- a patient's scores over time ---------------------------------------------------------------
-const resultsCanvas = document.getElementById("results-chart");
-if (resultsCanvas) {
+// --- a patient's scores over time: one chart per instrument on its own range, with its bands ----
+const resultsCharts = document.getElementById("results-charts");
+if (resultsCharts) {
   const series = JSON.parse(document.getElementById("results-series").textContent);
-  const palette = ["#0b7285", "#c92a2a", "#5c940d", "#862e9c", "#e67700"];
-  new Chart(resultsCanvas, {
-    type: "line",
-    data: {
-      datasets: Object.entries(series).map(([code, points], i) => ({
-        label: points.length ? points[0].title : code,
-        data: points.map((p) => ({ x: p.submitted_at.slice(0, 10), y: p.total })),
-        borderColor: palette[i % palette.length],
-        backgroundColor: palette[i % palette.length],
-        tension: 0.2,
-      })),
-    },
-    options: {
-      maintainAspectRatio: false,
-      parsing: { xAxisKey: "x", yAxisKey: "y" },
-      scales: { x: { type: "category", labels: [...new Set(Object.values(series).flat().map((p) => p.submitted_at.slice(0, 10)))].sort() }, y: { beginAtZero: true } },
-    },
+  const scales = JSON.parse(document.getElementById("results-scales").textContent);
+  const bandColours = ["rgba(47, 158, 68, 0.12)", "rgba(250, 176, 5, 0.14)", "rgba(247, 103, 7, 0.15)",
+    "rgba(224, 49, 49, 0.15)", "rgba(156, 54, 181, 0.16)"];
+  Object.entries(series).forEach(([code, points]) => {
+    const scale = scales[code] || { title: code, min: 0, max: null, bands: [] };
+    const figure = document.createElement("figure");
+    figure.className = "fu-chart-figure";
+    figure.dataset.instrument = code;
+    const caption = document.createElement("figcaption");
+    caption.textContent = scale.title;
+    const box = document.createElement("div");
+    box.className = "fu-chart";
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("aria-label", scale.title);
+    box.append(canvas);
+    figure.append(caption, box);
+    resultsCharts.append(figure);
+    const annotations = {};
+    scale.bands.forEach((band, i) => {
+      annotations[`band-${band.code}`] = {
+        type: "box", yMin: band.min, yMax: band.max + (i < scale.bands.length - 1 ? 0.999 : 0),
+        backgroundColor: bandColours[Math.min(i, bandColours.length - 1)], borderWidth: 0,
+        label: { display: true, content: band.label, position: { x: "end", y: "center" }, color: "#495057",
+          font: { size: 11 } },
+      };
+    });
+    const chart = new Chart(canvas, {
+      type: "line",
+      data: {
+        labels: points.map((p) => formatDate(p.submitted_at)),
+        datasets: [{ label: scale.title, data: points.map((p) => p.total), borderColor: "#0b7285",
+          backgroundColor: "#0b7285", tension: 0.2 }],
+      },
+      options: {
+        maintainAspectRatio: false,
+        plugins: { legend: { display: false }, annotation: { annotations } },
+        scales: { y: { min: scale.min, ...(scale.max !== null ? { max: scale.max } : {}), ticks: { precision: 0 } } },
+      },
+    });
+    figure.dataset.yMin = String(chart.scales.y.min);
+    figure.dataset.yMax = String(chart.scales.y.max);
+    figure.dataset.bands = String(scale.bands.length);
   });
   document.body.dataset.chart = "ready";
 }

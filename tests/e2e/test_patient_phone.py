@@ -96,3 +96,36 @@ def test_patient_phone_pages(portal_server, browser, language):  # noqa: F811
     page_text = phone.locator("body").inner_text()
     if language == "en":
         assert not re.search(r"[\u4e00-\u9fff]", page_text.replace("医心相印", "").replace("简体中文", "")), page_text
+
+
+def _api(page, base, method, path, data=None):
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.fetch(f"{base}{path}", method=method, headers={"X-CSRFToken": csrf}, data=data)
+    assert response.ok, response.text()
+    return response.json()
+
+
+def test_score_charts_use_each_instruments_range_and_bands(portal_server, browser):  # noqa: F811
+    import datetime as dt
+
+    base, password = portal_server["url"], portal_server["password"]
+    doctor = browser(DESKTOP)
+    login(doctor, base, "doctor", password)
+    patient_id = next(p["id"] for p in _api(doctor, base, "GET", "/api/followup/patients/")["results"]
+                      if p["mrn"] == DEMO_MRN)
+    instruments = {q["code"]: q["id"] for q in _api(doctor, base, "GET", "/api/followup/questionnaires/")["results"]}
+    phone = browser(PHONE, is_mobile=True, has_touch=True)
+    login(phone, base, "patient", password)
+    for code in ("phq-9", "gad-7"):
+        detail = _api(doctor, base, "GET", f"/api/followup/questionnaires/{instruments[code]}/")
+        assigned = _api(doctor, base, "POST", f"/api/followup/questionnaires/{instruments[code]}/assign/",
+                        {"patient_ids": [patient_id], "due_date": (dt.date.today() + dt.timedelta(days=3)).isoformat()})
+        answers = {i["link_id"]: "1" for i in detail["definition"]["items"] if i["type"] == "single_choice"}
+        _api(phone, base, "POST", f"/api/followup/assignments/{assigned['results'][0]['id']}/submit/", {"answers": answers})
+    doctor.goto(f"{base}/followup/patients/{patient_id}/")
+    doctor.wait_for_selector('body[data-chart="ready"]')
+    charts = {f.get_attribute("data-instrument"): f for f in doctor.locator("#results-charts figure").all()}
+    assert set(charts) == {"phq-9", "gad-7"}
+    assert (charts["phq-9"].get_attribute("data-y-min"), charts["phq-9"].get_attribute("data-y-max")) == ("0", "27")
+    assert (charts["gad-7"].get_attribute("data-y-min"), charts["gad-7"].get_attribute("data-y-max")) == ("0", "21")
+    assert int(charts["phq-9"].get_attribute("data-bands")) == 5 and int(charts["gad-7"].get_attribute("data-bands")) == 4

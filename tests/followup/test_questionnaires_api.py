@@ -177,3 +177,27 @@ def test_staff_pages_render(client, doctor, patient):
     for url in ["/followup/", f"/followup/patients/{patient.pk}/", "/followup/questionnaires/",
                 "/followup/questionnaires/new/", f"/followup/questionnaires/{q.pk}/cohort/", "/followup/conversations/"]:
         assert client.get(url).status_code == 200, url
+
+
+def test_score_scales_give_each_instrument_its_own_range_and_bands(client, doctor, patient, patient_user):
+    from followup import selectors
+
+    instruments = {q.code: q for q in services.instruments_install()}
+    for code, value in (("phq-9", "2"), ("gad-7", "1")):
+        q = instruments[code]
+        a = services.questionnaire_assign(actor=doctor, questionnaire=q, patients=[patient], due_date=timezone.localdate())[0]
+        scored = q.definition["scoring"]["items"]
+        answers = {i["link_id"]: (value if i["link_id"] in scored else "0") for i in q.definition["items"]
+                   if i["type"] == "single_choice"}
+        services.assignment_submit(user=patient_user, assignment=a, answers=answers)
+    scales = selectors.score_scales(patient=patient)
+    assert (scales["phq-9"]["min"], scales["phq-9"]["max"]) == (0, 27)
+    assert (scales["gad-7"]["min"], scales["gad-7"]["max"]) == (0, 21)
+    phq_bands = scales["phq-9"]["bands"]
+    assert [b["code"] for b in phq_bands] == ["minimal", "mild", "moderate", "moderately_severe", "severe"]
+    assert phq_bands[0]["min"] == 0 and phq_bands[-1]["max"] == 27
+    english = selectors.score_scales(patient=patient, language="en")
+    assert english["gad-7"]["bands"][0]["label"] != scales["gad-7"]["bands"][0]["label"]
+    client.force_login(doctor)
+    page = client.get(f"/followup/patients/{patient.pk}/").content.decode()
+    assert 'id="results-scales"' in page and 'id="results-charts"' in page
