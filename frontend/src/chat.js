@@ -163,6 +163,11 @@ function onMessage(frame) {
       state.lastSeenId = Math.max(state.lastSeenId, frame.message.id);
       document.body.dataset.lastSeenId = String(state.lastSeenId);
       if (nearEnd || (frame.message.sender && frame.message.sender.id === config.user_id)) scrollToEnd();
+      if (frame.message.sender && frame.message.sender.id !== config.user_id) {
+        // The message the other member was typing has arrived: "typing…" ends with it.
+        clearTimeout(state.typingTimer);
+        els.typing.textContent = "";
+      }
       if (!frame.message.sender || frame.message.sender.id !== config.user_id) {
         clearTimeout(state.ackTimer);
         state.ackTimer = setTimeout(acknowledge, 150);

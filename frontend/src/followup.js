@@ -8,25 +8,89 @@ import { formatDate } from "./lib/format.js";
 
 Chart.register(...registerables, annotationPlugin);
 
-// --- unread badge -------------------------------------------------------------------------------
+// --- unread badges and the live inbox ---------------------------------------------------------
+// One inbox socket per page: when a message arrives or the user reads a conversation (in any tab),
+// the server pushes inbox.update and the page re-reads the counts, the header badge, and the rows
+// of a live inbox list (newest first, with the last message's preview).
 const badge = document.getElementById("fu-unread-badge");
-async function refreshUnread() {
-  if (!badge) return;
+const navLink = document.getElementById("nav-followup");
+const liveInbox = document.querySelector("[data-live-inbox]");
+
+function conversationName(conversation) {
+  if (liveInbox.dataset.liveInbox === "patient") {
+    const me = Number(document.body.dataset.userId || 0);
+    return conversation.members.filter((m) => m.user_id !== me).map((m) => m.name).join(" ");
+  }
+  const p = conversation.patient;
+  return `${p.name || p.mrn} · ${p.mrn}`;
+}
+
+function renderInbox(conversations) {
+  const rows = new Map([...liveInbox.querySelectorAll("li[data-conversation]")].map((li) => [li.dataset.conversation, li]));
+  conversations.forEach((c) => {
+    let row = rows.get(String(c.id));
+    if (!row) {
+      row = document.createElement("li");
+      row.dataset.conversation = String(c.id);
+      const link = document.createElement("a");
+      link.className = "conversation-link";
+      link.href = c.url;
+      link.textContent = conversationName(c);
+      const count = document.createElement("span");
+      count.className = "fu-count unread fu-count-inline";
+      const time = document.createElement("span");
+      time.className = "fu-muted fu-inbox-time";
+      const preview = document.createElement("span");
+      preview.className = "fu-preview";
+      row.append(link, " ", count, " ", time, document.createElement("br"), preview);
+    }
+    const count = row.querySelector(".fu-count");
+    count.textContent = String(c.unread_count || 0);
+    count.hidden = !c.unread_count;
+    if (c.last_message) {
+      row.querySelector(".fu-inbox-time").textContent = formatDate(c.last_message.created_at, { time: true });
+      row.querySelector(".fu-preview").textContent = c.last_message.preview;
+    }
+    liveInbox.append(row); // in the API's order: the newest conversation first
+  });
+  const empty = liveInbox.querySelector(".fu-inbox-empty");
+  if (empty && conversations.length) empty.remove();
+}
+
+async function refreshInbox() {
   try {
     const inbox = await requestJson("/api/followup/conversations/");
-    badge.textContent = String(inbox.unread_total);
-    badge.hidden = inbox.unread_total === 0;
+    if (badge) {
+      badge.textContent = String(inbox.unread_total);
+      badge.hidden = inbox.unread_total === 0;
+    }
     document.body.dataset.unread = String(inbox.unread_total);
+    if (liveInbox) renderInbox(inbox.results);
+    if (navLink) {
+      const notifications = await requestJson("/api/followup/notifications/");
+      const total = inbox.unread_total + (notifications.unread || 0);
+      let navBadge = document.getElementById("nav-followup-unread");
+      if (!navBadge && total) {
+        navBadge = document.createElement("span");
+        navBadge.className = "badge";
+        navBadge.id = "nav-followup-unread";
+        navLink.append(" ", navBadge);
+      }
+      if (navBadge) {
+        navBadge.textContent = String(total);
+        navBadge.hidden = total === 0;
+      }
+    }
+    document.body.dataset.inboxRefreshed = String(Number(document.body.dataset.inboxRefreshed || 0) + 1);
   } catch (_) {
-    // The badge is a convenience; the inbox page shows the counts.
+    // The badges are a convenience; the inbox page shows the counts on reload.
   }
 }
-if (badge) {
-  refreshUnread();
+if (badge || liveInbox || navLink) {
   new ReconnectingSocket(websocketUrl("/ws/followup/inbox/"), {
-    onOpen: refreshUnread,
+    onOpen: refreshInbox,
     onMessage: (frame) => {
-      if (frame.type === "inbox.update" || frame.type === "notification") refreshUnread();
+      if (frame.type === "inbox.update" || frame.type === "notification") refreshInbox();
     },
   }).start();
 }

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.conftest import shared_data
-from tests.e2e.test_followup import browser, login  # noqa: F401  (the two-browser fixture)
+from tests.e2e.test_followup import browser, bubble, login, send  # noqa: F401  (the two-browser fixture)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -129,3 +129,39 @@ def test_score_charts_use_each_instruments_range_and_bands(portal_server, browse
     assert (charts["phq-9"].get_attribute("data-y-min"), charts["phq-9"].get_attribute("data-y-max")) == ("0", "27")
     assert (charts["gad-7"].get_attribute("data-y-min"), charts["gad-7"].get_attribute("data-y-max")) == ("0", "21")
     assert int(charts["phq-9"].get_attribute("data-bands")) == 5 and int(charts["gad-7"].get_attribute("data-bands")) == 4
+
+
+def test_the_doctors_inbox_updates_live_with_previews_and_counts_drop_when_read(portal_server, browser):  # noqa: F811
+    base, password = portal_server["url"], portal_server["password"]
+    doctor = browser(DESKTOP)
+    login(doctor, base, "doctor", password)
+    patient_id = next(p["id"] for p in _api(doctor, base, "GET", "/api/followup/patients/")["results"]
+                      if p["mrn"] == DEMO_MRN)
+    me = int(doctor.evaluate("document.body.dataset.userId"))
+    conversation = _api(doctor, base, "POST", "/api/followup/conversations/", {"patient_id": patient_id, "staff_ids": [me]})
+    doctor.goto(f"{base}/followup/")
+    row = doctor.locator(f'#inbox-list li[data-conversation="{conversation["id"]}"]')
+    row.wait_for()
+    # The conversation may be one an earlier browser test of this portal left with unread messages.
+    unread_before = 0 if row.locator(".fu-count").is_hidden() else int(row.locator(".fu-count").inner_text())
+
+    phone = browser(PHONE, is_mobile=True, has_touch=True)
+    login(phone, base, "patient", password)
+    phone.goto(f"{base}/followup/conversations/{conversation['id']}/")
+    phone.wait_for_selector('#connection-state[data-state="open"]')
+    send(phone, "今天头不疼了，谢谢医生")
+    # The doctor's inbox shows the new message's preview and count without a reload, first in the list.
+    row.locator(".fu-preview", has_text="今天头不疼了").wait_for()
+    doctor.wait_for_function(
+        "([id, n]) => document.querySelector(`#inbox-list li[data-conversation='${id}'] .fu-count`).textContent === String(n)",
+        arg=[conversation["id"], unread_before + 1])
+    assert doctor.locator("#inbox-list li[data-conversation]").first.get_attribute("data-conversation") == str(conversation["id"])
+    doctor.wait_for_selector("#nav-followup-unread:not([hidden])")
+
+    # The doctor reads it in another tab: the count drops on the dashboard, live.
+    reader = doctor.context.new_page()
+    reader.console_lines = []  # the fixture checks every page of its contexts for CSP violations
+    reader.on("console", lambda msg: reader.console_lines.append(f"{msg.type}: {msg.text}"))
+    reader.goto(f"{base}/followup/conversations/{conversation['id']}/")
+    bubble(reader, "今天头不疼了").wait_for()
+    doctor.wait_for_selector(f'#inbox-list li[data-conversation="{conversation["id"]}"] .fu-count[hidden]', state="attached")
