@@ -6,9 +6,9 @@ parameter passed, 4090 did not, in our checks). The gate listens on the host's `
 relays to FalkorDB inside its network namespace (:mod:`portal.embedded.netns`), and it:
 
 1. relays the handshake (``60 60 B0 17`` and four version proposals, then the server's choice);
-2. checks the credentials before anything reaches the server: in the ``HELLO`` message's ``extra`` map
-   before Bolt 5.1, in the ``LOGON`` message from 5.1 on (``HELLO`` itself carries none then and is
-   relayed); ``scheme`` must be ``basic`` and ``principal`` / ``credentials`` must match, compared with
+2. checks the credentials before anything but ``HELLO`` reaches the server: Bolt 5.1 to 5.x only, where
+   they come in the ``LOGON`` message (``HELLO`` carries none and is relayed; an older or newer version
+   chosen by the server ends the connection); ``scheme`` must be ``basic`` and ``principal`` / ``credentials`` must match, compared with
    :func:`hmac.compare_digest`. The message then goes on with ``scheme: "none"`` and no credentials:
    FalkorDB refused the basic scheme through the gate in our checks and accepts that one (with or
    without ``requirepass``, which does not cover Bolt, hence the gate). A mismatch, or any other message before authentication, is answered
@@ -17,7 +17,8 @@ relays to FalkorDB inside its network namespace (:mod:`portal.embedded.netns`), 
 3. refuses, with ``FAILURE {code: "Neo.ClientError.Request.Invalid"}``, a ``RUN`` whose parameters
    render to more than :data:`PARAMETER_LIMIT` bytes and any message over :data:`MESSAGE_LIMIT`
    bytes, without forwarding it; like a Bolt server in its FAILED state, it then answers ``IGNORED`` to
-   every message until the client's ``RESET``.
+   every message until the client's ``RESET``;
+4. answers ``LOGOFF`` (which FalkorDB leaves unanswered) with a FAILURE and closes the connection.
 
 Source for the message layouts: the Bolt protocol documentation, https://neo4j.com/docs/bolt/current/
 ("Bolt Protocol handshake specification", "Bolt Protocol message specification": HELLO, LOGON, RUN,
@@ -232,9 +233,10 @@ class _Session:
         self.writer.write(choice)
         await self.writer.drain()
         major, minor = choice[3], choice[2]
-        if major == 0 or major > 5:
-            return  # no common version (or a handshake this gate does not read): the server said so
-        logon_separate = (major, minor) >= (5, 1)
+        if not (5, 1) <= (major, minor) < (6, 0):
+            # No common version, or one this gate does not read (credentials in HELLO before 5.1;
+            # FalkorDB 1.4.1 answered only proposals that include 5.7 in our checks).
+            return
         self.relay_task = asyncio.create_task(self._relay_responses())
 
         authenticated = False
@@ -267,11 +269,9 @@ class _Session:
             if not authenticated:
                 if tag == packstream.HELLO and not hello_seen:
                     hello_seen = True
-                    if logon_separate:
-                        await self._forward(message)
-                        continue
-                    auth = value.fields[0] if value.fields else None
-                elif tag == packstream.LOGON and logon_separate and hello_seen:
+                    await self._forward(message)
+                    continue
+                if tag == packstream.LOGON and hello_seen:
                     auth = value.fields[0] if value.fields else None
                 else:
                     await self._refuse_auth("authentication required")
@@ -292,10 +292,10 @@ class _Session:
                     await self._answer(packstream.ignored_message())
                 continue
             if tag == packstream.LOGOFF:
-                authenticated = False
-                hello_seen = True
-                await self._forward(message)
-                continue
+                # FalkorDB leaves LOGOFF unanswered (no re-authentication on one connection there).
+                await self._answer(packstream.failure_message(
+                    INVALID, "re-authentication is not supported by the embedded graph: open a new connection"))
+                return
             if tag == packstream.RUN and len(value.fields) >= 2 and isinstance(value.fields[1], dict):
                 size = parameters_size(value.fields[1])
                 if size > self.gate.parameter_limit:

@@ -185,10 +185,15 @@ class NamespacedService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         supervisor = asyncio.create_task(self._supervise())
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # A server that cannot be restarted ends the gate too (non-zero exit: honcho reports it).
+            await asyncio.wait([supervisor, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if supervisor.done() and not supervisor.cancelled() and supervisor.exception() is not None:
+                raise supervisor.exception()
         finally:
             supervisor.cancel()
+            stopping.cancel()
             server.close()
             self.stop()
 

@@ -213,6 +213,41 @@ def test_bolt_gate_refuses_a_query_before_authentication_and_closes(stack):
     assert b"Neo.ClientError.Security.Unauthorized" in answer
 
 
+def _message(tag: int, *fields) -> bytes:
+    return packstream.chunk(packstream.pack(packstream.Structure(tag, fields)))
+
+
+def _logon(stack, password: str) -> bytes:
+    return _message(packstream.LOGON, {"scheme": "basic", "principal": stack["credentials"].bolt_user,
+                                       "credentials": password})
+
+
+def test_bolt_gate_refuses_an_oversized_message_before_authentication(stack):
+    huge = packstream.chunk(b"\xB1\x01" + packstream.pack({"user_agent": "x" * 70_000}))
+
+    answer = _raw_bolt(stack["ports"]["graph"], _message(packstream.HELLO, {"user_agent": "t/1"}) + huge)
+
+    assert answer.count(bytes([0xB1, packstream.SUCCESS])) == 1  # the first HELLO, relayed to FalkorDB
+    assert b"Neo.ClientError.Security.Unauthorized" in answer
+
+
+def test_bolt_gate_refuses_logoff_and_closes_instead_of_running_anything_after_it(stack):
+    payload = (_message(packstream.HELLO, {"user_agent": "t/1"}) + _logon(stack, stack["credentials"].bolt_password)
+               + _message(packstream.LOGOFF) + _message(packstream.RUN, "RETURN 1", {}, {}))
+
+    answer = _raw_bolt(stack["ports"]["graph"], payload)
+
+    assert answer.count(bytes([0xB1, packstream.SUCCESS])) == 2  # HELLO and LOGON
+    assert b"re-authentication is not supported" in answer
+    assert bytes([0xB1, packstream.RECORD]) not in answer  # the RUN never reached FalkorDB
+
+
+def test_bolt_gate_refuses_a_message_that_is_not_a_structure(stack):
+    answer = _raw_bolt(stack["ports"]["graph"], packstream.chunk(packstream.pack("HELLO")))
+
+    assert b"Neo.ClientError.Request.Invalid" in answer
+
+
 def test_bolt_gate_refuses_a_malformed_message(stack):
     answer = _raw_bolt(stack["ports"]["graph"], packstream.chunk(b"\xB1\x01\xC7"))  # 0xC7 is no PackStream marker
 
