@@ -231,7 +231,9 @@ class EmbeddedProcess:
     def start(self, timeout_s: float = 60.0) -> "EmbeddedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # From the repository root, so that ``python -m portal.embedded …`` imports this package.
+        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=Path(__file__).resolve().parent.parent.parent)
         log.close()
         wait_for_port(self.ready_port, timeout_s=timeout_s, process=self.process)
         return self

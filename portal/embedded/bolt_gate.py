@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from . import packstream
@@ -51,9 +52,51 @@ INVALID = "Neo.ClientError.Request.Invalid"
 _SUMMARIES = {packstream.SUCCESS, packstream.FAILURE, packstream.IGNORED}
 
 
-class _TooLarge(Exception):
-    def __init__(self, size: int):
-        self.size = size
+@dataclass(frozen=True)
+class TooLarge:
+    """A message that exceeded the framer's limit (its bytes were dropped as they arrived)."""
+
+    size: int
+
+
+class Framer:
+    """Split a Bolt byte stream into messages (chunk sizes, chunks, ``00 00``; lone ``00 00`` NOOPs skipped).
+
+    Parameters
+    ----------
+    limit : int
+        Messages larger than this many bytes are not kept: :meth:`feed` yields a :class:`TooLarge` for
+        them, so memory stays bounded whatever a client sends.
+    """
+
+    def __init__(self, *, limit: int):
+        self.limit = limit
+        self._buffer = bytearray()
+        self._body = bytearray()
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[bytes | TooLarge]:
+        """Add received bytes; return the messages they complete, in order."""
+        self._buffer += data
+        messages: list[bytes | TooLarge] = []
+        while len(self._buffer) >= 2:
+            length = int.from_bytes(self._buffer[:2], "big")
+            if length == 0:
+                del self._buffer[:2]
+                if self._size:
+                    messages.append(bytes(self._body) if self._size <= self.limit else TooLarge(self._size))
+                    self._body.clear()
+                    self._size = 0
+                continue
+            if len(self._buffer) < 2 + length:
+                break
+            self._size += length
+            if self._size <= self.limit:
+                self._body += self._buffer[2:2 + length]
+            else:
+                self._body.clear()
+            del self._buffer[:2 + length]
+        return messages
 
 
 def rendered_size(value: Any) -> int:
@@ -78,39 +121,6 @@ def rendered_size(value: Any) -> int:
 def parameters_size(parameters: dict[str, Any]) -> int:
     """Return the bound of the whole header: ``CYPHER `` and ``name=value `` for each parameter."""
     return 7 + sum(len(name.encode("utf-8")) + 2 + rendered_size(v) for name, v in parameters.items())
-
-
-async def read_message(reader: asyncio.StreamReader, *, limit: int) -> bytes | None:
-    """Read one chunked message (NOOPs skipped); ``None`` at end of stream.
-
-    Raises
-    ------
-    _TooLarge
-        When the message exceeds ``limit`` bytes; the rest of it has been read and dropped.
-    asyncio.IncompleteReadError
-        When the stream ends inside a message.
-    """
-    body = bytearray()
-    size = 0
-    while True:
-        header = await reader.read(2) if size == 0 and not body else await reader.readexactly(2)
-        if not header and size == 0 and not body:
-            return None
-        if len(header) == 1:
-            header += await reader.readexactly(1)
-        length = int.from_bytes(header, "big")
-        if length == 0:
-            if size == 0:
-                continue  # NOOP between messages
-            if size > limit:
-                raise _TooLarge(size)
-            return bytes(body)
-        data = await reader.readexactly(length)
-        size += length
-        if size <= limit:
-            body += data
-        else:
-            body.clear()
 
 
 def _credentials_match(auth: Any, *, user: str, password: str) -> bool:
@@ -183,6 +193,7 @@ class _Session:
         self.answered = 0  # summaries relayed back from it
         self.answered_changed = asyncio.Condition()
         self.relay_task: asyncio.Task | None = None
+        self.outgoing = bytearray()  # forwarded messages not written yet
 
     async def close(self) -> None:
         if self.relay_task is not None:
@@ -191,34 +202,46 @@ class _Session:
             w.close()
 
     async def _relay_responses(self) -> None:
-        """Copy FalkorDB's messages to the client, counting summaries."""
+        """Copy FalkorDB's bytes to the client as they come, counting the summaries among them."""
+        framer = Framer(limit=1 << 30)
         try:
-            while True:
-                message = await read_message(self.up_reader, limit=1 << 30)
-                if message is None:
-                    break
-                self.writer.write(packstream.chunk(message))
+            while data := await self.up_reader.read(65536):
+                self.writer.write(data)
                 await self.writer.drain()
-                if len(message) >= 2 and message[1] in _SUMMARIES:
+                summaries = sum(1 for m in framer.feed(data)
+                                if isinstance(m, bytes) and len(m) >= 2 and m[1] in _SUMMARIES)
+                if summaries:
                     async with self.answered_changed:
-                        self.answered += 1
+                        self.answered += summaries
                         self.answered_changed.notify_all()
-        except (ConnectionError, asyncio.IncompleteReadError, OSError, _TooLarge):
+        except (ConnectionError, OSError):
             pass
         finally:
             self.writer.close()
 
+    def _forward(self, message: bytes) -> None:
+        """Queue a message for FalkorDB; :meth:`_flush` sends the queue as one write.
+
+        One write for all the messages of one read (RUN and PULL together, as the driver sent them):
+        written one by one, FalkorDB answered each query about 40 ms late (its replies wait on the
+        delayed ACK of the first message's segment).
+        """
+        self.forwarded += 1
+        self.outgoing += packstream.chunk(message)
+
+    async def _flush(self) -> None:
+        if self.outgoing:
+            self.up_writer.write(bytes(self.outgoing))
+            self.outgoing.clear()
+            await self.up_writer.drain()
+
     async def _answer(self, data: bytes) -> None:
         """Write the gate's own response after every forwarded request has been answered."""
+        await self._flush()
         async with self.answered_changed:
             await self.answered_changed.wait_for(lambda: self.answered >= self.forwarded)
         self.writer.write(data)
         await self.writer.drain()
-
-    async def _forward(self, message: bytes) -> None:
-        self.forwarded += 1
-        self.up_writer.write(packstream.chunk(message))
-        await self.up_writer.drain()
 
     async def _refuse_auth(self, text: str) -> None:
         await self._answer(packstream.failure_message(UNAUTHORIZED, text))
@@ -238,70 +261,80 @@ class _Session:
             # FalkorDB 1.4.1 answered only proposals that include 5.7 in our checks).
             return
         self.relay_task = asyncio.create_task(self._relay_responses())
+        self.state = _State()
+        framer = Framer(limit=self.gate.message_limit)
+        while data := await self.reader.read(65536):
+            for message in framer.feed(data):
+                if not await self._handle(message):
+                    await self._flush()
+                    return
+            await self._flush()
 
-        authenticated = False
-        hello_seen = False
-        failed = False
-        while True:
-            try:
-                message = await read_message(self.reader, limit=self.gate.message_limit)
-            except _TooLarge as exc:
-                if not authenticated:
-                    await self._refuse_auth("authentication required")
-                    return
+    async def _handle(self, message: bytes | TooLarge) -> bool:
+        """Forward, answer or refuse one client message; return False to close the connection."""
+        state = self.state
+        if isinstance(message, TooLarge):
+            if not state.authenticated:
+                await self._refuse_auth("authentication required")
+                return False
+            await self._answer(packstream.failure_message(
+                INVALID, f"message of {message.size} bytes exceeds the limit of {self.gate.message_limit} bytes"))
+            state.failed = True
+            return True
+        try:
+            value = packstream.unpack(message)
+        except PackStreamError as exc:
+            await self._answer(packstream.failure_message(INVALID, f"malformed message: {exc}"))
+            return False
+        if not isinstance(value, Structure):
+            await self._answer(packstream.failure_message(INVALID, "a message must be a structure"))
+            return False
+        tag = value.tag
+        if tag == packstream.GOODBYE:
+            return False
+        if not state.authenticated:
+            if tag == packstream.HELLO and not state.hello_seen:
+                state.hello_seen = True
+                self._forward(message)
+                return True
+            if not (tag == packstream.LOGON and state.hello_seen):
+                await self._refuse_auth("authentication required")
+                return False
+            auth = value.fields[0] if value.fields else None
+            if not _credentials_match(auth, user=self.gate.user, password=self.gate.password):
+                await self._refuse_auth("The client is unauthorized due to authentication failure.")
+                return False
+            state.authenticated = True
+            # FalkorDB gets the message with scheme "none" (it refuses basic credentials it cannot
+            # check, and accepts that) and never sees the secret.
+            self._forward(packstream.pack(_without_credentials(value)))
+            return True
+        if state.failed:
+            if tag == packstream.RESET:
+                state.failed = False
+                self._forward(message)
+            else:
+                await self._answer(packstream.ignored_message())
+            return True
+        if tag == packstream.LOGOFF:
+            # FalkorDB leaves LOGOFF unanswered (no re-authentication on one connection there).
+            await self._answer(packstream.failure_message(
+                INVALID, "re-authentication is not supported by the embedded graph: open a new connection"))
+            return False
+        if tag == packstream.RUN and len(value.fields) >= 2 and isinstance(value.fields[1], dict):
+            size = parameters_size(value.fields[1])
+            if size > self.gate.parameter_limit:
                 await self._answer(packstream.failure_message(
-                    INVALID, f"message of {exc.size} bytes exceeds the limit of {self.gate.message_limit} bytes"))
-                failed = True
-                continue
-            if message is None:
-                return
-            try:
-                value = packstream.unpack(message)
-            except PackStreamError as exc:
-                await self._answer(packstream.failure_message(INVALID, f"malformed message: {exc}"))
-                return
-            if not isinstance(value, Structure):
-                await self._answer(packstream.failure_message(INVALID, "a message must be a structure"))
-                return
-            tag = value.tag
-            if tag == packstream.GOODBYE:
-                return
-            if not authenticated:
-                if tag == packstream.HELLO and not hello_seen:
-                    hello_seen = True
-                    await self._forward(message)
-                    continue
-                if tag == packstream.LOGON and hello_seen:
-                    auth = value.fields[0] if value.fields else None
-                else:
-                    await self._refuse_auth("authentication required")
-                    return
-                if not _credentials_match(auth, user=self.gate.user, password=self.gate.password):
-                    await self._refuse_auth("The client is unauthorized due to authentication failure.")
-                    return
-                authenticated = True
-                # FalkorDB gets the message with scheme "none" (it refuses basic credentials it cannot
-                # check, and accepts that) and never sees the secret.
-                await self._forward(packstream.pack(_without_credentials(value)))
-                continue
-            if failed:
-                if tag == packstream.RESET:
-                    failed = False
-                    await self._forward(message)
-                else:
-                    await self._answer(packstream.ignored_message())
-                continue
-            if tag == packstream.LOGOFF:
-                # FalkorDB leaves LOGOFF unanswered (no re-authentication on one connection there).
-                await self._answer(packstream.failure_message(
-                    INVALID, "re-authentication is not supported by the embedded graph: open a new connection"))
-                return
-            if tag == packstream.RUN and len(value.fields) >= 2 and isinstance(value.fields[1], dict):
-                size = parameters_size(value.fields[1])
-                if size > self.gate.parameter_limit:
-                    await self._answer(packstream.failure_message(
-                        INVALID, f"query parameters of about {size} bytes exceed the embedded graph's limit of "
-                                 f"{self.gate.parameter_limit} bytes"))
-                    failed = True
-                    continue
-            await self._forward(message)
+                    INVALID, f"query parameters of about {size} bytes exceed the embedded graph's limit of "
+                             f"{self.gate.parameter_limit} bytes"))
+                state.failed = True
+                return True
+        self._forward(message)
+        return True
+
+
+@dataclass
+class _State:
+    authenticated: bool = False
+    hello_seen: bool = False
+    failed: bool = False  # a message was refused: IGNORED until RESET, as a Bolt server in FAILED state

@@ -90,3 +90,30 @@ def test_packstream_refuses_malformed_bytes(data):
 def test_packstream_refuses_deep_nesting():
     with pytest.raises(packstream.PackStreamError, match="nested"):
         packstream.unpack(b"\x91" * 100 + b"\x90")
+
+
+def test_framer_joins_chunks_split_across_reads_and_skips_noops():
+    from portal.embedded.bolt_gate import Framer
+
+    stream = b"\x00\x00" + b"\x00\x02\xB0\x02" + b"\x00\x01\x0F\x00\x00" + packstream.chunk(b"\xB0\x0F")
+    framer = Framer(limit=100)
+    messages = []
+    for i in range(len(stream)):  # one byte per read
+        messages += framer.feed(stream[i:i + 1])
+
+    assert messages == [b"\xB0\x02\x0F", b"\xB0\x0F"]
+
+
+def test_framer_drops_an_oversized_message_and_reads_the_next():
+    from portal.embedded.bolt_gate import Framer, TooLarge
+
+    framer = Framer(limit=10)
+
+    assert framer.feed(packstream.chunk(b"x" * 30) + packstream.chunk(b"\xB0\x0F")) == [TooLarge(30), b"\xB0\x0F"]
+
+
+def test_parameter_size_bounds_falkordbs_rendering():
+    from portal.embedded.bolt_gate import parameters_size
+
+    # CYPHER text='a\'b' rows=[{k: 1}] : every character counted, escapes included.
+    assert parameters_size({"text": "a'b", "rows": [{"k": 1}]}) >= len("CYPHER text='a\\'b' rows=[{k: 1}] ")
