@@ -33,12 +33,15 @@ def bench_graph():
             auth = (os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD", ""))
             database = os.environ.get("NEO4J_DATABASE", "neo4j")
         else:
+            # The same graph service as the portal's: FalkorDB in its own namespace behind the Bolt gate.
             process = embedded.EmbeddedProcess(
-                embedded.redis_command(port=REDIS_PORT, bolt_port=BOLT_PORT, data_dir=workdir, persist=False),
-                log_path=workdir / "redis.log",
+                embedded.service_command("graph", var_dir=workdir, port=BOLT_PORT, data_dir=workdir / "graph",
+                                         persist=False),
+                log_path=workdir / "graph-gate.log",
                 ready_port=BOLT_PORT,
             ).start()
-            uri, auth, database = f"bolt://127.0.0.1:{BOLT_PORT}", ("falkordb", ""), "kg"
+            credentials = embedded.credentials_load_or_create(workdir)
+            uri, auth, database = f"bolt://127.0.0.1:{BOLT_PORT}", (credentials.bolt_user, credentials.bolt_password), "kg"
         client = graph_client_create(uri=uri, user=auth[0], password=auth[1], database=database)
         store.graph_clear(client)
         try:

@@ -21,17 +21,36 @@ def s3_client():
     )
 
 
+class StorageUnavailable(Exception):
+    """The object store cannot be reached, or refuses the configured keys; the message names the endpoint."""
+
+
 def storage_ensure_bucket(*, timeout_s: float = 30.0) -> None:
     """Create the configured bucket when it does not exist yet (idempotent).
 
-    Retries server errors for ``timeout_s`` seconds: a SeaweedFS that has just started answers
-    500 until its filer and volume servers have registered.
+    Retries connection failures and server errors for ``timeout_s`` seconds: the store may still be
+    starting, and a SeaweedFS that has just started answers 500 until its filer and volume servers
+    have registered.
+
+    Raises
+    ------
+    StorageUnavailable
+        When the store is still unreachable (or failing) after ``timeout_s`` seconds, or refuses the
+        keys or the bucket (403 and other client errors); one line naming ``S3_ENDPOINT_URL``.
     """
     import time
 
-    from botocore.exceptions import ClientError
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    client = s3_client()
+    import boto3
+
+    client = boto3.client(
+        "s3", endpoint_url=settings.S3_ENDPOINT_URL, aws_access_key_id=settings.S3_ACCESS_KEY_ID,
+        aws_secret_access_key=settings.S3_SECRET_ACCESS_KEY, region_name=settings.S3_REGION,
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )
+    where = f"object storage at {settings.S3_ENDPOINT_URL} (bucket {settings.S3_BUCKET!r})"
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -44,9 +63,16 @@ def storage_ensure_bucket(*, timeout_s: float = 30.0) -> None:
             return
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if status < 500 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+            code = exc.response.get("Error", {}).get("Code") or status
+            if status < 500:
+                raise StorageUnavailable(f"{where} refused the request: {code} (check S3_ACCESS_KEY_ID / "
+                                         f"S3_SECRET_ACCESS_KEY, or the embedded credentials in YIXIN_VAR_DIR)") from exc
+            if time.monotonic() > deadline:
+                raise StorageUnavailable(f"{where} kept failing for {timeout_s:.0f} s: {code}") from exc
+        except BotoCoreError as exc:
+            if time.monotonic() > deadline:
+                raise StorageUnavailable(f"{where} is unreachable after {timeout_s:.0f} s: {exc}") from exc
+        time.sleep(0.5)
 
 
 def sha256_of(stream: BinaryIO, chunk_size: int = 1024 * 1024) -> str:

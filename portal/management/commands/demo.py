@@ -40,9 +40,12 @@ class Command(BaseCommand):
         from diagnosis import services as diagnosis_services
         from diagnosis.models import Report
         from portal.services import hospital_create, user_create
-        from portal.storage import storage_ensure_bucket
+        from portal.storage import StorageUnavailable, storage_ensure_bucket
 
-        storage_ensure_bucket()
+        try:
+            storage_ensure_bucket()
+        except StorageUnavailable as exc:
+            raise CommandError(str(exc)) from exc
         hospital = Hospital.objects.filter(code="demo").first() or hospital_create(code="demo", name="医心相印示范医院 Yixin Demo Hospital")
         users = {}
         for username, role, display in DEMO_USERS:
