@@ -155,6 +155,8 @@ class SegmentationModel(models.Model):
     entries carry each object's ``confidence``, and the apps above turn it into findings).
 
     ``label_table`` is a list of ``{"index": int, "name": str, "color": "#rrggbb"}``.
+    Who may use it: ``hospital`` and the hospitals in ``shared_with``; a model with neither (the shipped
+    models) is offered to every hospital.
     ``preprocessing`` holds ``target_spacing_mm`` (k, j, i), ``intensity`` ("hu_window" | "zscore" |
     "none"), ``hu_window`` [low, high] and ``patch_size`` (k, j, i).
     """
@@ -194,6 +196,11 @@ class SegmentationModel(models.Model):
     hospital = models.ForeignKey(
         Hospital, on_delete=models.PROTECT, null=True, blank=True, related_name="segmentation_models",
         help_text=_("Empty: available to every hospital."),
+    )
+    shared_with = models.ManyToManyField(
+        Hospital, blank=True, related_name="shared_segmentation_models",
+        help_text=_("Further hospitals that may list and run the model (a federated model: the hospitals that "
+                    "took part in the task)."),
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
