@@ -79,3 +79,26 @@ def test_another_hospital_cannot_run_or_download_the_model(registered, doctor, s
     assert run.status_code == 404 and "model" in run.json()["error"]["message"]
     assert bundle.status_code == 404
     assert not series.inference_runs.exists()
+
+
+def test_the_migration_scopes_models_registered_before(registered):
+    """federation/0002 gives a model registered for every hospital (before issue 12) its task's hospitals."""
+    import importlib
+
+    from django.apps import apps
+
+    task, model = registered
+    SegmentationModel.objects.filter(pk=model.pk).update(hospital=None)
+    model.shared_with.clear()
+    shipped = SegmentationModel.objects.filter(hospital__isnull=True).exclude(pk=model.pk).values_list("pk", "hospital_id")
+    shipped_before = set(shipped)
+    migration = importlib.import_module("federation.migrations.0002_scope_registered_models_to_task_hospitals")
+
+    migration.scope_federated_models(apps, None)
+
+    model.refresh_from_db()
+    assert model.hospital_id == task.owner_hospital_id
+    assert set(model.shared_with.values_list("pk", flat=True)) == set(
+        Participant.objects.filter(task=task, status="accepted").exclude(hospital=task.owner_hospital)
+        .values_list("hospital_id", flat=True))
+    assert set(shipped) == shipped_before  # models not from a task stay for every hospital

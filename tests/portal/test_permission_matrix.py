@@ -238,3 +238,20 @@ def test_annotator_cannot_be_added_to_a_conversation(world, annotator):
         reverse("followup-api:conversation-members", args=[conversation.pk]), {"user_id": annotator.pk}, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "not_clinician"
     assert not conversation.members.filter(user=annotator).exists()
+
+
+@pytest.mark.django_db
+def test_an_annotator_member_stored_earlier_sees_nothing_of_the_conversation(world, annotator):
+    """Memberships stored before annotators were kept out give no access (API and inbox)."""
+    from followup.models import ConversationMember
+
+    conversation_id = world["own"]["conversation_id"]
+    ConversationMember.objects.create(conversation_id=conversation_id, user=annotator)
+    client = api_client(annotator)
+
+    assert client.get(reverse("followup-api:conversation", args=[conversation_id])).status_code == 403
+    assert client.get(reverse("followup-api:messages", args=[conversation_id])).status_code == 403
+    from followup import selectors
+
+    assert selectors.conversation_list(user=annotator) == []
+    assert not selectors.conversation_is_member(user=annotator, conversation_id=conversation_id)
