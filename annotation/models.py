@@ -18,7 +18,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import Hospital
-from portal.validators import validate_mrn
+from portal.validators import validate_color, validate_label_table_colors, validate_mrn
 
 
 class Patient(models.Model):
@@ -155,6 +155,8 @@ class SegmentationModel(models.Model):
     entries carry each object's ``confidence``, and the apps above turn it into findings).
 
     ``label_table`` is a list of ``{"index": int, "name": str, "color": "#rrggbb"}``.
+    Who may use it: ``hospital`` and the hospitals in ``shared_with``; a model with neither (the shipped
+    models) is offered to every hospital.
     ``preprocessing`` holds ``target_spacing_mm`` (k, j, i), ``intensity`` ("hu_window" | "zscore" |
     "none"), ``hu_window`` [low, high] and ``patch_size`` (k, j, i).
     """
@@ -184,7 +186,7 @@ class SegmentationModel(models.Model):
         help_text=_("Detection models store one label per found object, with its confidence, and findings."),
     )
     network_config = models.JSONField(default=dict, blank=True)
-    label_table = models.JSONField(default=list)
+    label_table = models.JSONField(default=list, validators=[validate_label_table_colors])
     preprocessing = models.JSONField(default=dict, blank=True)
     weights_file = models.FileField(upload_to="models/", max_length=255, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
@@ -194,6 +196,11 @@ class SegmentationModel(models.Model):
     hospital = models.ForeignKey(
         Hospital, on_delete=models.PROTECT, null=True, blank=True, related_name="segmentation_models",
         help_text=_("Empty: available to every hospital."),
+    )
+    shared_with = models.ManyToManyField(
+        Hospital, blank=True, related_name="shared_segmentation_models",
+        help_text=_("Further hospitals that may list and run the model (a federated model: the hospitals that "
+                    "took part in the task)."),
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -251,7 +258,7 @@ class Label(models.Model):
     label_set = models.ForeignKey(LabelSet, on_delete=models.CASCADE, related_name="labels")
     index = models.PositiveIntegerField(_("value"), help_text=_("Voxel value in the label map (1–65535)."))
     name = models.CharField(_("name"), max_length=100)
-    color = models.CharField(_("colour"), max_length=7, default="#ff0000")
+    color = models.CharField(_("colour"), max_length=7, default="#ff0000", validators=[validate_color])
     description = models.TextField(_("description"), blank=True)
     snomed_code = models.CharField(_("SNOMED CT code"), max_length=20, blank=True)
     snomed_meaning = models.CharField(max_length=100, blank=True)
@@ -316,7 +323,7 @@ class Segmentation(models.Model):
         help_text=_("Segmentations that are layers of one overlapping label set share this id."),
     )
     layer_index = models.PositiveSmallIntegerField(default=0)
-    label_table = models.JSONField(default=list)
+    label_table = models.JSONField(default=list, validators=[validate_label_table_colors])
     labelmap_file = models.FileField(upload_to="segmentations/", max_length=255)
     labelmap_sha256 = models.CharField(max_length=64)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

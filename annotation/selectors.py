@@ -175,10 +175,18 @@ def inference_run_get(*, user: User, run_id: int) -> InferenceRun:
 
 
 def segmentation_model_list(*, user: User, modality: str | None = None) -> QuerySet[SegmentationModel]:
-    """Return the active models offered to ``user``'s hospital (shared ones and its own)."""
+    """Return the active models offered to ``user``'s hospital.
+
+    Those are the models for every hospital (no ``hospital`` and no ``shared_with``: the shipped ones), the
+    hospital's own, and those shared with it (a federated model with the hospitals that took part).
+    """
     qs = SegmentationModel.objects.filter(is_active=True)
     if not user.is_platform_admin:
-        qs = qs.filter(hospital__isnull=True) | qs.filter(hospital_id=user.hospital_id)
+        rule = Q(hospital__isnull=True, shared_with__isnull=True)
+        if user.hospital_id is not None:
+            rule |= Q(hospital_id=user.hospital_id) | Q(shared_with__id=user.hospital_id)
+        # A subquery rather than a join, so that a model shared with several hospitals is listed once.
+        qs = qs.filter(pk__in=SegmentationModel.objects.filter(rule).values("pk"))
     if modality:
         qs = qs.filter(modality__iexact=modality)
     return qs.order_by("name", "-version")

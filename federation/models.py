@@ -8,6 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import Hospital
+from portal.validators import validate_label_table_colors
 
 
 class FederatedTask(models.Model):
@@ -37,7 +38,8 @@ class FederatedTask(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     architecture = models.CharField(max_length=16, choices=Architecture.choices, default=Architecture.UNET)
     network_config = models.JSONField(default=dict, blank=True)
-    label_table = models.JSONField(default=list, help_text=_("[{index, name, color}], background excluded"))
+    label_table = models.JSONField(default=list, help_text=_("[{index, name, color}], background excluded"),
+                                   validators=[validate_label_table_colors])
     patch_size = models.JSONField(default=list, help_text=_("(k, j, i) voxels"))
     body_part = models.CharField(max_length=64, default="brain")
     modality = models.CharField(max_length=16, default="MR")

@@ -3,7 +3,9 @@
 - Conversations, messages and attachments: members only (staff of the same hospital who are not
   members do not see them either).
 - A patient sees only their own plan, questionnaires, reports and studies (through the ``Patient`` row
-  linked to their account); staff see the patients of their hospital.
+  linked to their account); clinicians (doctors, hospital admins) see the patients of their hospital.
+- Annotators see no follow-up data at all, not even conversations they were once added to: questionnaire
+  answers and scores are mental-health data, conversations are patient contact (docs/permissions.md).
 A record the user may not see is reported as not found (Http404), so its existence does not leak.
 """
 
@@ -17,7 +19,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Patient
-from portal.models import STAFF_ROLES, Role, User
+from portal.models import Role, User
+from portal.permissions import is_clinician, is_clinician_or_patient
 from portal.selectors import tenancy_scope
 
 from .models import (
@@ -37,7 +40,8 @@ MESSAGE_PAGE_MAX = 200
 
 
 def _is_staff(user: User) -> bool:
-    return user.is_authenticated and (user.is_platform_admin or (user.role in STAFF_ROLES and user.hospital_id is not None))
+    """Return True for the staff who follow patients up: clinicians (annotators are not)."""
+    return is_clinician(user)
 
 
 # --- patients ---------------------------------------------------------------------------------
@@ -53,7 +57,9 @@ def patient_of_user(*, user: User) -> Patient:
 
 
 def patient_visible_queryset(user: User) -> QuerySet[Patient]:
-    """Return the patients ``user`` may see: their hospital's (staff), their own (patient)."""
+    """Return the patients ``user`` may see: their hospital's (clinicians), their own (patient), none (others)."""
+    if not is_clinician_or_patient(user):
+        return Patient.objects.none()
     return tenancy_scope(Patient.objects.all(), user, patient_user_field="user")
 
 
@@ -67,7 +73,8 @@ def patient_get(*, user: User, patient_id: int) -> Patient:
 # --- conversations ----------------------------------------------------------------------------
 
 def conversation_visible_queryset(user: User) -> QuerySet[Conversation]:
-    if not user.is_authenticated:
+    """Return the conversations ``user`` is a member of (clinicians and patients only)."""
+    if not is_clinician_or_patient(user):
         return Conversation.objects.none()
     return Conversation.objects.filter(members__user=user)
 
@@ -81,7 +88,7 @@ def conversation_get(*, user: User, conversation_id: int) -> Conversation:
 
 
 def conversation_is_member(*, user: User, conversation_id: int) -> bool:
-    return user.is_authenticated and ConversationMember.objects.filter(
+    return is_clinician_or_patient(user) and ConversationMember.objects.filter(
         conversation_id=conversation_id, user=user).exists()
 
 
@@ -219,7 +226,7 @@ def upcoming_occurrences(*, patient: Patient, days: int = 30) -> list[PlanOccurr
 # --- questionnaires ---------------------------------------------------------------------------
 
 def questionnaire_visible_queryset(user: User) -> QuerySet[Questionnaire]:
-    """Standard instruments and the user's hospital's questionnaires (staff only)."""
+    """Standard instruments and the user's hospital's questionnaires (clinicians only)."""
     if not _is_staff(user):
         return Questionnaire.objects.none()
     if user.is_platform_admin:

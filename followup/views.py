@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Role, User
-from portal.permissions import is_clinician
+from portal.permissions import is_clinician, is_clinician_or_patient
 from portal.services import audit_record
 
 from . import selectors, services
@@ -31,8 +31,15 @@ def _require_patient(request):
 
 
 def _require_staff(request):
-    if not (request.user.is_platform_admin or request.user.is_hospital_staff):
-        raise PermissionDenied("This page is for hospital staff.")
+    """Let clinicians through: follow-up pages show mental-health data and patient contact, which
+    annotators may not see (docs/permissions.md)."""
+    if not is_clinician(request.user):
+        raise PermissionDenied("This page is for doctors.")
+
+
+def _require_clinician_or_patient(request):
+    if not is_clinician_or_patient(request.user):
+        raise PermissionDenied("This page is for doctors and patients.")
 
 
 @login_required
@@ -148,6 +155,7 @@ def my_questionnaire(request, assignment_id: int):
 
 @login_required
 def conversations(request):
+    _require_clinician_or_patient(request)
     rows = selectors.conversation_list(user=request.user)
     staff_choices = []
     if request.user.role == Role.PATIENT:
@@ -190,6 +198,7 @@ def conversation(request, conversation_id: int):
 
     from annotation.selectors import study_visible_queryset
 
+    _require_clinician_or_patient(request)
     conv = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="conversation", target_id=conv.pk,
                  hospital=conv.hospital)

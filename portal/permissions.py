@@ -44,6 +44,37 @@ class IsClinicianOrReadOnly(BasePermission):
         return is_clinician(request.user)
 
 
+def is_clinician_or_patient(user) -> bool:
+    """Return True for clinicians (see :func:`is_clinician`) and patients.
+
+    Follow-up holds mental-health data (questionnaire answers and scores) and patient contact
+    (conversations): annotators and anonymous users are refused (docs/permissions.md).
+    """
+    if not user or not user.is_authenticated:
+        return False
+    return is_clinician(user) or user.role == Role.PATIENT
+
+
+class IsClinicianOrPatient(BasePermission):
+    """Clinicians and patients (conversations, reminders); not annotators. Selectors scope the rows."""
+
+    message = "This is for doctors and patients."
+
+    def has_permission(self, request, view) -> bool:
+        return is_clinician_or_patient(request.user)
+
+
+class ClinicianReadsPatientWrites(BasePermission):
+    """Reads for clinicians and patients; writes for patients only (filling in their questionnaires)."""
+
+    message = "Only the patient fills in their questionnaire."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return is_clinician_or_patient(request.user)
+        return bool(request.user and request.user.is_authenticated and request.user.role == Role.PATIENT)
+
+
 def is_staff_of(user, hospital_id: int | None) -> bool:
     """Return True when ``user`` works at the hospital (platform admins work everywhere)."""
     if user.is_platform_admin:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from rest_framework.test import APIClient
@@ -83,3 +84,38 @@ def assert_matches_schema(schema: dict, path: str, method: str, response) -> Non
     errors = sorted(validator.iter_errors(response.json()), key=lambda e: list(e.absolute_path))
     assert not errors, f"{method} {path} → {response.status_code}: " + "; ".join(
         f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}" for e in errors[:5])
+
+
+@contextmanager
+def recording_http_server():
+    """Run a real HTTP server on a free loopback port; yield (base URL, list of the paths requested).
+
+    For proving that something (the PDF renderer) fetches nothing: every GET is recorded and answered
+    with a 1×1 PNG.
+    """
+    import http.server
+    import threading
+
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+           b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x9a\xa0\xa0\x00\x00\x00\x00IEND\xaeB`\x82")
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()

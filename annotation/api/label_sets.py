@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from portal.api_errors import ServiceError
 from portal.permissions import IsHospitalStaff
+from portal.validators import validate_color
 
 from .. import selectors, services
 from .common import ErrorSerializer, version_payload
@@ -29,7 +30,8 @@ def label_set_payload(label_set) -> dict:
 class LabelInputSerializer(serializers.Serializer):
     index = serializers.IntegerField(min_value=1, max_value=65535)
     name = serializers.CharField(max_length=100, required=False)
-    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+    color = serializers.CharField(max_length=7, required=False, trim_whitespace=False, validators=[validate_color],
+                                  help_text="#rrggbb (# and six hexadecimal digits).")
     description = serializers.CharField(required=False, allow_blank=True)
     snomed_code = serializers.CharField(max_length=20, required=False, allow_blank=True)
     snomed_meaning = serializers.CharField(max_length=100, required=False, allow_blank=True)

@@ -9,6 +9,7 @@ from django.db import transaction
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
+from portal.validators import is_color_hex
 
 from ..models import Segmentation, Series
 from .versions import segmentation_create_blank
@@ -22,7 +23,7 @@ def _label_fields_check(*, index: int | None = None, name: str | None = None, co
         raise ServiceError("A label value must be an integer from 1 to 65535.", code="bad_label")
     if name is not None and not name.strip():
         raise ServiceError("A label needs a name.", code="bad_label")
-    if color is not None and not re.fullmatch(r"#[0-9a-fA-F]{6}", color or ""):
+    if color is not None and not is_color_hex(color):
         raise ServiceError("A colour is written #rrggbb.", code="bad_label")
     if snomed_code and not re.fullmatch(r"\d{6,18}", snomed_code):
         raise ServiceError("A SNOMED CT concept id has 6 to 18 digits.", code="bad_label")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -31,9 +32,13 @@ def segmentation_model_register(
     validation_metrics: dict | None = None,
     provenance: dict | None = None,
     hospital: Hospital | None = None,
+    shared_with: Iterable[Hospital] = (),
     user: User | None = None,
 ) -> SegmentationModel:
     """Register a new version of a model (version = previous + 1) with its weights in storage.
+
+    ``hospital`` owns the model and ``shared_with`` lists further hospitals that may list and run it;
+    with neither, every hospital may (the shipped models).
 
     Raises
     ------
@@ -61,10 +66,13 @@ def segmentation_model_register(
             model.weights_sha256 = sha
         model.full_clean()
         model.save()
+        model.shared_with.set(list(shared_with))
     except BaseException:
         stored.delete_all()
         raise
-    audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="segmentation_model", target_id=model.pk)
+    audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="segmentation_model", target_id=model.pk,
+                 detail={"hospital": hospital.pk if hospital else None,
+                         "shared_with": sorted(h.pk for h in model.shared_with.all())})
     return model
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
+from portal.validators import is_color_hex
 
 from ..imaging.volume import Geometry
 from ..models import Segmentation, SegmentationModel, Series
@@ -100,8 +101,6 @@ def label_table_validate(label_table) -> list[dict]:
     portal.api_errors.ServiceError
         ``bad_label_table`` describing the first problem.
     """
-    import re
-
     if not isinstance(label_table, list) or not label_table:
         raise ServiceError("The label table must be a non-empty list.", code="bad_label_table")
     seen: set[int] = set()
@@ -111,8 +110,7 @@ def label_table_validate(label_table) -> list[dict]:
             raise ServiceError("Each label needs a distinct integer index from 1 to 65535.", code="bad_label_table")
         if not str(entry.get("name", "")).strip():
             raise ServiceError(f"Label {index} has no name.", code="bad_label_table")
-        color = entry.get("color", "#ff0000")
-        if not isinstance(color, str) or not re.fullmatch(r"#[0-9a-fA-F]{6}", color):
+        if not is_color_hex(entry.get("color", "#ff0000")):
             raise ServiceError(f"Label {index} needs a colour written #rrggbb.", code="bad_label_table")
         seen.add(index)
     return label_table

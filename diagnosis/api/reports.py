@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
 from portal.models import AuditLog
-from portal.permissions import IsClinician, IsClinicianOrReadOnly
+from portal.permissions import IsClinician, IsClinicianOrReadOnly, IsHospitalStaff
 from portal.services import audit_record
 
 from .. import selectors, services
@@ -36,6 +36,9 @@ _MEASUREMENT_FIELDS = {
 
 
 class SegmentationMeasurementsApi(APIView):
+    # Working material of the staff; a patient reads the measurements in their signed reports.
+    permission_classes = [IsHospitalStaff]
+
     @extend_schema(responses=inline_serializer("SegmentationMeasurements", {
                        "segmentation_id": serializers.IntegerField(), "segments": inline_serializer("SegmentMeasurement", _MEASUREMENT_FIELDS, many=True)}),
                    summary="Measurements of each segment (volume mL, diameters mm, HU)")

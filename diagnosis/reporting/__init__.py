@@ -1,4 +1,5 @@
-"""Plain-Python report building blocks (key images). Imports no Django.
+"""Plain-Python report building blocks (key images; `fetcher`, the PDF renderer's URL fetcher, imported
+by name so that weasyprint is loaded only where a PDF is made). Imports no Django.
 
 Arrays follow :mod:`annotation.imaging`: indexed ``[k, j, i]``, spacing in mm in that order, LPS mm.
 """

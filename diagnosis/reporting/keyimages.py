@@ -14,6 +14,7 @@ permuted acquisitions (a sagittal MR series, a feet-first CT) come out the same 
 from __future__ import annotations
 
 import io
+import re
 from itertools import permutations
 
 import numpy as np
@@ -40,11 +41,13 @@ _PLANE_LAYOUT = {
 
 def label_colors_rgb(label_table: list[dict]) -> dict[int, tuple[int, int, int]]:
     """Map each label of a label table (entries with ``index`` and ``color`` "#rrggbb", red when
-    missing) to its RGB triple, 0-255."""
+    missing or not written so, as in rows stored before colours were validated) to its RGB triple, 0-255."""
     colors = {}
     for entry in label_table:
-        hex_color = entry.get("color", "#ff0000").lstrip("#")
-        colors[int(entry["index"])] = tuple(int(hex_color[i:i + 2], 16) for i in (0, 2, 4))
+        color = entry.get("color", "#ff0000")
+        if not (isinstance(color, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", color)):
+            color = "#ff0000"
+        colors[int(entry["index"])] = tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
     return colors
 
 

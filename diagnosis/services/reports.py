@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import uuid
+from pathlib import Path
 
 import numpy as np
 from django.core.files.base import ContentFile
@@ -19,6 +20,7 @@ from annotation.models import Segmentation, Study
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
+from portal.validators import is_color_hex
 
 from ..models import Measurement, Report
 
@@ -76,7 +78,8 @@ def measurement_payload(row: Measurement, label_table: list[dict]) -> dict:
         "label": row.label,
         "name": row.label_name,
         "name_zh": entry.get("name_zh", ""),
-        "color": entry.get("color", "#ff0000"),
+        # Only a #rrggbb colour reaches the PDF's style attribute (rows stored before validation included).
+        "color": entry["color"] if is_color_hex(entry.get("color")) else "#ff0000",
         "voxel_count": row.voxel_count,
         "volume_ml": round(row.volume_ml, 3),
         "surface_area_mm2": round(row.surface_area_mm2, 1),
@@ -251,17 +254,35 @@ def _key_images(report: Report) -> dict[str, str]:
 
 
 def report_render_pdf(report: Report) -> bytes:
-    """Render a report to PDF (weasyprint, Noto CJK for Chinese). Drafts carry a DRAFT mark."""
+    """Render a report to PDF (weasyprint, Noto CJK for Chinese). Drafts carry a DRAFT mark.
+
+    The renderer fetches nothing but the portal's static files and the key images rendered here
+    (:func:`report_url_fetcher`): a URL that reached the HTML is refused, never requested.
+    """
     from weasyprint import HTML
 
     content = report_content(report)
+    images = _key_images(report)
     with translation.override("zh-hans"):
         html = render_to_string(
             "diagnosis/report_pdf.html",
-            {"content": content, "images": _key_images(report), "draft": report.status == Report.Status.DRAFT,
+            {"content": content, "images": images, "draft": report.status == Report.Status.DRAFT,
              "generated_at": timezone.localtime()},
         )
-    return HTML(string=html).write_pdf()
+    return HTML(string=html, url_fetcher=report_url_fetcher(data_uris=images.values())).write_pdf()
+
+
+def report_url_fetcher(*, data_uris=()):
+    """Build the PDF renderer's fetcher: files under the static roots (``STATICFILES_DIRS`` and
+    ``STATIC_ROOT``) and the given ``data:`` URIs only (:class:`diagnosis.reporting.fetcher.StaticOnlyURLFetcher`)."""
+    from django.conf import settings
+
+    from ..reporting.fetcher import StaticOnlyURLFetcher
+
+    roots = [Path(p) for p in getattr(settings, "STATICFILES_DIRS", [])]
+    if getattr(settings, "STATIC_ROOT", None):
+        roots.append(Path(settings.STATIC_ROOT))
+    return StaticOnlyURLFetcher(static_roots=roots, data_uris=data_uris)
 
 
 def report_pdf_bytes(*, user: User, report: Report) -> bytes:

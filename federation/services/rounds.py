@@ -17,7 +17,7 @@ from portal.services import audit_record
 
 from .. import events
 from ..fl import ledger as fl_ledger
-from ..models import ClientUpdate, FederatedTask, LedgerEntry, Round
+from ..models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
 from .ledger import _ledger_append, ledger_verify
 from .paths import task_spec
 from .tasks_invitations import _require_staff
@@ -130,9 +130,19 @@ def round_restore(*, task: FederatedTask, round_number: int, dest: Path) -> Path
     return dest
 
 
+def task_hospitals(task: FederatedTask) -> list:
+    """Return the hospitals other than the owner that took part in ``task``: the clients that accepted."""
+    accepted = [p.hospital for p in Participant.objects.filter(task=task, status=Participant.Status.ACCEPTED)
+                .select_related("hospital").order_by("hospital_id")]
+    return [h for h in accepted if h.pk != task.owner_hospital_id]
+
+
 def model_register(*, task: FederatedTask, round_number: int | None = None, user: User | None = None,
                    name: str | None = None, deploy: bool = False):
     """Register a round's global model in the segmentation model registry (optionally deploy it).
+
+    The model belongs to the task's owner hospital and is shared with the clients that accepted
+    (:func:`task_hospitals`): other hospitals neither list nor run it.
 
     Raises
     ------
@@ -179,7 +189,7 @@ def model_register(*, task: FederatedTask, round_number: int | None = None, user
                                 "round": round_number},
             provenance={"federated_task": task.pk, "round": round_number, "strategy": task.strategy,
                         "global_sha256": row.global_sha256, "ledger_head": head.entry_hash if head else None},
-            hospital=None, user=user,
+            hospital=task.owner_hospital, shared_with=task_hospitals(task), user=user,
         )
     with transaction.atomic():
         FederatedTask.objects.filter(pk=task.pk).update(registered_model=model)

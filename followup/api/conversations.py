@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from portal.api_errors import ErrorSerializer, ServiceError
 from portal.models import AuditLog, Role, User
+from portal.permissions import IsClinicianOrPatient
 from portal.services import audit_record
 
 from .. import selectors, services
@@ -130,6 +131,7 @@ class ReceiptSerializer(serializers.Serializer):
 # --- views ------------------------------------------------------------------------------------
 
 class ConversationListApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     class InputSerializer(serializers.Serializer):
         patient_id = serializers.IntegerField()
         kind = serializers.ChoiceField(choices=Conversation.Kind.choices, default=Conversation.Kind.DIRECT)
@@ -162,6 +164,7 @@ class ConversationListApi(APIView):
 
 
 class ConversationDetailApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     @extend_schema(responses={200: ConversationSerializer, **READ_ERRORS}, summary="A conversation and its members")
     def get(self, request, conversation_id: int):
         conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
@@ -169,6 +172,7 @@ class ConversationDetailApi(APIView):
 
 
 class ConversationMembersApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     class InputSerializer(serializers.Serializer):
         user_id = serializers.IntegerField()
 
@@ -187,6 +191,7 @@ class ConversationMembersApi(APIView):
 
 
 class MessageListApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     class InputSerializer(serializers.Serializer):
         body = serializers.CharField(required=False, allow_blank=True, max_length=services.MAX_MESSAGE_CHARS, default="")
         client_id = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
@@ -226,6 +231,7 @@ class MessageListApi(APIView):
 
 
 class AssistantAskApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     class InputSerializer(serializers.Serializer):
         question = serializers.CharField(max_length=300)
         client_id = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
@@ -242,6 +248,7 @@ class AssistantAskApi(APIView):
 
 
 class ConversationReadApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     class InputSerializer(serializers.Serializer):
         read_id = serializers.IntegerField(required=False, min_value=0)
         delivered_id = serializers.IntegerField(required=False, min_value=0)
@@ -257,6 +264,7 @@ class ConversationReadApi(APIView):
 
 
 class AttachmentUploadApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
@@ -275,6 +283,7 @@ class AttachmentUploadApi(APIView):
 
 
 class AttachmentDownloadApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
                        OpenApiTypes.BINARY, description="The file with its stored content type (image/png, "
                                                         "image/jpeg or application/pdf)."), **READ_ERRORS},

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from portal.api_errors import ErrorSerializer
 from portal.models import AuditLog
-from portal.permissions import IsClinician, IsHospitalStaff
+from portal.permissions import IsClinician, IsClinicianOrPatient
 from portal.services import audit_record
 
 from .. import selectors, services
@@ -102,6 +102,7 @@ class MyPlanApi(APIView):
 
 
 class OccurrenceCompleteApi(APIView):
+    permission_classes = [IsClinicianOrPatient]
     @extend_schema(request=None, responses={200: PlanOccurrenceSerializer, 409: ErrorSerializer, **READ_ERRORS},
                    summary="Mark a reminder done (the patient or their doctor)")
     def post(self, request, occurrence_id: int):
@@ -111,7 +112,7 @@ class OccurrenceCompleteApi(APIView):
 
 
 class PatientPlansApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     class InputSerializer(serializers.Serializer):
         title = serializers.CharField(max_length=200)

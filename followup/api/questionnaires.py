@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from portal.api_errors import ErrorSerializer, ServiceError
 from portal.models import AuditLog
-from portal.permissions import IsClinician, IsHospitalStaff
+from portal.permissions import ClinicianReadsPatientWrites, IsClinician
 from portal.services import audit_record
 
 from .. import selectors, services
@@ -152,6 +152,7 @@ class MyQuestionnaireListApi(APIView):
 
 
 class AssignmentDetailApi(APIView):
+    permission_classes = [ClinicianReadsPatientWrites]
     class InputSerializer(serializers.Serializer):
         answers = serializers.DictField()
 
@@ -175,6 +176,7 @@ class AssignmentDetailApi(APIView):
 
 
 class AssignmentSubmitApi(APIView):
+    permission_classes = [ClinicianReadsPatientWrites]
     class InputSerializer(serializers.Serializer):
         answers = serializers.DictField(required=False, default=dict)
 
@@ -190,6 +192,7 @@ class AssignmentSubmitApi(APIView):
 
 
 class AssignmentFhirApi(APIView):
+    permission_classes = [ClinicianReadsPatientWrites]
     @extend_schema(responses={200: FHIR_RESOURCE, **READ_ERRORS},
                    summary="The answers as a FHIR R4 QuestionnaireResponse")
     def get(self, request, assignment_id: int):
@@ -208,7 +211,7 @@ class AssignmentFhirApi(APIView):
 # --- the staff's questionnaires ---------------------------------------------------------------
 
 class QuestionnaireListApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
     parser_classes = [JSONParser]
 
     class InputSerializer(serializers.Serializer):
@@ -236,7 +239,7 @@ class QuestionnaireListApi(APIView):
 
 
 class QuestionnaireDetailApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(responses={200: QuestionnaireSerializer, **READ_ERRORS}, summary="A questionnaire's definition")
     def get(self, request, questionnaire_id: int):
@@ -245,7 +248,7 @@ class QuestionnaireDetailApi(APIView):
 
 
 class QuestionnaireFhirApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(responses={200: FHIR_RESOURCE, **READ_ERRORS}, summary="Export as a FHIR R4 Questionnaire")
     def get(self, request, questionnaire_id: int):
@@ -287,7 +290,7 @@ class QuestionnaireAssignApi(APIView):
 
 
 class QuestionnaireCohortApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(parameters=[_group_parameter()], responses={200: CohortSerializer, **READ_ERRORS},
                    summary="Cohort view: latest score per patient and band counts")
@@ -312,7 +315,7 @@ class QuestionnaireCohortApi(APIView):
 
 
 class QuestionnaireCsvApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(parameters=[_group_parameter()],
                    responses={(200, "text/csv"): OpenApiResponse(
@@ -333,7 +336,7 @@ class QuestionnaireCsvApi(APIView):
 
 
 class PatientResultsApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(responses={200: PatientResultsSerializer, **READ_ERRORS},
                    summary="A patient's questionnaire scores over time (for charts)")

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.api_errors import ErrorSerializer
-from portal.permissions import IsClinician, IsHospitalStaff
+from portal.permissions import IsClinician
 
 from .. import selectors, services
 from .common import ERRORS, PatientBriefSerializer
@@ -79,7 +79,7 @@ class GroupListApi(APIView):
 
 
 class AttentionApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(responses={200: AttentionListSerializer, 403: ErrorSerializer},
                    summary="Patients needing attention (overdue items, scores, unread messages)")
@@ -91,7 +91,7 @@ class AttentionApi(APIView):
 
 
 class StaffPatientListApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    permission_classes = [IsClinician]
 
     @extend_schema(responses={200: StaffPatientListSerializer, 403: ErrorSerializer},
                    summary="Patients of my hospital (for choosing whom to follow up)")

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from annotation.models import Patient
 from portal.api_errors import ServiceError
-from portal.models import STAFF_ROLES, AuditLog, User
+from portal.models import CLINICAL_ROLES, AuditLog, User
 from portal.services import audit_record
 
 from .. import events
@@ -42,7 +42,8 @@ def _rate_limit() -> tuple[int, int]:
 
 
 def _is_staff_user(user: User) -> bool:
-    return user.role in STAFF_ROLES and user.hospital_id is not None
+    # Conversations are patient contact: doctors and hospital admins only, never annotators.
+    return user.role in CLINICAL_ROLES and user.hospital_id is not None
 
 
 @transaction.atomic
@@ -59,7 +60,8 @@ def conversation_create(
     Raises
     ------
     ServiceError
-        400 when a staff member is of another hospital or not staff, a direct conversation does not
+        400 when a staff member is of another hospital (``wrong_hospital``) or not a doctor or hospital admin
+        (``not_clinician``), a direct conversation does not
         have exactly one, or the patient has no portal account; 403 when the actor may not open it.
     """
     if kind not in Conversation.Kind.values:
@@ -70,8 +72,11 @@ def conversation_create(
     if kind == Conversation.Kind.DIRECT and len(staff) != 1:
         raise ServiceError("A direct conversation has exactly one doctor.", code="direct_needs_one")
     for member in staff:
-        if not _is_staff_user(member) or member.hospital_id != patient.hospital_id:
+        if member.hospital_id != patient.hospital_id:
             raise ServiceError("Every staff member must work at the patient's hospital.", code="wrong_hospital")
+        if not _is_staff_user(member):
+            raise ServiceError("Only doctors and hospital administrators take part in conversations with patients.",
+                               code="not_clinician")
     if patient.user_id is None:
         raise ServiceError("The patient has no portal account to chat with.", code="patient_without_account")
     is_patient_actor = actor.pk == patient.user_id
@@ -110,8 +115,11 @@ def conversation_member_add(*, actor: User, conversation: Conversation, user: Us
         raise ServiceError("Only staff members can add people.", code="forbidden", status_code=403)
     if conversation.kind != Conversation.Kind.CARE_TEAM:
         raise ServiceError("People are added to care-team conversations only.", code="direct_conversation")
-    if not _is_staff_user(user) or user.hospital_id != conversation.hospital_id:
+    if user.hospital_id != conversation.hospital_id:
         raise ServiceError("Only staff of the patient's hospital can join.", code="wrong_hospital")
+    if not _is_staff_user(user):
+        raise ServiceError("Only doctors and hospital administrators take part in conversations with patients.",
+                           code="not_clinician")
     last_id = Message.objects.filter(conversation=conversation).aggregate(m=Max("id"))["m"] or 0
     member, _ = ConversationMember.objects.get_or_create(
         conversation=conversation, user=user, defaults={"last_delivered_id": 0, "last_read_id": 0})

@@ -64,6 +64,7 @@ def test_annotator_creates_a_task_and_invites_a_hospital(annotator, partner, hos
         ({"differential_privacy": True, "dp_clipping_norm": 1.0, "dp_epsilon": 2.0, "dp_delta": 2.0}, "invalid_input"),
         ({"invite": ["no-such-hospital"]}, "unknown_hospital"),
         ({"label_table": [{"index": 0, "name": "background"}]}, "invalid_input"),
+        ({"label_table": [{"index": 1, "name": "x", "color": "red;background:url(http://127.0.0.1:9/x)"}]}, "invalid_input"),
     ],
 )
 def test_task_creation_rejects_bad_input(doctor, extra, code):

@@ -13,7 +13,8 @@ from django.db import connection
 
 from followup import services
 from followup.models import Attachment, ConversationMember, Message, Notification
-from portal.models import AuditLog
+from portal.models import AuditLog, Role
+from tests.factories import UserFactory
 from tests.helpers import api_client, stored_keys
 
 pytestmark = pytest.mark.django_db
@@ -238,15 +239,20 @@ def test_care_team_conversation_with_several_staff(doctor, nurse, annotator, pat
 
     conversation = services.conversation_create(actor=doctor, patient=patient, staff=[doctor, nurse],
                                                 kind=Conversation.Kind.CARE_TEAM, title="术后随访小组")
-    added = api_client(doctor).post(f"/api/followup/conversations/{conversation.pk}/members/", {"user_id": annotator.pk},
+    second_doctor = UserFactory(role=Role.DOCTOR, hospital=doctor.hospital)
+    added = api_client(doctor).post(f"/api/followup/conversations/{conversation.pk}/members/", {"user_id": second_doctor.pk},
                                     format="json")
+    annotator_added = api_client(doctor).post(f"/api/followup/conversations/{conversation.pk}/members/",
+                                              {"user_id": annotator.pk}, format="json")
     foreign = api_client(doctor).post(f"/api/followup/conversations/{conversation.pk}/members/",
                                       {"user_id": other_doctor.pk}, format="json")
     by_patient = api_client(patient_user).post(f"/api/followup/conversations/{conversation.pk}/members/",
                                                {"user_id": annotator.pk}, format="json")
 
     assert added.status_code == 201
-    assert sorted(m["user_id"] for m in added.json()["members"]) == sorted([doctor.pk, nurse.pk, annotator.pk, patient_user.pk])
+    assert sorted(m["user_id"] for m in added.json()["members"]) == sorted([doctor.pk, nurse.pk, second_doctor.pk, patient_user.pk])
+    # Conversations are patient contact: annotators never join (docs/permissions.md).
+    assert annotator_added.status_code == 400 and annotator_added.json()["error"]["code"] == "not_clinician"
     assert foreign.status_code == 400 and foreign.json()["error"]["code"] == "wrong_hospital"
     assert by_patient.status_code == 403
 

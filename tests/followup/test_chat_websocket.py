@@ -130,6 +130,20 @@ def test_non_members_cannot_join_a_conversation(who, other_patient_user, other_d
     assert code == (4401 if who == "anonymous" else 4404)
 
 
+def test_an_annotator_added_before_issue_12_cannot_join(annotator, conversation):
+    """An annotator's membership stored before annotators were kept out gives no access any more."""
+    ConversationMember.objects.create(conversation=conversation, user=annotator)
+
+    async def scenario():
+        communicator = _communicator(annotator, conversation.pk)
+        connected, code = await communicator.connect(timeout=10)
+        await communicator.disconnect()
+        return connected, code
+
+    connected, code = async_to_sync(scenario)()
+    assert not connected and code == 4404
+
+
 def test_a_missing_conversation_is_refused_like_a_foreign_one(patient_user):
     async def scenario():
         communicator = _communicator(patient_user, 999999)
