@@ -366,9 +366,16 @@ class InferenceRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Recovery bookkeeping (annotation/services/run_recovery.py): executions started (a run whose
+    # worker was lost is resumed once, then failed), the executor's last sign of life, and when the
+    # job was handed to the broker (null: the publish failed or is pending, the sweeper re-publishes).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="inference_run_status_beat")]
 
     def __str__(self) -> str:
         return f"InferenceRun {self.pk} {self.status}"

@@ -1,11 +1,49 @@
 """Celery entry points of the annotation app: they take ids, call services, own time limits."""
 
-from celery import shared_task
+import logging
+
+from billiard.exceptions import WorkerLostError
+from celery import Task, shared_task
+from celery.worker.request import Request
+
+logger = logging.getLogger(__name__)
 
 
-@shared_task(name="annotation.inference_run", acks_late=True, soft_time_limit=3600, time_limit=3700)
+class RunRequest(Request):
+    """The worker's view of an inference-run message: when the pool process executing it dies
+    (OOM, a crash), record the loss on the run row before the message is requeued.
+
+    This runs in the worker's parent process, which survives its pool processes.
+    """
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, WorkerLostError) and self.args:
+            from django.db import close_old_connections, connection
+
+            from .services import inference_run_lost
+
+            try:
+                close_old_connections()
+                inference_run_lost(run_id=int(self.args[0]), reason=f"the worker process running it was lost ({exc})")
+            except Exception:  # noqa: BLE001 - the sweeper ends the run if this write fails
+                logger.exception("could not record the loss of inference run %s", self.args[0])
+            finally:
+                # The parent forks new pool processes: leave them no inherited database connection.
+                connection.close()
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+class RunTask(Task):
+    """Base of tasks that execute a run row: requeued once when their pool process is lost."""
+
+    Request = RunRequest
+
+
+@shared_task(base=RunTask, name="annotation.inference_run", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, soft_time_limit=3600, time_limit=3700)
 def inference_run_task(run_id: int) -> str:
-    """Execute one inference run; a finished run is left as it is (idempotent)."""
+    """Execute one inference run; a run that is not queued is left as it is (idempotent)."""
     from .services import inference_run_execute
 
     return inference_run_execute(run_id=run_id).status
@@ -17,3 +55,13 @@ def uncertainty_score_task(series_id: int, model_id: int, method: str) -> float:
     from .services import uncertainty_score_compute
 
     return uncertainty_score_compute(series_id=series_id, model_id=model_id, method=method).score
+
+
+@shared_task(name="annotation.runs_sweep", ignore_result=True, soft_time_limit=300, time_limit=330)
+def runs_sweep_task() -> dict:
+    """Resume or fail inference runs whose worker went silent; publish runs the broker never took."""
+    import dataclasses
+
+    from .services import runs_sweep
+
+    return dataclasses.asdict(runs_sweep())

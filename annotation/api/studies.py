@@ -212,8 +212,10 @@ class InferenceRunCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         model = serializers.IntegerField(help_text="Segmentation model id")
 
-    @extend_schema(request=InputSerializer, responses={201: RunSerializer, 400: ErrorSerializer},
-                   summary="Start one-click segmentation")
+    @extend_schema(request=InputSerializer, responses={201: RunSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+                   summary="Start one-click segmentation",
+                   description="503 `queue_unavailable`: the job queue did not take the run within a few seconds; "
+                               "the run is saved as queued and published again by the sweeper.")
     def post(self, request, series_id: int):
         series = selectors.series_get(user=request.user, series_id=series_id)
         serializer = self.InputSerializer(data=request.data)

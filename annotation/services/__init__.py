@@ -31,11 +31,18 @@ from .export_import import (
     studies_export_zip,
 )
 from .imports import ImportResult, patient_get_or_create, study_import
-from .inference import inference_run_cancel, inference_run_create, inference_run_execute, inference_run_wait
+from .inference import (
+    inference_run_cancel,
+    inference_run_create,
+    inference_run_execute,
+    inference_run_publish,
+    inference_run_wait,
+)
 from .label_sets import label_set_create, label_set_update, label_upsert, segmentation_create_from_label_set
 from .research_export import patient_pseudonym_get_or_create, study_export_deidentified
 from .registry import segmentation_model_register, segmentation_model_weights_path, segmenter_for_model
 from .review import review_comment_add, segmentation_review, study_assign
+from .run_recovery import SweepResult, inference_run_lost, runs_sweep
 from .versions import (
     label_table_validate,
     labelmap_nifti_bytes,
@@ -48,10 +55,11 @@ from .versions import (
 )
 
 __all__ = [
-    "EXPORT_FORMATS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult",
+    "EXPORT_FORMATS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult", "SweepResult",
     "dicom_completion_start", "dicom_listener_build", "dicom_peer_create", "dicom_received_series_import",
     "dicom_routing_apply", "dicom_spool", "patient_pseudonym_get_or_create", "study_export_deidentified",
-    "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_wait",
+    "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_lost",
+    "inference_run_publish", "inference_run_wait", "runs_sweep",
     "label_set_create", "label_set_update", "label_table_validate", "label_upsert", "labelmap_nifti_bytes",
     "patient_get_or_create", "review_comment_add", "segmentation_change_map_nifti", "segmentation_create",
     "segmentation_create_blank", "segmentation_create_from_label_set", "segmentation_export",

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -34,10 +37,10 @@ def inference_run_create(*, user: User | None, series: Series, model: Segmentati
     Raises
     ------
     portal.api_errors.ServiceError
-        When the model is inactive or made for another modality.
+        When the model is inactive or made for another modality (400); when the broker cannot take the
+        job (503, code ``queue_unavailable``): the run is committed and stays queued, and the sweeper
+        (:func:`annotation.services.runs_sweep`) publishes it again once the broker is back.
     """
-    from ..tasks import inference_run_task
-
     if not model.is_active:
         raise ServiceError("This model is not active.", code="model_inactive")
     if model.modality and series.modality and model.modality.upper() != series.modality.upper():
@@ -54,10 +57,49 @@ def inference_run_create(*, user: User | None, series: Series, model: Segmentati
             hospital=series.study.hospital, detail={"series": series.pk, "model": model.pk},
         )
         run_id, study_id = run.pk, series.study_id
+        transaction.on_commit(
+            lambda: events.send_inference_progress(InferenceRun.objects.select_related("model").get(pk=run_id), study_id),
+            robust=True,
+        )
         if enqueue:
-            transaction.on_commit(lambda: inference_run_task.delay(run_id))
-        transaction.on_commit(lambda: events.send_inference_progress(InferenceRun.objects.select_related("model").get(pk=run_id), study_id))
+            transaction.on_commit(lambda: _publish_or_refuse(run_id))
     return run
+
+
+def _publish_or_refuse(run_id: int) -> None:
+    if not inference_run_publish(run_id=run_id):
+        raise ServiceError(
+            gettext("The job queue is unavailable right now. The run is saved as queued and starts automatically "
+                    "once the queue is back."),
+            code="queue_unavailable", status_code=503,
+        )
+
+
+def inference_run_publish(*, run_id: int) -> bool:
+    """Hand a queued run to the broker and record when (``published_at``); never blocks for long.
+
+    The broker's connect and read timeouts and the bounded publish retry policy come from the
+    ``CELERY_BROKER_TRANSPORT_OPTIONS`` / ``CELERY_TASK_PUBLISH_RETRY_POLICY`` settings, so an
+    unreachable or frozen broker costs a few seconds, not a hung request.
+
+    Returns
+    -------
+    bool
+        True when the broker accepted the job; False (logged without patient data) when it did not.
+        The run stays queued with ``published_at`` empty either way until a publish succeeds.
+    """
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
+
+    from ..tasks import inference_run_task
+
+    try:
+        inference_run_task.apply_async((run_id,), retry=True, retry_policy=settings.CELERY_TASK_PUBLISH_RETRY_POLICY)
+    except (OperationalError, RedisError, OSError) as exc:
+        logger.warning("inference run %s: the broker did not take the job (%s)", run_id, type(exc).__name__)
+        return False
+    InferenceRun.objects.filter(pk=run_id, status=InferenceRun.Status.QUEUED).update(published_at=timezone.now())
+    return True
 
 
 def inference_run_cancel(*, user: User, run: InferenceRun) -> InferenceRun:
@@ -106,6 +148,8 @@ class _RunProgress:
         self.start, self.end = start, end
         self.last_write = 0.0
         self.last_percent = -1.0
+        self.last_beat = time.monotonic()
+        self.beat_interval_s = float(settings.RUNS_HEARTBEAT_INTERVAL_S)
 
     def __call__(self, percent: float, stage: str) -> None:
         from ..ml.inference import InferenceCancelled
@@ -113,16 +157,24 @@ class _RunProgress:
         overall = self.start + (self.end - self.start) * max(0.0, min(100.0, percent)) / 100.0
         now = time.monotonic()
         if now - self.last_write < 0.5 and overall - self.last_percent < 5 and stage == self.run.stage:
+            if now - self.last_beat >= self.beat_interval_s:
+                self.beat()
             return
         self.last_write, self.last_percent = now, overall
         if InferenceRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
             raise InferenceCancelled("cancelled by the user")
         self.set(overall, stage)
 
+    def beat(self) -> None:
+        """Record a sign of life: the sweeper resumes or fails a run whose heartbeat goes stale."""
+        self.last_beat = time.monotonic()
+        InferenceRun.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
+
     def set(self, percent: float, stage: str) -> None:
         self.run.progress_percent = percent
         self.run.stage = stage
-        InferenceRun.objects.filter(pk=self.run.pk).update(progress_percent=percent, stage=stage)
+        self.last_beat = time.monotonic()
+        InferenceRun.objects.filter(pk=self.run.pk).update(progress_percent=percent, stage=stage, heartbeat_at=timezone.now())
         events.send_inference_progress(self.run, self.run.series.study_id)
 
 
@@ -143,18 +195,27 @@ def inference_run_execute(*, run_id: int) -> InferenceRun:
     run row), stores the label map as a new segmentation, runs the steps registered on
     ``annotation.hooks.after_model_segmentation`` (diagnosis measures it), and records the outcome.
     Failures are recorded on the row with their message, never raised to the caller.
+
+    Only a queued run is executed: it is claimed atomically (queued → running, ``attempts`` + 1), so
+    a redelivered or duplicated job finds a finished run, or one another executor holds, and returns
+    it untouched. A run whose executor was lost is put back to queued by
+    :func:`annotation.services.inference_run_lost` or the sweeper before it is executed again.
     """
     from ..ml.inference import InferenceCancelled
 
-    run = InferenceRun.objects.select_related("model", "series", "series__study", "series__study__hospital").get(pk=run_id)
-    if run.status in InferenceRun.FINISHED:
+    related = ("model", "series", "series__study", "series__study__hospital")
+    now = timezone.now()
+    claimed = InferenceRun.objects.filter(pk=run_id, status=InferenceRun.Status.QUEUED, cancel_requested=False).update(
+        status=InferenceRun.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
+        error_message="",
+    )
+    run = InferenceRun.objects.select_related(*related).get(pk=run_id)
+    if not claimed:
+        if run.status == InferenceRun.Status.QUEUED and run.cancel_requested:
+            return _run_finish(run, status=InferenceRun.Status.CANCELLED, stage="cancelled")
+        if run.status == InferenceRun.Status.RUNNING:
+            logger.info("inference run %s is already running elsewhere; this delivery is dropped", run.pk)
         return run
-    if run.cancel_requested:
-        return _run_finish(run, status=InferenceRun.Status.CANCELLED, stage="cancelled")
-    run.status = InferenceRun.Status.RUNNING
-    run.started_at = timezone.now()
-    run.error_message = ""
-    run.save(update_fields=["status", "started_at", "error_message"])
     progress = _RunProgress(run)
     try:
         progress.set(1.0, "loading")

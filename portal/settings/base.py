@@ -193,6 +193,38 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request that enqueues must never hang on the broker: bounded connect/read timeouts on every
+# broker and result-backend socket, and a publish retried at most twice (about 1.5 s) before the
+# caller gets an error (the API answers 503 and the run stays queued for the sweeper).
+BROKER_SOCKET_TIMEOUT_S = env.float("BROKER_SOCKET_TIMEOUT_S", default=5.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT_S
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_timeout": BROKER_SOCKET_TIMEOUT_S,
+    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT_S,
+    "retry_on_timeout": False,
+    # A message whose worker died unacknowledged is redelivered after this long; the sweeper
+    # (RUNS_STALE_AFTER_S) handles such runs much earlier, and the task bodies are idempotent.
+    "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT_S", default=3600),
+}
+CELERY_REDIS_SOCKET_TIMEOUT = BROKER_SOCKET_TIMEOUT_S
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = BROKER_SOCKET_TIMEOUT_S
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 1.0}
+
+# Runs that never hang (annotation/services/run_recovery.py, federation's sweeper): an executor
+# writes a heartbeat at least every RUNS_HEARTBEAT_INTERVAL_S; the sweeper (every
+# RUNS_SWEEP_INTERVAL_S, Celery beat) resumes a run silent for RUNS_STALE_AFTER_S once and fails it
+# after RUNS_MAX_ATTEMPTS executions, and re-publishes queued runs whose publish failed
+# RUNS_REPUBLISH_AFTER_S ago.
+RUNS_HEARTBEAT_INTERVAL_S = env.float("RUNS_HEARTBEAT_INTERVAL_S", default=15.0)
+RUNS_STALE_AFTER_S = env.float("RUNS_STALE_AFTER_S", default=600.0)
+RUNS_SWEEP_INTERVAL_S = env.float("RUNS_SWEEP_INTERVAL_S", default=60.0)
+RUNS_REPUBLISH_AFTER_S = env.float("RUNS_REPUBLISH_AFTER_S", default=30.0)
+RUNS_MAX_ATTEMPTS = env.int("RUNS_MAX_ATTEMPTS", default=2)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "runs-sweep": {"task": "annotation.runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
+}
 
 # The cache holds the API throttles' counters: shared by every web process through Redis (database 1
 # of the embedded Redis, apart from the broker's keys).
