@@ -138,3 +138,27 @@ def test_the_retinanet_refuses_an_mr_series(doctor, mr_series, tiny_checkpoint):
     with pytest.raises(CommandError, match="tiny is for CT; this series is MR"):
         call_command("detect", str(mr_series.pk), "--model", "tiny", "--inline", "--json", stdout=StringIO())
     assert not InferenceRun.objects.filter(model__name="tiny").exists()
+
+
+def test_register_detector_command_registers_a_bundle_folder_and_refuses_a_config_that_does_not_fit(tmp_path,
+                                                                                                     tiny_checkpoint):
+    root = tmp_path / "bundle"
+    (root / "configs").mkdir(parents=True)
+    (root / "models").mkdir()
+    (root / "configs" / "retinanet.json").write_text(json.dumps(TINY))
+    torch.save(torch.load(tiny_checkpoint, weights_only=True)["state_dict"], root / "models" / "model.pt")
+    out = StringIO()
+    call_command("register_detector", "--name", "tiny-bundle", "--weights", str(root), "--json", stdout=out)
+    registered = json.loads(out.getvalue())
+    model = SegmentationModel.objects.get(pk=registered["model_id"])
+    assert model.kind == "detection" and model.architecture == "retinanet" and model.weights_file.name.endswith(".zip")
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**TINY, "fpn_channels": 16}))
+    with pytest.raises(CommandError, match="do not fit the RetinaNet"):
+        call_command("register_detector", "--name", "tiny-wrong", "--weights", str(tiny_checkpoint),
+                     "--config", str(wrong), stdout=StringIO())
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("register_detector", "--name", "tiny-wrong", "--weights", str(tmp_path / "nope.pt"),
+                     stdout=StringIO())
+    assert not SegmentationModel.objects.filter(name="tiny-wrong").exists()
