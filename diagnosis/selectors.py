@@ -77,7 +77,8 @@ def finding_kind_terms(*, user: User, study) -> list[dict]:
         if counts.get(kind.value):
             with translation.override("zh-hans"):
                 term_zh = str(kind.label)
-            terms.append({"kind": kind.value, "label": str(kind.label), "term_zh": term_zh, "count": counts[kind.value]})
+            terms.append({"kind": kind.value, "label": str(kind.label), "term_zh": term_zh,
+                          "count": counts[kind.value]})
     return terms
 
 

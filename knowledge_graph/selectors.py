@@ -173,7 +173,8 @@ def entity_panel(*, label: str, name: str, lay: bool = False) -> dict[str, Any] 
         ``description`` (the graph's ``desc``, "" when none), ``checks``, ``departments`` and
         ``related_diseases`` (names, at most :data:`MAX_PANEL_ITEMS` each; related diseases are the
         complications either way and generic relations to diseases), ``sections_text`` (the
-        section titles in the request's language, :func:`.display.panel_section_names`) and, with ``lay``, ``lay_text`` and ``lay_source``.
+        section titles in the request's language, :func:`.display.panel_section_names`) and, with
+        ``lay``, ``lay_text`` and ``lay_source``.
     """
     if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
         return None

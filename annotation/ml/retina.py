@@ -56,7 +56,8 @@ __all__ = [
 
 RETINANET_CONFIG_KEYS = (
     "num_classes", "block", "layers", "block_inplanes", "conv1_t_size", "conv1_t_stride", "returned_layers",
-    "fpn_channels", "feature_map_scales", "base_anchor_shapes", "size_divisible", "preprocessing", "score_thresh", "nms_thresh",
+    "fpn_channels", "feature_map_scales", "base_anchor_shapes", "size_divisible", "preprocessing", "score_thresh",
+    "nms_thresh",
     "topk_candidates_per_level", "detections_per_img", "overlap", "sw_batch_size",
 )
 
@@ -300,7 +301,8 @@ def build_retinanet_detector(config: RetinaNetConfig):
         )
         extractor = _fpn_extractor(backbone, list(config.returned_layers), config.fpn_channels)
         anchors = AnchorGeneratorWithAnchorShape(
-            feature_map_scales=list(config.feature_map_scales), base_anchor_shapes=[list(s) for s in config.base_anchor_shapes]
+            feature_map_scales=list(config.feature_map_scales),
+            base_anchor_shapes=[list(s) for s in config.base_anchor_shapes],
         )
         network = RetinaNet(
             spatial_dims=3, num_classes=config.num_classes, num_anchors=anchors.num_anchors_per_location()[0],

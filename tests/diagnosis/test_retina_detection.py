@@ -51,7 +51,8 @@ def tiny_checkpoint(tmp_path):
 @pytest.fixture
 def lidc_series(doctor, hospital):
     folder = shared_data("lidc_idri_0001_ct_nodules", "dicom")
-    result = annotation_services.study_import(user=doctor, hospital=hospital, patient_mrn="LIDC-IDRI-0001", paths=[folder])
+    result = annotation_services.study_import(user=doctor, hospital=hospital, patient_mrn="LIDC-IDRI-0001",
+                                              paths=[folder])
     return result.series[0]
 
 
