@@ -174,6 +174,7 @@ class SegmentationModel(models.Model):
         DYNUNET = "dynunet", "MONAI DynUNet"
         TORCHSCRIPT = "torchscript", "TorchScript"
         BUNDLE = "bundle", _("MONAI bundle")
+        RETINANET = "retinanet", _("MONAI RetinaNet detector")
 
     name = models.SlugField(_("name"), max_length=64)
     version = models.PositiveIntegerField(default=1)

@@ -43,6 +43,23 @@ def study_page_findings(*, user, study) -> dict:
     return {"finding_comparison": comparison, "study_sections": ["diagnosis/_finding_comparison.html"]}
 
 
+def study_page_terms(*, user, study) -> dict:
+    """Return the study page's knowledge-graph terms: the findings' kinds and the latest report's impression.
+
+    The page links them to the knowledge graph in the browser (``frontend/src/lib/kg-links.js`` calls
+    the graph's API), so diagnosis never imports knowledge_graph.
+    """
+    from .selectors import finding_kind_terms, report_list_for_study
+
+    kinds = finding_kind_terms(user=user, study=study)
+    reports = list(report_list_for_study(user=user, study=study))
+    impression = next((r.impression for r in reports if r.impression), "")
+    if not kinds and not impression:
+        return {}
+    return {"kg_terms": {"kinds": kinds, "impression": impression},
+            "study_sections": ["diagnosis/_kg_terms.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -74,3 +91,4 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis", study_page_reports)
     hooks.study_page_context.register("diagnosis-findings", study_page_findings)
     hooks.study_worklist_report_status.register("diagnosis", worklist_report_status)
+    hooks.study_page_context.register("diagnosis-kg-terms", study_page_terms)

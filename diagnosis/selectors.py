@@ -55,6 +55,33 @@ def finding_list_for_study(*, user: User, study, status: str | None = None) -> Q
     return qs.order_by("-confidence", "pk")
 
 
+def finding_kind_terms(*, user: User, study) -> list[dict]:
+    """Return the kinds of a study's findings (rejected ones left out) as terms to link to the knowledge graph.
+
+    Returns
+    -------
+    list of dict
+        One per kind, in the order of :class:`~.models.Finding.Kind`: ``kind``, ``label`` (in the
+        request's language), ``term_zh`` (the Simplified Chinese name, which is what the graph's
+        entities are named in) and ``count``.
+    """
+    from django.db.models import Count
+    from django.utils import translation
+
+    counts = dict(
+        finding_visible_queryset(user).filter(study=study).exclude(status=Finding.Status.REJECTED)
+        .values_list("kind").annotate(n=Count("id")).order_by()
+    )
+    terms = []
+    for kind in Finding.Kind:
+        if counts.get(kind.value):
+            with translation.override("zh-hans"):
+                term_zh = str(kind.label)
+            terms.append({"kind": kind.value, "label": str(kind.label), "term_zh": term_zh,
+                          "count": counts[kind.value]})
+    return terms
+
+
 def finding_get(*, user: User, finding_id: int) -> Finding:
     """Return one visible finding or raise Http404 (another hospital's finding is not found)."""
     try:

@@ -52,6 +52,7 @@ def report_detail(request, report_id: int):
         "report": report, "content": content, "form": form,
         "can_edit": report.status == "draft" and is_clinician(request.user),
         "can_amend": report.status == "final" and is_clinician(request.user),
+        "finding_kinds": selectors.finding_kind_terms(user=request.user, study=report.study),
     })
 
 

@@ -8,6 +8,8 @@ charts), questionnaires (builder, cohort view, CSV export). Chat pages serve bot
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
@@ -22,6 +24,8 @@ from portal.services import audit_record
 
 from . import selectors, services
 from .plain_summary import report_summary
+
+logger = logging.getLogger(__name__)
 
 
 def _require_patient(request):
@@ -72,6 +76,17 @@ def me(request):
     })
 
 
+def _linked(paragraph: str) -> list[dict]:
+    """Return a paragraph as knowledge-graph link segments; plain text when the graph cannot be reached."""
+    from knowledge_graph.services import text_link_segments
+
+    try:
+        return text_link_segments(paragraph)
+    except Exception:  # noqa: BLE001 - the report must show even while the graph is down
+        logger.warning("knowledge graph unavailable for report links", exc_info=True)
+        return [{"text": paragraph}]
+
+
 @login_required
 def my_reports(request):
     from diagnosis.selectors import report_visible_queryset
@@ -82,7 +97,9 @@ def my_reports(request):
                .select_related("study", "study__hospital", "study__patient", "signed_by").order_by("-signed_at"))
     rows = [{"report": r, "content": report_content(r)} for r in reports]
     for row in rows:
-        row["summary"] = report_summary(row["content"])
+        # Each paragraph as plain and linked pieces: terms the knowledge graph knows open its panel
+        # in plain words (followup sits above knowledge_graph, so the linking is done here).
+        row["summary"] = [_linked(paragraph) for paragraph in report_summary(row["content"])]
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="report_list", target_id=patient.pk,
                  detail={"reports": len(rows)})
     return render(request, "followup/my_reports.html", {"rows": rows, "tab": "reports"})

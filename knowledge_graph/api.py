@@ -143,6 +143,68 @@ class EntityDetailApi(APIView):
         return Response(self.OutputSerializer(detail).data)
 
 
+class EntityPanelApi(APIView):
+    """What the side panel shows for an entity linked from a report, a study or a patient's page."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema_serializer(component_name="KgEntityPanel")
+    class OutputSerializer(serializers.Serializer):
+        label = serializers.CharField()
+        label_text = serializers.CharField(help_text="The type's name in the request's language.")
+        name = serializers.CharField()
+        description = serializers.CharField(allow_blank=True)
+        checks = serializers.ListField(child=serializers.CharField())
+        departments = serializers.ListField(child=serializers.CharField())
+        related_diseases = serializers.ListField(child=serializers.CharField())
+        sections_text = serializers.DictField(child=serializers.CharField(),
+                                              help_text="Section titles in the request's language.")
+        lay_text = serializers.CharField(required=False, allow_blank=True,
+                                         help_text="Plain-language wording for patients (with lay=1).")
+        lay_source = serializers.ChoiceField(choices=["stored", "description", ""], required=False)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("lay", bool, description="Add the plain-language wording for patients.")],
+        responses={200: OutputSerializer}, summary="Show an entity's side panel",
+    )
+    def get(self, request, label: str, name: str):
+        if label not in BROWSABLE_LABELS:
+            raise ServiceError(f"Unknown entity type {label!r}.", code="not_found", status_code=404)
+        lay = request.query_params.get("lay", "") in ("1", "true", "yes")
+        panel = selectors.entity_panel(label=label, name=name, lay=lay)
+        if panel is None:
+            raise ServiceError("No such entity.", code="not_found", status_code=404)
+        return Response(self.OutputSerializer(panel).data)
+
+
+class EntityMentionsApi(APIView):
+    """Find the graph's entities named in texts (report impressions, finding kinds), for linking."""
+
+    permission_classes = [IsAuthenticated]
+
+    class InputSerializer(serializers.Serializer):
+        texts = serializers.ListField(
+            child=serializers.CharField(allow_blank=True, max_length=services.MAX_MENTION_TEXT_CHARS,
+                                        trim_whitespace=False),
+            max_length=50, allow_empty=False,
+        )
+
+    @extend_schema_serializer(component_name="KgMentions")
+    class OutputSerializer(serializers.Serializer):
+        results = serializers.ListField(
+            child=serializers.ListField(child=serializers.DictField()),
+            help_text="One list per input text: {start, end, text, label, name}, in text order.",
+        )
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer}, summary="Find entity mentions",
+                   operation_id="kg_mentions_find")
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        results = [services.entity_mentions(text) for text in data.validated_data["texts"]]
+        return Response({"results": results})
+
+
 class SynonymOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     alias = serializers.CharField()

@@ -132,3 +132,18 @@ def property_name(key: str) -> str:
     """Return the shown name of a node property."""
     name = PROPERTY_NAMES.get(key)
     return str(name) if name is not None else gettext("Other information")
+
+
+#: Section titles of the entity side panel (report, study and patient pages).
+PANEL_SECTION_NAMES = {
+    "description": _("Description"),
+    "lay_text": _("In plain words"),
+    "checks": _("Examinations"),
+    "departments": _("Department to visit"),
+    "related_diseases": _("Related diseases"),
+}
+
+
+def panel_section_names() -> dict[str, str]:
+    """Return the entity panel's section titles in the request's language."""
+    return {key: str(value) for key, value in PANEL_SECTION_NAMES.items()}

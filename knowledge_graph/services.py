@@ -294,3 +294,82 @@ def graph_reset() -> int:
     with _lock:
         _engines.pop(connection.graph_key(), None)
     return deleted
+
+
+# --------------------------------------------------------------------------------------------------
+# Entity mentions in free text (report impressions, finding kinds, the patient's summary)
+# --------------------------------------------------------------------------------------------------
+
+#: Entity types linked in clinical text: foods, drug products and producers are left out (one-
+#: character food names and brand names match inside ordinary words of a report).
+LINK_LABELS: tuple[str, ...] = ("Disease", "Symptom", "Check", "Department", "Drug")
+MAX_MENTION_TEXT_CHARS = 5000
+
+
+def entity_mentions(text: str, *, labels: tuple[str, ...] = LINK_LABELS) -> list[dict]:
+    """Return the graph entities named in ``text``: longest non-overlapping matches, in text order.
+
+    The names and synonyms are those of the QA assistant's engine (:func:`qa_pipeline`, built
+    once per process and rebuilt when the graph or the synonyms change), matched with its
+    Aho-Corasick automaton (:meth:`~.qa.recognizer.EntityRecognizer.exact`); a longer name wins over
+    the names inside it (肺结节 over 结节). Where one word names several entities, the assistant's
+    order decides (disease first).
+
+    Parameters
+    ----------
+    text : str
+        Any text; NFKC-normalised for matching (one character to one, so offsets hold).
+    labels : tuple of str
+        Entity types to link.
+
+    Returns
+    -------
+    list of dict
+        ``start``, ``end`` (character offsets into ``text``), ``text`` (the matched words),
+        ``label`` and ``name`` (the entity; ``name`` differs from ``text`` for a synonym).
+
+    Raises
+    ------
+    ValueError
+        ``text`` is longer than :data:`MAX_MENTION_TEXT_CHARS`.
+    """
+    if not text:
+        return []
+    if len(text) > MAX_MENTION_TEXT_CHARS:
+        raise ValueError(f"text longer than {MAX_MENTION_TEXT_CHARS} characters")
+    normalised = unicodedata.normalize("NFKC", text)
+    if len(normalised) != len(text):
+        normalised = text  # a character that NFKC expands: match the text as typed
+    found = []
+    for mention in qa_pipeline().recognizer.exact(normalised):
+        candidate = next((c for c in mention.candidates if c.label in labels), None)
+        if candidate is None:
+            continue
+        found.append({"start": mention.start, "end": mention.end, "text": text[mention.start:mention.end],
+                      "label": candidate.label, "name": candidate.name})
+    return found
+
+
+def text_link_segments(text: str, *, labels: tuple[str, ...] = LINK_LABELS) -> list[dict]:
+    """Split ``text`` into plain and linked pieces for a template.
+
+    Returns
+    -------
+    list of dict
+        In order, covering ``text`` exactly: ``{"text": ...}`` for plain pieces and
+        ``{"text", "label", "name"}`` for entity mentions (:func:`entity_mentions`). Text over
+        :data:`MAX_MENTION_TEXT_CHARS` comes back as one plain piece.
+    """
+    try:
+        mentions = entity_mentions(text, labels=labels)
+    except ValueError:
+        mentions = []
+    segments, at = [], 0
+    for m in mentions:
+        if m["start"] > at:
+            segments.append({"text": text[at:m["start"]]})
+        segments.append({"text": m["text"], "label": m["label"], "name": m["name"]})
+        at = m["end"]
+    if at < len(text or ""):
+        segments.append({"text": text[at:]})
+    return segments

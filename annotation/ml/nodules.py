@@ -60,6 +60,7 @@ __all__ = [
     "candidate_features",
     "correct_lung_mask",
     "detect_nodules",
+    "segment_nodule",
 ]
 
 DETECTOR_NAME = "ct-lung-nodule"
@@ -375,6 +376,33 @@ def _segment_candidate(hu, lung, peak, radius_mm, spacing):
     surface = mask & ~ndimage.binary_erosion(mask)
     border = float((surface & shell).sum()) / max(1, int(surface.sum()))
     return box, mask, border
+
+
+def segment_nodule(hu: np.ndarray, lung: np.ndarray, peak, radius_mm: float, spacing_mm):
+    """Segment the nodule around ``peak`` by the detector's region growing (step 4 of the module docstring).
+
+    Used by the classical detector for its candidates and by :mod:`annotation.ml.retina` for a
+    network's boxes, so both measure the same kind of segment.
+
+    Parameters
+    ----------
+    hu : ndarray, shape (k, j, i)
+        CT in HU.
+    lung : ndarray, integer, same shape
+        Corrected lung labels (:func:`correct_lung_mask`); growing stays inside them.
+    peak : sequence of 3 int
+        Seed voxel (k, j, i).
+    radius_mm : float
+        Expected nodule radius; growing stays inside a sphere of twice this (at least 6 mm).
+    spacing_mm : sequence of 3 float
+
+    Returns
+    -------
+    (box, mask, border_fraction) or None
+        ``box``: tuple of 3 slices of the input grid; ``mask``: bool array of the box's shape;
+        ``border_fraction``: share of the mask's surface on its search sphere. None when nothing grows.
+    """
+    return _segment_candidate(hu, lung, np.asarray(peak, dtype=int), float(radius_mm), np.asarray(spacing_mm, dtype=float))
 
 
 def _ellipsoid(radius_mm: float, spacing: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ def segmentation_model_register(
     modality: str,
     architecture: str,
     label_table: list[dict],
+    kind: str = SegmentationModel.Kind.SEGMENTATION,
     display_name: str = "",
     network_config: dict | None = None,
     preprocessing: dict | None = None,
@@ -39,21 +40,36 @@ def segmentation_model_register(
 
     ``hospital`` owns the model and ``shared_with`` lists further hospitals that may list and run it;
     with neither, every hospital may (the shipped models).
+    ``kind`` is ``"segmentation"`` or ``"detection"``. A ``"retinanet"`` model (a detector) is built
+    and its weights loaded before anything is stored, so a checkpoint whose config does not fit its
+    weights is refused; an empty ``network_config`` takes the config stored in the checkpoint or
+    bundle, and an empty ``preprocessing`` the config's.
 
     Raises
     ------
     django.core.exceptions.ValidationError
-        When the label table or a field is invalid.
+        When the label table or a field is invalid, or a RetinaNet checkpoint cannot be loaded.
     """
     from django.core.exceptions import ValidationError
 
+    if architecture == SegmentationModel.Architecture.RETINANET:
+        from ..ml.retina import load_retinanet_checkpoint
+
+        if weights_path is None:
+            raise ValidationError({"weights_file": "A RetinaNet detector needs a checkpoint or bundle."})
+        try:
+            _, config = load_retinanet_checkpoint(Path(weights_path), network_config or None)
+        except ValueError as exc:
+            raise ValidationError({"weights_file": str(exc)}) from exc
+        network_config = config.to_dict()
+        preprocessing = preprocessing or dict(config.preprocessing)
     indices = [entry.get("index") for entry in label_table]
     if not label_table or any(not isinstance(i, int) or i < 1 for i in indices) or len(set(indices)) != len(indices):
         raise ValidationError({"label_table": "Labels need distinct positive integer indices."})
     version = (SegmentationModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
     model = SegmentationModel(
         name=name, version=version, display_name=display_name or name, body_part=body_part, modality=modality,
-        architecture=architecture, network_config=network_config or {}, label_table=label_table,
+        architecture=architecture, kind=kind, network_config=network_config or {}, label_table=label_table,
         preprocessing=preprocessing or {}, validation_metrics=validation_metrics or {},
         provenance=provenance or {}, hospital=hospital, created_by=user,
     )
@@ -92,13 +108,28 @@ def segmentation_model_weights_path(model: SegmentationModel) -> Path | None:
 
 
 def segmenter_for_model(model: SegmentationModel):
-    """Build the inference pipeline of a registered model on the configured device."""
+    """Build the inference pipeline of a registered model on the configured device.
+
+    The model's ``architecture`` picks the backend: :func:`annotation.ml.inference.load_segmenter`
+    for the segmentation networks, bundles and classical methods, and
+    :class:`annotation.ml.retina.RetinaNetNoduleDetector` for a registered RetinaNet detector.
+    """
     from ..ml.device import configure_threads, select_device
     from ..ml.inference import load_segmenter
 
     if settings.TORCH_NUM_THREADS:
         configure_threads(settings.TORCH_NUM_THREADS)
     device = select_device(settings.INFERENCE_DEVICE)
+    if model.architecture == SegmentationModel.Architecture.RETINANET:
+        # A trained detector: built from its stored config and weights (annotation.ml.retina builds on
+        # annotation.ml.inference's preprocessing, so inference's loader does not import it).
+        from ..ml.retina import RetinaNetNoduleDetector, load_retinanet_checkpoint
+
+        weights = segmentation_model_weights_path(model)
+        if weights is None:
+            raise ValueError(f"model {model.name} v{model.version} has no weights file")
+        detector, config = load_retinanet_checkpoint(weights, model.network_config or None)
+        return RetinaNetNoduleDetector(detector, config, device=device), device
     num_classes = max(int(entry["index"]) for entry in model.label_table) + 1
     segmenter = load_segmenter(
         architecture=model.architecture,

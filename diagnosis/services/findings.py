@@ -210,17 +210,23 @@ def findings_from_detection(
             if m.voxel_count == 0:
                 continue
             entry = entries[m.label]
+            # A box detector (RetinaNet) gives its box's centre and axial extent; volume and HU come
+            # from the segment either way.
+            box_ = entry.get("box") or {}
+            centroid = box_.get("centroid_lps_mm") or list(m.centroid_lps_mm)
+            long_mm = box_.get("long_axis_mm", m.axial_long_mm)
+            short_mm = box_.get("short_axis_mm", m.axial_short_mm)
             # Per-nodule HU from the segment's own voxels, inside its bounding box only.
             box = boxes[m.label - 1]
             values = volume.array[box][label_map[box] == m.label]
             findings.append(finding_create(
                 user=user, series=segmentation.series, source=Finding.Source.DETECTOR,
-                kind=entry.get("kind", Finding.Kind.LUNG_NODULE), centroid_lps_mm=list(m.centroid_lps_mm),
+                kind=entry.get("kind", Finding.Kind.LUNG_NODULE), centroid_lps_mm=list(centroid),
                 geometry=volume.geometry, segmentation=segmentation, segment_label=m.label,
-                side=entry.get("side", ""), long_axis_mm=m.axial_long_mm, short_axis_mm=m.axial_short_mm,
+                side=entry.get("side", ""), long_axis_mm=long_mm, short_axis_mm=short_mm,
                 volume_ml=m.volume_ml, mean_hu=float(values.mean()), max_hu=float(values.max()),
                 composition=nodule_composition(values), confidence=float(entry.get("confidence", 0.0)),
                 source_name=model.name if model else "", source_version=str(model.version) if model else "",
-                details={"features": entry.get("features", {})},
+                details={"features": entry.get("features", {}), **({"box": box_} if box_ else {})},
             ))
     return findings
