@@ -57,6 +57,12 @@ class FederatedTask(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     current_round = models.PositiveIntegerField(default=0, help_text=_("last completed round"))
     error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text=_("executions started: a runner lost mid-task is resumed until RUNS_MAX_ATTEMPTS")
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("last sign of life of the runner executing the task")
+    )
     coordinator_public_key = models.TextField(blank=True, help_text=_("Ed25519 PEM that verifies the ledger"))
     registered_model = models.ForeignKey(
         "annotation.SegmentationModel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

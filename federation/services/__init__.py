@@ -10,6 +10,7 @@ from .ledger import contribution_credits, ledger_verify
 from .lifecycle import task_cancel, task_pause, task_start
 from .local_runs import task_create_local
 from .paths import task_dir, task_spec
+from .recovery import FederationSweepResult, federated_tasks_sweep, orphans_kill, task_claim, task_heartbeat
 from .rounds import model_deploy, model_register, round_ingest, round_restore
 from .runner import MAX_COORDINATOR_RESTARTS, task_execute, task_work_dir_cleanup
 from .tasks_invitations import (
@@ -25,6 +26,11 @@ from .tasks_invitations import (
 )
 
 __all__ = [
+    "FederationSweepResult",
+    "federated_tasks_sweep",
+    "orphans_kill",
+    "task_claim",
+    "task_heartbeat",
     "MAX_COORDINATOR_RESTARTS",
     "SECAGG_MIN_CLIENTS",
     "contribution_credits",

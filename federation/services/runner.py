@@ -19,6 +19,7 @@ from portal.api_errors import ServiceError
 from ..models import FederatedTask, Participant
 from .lifecycle import _set_status
 from .paths import task_dir, task_spec
+from .recovery import run_pids_write, task_claim, task_heartbeat
 from .rounds import round_ingest, round_restore
 from .tasks_invitations import participant_data_dirs, task_keys_ensure
 
@@ -46,6 +47,10 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
     SuperNode, submit the Flower run, ingest each round as it completes, restart a SuperNode that died
     (it rejoins) and restart the coordinator from the last completed round when it dies.
 
+    Only a queued task is claimed (:func:`.recovery.task_claim`); any other is returned unchanged.
+    While it runs, the runner writes its heartbeat and the Flower process ids of each coordinator
+    life (``run-*/pids.json``), which the sweeper uses when this runner is lost.
+
     A task paused or cancelled meanwhile stops its processes. ``on_event(kind, data)`` is called
     with ``("started", {"work_dir", "pids"})``, ``("round", record)``, ``("restart", {...})`` (tests and
     the command line use it).
@@ -53,9 +58,13 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
     from ..fl.ledger import load_private_key
     from ..fl.launcher import FederationError, LocalFederation, free_port
 
-    task = FederatedTask.objects.get(pk=task_id)
-    if task.status not in (FederatedTask.Status.QUEUED, FederatedTask.Status.RUNNING):
-        return task
+    # Only a queued task is executed, by the runner that moves it to running: a redelivered message
+    # finds it running (or finished) and leaves it; a task whose runner was lost is queued again by
+    # the sweeper (recovery.federated_tasks_sweep) and resumed here after its last completed round.
+    claimed = task_claim(task_id=task_id)
+    if claimed is None:
+        return FederatedTask.objects.get(pk=task_id)
+    task = claimed
     notify = on_event or (lambda kind, data: None)
     paths = task_keys_ensure(task=task)
     coordinator_key = load_private_key(paths.coordinator_signing_key.read_bytes())
@@ -66,8 +75,9 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
     outbox = task_dir(task) / "outbox"
     outbox.mkdir(parents=True, exist_ok=True)
     restarts = 0
-    with transaction.atomic():
-        _set_status(task, FederatedTask.Status.RUNNING)
+    beat_every = float(settings.RUNS_HEARTBEAT_INTERVAL_S)
+    last_beat = time.monotonic()
+
     def ingest_new_rounds() -> None:
         for path in sorted(outbox.glob("round-*.json")):
             number = int(path.stem.split("-")[1])
@@ -97,9 +107,17 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                 initial = round_restore(task=task, round_number=task.current_round, dest=work / "resume.npz")
             if start_round <= task.rounds:
                 fed.run(_run_config(task, outbox=outbox, start_round=start_round, initial=initial, round_timeout_s=timeout))
+            def record_pids() -> None:
+                run_pids_write(work, {"superlink": fed.superlink.pid,
+                                      **{f"supernode:{c}": p.pid for c, p in fed.supernodes.items()}})
+
+            record_pids()
             notify("started", {"work_dir": str(work), "superlink_pid": fed.superlink.pid,
                                "supernode_pids": {c: p.pid for c, p in fed.supernodes.items()}})
             while True:
+                if time.monotonic() - last_beat >= beat_every:
+                    task_heartbeat(task=task)
+                    last_beat = time.monotonic()
                 ingest_new_rounds()
                 task.refresh_from_db(fields=["status", "current_round"])
                 if task.status in (FederatedTask.Status.PAUSED, FederatedTask.Status.CANCELLED):
@@ -124,6 +142,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                     elif process is not None and process.poll() is not None and current != Participant.Status.REVOKED:
                         # A crashed hospital rejoins: the same key and data, a new SuperNode process.
                         fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
+                        record_pids()
                         notify("rejoin", {"client": participant.client_id, "pid": fed.supernodes[participant.client_id].pid})
                 time.sleep(poll_s)
         except (FederationError, ServiceError) as exc:

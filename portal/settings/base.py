@@ -468,3 +468,11 @@ FEDERATION_DATASETS_ROOT = Path(env.str("FEDERATION_DATASETS_ROOT", default=str(
 FEDERATION_PORT = env.int("FEDERATION_PORT", default=0)
 FEDERATION_ROUND_TIMEOUT_S = env.float("FEDERATION_ROUND_TIMEOUT_S", default=900.0)
 FEDERATION_THREADS_PER_CLIENT = env.int("FEDERATION_THREADS_PER_CLIENT", default=1)
+# A runner writes a heartbeat every RUNS_HEARTBEAT_INTERVAL_S while it drives a task; the sweeper
+# resumes a task whose runner is silent for FEDERATION_STALE_AFTER_S (after the last completed round),
+# at most RUNS_MAX_ATTEMPTS executions in all, then fails it with the reason (docs/operations.md).
+FEDERATION_STALE_AFTER_S = env.float("FEDERATION_STALE_AFTER_S", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "federation-sweep": {"task": "federation.tasks_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
+}
