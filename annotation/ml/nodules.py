@@ -378,6 +378,18 @@ def _segment_candidate(hu, lung, peak, radius_mm, spacing):
     return box, mask, border
 
 
+def require_ct(volume: Volume) -> None:
+    """Refuse a volume whose modality is set and is not CT (nodule detection reads Hounsfield units).
+
+    Raises
+    ------
+    ValueError
+        Naming the modality found.
+    """
+    if volume.modality and volume.modality.upper() != "CT":
+        raise ValueError(f"nodule detection needs CT in Hounsfield units, got modality {volume.modality!r}")
+
+
 def segment_nodule(hu: np.ndarray, lung: np.ndarray, peak, radius_mm: float, spacing_mm):
     """Segment the nodule around ``peak`` by the detector's region growing (step 4 of the module docstring).
 
@@ -442,8 +454,7 @@ def detect_nodules(
     ValueError
         The modality is set and is not CT; the scan shows no lung.
     """
-    if volume.modality and volume.modality.upper() != "CT":
-        raise ValueError(f"nodule detection needs CT in Hounsfield units, got modality {volume.modality!r}")
+    require_ct(volume)
     report = ProgressReporter(progress)
     geometry = volume.geometry
     spacing = np.asarray(geometry.spacing_mm, dtype=float)

@@ -529,10 +529,9 @@ class RetinaNetNoduleDetector:
             The modality is set and is not CT; the scan shows no lung.
         """
         from .lung import LEFT_LUNG, RIGHT_LUNG, segment_lungs
-        from .nodules import NoduleDetection, correct_lung_mask, segment_nodule
+        from .nodules import NoduleDetection, correct_lung_mask, require_ct, segment_nodule
 
-        if volume.modality and volume.modality.upper() != "CT":
-            raise ValueError(f"nodule detection needs CT in Hounsfield units, got modality {volume.modality!r}")
+        require_ct(volume)
         report = ProgressReporter(progress)
         geometry = volume.geometry
         spacing = np.asarray(geometry.spacing_mm, dtype=float)
