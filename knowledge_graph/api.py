@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import get_language
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -12,6 +13,7 @@ from portal.api_errors import ServiceError
 from portal.permissions import IsClinician
 
 from . import selectors, services
+from .display import question_type_name
 from .models import EntityLabel
 from .selectors import BROWSABLE_LABELS
 
@@ -43,14 +45,21 @@ class AnswerOutputSerializer(serializers.Serializer):
     conversation_id = serializers.UUIDField()
     question = serializers.CharField()
     question_type = serializers.CharField(allow_null=True)
-    question_type_zh = serializers.CharField()
+    question_type_zh = serializers.CharField(help_text="The main question type's name in Chinese (kept for old clients).")
+    question_type_text = serializers.CharField(help_text="The main question type's name in the request's language.")
+    language = serializers.ChoiceField(choices=["zh-hans", "en"], help_text="The language of the answer's sentences.")
     question_types = serializers.ListField(child=serializers.CharField())
     entities = _EntitySerializer(many=True)
     text = serializers.CharField()
     facts = _FactSerializer(many=True)
     corrections = _CorrectionSerializer(many=True)
     red_flags = serializers.ListField(child=serializers.CharField())
-    suggestions = serializers.ListField(child=serializers.CharField())
+    suggestions = serializers.ListField(
+        child=serializers.CharField(), help_text="Questions to ask next, in Chinese (questions are read in Chinese)."
+    )
+    suggestion_glosses = serializers.ListField(
+        child=serializers.CharField(), help_text="What each suggestion asks, in the answer's language."
+    )
     answered = serializers.BooleanField()
     understood = serializers.BooleanField(
         help_text="False when the question named nothing the graph knows and asked nothing recognisable; "
@@ -61,7 +70,8 @@ class AnswerOutputSerializer(serializers.Serializer):
 
 
 class AskApi(APIView):
-    """Ask a medical question in Chinese; follow-ups in the same conversation keep its context."""
+    """Ask a medical question in Chinese; the answer is in the request's language (Accept-Language, the
+    language cookie), graph names as stored. Follow-ups in the same conversation keep its context."""
 
     permission_classes = [IsAuthenticated]
 
@@ -86,9 +96,11 @@ class AskApi(APIView):
             user=request.user,
             question=data.validated_data["question"],
             conversation_id=data.validated_data.get("conversation_id"),
+            language=get_language(),
         )
         payload = answer.as_dict()
         payload["conversation_id"] = conversation.id
+        payload["question_type_text"] = question_type_name(answer.question_type) if answer.question_type else ""
         return Response(AnswerOutputSerializer(payload).data)
 
 

@@ -120,7 +120,12 @@ def kg_warm() -> float:
 
 
 def kg_answer(
-    question: str, *, context: dict | None = None, channel: str = QuestionLog.Channel.CHAT, log: bool = True
+    question: str,
+    *,
+    context: dict | None = None,
+    channel: str = QuestionLog.Channel.CHAT,
+    log: bool = True,
+    language: str = "zh-hans",
 ) -> Answer:
     """Answer a Chinese medical question from the knowledge graph.
 
@@ -135,6 +140,9 @@ def kg_answer(
         Where the question came from (for the statistics).
     log : bool
         Record a :class:`QuestionLog` row (types, entity names, latency; never the text).
+    language : str
+        The language of the answer's sentences (``"zh-hans"`` or ``"en"``; the caller passes the
+        request's ``get_language()``). Graph names stay as stored.
 
     Returns
     -------
@@ -142,7 +150,7 @@ def kg_answer(
         ``text``, ``question_types``, ``entities``, ``facts``, ``corrections``, ``red_flags`` and the
         new ``context`` to pass with the next question.
     """
-    answer = qa_pipeline().answer(question, context=context)
+    answer = qa_pipeline().answer(question, context=context, language=language)
     if log:
         QuestionLog.objects.create(
             question_types=list(answer.question_types),
@@ -158,9 +166,14 @@ def kg_answer(
 
 @transaction.atomic
 def conversation_ask(
-    *, user: User, question: str, conversation_id=None, channel: str = QuestionLog.Channel.API
+    *,
+    user: User,
+    question: str,
+    conversation_id=None,
+    channel: str = QuestionLog.Channel.API,
+    language: str = "zh-hans",
 ) -> tuple[Conversation, Answer]:
-    """Answer ``question`` within the user's conversation (a new one when no id is given).
+    """Answer ``question`` within the user's conversation (a new one when no id is given), in ``language``.
 
     Raises
     ------
@@ -177,7 +190,7 @@ def conversation_ask(
     context = conversation.context
     if conversation.updated_at and timezone.now() - conversation.updated_at > CONVERSATION_IDLE:
         context = {}
-    answer = kg_answer(question[:MAX_QUESTION_CHARS], context=context, channel=channel)
+    answer = kg_answer(question[:MAX_QUESTION_CHARS], context=context, channel=channel, language=language)
     conversation.context = answer.context
     conversation.turns += 1
     conversation.full_clean()

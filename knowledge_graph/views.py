@@ -9,6 +9,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language, gettext, pgettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from portal.permissions import is_clinician
@@ -17,6 +19,7 @@ from . import selectors, services
 from .display import label_name, question_type_name
 from .graph import GraphError
 from .models import EntityLabel, QuestionLog
+from .qa.phrases import EN, examples, language_of
 
 SESSION_CONTEXT = "kg_context"
 SESSION_HISTORY = "kg_history"
@@ -24,11 +27,11 @@ HISTORY_TURNS = 20
 
 
 class AskForm(forms.Form):
-    question = forms.CharField(max_length=services.MAX_QUESTION_CHARS, label="问题")
+    question = forms.CharField(max_length=services.MAX_QUESTION_CHARS, label=_("Question"))
 
 
 class SynonymForm(forms.Form):
-    alias = forms.CharField(max_length=64, label="同义词")
+    alias = forms.CharField(max_length=64, label=_("Synonym"))
     canonical = forms.CharField(max_length=200, widget=forms.HiddenInput)
     label = forms.ChoiceField(choices=EntityLabel.choices, widget=forms.HiddenInput)
 
@@ -53,7 +56,9 @@ def _shown(turn: dict) -> dict:
     return {
         **turn,
         "entities": [{**e, "label_text": label_name(e["label"])} for e in turn.get("entities", [])],
-        "question_types_text": [question_type_name(t) for t in turn.get("question_types", [])],
+        "question_types_text": pgettext("list separator", ", ").join(
+            question_type_name(t) for t in turn.get("question_types", [])
+        ),
     }
 
 
@@ -71,22 +76,28 @@ def index(request):
                 form.cleaned_data["question"],
                 context=request.session.get(SESSION_CONTEXT),
                 channel=QuestionLog.Channel.WEB,
+                language=get_language(),
             )
         except GraphError:
-            messages.error(request, "知识图谱暂时无法访问，请稍后再试。")
+            messages.error(request, gettext("The knowledge graph cannot be reached just now; please try again later."))
         else:
             request.session[SESSION_CONTEXT] = answer.context
             history = list(request.session.get(SESSION_HISTORY) or [])[-(HISTORY_TURNS - 1) :]
             request.session[SESSION_HISTORY] = [*history, _turn(answer)]
             form = AskForm()
     history = [_shown(turn) for turn in request.session.get(SESSION_HISTORY) or []]
+    language = language_of(get_language())
     return render(
         request,
         "knowledge_graph/index.html",
         {
             "form": form,
             "history": history,
-            "examples": ["感冒吃什么药？", "糖尿病有哪些并发症？", "头疼挂什么科？", "那它吃什么药？"],
+            # Questions are read in Chinese; an English page glosses each example in English.
+            "examples": [
+                {"question": question, "gloss": gloss if language == EN else ""}
+                for question, gloss in examples(language, follow_up=True)
+            ],
             "context": request.session.get(SESSION_CONTEXT) or {},
         },
     )
@@ -124,5 +135,5 @@ def synonym_add(request):
     except ValidationError as exc:
         messages.error(request, "；".join(exc.messages))
     else:
-        messages.info(request, f"已添加同义词“{data['alias']}”。")
+        messages.info(request, gettext("Synonym “%(alias)s” added.") % {"alias": data["alias"]})
     return redirect(reverse("knowledge_graph:entity", args=[data["label"], data["canonical"]]))

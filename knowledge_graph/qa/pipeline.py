@@ -18,16 +18,14 @@ from .classifier import PRONOUNS, QUESTION_TYPE_ZH, SUBJECT_LABEL, QuestionClass
 from .classifier import QuestionType as Q
 from .composer import (
     AVAILABLE,
-    EXAMPLES,
-    NOT_UNDERSTOOD,
-    SAFETY_NOTICE,
-    URGENT_NOTICE,
     Fact,
     compose_part,
     red_flags_in,
     suggestions_for,
+    try_asking,
     unknown_text,
 )
+from .phrases import ZH, examples, language_of, phrase
 from .recognizer import CONTEXT, EDIT_DISTANCE, SYNONYM, Candidate, EntityRecognizer, Mention
 from .schema import Label
 from .templates import ENTITY_RELATIONS, queries_for
@@ -72,12 +70,14 @@ class Answer:
     facts: tuple[Fact, ...]
     corrections: tuple[Correction, ...]
     red_flags: tuple[str, ...]
-    suggestions: tuple[str, ...]
+    suggestions: tuple[str, ...]  # questions to ask next, in Chinese (the language the recogniser reads)
     answered: bool
     safety_notice: str
     context: dict[str, Any]
     elapsed_ms: float = 0.0
     tokens: tuple[str, ...] = field(default=())
+    language: str = ZH  # the language of the sentences; graph names stay as stored
+    suggestion_glosses: tuple[str, ...] = field(default=())  # what each suggestion asks, in ``language``
 
     @property
     def understood(self) -> bool:
@@ -101,6 +101,7 @@ class Answer:
         data["corrections"] = [asdict(c) for c in self.corrections]
         data["red_flags"] = list(self.red_flags)
         data["suggestions"] = list(self.suggestions)
+        data["suggestion_glosses"] = list(self.suggestion_glosses)
         data["tokens"] = list(self.tokens)
         return data
 
@@ -218,7 +219,7 @@ class QAPipeline:
 
     # -- answering -------------------------------------------------------------------------
 
-    def answer(self, question: str, context: dict[str, Any] | None = None) -> Answer:
+    def answer(self, question: str, context: dict[str, Any] | None = None, *, language: str = ZH) -> Answer:
         """Answer ``question``, using and returning the multi-turn ``context``.
 
         Parameters
@@ -227,6 +228,10 @@ class QAPipeline:
             The question in Chinese.
         context : dict, optional
             The ``context`` of the previous :class:`Answer` of the same conversation.
+        language : str
+            The language of the answer's sentences, notices and glosses: ``"zh-hans"`` (default) or
+            ``"en"`` (other codes: see :func:`~.phrases.language_of`). Graph names, stored text and
+            the suggested questions stay Chinese.
 
         Returns
         -------
@@ -234,6 +239,7 @@ class QAPipeline:
             Text, facts, recognised entities, corrections, red flags and the new context.
         """
         start = time.perf_counter()
+        lang = language_of(language)
         text, mentions, classification, corrections = self.understand(question, context)
         flags = red_flags_in(text, [c.name for m in mentions for c in m.candidates])
         parts, facts, suggestions = [], [], []
@@ -246,42 +252,49 @@ class QAPipeline:
             groups = [subjects] if label == "Symptom" else [[s] for s in subjects]
             for names in groups:
                 results = self._run(question_type, names)
+                # Graph names are joined as the graph writes lists (、), in every language.
                 subject = "、".join(names)
                 part = compose_part(
-                    question_type, subject, results, others=classification.others, limit=self.list_limit
+                    question_type, subject, results, others=classification.others, limit=self.list_limit,
+                    language=lang,
                 )
                 if not part.found and question_type in SYMPTOM_READING:
                     classification, part, label = self._symptom_reading(question_type, names, mentions,
-                                                                         classification, part, label)
+                                                                         classification, part, label, lang)
                 if part.found:
                     answered = True
                     parts.append(part.text)
                     facts.extend(part.facts)
                 else:
-                    parts.append(unknown_text(question_type, subject, label))
-                    suggestions.extend(self._suggest(names[0], label, exclude=[question_type]))
+                    parts.append(unknown_text(question_type, subject, label, language=lang))
+                    suggestions.extend(self._suggest(names[0], label, exclude=[question_type], language=lang))
         entities = self._entities(mentions, classification)
         if not classification.question_types:
             if mentions:
                 first = mentions[0].candidates[0]
-                parts.append(unknown_text(None, first.name, first.label).replace("的相关信息", "的这类信息"))
-                suggestions.extend(self._suggest(first.name, first.label, exclude=[]))
+                parts.append(unknown_text(None, first.name, first.label, language=lang))
+                suggestions.extend(self._suggest(first.name, first.label, exclude=[], language=lang))
             else:
-                parts.append(NOT_UNDERSTOOD)
+                parts.append(phrase("not_understood", lang))
             if not suggestions:
-                suggestions.extend(EXAMPLES)
+                suggestions.extend(examples(lang))
         if not answered and not suggestions:
-            suggestions.extend(EXAMPLES)
-        suggestions = list(dict.fromkeys(suggestions))[:4]
+            suggestions.extend(examples(lang))
+        first_gloss: dict[str, str] = {}
+        for question_text, gloss in suggestions:
+            first_gloss.setdefault(question_text, gloss)
+        suggestions = list(first_gloss.items())[:4]
         lines = []
         if flags:
-            lines.append(URGENT_NOTICE.format(flags="、".join(flags)))
+            lines.append(phrase("urgent_notice", lang, flags=phrase("list_separator", lang).join(flags)))
         if corrections:
-            lines.append("您是不是想问：" + "、".join(dict.fromkeys(c.corrected for c in corrections)) + "？")
+            corrected = phrase("list_separator", lang).join(dict.fromkeys(c.corrected for c in corrections))
+            lines.append(phrase("did_you_mean", lang, names=corrected))
         lines.extend(parts)
         if suggestions and not answered:
-            lines.append("您可以试着问：" + " ".join(suggestions))
-        lines.append(SAFETY_NOTICE)
+            lines.append(try_asking(suggestions, lang))
+        safety_notice = phrase("safety_notice", lang)
+        lines.append(safety_notice)
         new_context = self._context(classification, entities, context)
         return Answer(
             question=question,
@@ -291,14 +304,16 @@ class QAPipeline:
             facts=tuple(dict.fromkeys(facts)),
             corrections=tuple(corrections),
             red_flags=tuple(flags),
-            suggestions=tuple(suggestions),
+            suggestions=tuple(question for question, _ in suggestions),
             answered=answered,
-            safety_notice=SAFETY_NOTICE,
+            safety_notice=safety_notice,
             context=new_context,
             elapsed_ms=(time.perf_counter() - start) * 1000.0,
+            language=lang,
+            suggestion_glosses=tuple(gloss for _, gloss in suggestions),
         )
 
-    def _symptom_reading(self, question_type, names, mentions, classification, part, label):
+    def _symptom_reading(self, question_type, names, mentions, classification, part, label, language=ZH):
         """Answer a disease question about a word that also names a symptom through the symptom.
 
         In CMeKG 头痛 is both a disease (with no department of its own) and a symptom of many
@@ -314,7 +329,7 @@ class QAPipeline:
             return classification, part, label
         swapped = SYMPTOM_READING[question_type]
         results = self._run(swapped, symptoms)
-        symptom_part = compose_part(swapped, "、".join(symptoms), results, limit=self.list_limit)
+        symptom_part = compose_part(swapped, "、".join(symptoms), results, limit=self.list_limit, language=language)
         if not symptom_part.found:
             return classification, part, label
         types = tuple(swapped if t == question_type else t for t in classification.question_types)
@@ -334,7 +349,7 @@ class QAPipeline:
                 results[query.key] = rows[0] if rows else {}
         return results
 
-    def _suggest(self, name: str, label: str, *, exclude: list[str]) -> list[str]:
+    def _suggest(self, name: str, label: str, *, exclude: list[str], language: str = ZH) -> list[tuple[str, str]]:
         cypher = ENTITY_RELATIONS.get(label)
         if cypher is None:
             return []
@@ -347,7 +362,7 @@ class QAPipeline:
             props = self.fetch(queries_for("disease_desc", [name], limit=1)[0].cypher, {"name": name})
             keys = set((props[0].get("props") or {}).keys()) if props else set()
             available.extend(AVAILABLE[(key, None)] for key in ("desc", "cause", "prevent", "cure_way") if key in keys)
-        return suggestions_for(name, list(dict.fromkeys(available)), exclude=exclude)
+        return suggestions_for(name, list(dict.fromkeys(available)), exclude=exclude, language=language)
 
     def _entities(self, mentions, classification) -> list[RecognizedEntity]:
         chosen: list[RecognizedEntity] = []
