@@ -162,3 +162,23 @@ def wait_for_js(page, expression: str, *, timeout: int) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {timeout} ms: {expression}")
         page.wait_for_timeout(100)
+
+
+@pytest.fixture
+def starter_graph_loaded(portal_server):
+    """The shipped starter graph in the graph the portal reads (the session's FalkorDB); yields its client."""
+    from django.conf import settings
+
+    from knowledge_graph import services
+    from knowledge_graph.graph import graph_client_create, store
+    from knowledge_graph.importers import batch_write, qasystem_parse
+
+    client = graph_client_create(uri=settings.NEO4J_URI, user=settings.NEO4J_USER,
+                                 password=settings.NEO4J_PASSWORD, database=settings.NEO4J_DATABASE)
+    try:
+        store.graph_clear(client)
+        batch_write(client, qasystem_parse(services.STARTER_GRAPH_PATH), source="starter")
+        yield client
+    finally:
+        store.graph_clear(client)
+        client.close()

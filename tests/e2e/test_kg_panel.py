@@ -15,27 +15,7 @@ pytestmark = [pytest.mark.e2e]
 IMPRESSION = "左肺上叶实性肺结节，约 22 mm，肺癌待排，建议胸外科会诊。"
 
 
-@pytest.fixture
-def starter_graph_in_portal(portal_server):
-    """The shipped starter graph in the graph the portal reads (the session's FalkorDB)."""
-    from django.conf import settings
-
-    from knowledge_graph import services
-    from knowledge_graph.graph import graph_client_create, store
-    from knowledge_graph.importers import batch_write, qasystem_parse
-
-    client = graph_client_create(uri=settings.NEO4J_URI, user=settings.NEO4J_USER,
-                                 password=settings.NEO4J_PASSWORD, database=settings.NEO4J_DATABASE)
-    try:
-        store.graph_clear(client)
-        batch_write(client, qasystem_parse(services.STARTER_GRAPH_PATH), source="starter")
-        yield
-    finally:
-        store.graph_clear(client)
-        client.close()
-
-
-def test_report_impression_terms_open_the_knowledge_panel(portal_server, starter_graph_in_portal, browser_page):
+def test_report_impression_terms_open_the_knowledge_panel(portal_server, starter_graph_loaded, browser_page):
     page = browser_page
     base = portal_server["url"]
     page.goto(f"{base}/login/")

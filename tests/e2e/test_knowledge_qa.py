@@ -21,26 +21,6 @@ INTERNAL_CODE = re.compile(
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+")
 
 
-@pytest.fixture
-def starter_graph_loaded(portal_server):
-    """The shipped starter graph in the graph the portal reads (the session's FalkorDB); yields its client."""
-    from django.conf import settings
-
-    from knowledge_graph import services
-    from knowledge_graph.graph import graph_client_create, store
-    from knowledge_graph.importers import batch_write, qasystem_parse
-
-    client = graph_client_create(uri=settings.NEO4J_URI, user=settings.NEO4J_USER,
-                                 password=settings.NEO4J_PASSWORD, database=settings.NEO4J_DATABASE)
-    try:
-        store.graph_clear(client)
-        batch_write(client, qasystem_parse(services.STARTER_GRAPH_PATH), source="starter")
-        yield client
-    finally:
-        store.graph_clear(client)
-        client.close()
-
-
 def ask(page, question):
     page.fill("#kg-question", question)
     page.click("#kg-ask")
