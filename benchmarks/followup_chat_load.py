@@ -102,8 +102,8 @@ def seed(pairs: int) -> list[dict]:
     def session_for(user: User) -> str:
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0] if hasattr(settings, "AUTHENTICATION_BACKENDS") \
-            else "django.contrib.auth.backends.ModelBackend"
+        # The backend that loads users (axes' backend, first in the list, only refuses locked-out logins).
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         return store.session_key
@@ -274,6 +274,13 @@ def main() -> None:
                   f"{result['p99_ms'] / baseline['p99_ms']:>9.1f}" + (f"  errors={result['errors']}" if result["errors"] else ""))
         print("(first row: the one-pair baseline. live: delivered on the open socket; resume: delivered only by the\n"
               " final resume from the database; lost: acknowledged (stored) but never delivered, must be 0)")
+    except BaseException:
+        # The server's side of a failure (a 500 on connect, a crash) is in its log, which goes with the run.
+        log_path = workdir / "daphne.log"
+        if log_path.exists():
+            print("--- daphne.log (last 3000 characters) ---\n" + log_path.read_text(errors="replace")[-3000:],
+                  file=sys.stderr)
+        raise
     finally:
         for process in (daphne, redis_process):
             if process is not None and process.poll() is None:
