@@ -22,7 +22,7 @@ def _page(user, study) -> str:
 
 
 def _config(html: str) -> dict:
-    match = re.search(r'<script id="findings-config" type="application/json">(.*?)</script>', html, re.S)
+    match = re.search(r'<script id="findings-config" type="application/json">(.*?)</script>', html, re.DOTALL)
     assert match, "the findings panel's configuration is missing"
     return json.loads(match.group(1))
 
