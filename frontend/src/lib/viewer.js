@@ -265,20 +265,26 @@ export class StudyViewer {
     this.nv.setTouchEventConfig({ singleTouch: primary, doubleTouch: DRAG_MODE.pan });
   }
 
-  /** Move the crosshair (all three planes) to a voxel [x, y, z] of the base volume, in file order. */
+  /**
+   * Move the crosshair (all three planes) to a voxel [x, y, z] of the base volume in file order (the
+   * server's [k, j, i] reversed), through the NIfTI affine: NiiVue's own voxel space is reoriented to RAS.
+   */
   moveToVoxel(vox) {
     if (!this.base) return;
-    const frac = this.nv.vox2frac([Number(vox[0]), Number(vox[1]), Number(vox[2])]);
-    if (!frac || [...frac].some((f) => !Number.isFinite(f))) return;
-    this.nv.scene.crosshairPos = [0, 1, 2].map((a) => Math.min(1, Math.max(0, frac[a])));
-    this.nv.createOnLocationChange();
-    this.nv.drawScene();
+    const a = this.base.hdr.affine;
+    const v = [Number(vox[0]), Number(vox[1]), Number(vox[2])];
+    const mm = [0, 1, 2].map((r) => a[r][0] * v[0] + a[r][1] * v[1] + a[r][2] * v[2] + a[r][3]);
+    this.moveToRasMm(mm);
   }
 
-  /** The voxel [x, y, z] (file order) under the crosshair. */
+  /** The voxel [x, y, z] of the base volume (file order, rounded) under the crosshair. */
   crosshairVoxel() {
     if (!this.base) return null;
-    return [...this.nv.frac2vox(this.nv.scene.crosshairPos)].map((v) => Math.round(v));
+    const mm = this.nv.frac2mm(this.nv.scene.crosshairPos);
+    const a = this.base.hdr.affine;
+    const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
+    const d = [0, 1, 2].map((r) => Number(mm[r]) - a[r][3]);
+    return solve3(m, d).map((x) => Math.round(x));
   }
 
   /**
@@ -381,6 +387,16 @@ export function boxShellIndices(dims, pixDims, center, halfMm) {
     }
   }
   return out;
+}
+
+/** Solve the 3×3 system m · x = d (Cramer's rule); m is a list of rows. */
+function solve3(m, d) {
+  const det = (q) =>
+    q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1]) -
+    q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0]) +
+    q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
+  const whole = det(m);
+  return [0, 1, 2].map((c) => det(m.map((row, r) => row.map((v, k) => (k === c ? d[r] : v)))) / whole);
 }
 
 function fileName(url, fallback) {
