@@ -71,7 +71,8 @@ study_page_context = Hook(
 
     Each function is called as ``f(user=User, study=Study)`` and returns a dict merged into the
     template context (e.g. ``{"reports": [...]}``). A ``study_sections`` list of template names is
-    added to (not replacing) the sections the page includes below its own.
+    added to (not replacing) the sections the page includes below its own; a ``viewer_panels`` list of
+    template names likewise adds panels to the viewer's side column (beside the images).
     """,
 )
 

@@ -144,13 +144,16 @@ def study_detail(request, study_id: int):
         "can_edit": request.user.role != Role.PATIENT,
         "review_only": review_only,
         "study_sections": [],
+        "viewer_panels": [],
     }
     # Apps above annotation (diagnosis: the reports, the findings' comparison) add their records through this hook.
     for _key, provide in hooks.study_page_context.items():
         extra = dict(provide(user=request.user, study=study))
         sections = extra.pop("study_sections", [])
+        panels = extra.pop("viewer_panels", [])
         context.update(extra)
         context["study_sections"].extend(sections)
+        context["viewer_panels"].extend(panels)
     return render(request, "annotation/study_detail.html", context)
 
 

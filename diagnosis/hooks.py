@@ -60,6 +60,39 @@ def study_page_terms(*, user, study) -> dict:
             "study_sections": ["diagnosis/_kg_terms.html"]}
 
 
+def study_page_findings_panel(*, user, study) -> dict:
+    """Return the viewer's findings panel for hospital staff: its template (``viewer_panels``) and the
+    ``findings_panel`` configuration its script reads (API URLs, the detector model, what the user may do).
+
+    Patients get nothing: findings are the reading doctors' working material.
+    """
+    from django.urls import reverse
+
+    from annotation.models import SegmentationModel
+    from annotation.selectors import segmentation_model_list
+    from portal.models import Role
+    from portal.permissions import is_clinician
+
+    if not user.is_authenticated or user.role == Role.PATIENT:
+        return {}
+    detector = (segmentation_model_list(user=user).filter(kind=SegmentationModel.Kind.DETECTION)
+                .order_by("name", "-version").first())
+    return {
+        "viewer_panels": ["diagnosis/_findings_panel.html"],
+        "findings_panel": {
+            "findingsUrl": reverse("study-findings", args=[study.pk]),
+            "comparisonUrl": reverse("study-finding-comparison", args=[study.pk]),
+            "acceptUrlTemplate": reverse("finding-accept", args=[0]).replace("/0/", "/{id}/"),
+            "rejectUrlTemplate": reverse("finding-reject", args=[0]).replace("/0/", "/{id}/"),
+            "canDecide": is_clinician(user),
+            "detector": None if detector is None else {
+                "id": detector.pk, "name": detector.name, "version": detector.version,
+                "modality": detector.modality,
+            },
+        },
+    }
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -92,3 +125,4 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis-findings", study_page_findings)
     hooks.study_worklist_report_status.register("diagnosis", worklist_report_status)
     hooks.study_page_context.register("diagnosis-kg-terms", study_page_terms)
+    hooks.study_page_context.register("diagnosis-findings-panel", study_page_findings_panel)

@@ -207,10 +207,10 @@ def _lung_rads_rule_texts() -> dict:
     }
 
 
-def _lung_rads_nodules(user: User, study) -> tuple[list, list[dict]]:
+def _lung_rads_nodules(findings: QuerySet[Finding], study) -> tuple[list, list[dict]]:
     from .measurements.lung_rads import LungRadsNodule, mean_diameter_mm
 
-    findings = (finding_visible_queryset(user)
+    findings = (findings
                 .filter(study=study, kind=Finding.Kind.LUNG_NODULE,
                         status__in=[Finding.Status.ACCEPTED, Finding.Status.EDITED])
                 .order_by("pk"))
@@ -244,11 +244,24 @@ def lung_rads_suggestion(*, user: User, study, prior_study=None) -> dict:
     portal.api_errors.ServiceError
         ``prior_mismatch`` when the prior study is another patient's, or not earlier.
     """
+    return _lung_rads_suggestion(finding_visible_queryset(user), study, prior_study)
+
+
+def report_lung_rads_suggestion(*, report: Report) -> dict:
+    """Suggest the Lung-RADS v2022 category of a report's study from its accepted (or edited) nodules.
+
+    The report's visibility was checked when it was read, and every finding of its study belongs to
+    it, so no further scoping applies. Same result as :func:`lung_rads_suggestion` without a prior.
+    """
+    return _lung_rads_suggestion(Finding.objects.all(), report.study, None)
+
+
+def _lung_rads_suggestion(visible: QuerySet[Finding], study, prior_study) -> dict:
     from portal.api_errors import ServiceError
 
     from .measurements.lung_rads import SOURCE, lung_rads_suggest
 
-    nodules, unassessed = _lung_rads_nodules(user, study)
+    nodules, unassessed = _lung_rads_nodules(visible, study)
     prior, interval = None, None
     if prior_study is not None:
         if prior_study.patient_id != study.patient_id or prior_study.pk == study.pk:
@@ -257,7 +270,7 @@ def lung_rads_suggestion(*, user: User, study, prior_study=None) -> dict:
             if prior_study.study_date >= study.study_date:
                 raise ServiceError("The prior study must be earlier than this one.", code="prior_mismatch")
             interval = round((study.study_date - prior_study.study_date).days / 30.4375, 1)
-        prior, _ = _lung_rads_nodules(user, prior_study)
+        prior, _ = _lung_rads_nodules(visible, prior_study)
     result = lung_rads_suggest(nodules, prior=prior, prior_interval_months=interval)
     texts = _lung_rads_rule_texts()
     return {

@@ -7,5 +7,6 @@ urlpatterns = [
     path("new/<int:study_id>/", views.report_create, name="report-create"),
     path("<int:report_id>/", views.report_detail, name="report-detail"),
     path("<int:report_id>/amend/", views.report_amend, name="report-amend"),
+    path("<int:report_id>/lung-rads/", views.report_lung_rads_confirm, name="report-lung-rads-confirm"),
     path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
 ]

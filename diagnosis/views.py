@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from annotation import selectors as annotation_selectors
@@ -50,10 +51,28 @@ def report_detail(request, report_id: int):
                 messages.error(request, exc.message)
     return render(request, "diagnosis/report_detail.html", {
         "report": report, "content": content, "form": form,
+        "finding_images": services.report_finding_key_images(content.get("accepted_findings") or []),
+        "lung_rads_categories": services.LUNG_RADS_CATEGORIES,
         "can_edit": report.status == "draft" and is_clinician(request.user),
         "can_amend": report.status == "final" and is_clinician(request.user),
         "finding_kinds": selectors.finding_kind_terms(user=request.user, study=report.study),
     })
+
+
+@login_required
+@require_POST
+def report_lung_rads_confirm(request, report_id: int):
+    """Record the Lung-RADS category the doctor confirms on a draft (the form beside the suggestion)."""
+    _require_clinician(request.user)
+    report = selectors.report_get(user=request.user, report_id=report_id)
+    try:
+        services.report_lung_rads_confirm(user=request.user, report=report,
+                                          category=request.POST.get("category", ""),
+                                          rule=request.POST.get("rule", "")[:2000])
+        messages.success(request, _("Lung-RADS category confirmed."))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("diagnosis:report-detail", report_id=report.pk)
 
 
 @login_required

@@ -18,7 +18,12 @@ from .. import selectors, services
 ReportSerializer = inline_serializer(
     "Report", {"report_id": serializers.IntegerField(), "version": serializers.IntegerField(),
                "status": serializers.CharField(), "findings": serializers.CharField(),
-               "impression": serializers.CharField()},
+               "impression": serializers.CharField(),
+               "accepted_findings": serializers.ListField(
+                   child=serializers.DictField(), help_text="The findings table: the study's accepted findings."),
+               "lung_rads_suggestion": serializers.DictField(
+                   allow_null=True, help_text="The suggested Lung-RADS v2022 category, rule and source (not stored)."),
+               "lung_rads": serializers.DictField(allow_null=True, help_text="The category the doctor confirmed.")},
 )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from itertools import permutations
 
 import numpy as np
@@ -23,7 +24,7 @@ from PIL import Image
 from annotation.imaging.volume import Geometry
 from annotation.imaging.windowing import apply_window
 
-__all__ = ["PLANES", "label_colors_rgb", "render_key_images"]
+__all__ = ["PLANES", "FindingKeyImage", "label_colors_rgb", "render_finding_key_image", "render_key_images"]
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -206,3 +207,154 @@ def _overlay(rgb: np.ndarray, labels: np.ndarray, palette: dict[int, np.ndarray]
             padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
         )
         rgb[region & ~interior] = color
+
+
+@dataclass(frozen=True)
+class FindingKeyImage:
+    """One finding's key image and where things lie on it.
+
+    ``crop`` is the displayed axial slice's region as (first row, end row, first column, end column),
+    end exclusive, in the slice's display order (anterior at the top, patient's right on the left);
+    ``centroid_px`` the finding's voxel as (row, column) pixels of the PNG; ``outline`` says how it is
+    marked ("contour" of its segment or a "box" as wide as its long axis); ``outline_pixels`` how many
+    PNG pixels the marking covers.
+    """
+
+    png: bytes
+    slice_index: int
+    crop: tuple[int, int, int, int]
+    centroid_px: tuple[int, int]
+    outline: str
+    outline_pixels: int
+
+
+def render_finding_key_image(
+    image: np.ndarray,
+    geometry: Geometry,
+    *,
+    center_index: tuple[int, int, int],
+    window: tuple[float, float],
+    label_map: np.ndarray | None = None,
+    label: int | None = None,
+    long_axis_mm: float | None = None,
+    color: tuple[int, int, int] = (255, 214, 0),
+    min_crop_mm: float = 40.0,
+    size_px: int = 192,
+) -> FindingKeyImage:
+    """Render a finding's key image: the axial slice through its voxel, windowed, cropped around it, outlined.
+
+    The crop is a square in mm centred on the finding, three times its long axis and at least
+    ``min_crop_mm`` wide, clipped to the slice. The outline is the finding's segment's contour on that
+    slice (``label`` in ``label_map``) when it has pixels there, else a square box of side
+    ``long_axis_mm`` + 2 mm (10 mm without a long axis) around the centre.
+
+    Parameters
+    ----------
+    image : ndarray, shape (k, j, i), integer or float dtype
+        Intensities (HU for CT) on ``geometry``.
+    geometry : Geometry
+        The grid; its direction decides the display orientation (radiological, as
+        :func:`render_key_images`).
+    center_index : tuple of 3 int
+        The finding's voxel (k, j, i), e.g. ``Finding.centroid_voxel``.
+    window : tuple of 2 float
+        (center, width) applied with the DICOM linear VOI LUT function (DICOM PS3.3 C.11.2.1.2.1);
+        width >= 1. A lung window is (-600, 1500).
+    label_map : ndarray, shape (k, j, i), integer dtype, optional
+        The segmentation that outlines the finding.
+    label : int, optional
+        The finding's segment in ``label_map``.
+    long_axis_mm : float, optional
+        The finding's longest axial diameter (mm): sizes the crop and the box.
+    color : tuple of 3 int
+        RGB (0-255) of the outline.
+    min_crop_mm : float, default 40
+        The smallest crop width, mm.
+    size_px : int, default 192
+        Length in pixels of the crop's longer side; pixels stay square in mm.
+
+    Returns
+    -------
+    FindingKeyImage
+
+    Raises
+    ------
+    ValueError
+        When a shape differs from ``geometry.shape``, ``center_index`` lies outside the grid, the window
+        width is < 1, ``size_px`` < 8, ``min_crop_mm`` <= 0, ``long_axis_mm`` is negative or not finite,
+        or ``color`` is not three values in 0-255.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or tuple(image.shape) != geometry.shape:
+        raise ValueError(f"image shape {image.shape} does not match geometry shape {geometry.shape}")
+    if label_map is not None:
+        label_map = np.asarray(label_map)
+        if tuple(label_map.shape) != geometry.shape:
+            raise ValueError(f"label map shape {label_map.shape} does not match geometry shape {geometry.shape}")
+    if len(center_index) != 3 or any(not 0 <= int(c) < n for c, n in zip(center_index, geometry.shape)):
+        raise ValueError(f"center_index {tuple(center_index)} lies outside the grid {geometry.shape}")
+    center, width = (float(v) for v in window)
+    if not (np.isfinite(center) and width >= 1.0):
+        raise ValueError(f"window width must be >= 1 (DICOM PS3.3 C.11.2.1.2.1), got {width}")
+    if size_px < 8:
+        raise ValueError(f"size_px must be at least 8, got {size_px}")
+    if not min_crop_mm > 0:
+        raise ValueError(f"min_crop_mm must be positive, got {min_crop_mm}")
+    if long_axis_mm is not None and not (np.isfinite(long_axis_mm) and long_axis_mm >= 0):
+        raise ValueError(f"long_axis_mm must be a finite size >= 0, got {long_axis_mm}")
+    rgb_color = np.asarray([int(c) for c in color], dtype=np.float32)
+    if rgb_color.shape != (3,) or np.any(rgb_color < 0) or np.any(rgb_color > 255):
+        raise ValueError(f"color must be three values in 0-255, got {color}")
+
+    axis_of, sign_of = _anatomical_axes(geometry)
+    fixed_lps, (row_lps, row_sign), (col_lps, col_sign) = _PLANE_LAYOUT["axial"]
+    fixed, row_axis, col_axis = axis_of[fixed_lps], axis_of[row_lps], axis_of[col_lps]
+    flips = (sign_of[row_lps] * row_sign < 0, sign_of[col_lps] * col_sign < 0)
+    index = [int(c) for c in center_index]
+    picture = _plane(image, fixed, index[fixed], row_axis, col_axis, flips)
+    n_rows, n_cols = picture.shape
+    row = n_rows - 1 - index[row_axis] if flips[0] else index[row_axis]
+    col = n_cols - 1 - index[col_axis] if flips[1] else index[col_axis]
+    spacing = geometry.spacing_mm
+    row_mm, col_mm = float(spacing[row_axis]), float(spacing[col_axis])
+
+    size_mm = max(min_crop_mm, 3.0 * float(long_axis_mm or 0.0))
+    half_rows, half_cols = max(1, round(size_mm / 2 / row_mm)), max(1, round(size_mm / 2 / col_mm))
+    r0, r1 = max(0, row - half_rows), min(n_rows, row + half_rows + 1)
+    c0, c1 = max(0, col - half_cols), min(n_cols, col + half_cols + 1)
+    crop = picture[r0:r1, c0:c1].astype(np.float32)
+    height_mm, width_mm = (r1 - r0) * row_mm, (c1 - c0) * col_mm
+    scale = size_px / max(height_mm, width_mm)  # output pixels per mm
+    out_size = (max(1, round(width_mm * scale)), max(1, round(height_mm * scale)))  # Pillow: (w, h)
+    resampled = np.asarray(Image.fromarray(crop).resize(out_size, Image.Resampling.BILINEAR))
+    gray = apply_window(resampled, center, width).astype(np.float32)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    # Pixel centres: source pixel p covers [p, p + 1) before scaling.
+    centre_px = (min(out_size[1] - 1, int((row - r0 + 0.5) * row_mm * scale)),
+                 min(out_size[0] - 1, int((col - c0 + 0.5) * col_mm * scale)))
+
+    marked = np.zeros(rgb.shape[:2], dtype=bool)
+    outline = "box"
+    if label_map is not None and label is not None:
+        labels = _plane(label_map, fixed, index[fixed], row_axis, col_axis, flips)[r0:r1, c0:c1] == int(label)
+        if labels.any():
+            region = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(out_size, Image.Resampling.NEAREST)) > 0
+            padded = np.pad(region, 1, constant_values=False)
+            interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+            marked = region & ~interior
+            outline = "contour"
+    if outline == "box":
+        half_px = max(2, round((float(long_axis_mm or 8.0) + 2.0) / 2 * scale))
+        top, bottom = max(0, centre_px[0] - half_px), min(out_size[1] - 1, centre_px[0] + half_px)
+        left, right = max(0, centre_px[1] - half_px), min(out_size[0] - 1, centre_px[1] + half_px)
+        for t in range(2):  # two pixels thick
+            marked[min(top + t, bottom), left:right + 1] = True
+            marked[max(bottom - t, top), left:right + 1] = True
+            marked[top:bottom + 1, min(left + t, right)] = True
+            marked[top:bottom + 1, max(right - t, left)] = True
+    rgb[marked] = rgb_color
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return FindingKeyImage(png=buffer.getvalue(), slice_index=index[fixed], crop=(r0, r1, c0, c1),
+                           centroid_px=centre_px, outline=outline, outline_pixels=int(marked.sum()))

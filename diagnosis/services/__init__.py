@@ -16,6 +16,8 @@ from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
     measurement_payload,
+    report_accepted_findings,
+    report_finding_key_images,
     report_amend,
     report_content,
     report_create_draft,
@@ -38,7 +40,9 @@ __all__ = [
     "reads_import_payload",
     "findings_from_detection",
     "measurement_payload",
+    "report_accepted_findings",
     "report_amend",
+    "report_finding_key_images",
     "report_content",
     "report_create_draft",
     "report_finalize",

@@ -22,7 +22,7 @@ from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
 from portal.validators import is_color_hex
 
-from ..models import Measurement, Report
+from ..models import Finding, Measurement, Report
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def report_content(report: Report) -> dict:
         "measurements": measurements,
         "findings": report.findings,
         "impression": report.impression,
+        "accepted_findings": report_accepted_findings(report),
+        # What the software suggests, kept beside (never in place of) the doctor's confirmed category.
+        "lung_rads_suggestion": _lung_rads_suggestion(report),
         # Only ever set by the doctor's confirmation (report_lung_rads_confirm), never by the suggestion.
         "lung_rads": None if not report.lung_rads_category else {
             "category": report.lung_rads_category, "rule": report.lung_rads_rule,
@@ -209,6 +212,84 @@ def report_content(report: Report) -> dict:
         "signed_by": str(report.signed_by) if report.signed_by else None,
         "signed_at": report.signed_at.isoformat() if report.signed_at else None,
     }
+
+
+ACCEPTED_STATUSES = (Finding.Status.ACCEPTED, Finding.Status.EDITED)
+
+
+def report_accepted_findings(report: Report) -> list[dict]:
+    """Return the rows of a report's findings table: its study's accepted (or edited) findings, in order.
+
+    Each row holds what the table and the key image need: id, kind (and its label), side, region,
+    long/short axis (mm), volume (mL), composition (and its label), confidence, source, the series, the
+    voxel [k, j, i] and the outlining segmentation and segment label.
+    """
+    rows = []
+    for f in Finding.objects.filter(study=report.study, status__in=ACCEPTED_STATUSES).order_by("pk"):
+        rows.append({
+            "id": f.pk, "kind": f.kind, "kind_label": str(f.get_kind_display()), "side": f.side,
+            "side_label": str(f.get_side_display()) if f.side else "", "region": f.region,
+            "long_axis_mm": None if f.long_axis_mm is None else round(f.long_axis_mm, 1),
+            "short_axis_mm": None if f.short_axis_mm is None else round(f.short_axis_mm, 1),
+            "volume_ml": None if f.volume_ml is None else round(f.volume_ml, 3),
+            "composition": f.composition,
+            "composition_label": str(f.get_composition_display()) if f.composition else "",
+            "confidence": None if f.confidence is None else round(f.confidence, 2),
+            "source": f.source, "source_label": str(f.get_source_display()), "status": f.status,
+            "series_id": f.series_id, "centroid_voxel": list(f.centroid_voxel),
+            "segmentation_id": f.segmentation_id, "segment_label": f.segment_label,
+        })
+    return rows
+
+
+def _lung_rads_suggestion(report: Report) -> dict | None:
+    from ..selectors import report_lung_rads_suggestion
+
+    suggestion = report_lung_rads_suggestion(report=report)
+    return {key: suggestion[key] for key in ("category", "rule_code", "rule", "source")}
+
+
+def report_finding_key_images(rows: list[dict]) -> dict[int, str]:
+    """Render one key image per findings-table row: the axial slice through the finding's voxel,
+    lung-windowed (WINDOW_PRESETS["lung"]) on CT, cropped around it, with its segment's contour or a box.
+
+    Returns a PNG data URI per finding id. Volumes and label maps are loaded once per series and
+    segmentation; a finding whose image cannot be loaded gets none (logged by id, never by patient).
+    """
+    from annotation.imaging.windowing import WINDOW_PRESETS, window_for_series
+    from annotation.models import Series
+    from annotation.storage import segmentation_labelmap_load, series_volume_load
+
+    from ..reporting.keyimages import render_finding_key_image
+
+    volumes: dict[int, tuple] = {}
+    label_maps: dict[int, np.ndarray | None] = {}
+    images: dict[int, str] = {}
+    for row in rows:
+        try:
+            if row["series_id"] not in volumes:
+                series = Series.objects.get(pk=row["series_id"])
+                volume = series_volume_load(series)
+                window = (WINDOW_PRESETS["lung"] if (series.modality or "").upper() == "CT"
+                          else window_for_series(volume.array, modality=series.modality or ""))
+                volumes[row["series_id"]] = (volume, window)
+            volume, window = volumes[row["series_id"]]
+            label_map = None
+            if row["segmentation_id"] is not None and row["segment_label"] is not None:
+                if row["segmentation_id"] not in label_maps:
+                    segmentation = Segmentation.objects.filter(pk=row["segmentation_id"]).first()
+                    label_maps[row["segmentation_id"]] = (
+                        None if segmentation is None else segmentation_labelmap_load(segmentation))
+                label_map = label_maps[row["segmentation_id"]]
+            key = render_finding_key_image(
+                volume.array, volume.geometry, center_index=tuple(row["centroid_voxel"]), window=window,
+                label_map=label_map, label=row["segment_label"], long_axis_mm=row["long_axis_mm"],
+            )
+        except (OSError, ValueError, Series.DoesNotExist) as exc:
+            logger.warning("no key image for finding %s: %s", row["id"], type(exc).__name__)
+            continue
+        images[row["id"]] = "data:image/png;base64," + base64.b64encode(key.png).decode()
+    return images
 
 
 def _largest_finding_centroid(segmentation: Segmentation) -> list[float] | None:
@@ -261,15 +342,17 @@ def report_render_pdf(report: Report) -> bytes:
     """
     from weasyprint import HTML
 
-    content = report_content(report)
-    images = _key_images(report)
     with translation.override("zh-hans"):
+        content = report_content(report)
+        images = _key_images(report)
+        finding_images = report_finding_key_images(content.get("accepted_findings") or [])
         html = render_to_string(
             "diagnosis/report_pdf.html",
             {"content": content, "images": images, "draft": report.status == Report.Status.DRAFT,
-             "generated_at": timezone.localtime()},
+             "finding_images": finding_images, "generated_at": timezone.localtime()},
         )
-    return HTML(string=html, url_fetcher=report_url_fetcher(data_uris=images.values())).write_pdf()
+    data_uris = [*images.values(), *finding_images.values()]
+    return HTML(string=html, url_fetcher=report_url_fetcher(data_uris=data_uris)).write_pdf()
 
 
 def report_url_fetcher(*, data_uris=()):

@@ -10,6 +10,7 @@ import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.j
 import { formatNumber, formatBytes } from "./lib/format.js";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { Workbench } from "./lib/wb-workbench.js";
+import { startFindingsPanel } from "./lib/findings-panel.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -159,6 +160,8 @@ class StudyPage {
     this.renderModels();
     this.renderSegmentationSelect();
     this.renderRun(null);
+    this.findings = startFindingsPanel(this);
+    window.yixinViewer.findings = this.findings;
     const ready = this.startViewer();
     this.startSocket();
     this.refreshState({ initial: true });
@@ -255,17 +258,24 @@ class StudyPage {
     for (let n = 1; n <= 9; n++) map[String(n)] = guard(() => this.applyPresetNumber(n));
     const back = guard(() => this.viewer && this.viewer.moveSlices(-1));
     const forward = guard(() => this.viewer && this.viewer.moveSlices(1));
+    // With a finding selected (or the findings list focused), up/down move through the findings.
+    const findingOr = (delta, fallback) => guard((event) => {
+      if (!(this.findings && this.findings.step(delta))) fallback(event);
+    });
     Object.assign(map, {
       PageUp: back,
-      ArrowUp: back,
+      ArrowUp: findingOr(-1, back),
       ArrowLeft: back,
       PageDown: forward,
-      ArrowDown: forward,
+      ArrowDown: findingOr(1, forward),
       ArrowRight: forward,
       r: guard(() => this.resetView()),
       "Shift+?": guard(() => this.toggleHelp()),
       "?": guard(() => this.toggleHelp()),
-      Escape: () => this.toggleHelp(false),
+      Escape: () => {
+        this.toggleHelp(false);
+        if (this.findings) this.findings.deselect();
+      },
     });
     this.unbindKeys = tinykeys(window, map);
     const open = $("viewer-help-open");
@@ -725,6 +735,7 @@ class StudyPage {
       await this.refreshState();
       return;
     }
+    document.dispatchEvent(new CustomEvent("yixin:run-finished", { detail: { run } }));
     if (run.status === "failed") this.showError(this.t("run.failed", { message: run.error_message || "" }));
     if (run.status === "succeeded" && run.segmentation_id != null) {
       const id = Number(run.segmentation_id);
@@ -734,8 +745,20 @@ class StudyPage {
 
   async startRun() {
     const select = $("model-select");
-    const button = $("start-segmentation");
     if (!select || !select.value) return;
+    try {
+      await this.startRunWithModel(Number(select.value));
+    } catch (err) {
+      this.showError(this.t("error.start", { message: err.message }));
+    }
+  }
+
+  /**
+   * Start a one-click run of a model (a segmentation or a detector such as "find nodules") on this
+   * series and follow it in the run panel. Resolve with the run; reject with the API's error.
+   */
+  async startRunWithModel(modelId) {
+    const button = $("start-segmentation");
     this.clearError();
     if (button) button.disabled = true;
     const stage = $("run-stage");
@@ -743,16 +766,17 @@ class StudyPage {
     try {
       const run = await requestJson(this.config.runsUrl, {
         method: "POST",
-        body: { model: Number(select.value) },
+        body: { model: Number(modelId) },
         csrfToken: this.config.csrfToken,
       });
       this.trackedRunId = run.id;
       this.watched.add(run.id);
       this.acceptRun(run);
       if (TERMINAL.has(run.status)) this.refreshState();
+      return run;
     } catch (err) {
-      this.showError(this.t("error.start", { message: err.message }));
       this.renderRun(this.trackedRun());
+      throw err;
     }
   }
 

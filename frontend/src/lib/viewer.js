@@ -104,6 +104,7 @@ export class StudyViewer {
     this.overlayOpacity = 0.5;
     this.overlayToken = 0;
     this.hiddenLabels = new Set();
+    this.marker = null;
     this.setLeftDragMode("crosshair");
   }
 
@@ -130,6 +131,7 @@ export class StudyViewer {
     for (const volume of [...this.nv.volumes]) this.nv.removeVolume(volume);
     this.overlay = null;
     this.overlayId = null;
+    this.marker = null;
     this.nv.addVolume(image);
     this.base = image;
     return image;
@@ -263,6 +265,60 @@ export class StudyViewer {
     this.nv.setTouchEventConfig({ singleTouch: primary, doubleTouch: DRAG_MODE.pan });
   }
 
+  /**
+   * Move the crosshair (all three planes) to a voxel [x, y, z] of the base volume in file order (the
+   * server's [k, j, i] reversed), through the NIfTI affine: NiiVue's own voxel space is reoriented to RAS.
+   */
+  moveToVoxel(vox) {
+    if (!this.base) return;
+    const a = this.base.hdr.affine;
+    const v = [Number(vox[0]), Number(vox[1]), Number(vox[2])];
+    const mm = [0, 1, 2].map((r) => a[r][0] * v[0] + a[r][1] * v[1] + a[r][2] * v[2] + a[r][3]);
+    this.moveToRasMm(mm);
+  }
+
+  /** The voxel [x, y, z] of the base volume (file order, rounded) under the crosshair. */
+  crosshairVoxel() {
+    if (!this.base) return null;
+    const mm = this.nv.frac2mm(this.nv.scene.crosshairPos);
+    const a = this.base.hdr.affine;
+    const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
+    const d = [0, 1, 2].map((r) => Number(mm[r]) - a[r][3]);
+    return solve3(m, d).map((x) => Math.round(x));
+  }
+
+  /**
+   * Draw a marker (a finding's outline or box) over the image: `indices` are flat voxel indices of the
+   * base volume set in an extra label layer of one colour; an empty list removes the marker.
+   */
+  showMarker(indices, color = [255, 214, 0]) {
+    if (!this.base) return;
+    if (!indices || !indices.length) {
+      this.clearMarker();
+      return;
+    }
+    if (!this.marker) {
+      this.marker = NVImage.zerosLike(this.base, "uint8");
+      this.marker.name = "finding-marker.nii";
+      this.marker.setColormapLabel({
+        R: [0, color[0]], G: [0, color[1]], B: [0, color[2]], A: [0, 255], I: [0, 1], labels: ["", ""],
+      });
+      this.marker.opacity = 1;
+      this.nv.addVolume(this.marker);
+    }
+    const img = this.marker.img;
+    img.fill(0);
+    for (const idx of indices) if (idx >= 0 && idx < img.length) img[idx] = 1;
+    this.nv.updateGLVolume();
+  }
+
+  clearMarker() {
+    if (!this.marker) return;
+    this.nv.removeVolume(this.marker);
+    this.marker = null;
+    this.nv.updateGLVolume();
+  }
+
   /** Move the crosshair to a world position in RAS millimetres. */
   moveToRasMm(mm) {
     if (!this.base) return;
@@ -276,6 +332,71 @@ export class StudyViewer {
     this.nv.createOnLocationChange();
     this.nv.drawScene();
   }
+}
+
+/**
+ * Voxels of a label map on the shell of one label: voxels of `label` with a 6-neighbour of another value.
+ *
+ * `img` is NiiVue's raw image array in file order (x fastest); `dims` is the NIfTI header's dims
+ * ([ndim, nx, ny, nz, ...]). Returns the flat indices, so a slice through the segment shows its outline.
+ */
+export function labelShellIndices(img, dims, label) {
+  const [nx, ny, nz] = [Number(dims[1]), Number(dims[2]), Number(dims[3]) || 1];
+  const plane = nx * ny;
+  const out = [];
+  for (let idx = 0; idx < img.length; idx++) {
+    if (img[idx] !== label) continue;
+    const x = idx % nx;
+    const y = Math.floor(idx / nx) % ny;
+    const z = Math.floor(idx / plane);
+    if (
+      x === 0 || x === nx - 1 || y === 0 || y === ny - 1 || z === 0 || z === nz - 1 ||
+      img[idx - 1] !== label || img[idx + 1] !== label ||
+      img[idx - nx] !== label || img[idx + nx] !== label ||
+      img[idx - plane] !== label || img[idx + plane] !== label
+    ) {
+      out.push(idx);
+    }
+  }
+  return out;
+}
+
+/**
+ * Flat indices of the shell of a box centred on voxel `center` ([x, y, z], file order) with half sizes
+ * `halfMm` (mm) along each axis, converted with the voxel sizes `pixDims` ([_, dx, dy, dz] mm).
+ */
+export function boxShellIndices(dims, pixDims, center, halfMm) {
+  const n = [Number(dims[1]), Number(dims[2]), Number(dims[3]) || 1];
+  const lo = [];
+  const hi = [];
+  for (let a = 0; a < 3; a++) {
+    const half = Math.max(1, Math.round(halfMm / Math.max(1e-6, Math.abs(Number(pixDims[a + 1]) || 1))));
+    lo.push(Math.max(0, center[a] - half));
+    hi.push(Math.min(n[a] - 1, center[a] + half));
+  }
+  const out = [];
+  for (let z = lo[2]; z <= hi[2]; z++) {
+    for (let y = lo[1]; y <= hi[1]; y++) {
+      for (let x = lo[0]; x <= hi[0]; x++) {
+        const onX = x === lo[0] || x === hi[0];
+        const onY = y === lo[1] || y === hi[1];
+        const onZ = z === lo[2] || z === hi[2];
+        // The side faces only: an axial slice through the centre shows the box's outline.
+        if (onX || onY || (onZ && (onX || onY))) out.push(x + y * n[0] + z * n[0] * n[1]);
+      }
+    }
+  }
+  return out;
+}
+
+/** Solve the 3×3 system m · x = d (Cramer's rule); m is a list of rows. */
+function solve3(m, d) {
+  const det = (q) =>
+    q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1]) -
+    q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0]) +
+    q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
+  const whole = det(m);
+  return [0, 1, 2].map((c) => det(m.map((row, r) => row.map((v, k) => (k === c ? d[r] : v)))) / whole);
 }
 
 function fileName(url, fallback) {
