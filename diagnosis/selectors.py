@@ -252,12 +252,12 @@ def lung_rads_suggestion(*, user: User, study, prior_study=None) -> dict:
     prior, interval = None, None
     if prior_study is not None:
         if prior_study.patient_id != study.patient_id or prior_study.pk == study.pk:
-            raise ServiceError("The prior study must be another study of the same patient.", code="prior_mismatch")
+            raise ServiceError(_("The prior study must be another study of the same patient."), code="prior_mismatch")
         if study.study_date and prior_study.study_date:
             if prior_study.study_date >= study.study_date:
-                raise ServiceError("The prior study must be earlier than this one.", code="prior_mismatch")
+                raise ServiceError(_("The prior study must be earlier than this one."), code="prior_mismatch")
             interval = round((study.study_date - prior_study.study_date).days / 30.4375, 1)
-        prior, _ = _lung_rads_nodules(user, prior_study)
+        prior, _unused = _lung_rads_nodules(user, prior_study)
     result = lung_rads_suggest(nodules, prior=prior, prior_interval_months=interval)
     texts = _lung_rads_rule_texts()
     return {
