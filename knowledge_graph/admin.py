@@ -19,7 +19,7 @@ class SynonymAdminForm(forms.ModelForm):
         data = super().clean()
         if data.get("canonical") and data.get("label"):
             if store.entity_properties(graph_client(), data["label"], data["canonical"]) is None:
-                raise forms.ValidationError(_("知识图谱中没有这个实体。"))
+                raise forms.ValidationError(_("The knowledge graph has no such entity."))
         return data
 
 

@@ -33,7 +33,7 @@ class TokenObtainApi(TokenObtainPairView):
             # AxesStandaloneBackend flags the request it was given (this DRF request) when it refused.
             if getattr(request, "axes_locked_out", False):
                 raise ServiceError(
-                    _("Too many failed logins: this account is locked for a while. 登录失败次数过多，账户已暂时锁定。"),
+                    _("Too many failed logins: this account is locked for a while."),
                     code="account_locked", status_code=429,
                 ) from None
             raise
