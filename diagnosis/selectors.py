@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
@@ -173,8 +174,6 @@ _BENIGN_CALCIFICATION = {1, 2, 3, 5}
 
 
 def _lung_rads_rule_texts() -> dict:
-    from django.utils.translation import gettext_lazy as _
-
     return {
         "no_nodules": _("No lung nodules."),
         "benign_calcification": _("Nodule with a benign pattern of calcification (complete, central, popcorn, "

@@ -23,7 +23,6 @@ from .volume import Volume
 
 __all__ = ["LoadResult", "LoadedSeries", "load_inputs"]
 
-_NOT_AN_IMAGE = "not a medical image (DICOM, NIfTI, MetaImage, NRRD)"
 
 
 @dataclass(frozen=True)
@@ -188,9 +187,8 @@ def load_inputs(
                 filename=item.name,
             )
         else:
-            raise UnsupportedFileError(N_("%(item_name)s: %(not_an_image)s"),
-                                       params={"item_name": item.name,
-                                               "not_an_image": _NOT_AN_IMAGE}, filename=item.name)
+            raise UnsupportedFileError(N_("%(name)s: not a medical image (DICOM, NIfTI, MetaImage, NRRD)"),
+                                       params={"name": item.name}, filename=item.name)
 
     series: list[LoadedSeries] = []
     if dicom_inputs:

@@ -133,12 +133,12 @@ def lidc_reads_import(*, user: User | None, series: Series, xml_path: Path | str
     try:
         reads = parse_lidc_xml(xml_path)
     except LidcError as exc:
-        raise ServiceError(_("The LIDC XML was refused: %(exc)s."), params={"exc": exc}, code="bad_lidc_xml") from None
+        raise ServiceError(_("The LIDC XML was refused: %(exc)s."), params={"exc": error_message_lazy(exc)},
+                           code="bad_lidc_xml") from None
     if reads.series_instance_uid != series.series_instance_uid:
         raise ServiceError(
-            _("The LIDC XML reads series %(series_instance_uid)s, not this series (%(series_instance_uid2)s)."),
-            params={"series_instance_uid": reads.series_instance_uid,
-                    "series_instance_uid2": series.series_instance_uid},
+            _("The LIDC XML reads series %(xml_series_uid)s, not this series (%(series_uid)s)."),
+            params={"xml_series_uid": reads.series_instance_uid, "series_uid": series.series_instance_uid},
             code="series_mismatch",
         )
     sha = _file_sha256(Path(xml_path))
@@ -151,7 +151,7 @@ def lidc_reads_import(*, user: User | None, series: Series, xml_path: Path | str
         placed = place_marks(reads, geometry, sop_instance_uids=annotation_selectors.series_slice_uids(series=series))
     except LidcError as exc:
         raise ServiceError(_("The LIDC XML does not fit this series: %(exc)s."),
-                           params={"exc": exc}, code="lidc_mismatch") from None
+                           params={"exc": error_message_lazy(exc)}, code="lidc_mismatch") from None
     nodules = group_nodules(placed, geometry)
     group_of = {member: g for g, nodule in enumerate(nodules) for member in nodule.members}
     readers = sorted({p.mark.reader for p in placed})

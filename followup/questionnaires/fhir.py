@@ -107,7 +107,7 @@ def questionnaire_to_fhir(definition: dict, *, code: str, title: str, version: i
     items = []
     for item in definition["items"]:
         kind = item["type"]
-        out: dict = {"link_id": item["link_id"], "text": item["text"], "required": item.get("required", False)}
+        out: dict = {"linkId": item["link_id"], "text": item["text"], "required": item.get("required", False)}
         extensions = []
         if item.get("text_en"):
             extensions.append(_ext(TEXT_EN_URL, valueString=item["text_en"]))
@@ -305,7 +305,7 @@ def response_to_fhir(definition: dict, answers: dict, *, questionnaire_url: str,
                 answer_list.append({key: float(v)})
             else:
                 answer_list.append({key: v})
-        items.append({"link_id": item["link_id"], "text": item["text"], "answer": answer_list})
+        items.append({"linkId": item["link_id"], "text": item["text"], "answer": answer_list})
     resource: dict = {"resourceType": "QuestionnaireResponse", "questionnaire": questionnaire_url, "status": status}
     if items:
         resource["item"] = items
