@@ -50,7 +50,8 @@ def mrn_clean(mrn: str) -> str:
     try:
         validate_mrn(mrn)
     except ValidationError as exc:
-        raise ServiceError(exc.messages[0], code="invalid_mrn") from None
+        error = exc.error_list[0]  # a lazy template and its params: translated in the response's language
+        raise ServiceError(error.message, params=error.params, code="invalid_mrn") from None
     return mrn
 
 

@@ -48,7 +48,7 @@ def inference_run_create(*, user: User | None, series: Series, model: Segmentati
         raise ServiceError(
             _("Model %(model_name)s is for %(modality)s; this series is %(value)s."),
             params={"model_name": model.name, "modality": model.modality,
-                    "value": series.modality or 'of unknown modality'},
+                    "value": series.modality or _("of unknown modality")},
             code="modality_mismatch",
         )
     with transaction.atomic():
@@ -111,7 +111,7 @@ def inference_run_cancel(*, user: User, run: InferenceRun) -> InferenceRun:
         run = InferenceRun.objects.select_for_update().select_related("model", "series").get(pk=run.pk)
         if run.status in InferenceRun.FINISHED:
             raise ServiceError(_("This run has already finished (%(run_status)s)."),
-                               params={"run_status": run.status}, code="run_finished", status_code=409)
+                               params={"run_status": run.get_status_display()}, code="run_finished", status_code=409)
         run.cancel_requested = True
         if run.status == InferenceRun.Status.QUEUED:
             run.status = InferenceRun.Status.CANCELLED

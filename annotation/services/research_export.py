@@ -84,7 +84,7 @@ def study_export_deidentified(*, user: User | None, study: Study) -> bytes:
     if not dicom_series:
         raise ServiceError(
             _("De-identified export needs DICOM originals; this study was imported from %(value)s."),
-            params={"value": ', '.join(sorted({s.get_source_format_display() for s in all_series})) or 'no files'},
+            params={"value": ', '.join(sorted({s.get_source_format_display() for s in all_series})) or _("no files")},
             code="deidentify_needs_dicom",
         )
     patient = study.patient

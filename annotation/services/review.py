@@ -10,7 +10,7 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from ..models import Segmentation, Study
+from ..models import ReviewStatus, Segmentation, Study
 
 
 def study_assign(*, user: User, study: Study, annotator: User, review_only: bool = False):
@@ -73,10 +73,10 @@ def segmentation_review(*, user: User, segmentation: Segmentation, decision: str
     with transaction.atomic():
         current = Segmentation.objects.select_for_update().get(pk=segmentation.pk)
         if current.review_status not in allowed_from:
-            raise ServiceError(_("A %(review_status)s version cannot be %(target)s."),
-                               params={"review_status": current.review_status,
-                                       "target": target}, code="invalid_transition",
-                               status_code=409)
+            raise ServiceError(_("A version with status “%(status)s” cannot become “%(target)s”."),
+                               params={"status": ReviewStatus(current.review_status).label,
+                                       "target": ReviewStatus(target).label},
+                               code="invalid_transition", status_code=409)
         current.review_status = target
         current.save(update_fields=["review_status"])
         study = segmentation.series.study
