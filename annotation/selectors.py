@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db.models import Case, Exists, OuterRef, Prefetch, Q, QuerySet, Value, When
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import STAFF_ROLES, Role, User
 from portal.selectors import tenancy_scope
@@ -250,7 +251,7 @@ def segmentation_compare(*, user: User, segmentation_id: int, other_id: int) -> 
     a = segmentation_get(user=user, segmentation_id=segmentation_id)
     b = segmentation_get(user=user, segmentation_id=other_id)
     if a.series_id != b.series_id:
-        raise ServiceError("The two segmentations lie on different series.", code="wrong_grid")
+        raise ServiceError(_("The two segmentations lie on different series."), code="wrong_grid")
     labels = sorted({int(e["index"]) for e in a.label_table} | {int(e["index"]) for e in b.label_table})
     changes = compare_label_maps(
         segmentation_labelmap_load(a), segmentation_labelmap_load(b), spacing_mm=tuple(a.series.spacing_mm), labels=labels

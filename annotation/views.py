@@ -6,6 +6,7 @@ from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import AuditLog, Role
 from portal.permissions import is_clinician
@@ -210,7 +211,7 @@ def label_sets(request):
         action = request.POST.get("action")
         try:
             if request.user.hospital is None:
-                raise ServiceError("Label sets belong to a hospital.", code="hospital_required")
+                raise ServiceError(_("Label sets belong to a hospital."), code="hospital_required")
             if action == "create_set":
                 services.label_set_create(
                     user=request.user, hospital=request.user.hospital, name=request.POST.get("name", "").strip(),

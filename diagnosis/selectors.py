@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
@@ -173,8 +174,6 @@ _BENIGN_CALCIFICATION = {1, 2, 3, 5}
 
 
 def _lung_rads_rule_texts() -> dict:
-    from django.utils.translation import gettext_lazy as _
-
     return {
         "no_nodules": _("No lung nodules."),
         "benign_calcification": _("Nodule with a benign pattern of calcification (complete, central, popcorn, "
@@ -265,12 +264,12 @@ def _lung_rads_suggestion(visible: QuerySet[Finding], study, prior_study) -> dic
     prior, interval = None, None
     if prior_study is not None:
         if prior_study.patient_id != study.patient_id or prior_study.pk == study.pk:
-            raise ServiceError("The prior study must be another study of the same patient.", code="prior_mismatch")
+            raise ServiceError(_("The prior study must be another study of the same patient."), code="prior_mismatch")
         if study.study_date and prior_study.study_date:
             if prior_study.study_date >= study.study_date:
-                raise ServiceError("The prior study must be earlier than this one.", code="prior_mismatch")
+                raise ServiceError(_("The prior study must be earlier than this one."), code="prior_mismatch")
             interval = round((study.study_date - prior_study.study_date).days / 30.4375, 1)
-        prior, _ = _lung_rads_nodules(visible, prior_study)
+        prior, _unused = _lung_rads_nodules(visible, prior_study)
     result = lung_rads_suggest(nodules, prior=prior, prior_interval_months=interval)
     texts = _lung_rads_rule_texts()
     return {

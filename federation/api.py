@@ -129,7 +129,7 @@ class TaskListCreateApi(APIView):
         codes = data.pop("invite")
         hospitals = list(Hospital.objects.filter(code__in=codes))
         if len(hospitals) != len(set(codes)):
-            raise ServiceError("An invited hospital does not exist.", code="unknown_hospital")
+            raise ServiceError(_("An invited hospital does not exist."), code="unknown_hospital")
         task = services.task_create(user=request.user, invite=[h for h in hospitals if h.pk != request.user.hospital_id], **data)
         return Response(task_payload(task), status=status.HTTP_201_CREATED)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 
@@ -76,10 +77,10 @@ def _call(user, conversation, action: str, content: dict):
     if action in ("delivered", "read"):
         up_to = content.get("up_to")
         if not isinstance(up_to, int) or up_to < 0:
-            raise ServiceError("up_to is a message id.", code="invalid_request")
+            raise ServiceError(_("up_to is a message id."), code="invalid_request")
         return services.message_mark(user=user, conversation=conversation,
                                      **({"read_id": up_to} if action == "read" else {"delivered_id": up_to}))
-    raise ServiceError("Unknown request type.", code="unknown_type")
+    raise ServiceError(_("Unknown request type."), code="unknown_type")
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):

@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import get_language
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Role, User
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def _require_patient(request):
     if request.user.role != Role.PATIENT:
-        raise PermissionDenied("This page is for patients.")
+        raise PermissionDenied(_("This page is for patients."))
     return selectors.patient_of_user(user=request.user)
 
 
@@ -38,12 +39,12 @@ def _require_staff(request):
     """Let clinicians through: follow-up pages show mental-health data and patient contact, which
     annotators may not see (docs/permissions.md)."""
     if not is_clinician(request.user):
-        raise PermissionDenied("This page is for doctors.")
+        raise PermissionDenied(_("This page is for doctors."))
 
 
 def _require_clinician_or_patient(request):
     if not is_clinician_or_patient(request.user):
-        raise PermissionDenied("This page is for doctors and patients.")
+        raise PermissionDenied(_("This page is for doctors and patients."))
 
 
 @login_required
@@ -191,7 +192,7 @@ def conversation_start(request):
             doctor = User.objects.filter(pk=int(request.POST.get("doctor_id", 0)), hospital_id=patient.hospital_id,
                                          role=Role.DOCTOR).first()
             if doctor is None:
-                raise ServiceError("Choose a doctor.", code="invalid_request")
+                raise ServiceError(_("Choose a doctor."), code="invalid_request")
             conversation = services.conversation_create(actor=request.user, patient=patient, staff=[doctor])
         else:
             _require_staff(request)
@@ -283,7 +284,7 @@ def questionnaire_cohort(request, questionnaire_id: int):
 def questionnaire_builder(request):
     _require_staff(request)
     if not is_clinician(request.user):
-        raise PermissionDenied("This page is for doctors.")
+        raise PermissionDenied(_("This page is for doctors."))
     return render(request, "followup/builder.html", {
         "config": {"api": reverse("followup-api:questionnaires"),
                    "import_api": reverse("followup-api:questionnaire-import")}})

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .connection import graph_client
@@ -18,7 +19,7 @@ class SynonymAdminForm(forms.ModelForm):
         data = super().clean()
         if data.get("canonical") and data.get("label"):
             if store.entity_properties(graph_client(), data["label"], data["canonical"]) is None:
-                raise forms.ValidationError("知识图谱中没有这个实体。")
+                raise forms.ValidationError(_("The knowledge graph has no such entity."))
         return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -124,9 +125,9 @@ class EntitySearchApi(APIView):
     def get(self, request):
         text = request.query_params.get("q", "")
         if not text.strip():
-            raise ServiceError("Give part of a name in the q parameter.", code="invalid_input")
+            raise ServiceError(_("Give part of a name in the q parameter."), code="invalid_input")
         if len(text) > selectors.MAX_NAME_CHARS:
-            raise ServiceError("The search text is too long.", code="invalid_input")
+            raise ServiceError(_("The search text is too long."), code="invalid_input")
         return Response(self.OutputSerializer(selectors.entity_search(text=text), many=True).data)
 
 
@@ -148,10 +149,11 @@ class EntityDetailApi(APIView):
     @extend_schema(responses={200: OutputSerializer}, summary="Show an entity and its neighbours")
     def get(self, request, label: str, name: str):
         if label not in BROWSABLE_LABELS:
-            raise ServiceError(f"Unknown entity type {label!r}.", code="not_found", status_code=404)
+            raise ServiceError(_("Unknown entity type %(label)r."),
+                               params={"label": label}, code="not_found", status_code=404)
         detail = selectors.entity_detail(label=label, name=name)
         if detail is None:
-            raise ServiceError("No such entity.", code="not_found", status_code=404)
+            raise ServiceError(_("No such entity."), code="not_found", status_code=404)
         return Response(self.OutputSerializer(detail).data)
 
 
@@ -181,11 +183,12 @@ class EntityPanelApi(APIView):
     )
     def get(self, request, label: str, name: str):
         if label not in BROWSABLE_LABELS:
-            raise ServiceError(f"Unknown entity type {label!r}.", code="not_found", status_code=404)
+            raise ServiceError(_("Unknown entity type %(label)r."),
+                               params={"label": label}, code="not_found", status_code=404)
         lay = request.query_params.get("lay", "") in ("1", "true", "yes")
         panel = selectors.entity_panel(label=label, name=name, lay=lay)
         if panel is None:
-            raise ServiceError("No such entity.", code="not_found", status_code=404)
+            raise ServiceError(_("No such entity."), code="not_found", status_code=404)
         return Response(self.OutputSerializer(panel).data)
 
 

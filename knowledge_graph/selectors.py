@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import User
@@ -41,7 +42,7 @@ def conversation_get(*, user: User, conversation_id, for_update: bool = False) -
     try:
         return queryset.get(pk=conversation_id, owner=user)
     except (Conversation.DoesNotExist, ValueError, TypeError):
-        raise ServiceError("No such conversation.", code="not_found", status_code=404) from None
+        raise ServiceError(_("No such conversation."), code="not_found", status_code=404) from None
 
 
 def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] | None:

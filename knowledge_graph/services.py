@@ -26,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -182,7 +183,7 @@ def conversation_ask(
         question.
     """
     if not (question or "").strip():
-        raise ServiceError("The question is empty.", code="empty_question")
+        raise ServiceError(_("The question is empty."), code="empty_question")
     if conversation_id is not None:
         conversation = conversation_get(user=user, conversation_id=conversation_id, for_update=True)
     else:
@@ -218,13 +219,14 @@ def synonym_create(*, actor: User | None, alias: str, canonical: str, label: str
     alias = _clean_alias(alias)
     canonical = _clean_alias(canonical)
     if len(alias) < 2:
-        raise ValidationError({"alias": "A synonym needs at least two characters."})
+        raise ValidationError({"alias": _("A synonym needs at least two characters.")})
     if alias == canonical:
-        raise ValidationError({"alias": "The synonym is the entity's own name."})
+        raise ValidationError({"alias": _("The synonym is the entity's own name.")})
     synonym = Synonym(alias=alias, canonical=canonical, label=label, created_by=actor)
     synonym.full_clean()
     if store.entity_properties(connection.graph_client(), label, canonical) is None:
-        raise ValidationError({"canonical": f"The knowledge graph has no {label} called “{canonical}”."})
+        raise ValidationError({"canonical": _("The knowledge graph has no %(label)s called “%(canonical)s”.")
+                               % {"label": label, "canonical": canonical}})
     synonym.save()
     audit_record(
         actor=actor,

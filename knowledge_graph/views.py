@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.translation import get_language, gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext_lazy as _
 
 from portal.permissions import is_clinician
 
@@ -123,7 +124,7 @@ def entity(request, label: str, name: str):
 @require_POST
 def synonym_add(request):
     if not can_add_synonyms(request.user):
-        raise PermissionDenied("Only doctors and administrators add synonyms.")
+        raise PermissionDenied(_("Only doctors and administrators add synonyms."))
     form = SynonymForm(request.POST)
     if not form.is_valid():
         raise Http404("Invalid synonym form.")

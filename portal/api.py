@@ -1,6 +1,7 @@
 """Account endpoints: JWT tokens (for mobile and API clients) and the current user."""
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
@@ -32,7 +33,7 @@ class TokenObtainApi(TokenObtainPairView):
             # AxesStandaloneBackend flags the request it was given (this DRF request) when it refused.
             if getattr(request, "axes_locked_out", False):
                 raise ServiceError(
-                    "Too many failed logins: this account is locked for a while. 登录失败次数过多，账户已暂时锁定。",
+                    _("Too many failed logins: this account is locked for a while."),
                     code="account_locked", status_code=429,
                 ) from None
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from .middleware import current_request_context
 from .models import AuditLog, Hospital, Role, User
@@ -65,9 +66,9 @@ def user_create(
     from django.core.exceptions import ValidationError
 
     if role == Role.PLATFORM_ADMIN and hospital is not None:
-        raise ValidationError({"hospital": "A platform administrator belongs to no hospital."})
+        raise ValidationError({"hospital": _("A platform administrator belongs to no hospital.")})
     if role != Role.PLATFORM_ADMIN and hospital is None:
-        raise ValidationError({"hospital": "This role needs a hospital."})
+        raise ValidationError({"hospital": _("This role needs a hospital.")})
     user = User(
         username=username,
         role=role,

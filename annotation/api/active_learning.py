@@ -4,6 +4,7 @@ queue the scoring of unlabelled series; the scores themselves are computed by a 
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -31,7 +32,7 @@ class ActiveLearningApi(APIView):
     def get(self, request):
         model_id = request.query_params.get("model", "")
         if not model_id.isdigit():
-            raise ServiceError("Give the model id.", code="invalid_input")
+            raise ServiceError(_("Give the model id."), code="invalid_input")
         model = selectors.segmentation_model_get(user=request.user, model_id=int(model_id))
         method = request.query_params.get("method", "entropy")
         scores = selectors.uncertainty_ranking(user=request.user, model=model, method=method)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
@@ -41,10 +42,11 @@ def _store_uploads(files, directory: Path) -> list[Path]:
     for upload in files:
         name = Path(upload.name).name
         if not name or name in {".", ".."}:
-            raise ServiceError("An uploaded file has no usable name.", code="bad_filename")
+            raise ServiceError(_("An uploaded file has no usable name."), code="bad_filename")
         total += upload.size
         if total > settings.IMPORT_MAX_UPLOAD_BYTES:
-            raise ServiceError("The upload is larger than this portal accepts.", code="upload_too_large", status_code=413)
+            raise ServiceError(_("The upload is larger than this portal accepts."),
+                               code="upload_too_large", status_code=413)
         slot = 0
         while (directory / f"u{slot}" / name).exists():
             slot += 1

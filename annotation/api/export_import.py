@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -103,7 +104,8 @@ class DatasetImportApi(APIView):
         from ..imaging.archive import ArchiveLimits, extract_zip
 
         if request.user.hospital is None:
-            raise ServiceError("Platform administrators import datasets with the import_labelled_dataset command.",
+            raise ServiceError(_("Platform administrators import datasets with the import_labelled_dataset "
+                                 "command."),
                                code="hospital_required")
         serializer = self.InputSerializer(data={"file": request.FILES.get("file"), **{
             k: request.data[k] for k in ("limit", "mrn_prefix") if request.data.get(k) not in (None, "")}})
@@ -117,7 +119,8 @@ class DatasetImportApi(APIView):
             files = extract_zip(archive, directory / "dataset", limits)
             manifests = [f for f in files if f.name == "dataset.json"]
             if len(manifests) != 1:
-                raise ServiceError("The zip must hold exactly one dataset.json (MSD or nnU-Net layout).", code="bad_dataset")
+                raise ServiceError(_("The zip must hold exactly one dataset.json (MSD or nnU-Net layout)."),
+                                   code="bad_dataset")
             result = services.dataset_import(user=request.user, hospital=request.user.hospital, root=manifests[0].parent,
                                              limit=serializer.validated_data["limit"],
                                              mrn_prefix=serializer.validated_data["mrn_prefix"])

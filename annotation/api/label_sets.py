@@ -5,6 +5,7 @@ start segmentations on a series from a label set, and find the studies and model
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -59,7 +60,7 @@ class LabelSetListApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if request.user.hospital is None:
-            raise ServiceError("Label sets belong to a hospital.", code="hospital_required")
+            raise ServiceError(_("Label sets belong to a hospital."), code="hospital_required")
         label_set = services.label_set_create(user=request.user, hospital=request.user.hospital, **serializer.validated_data)
         label_set = selectors.label_set_get(user=request.user, label_set_id=label_set.pk)
         return Response(label_set_payload(label_set), status=status.HTTP_201_CREATED)
@@ -135,7 +136,7 @@ class LabelSearchApi(APIView):
         name = request.query_params.get("name", "").strip()
         code = request.query_params.get("snomed_code", "").strip()
         if not name and not code:
-            raise ServiceError("Give a label name or a SNOMED CT code.", code="invalid_input")
+            raise ServiceError(_("Give a label name or a SNOMED CT code."), code="invalid_input")
         studies = selectors.studies_with_label(user=request.user, name=name, snomed_code=code)
         models = selectors.models_with_label(user=request.user, name=name, snomed_code=code)
         return Response({

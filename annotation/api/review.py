@@ -5,6 +5,7 @@ annotators' agreement (Dice per label)."""
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -46,12 +47,12 @@ class StudyAssignmentsApi(APIView):
 
         study = selectors.study_get(user=request.user, study_id=study_id)
         if not is_clinician(request.user):
-            raise ServiceError("Only doctors assign studies.", code="not_reviewer", status_code=403)
+            raise ServiceError(_("Only doctors assign studies."), code="not_reviewer", status_code=403)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         annotator = User.objects.filter(pk=serializer.validated_data["annotator"]).first()
         if annotator is None:
-            raise ServiceError("No such user.", code="bad_annotator")
+            raise ServiceError(_("No such user."), code="bad_annotator")
         assignment = services.study_assign(user=request.user, study=study, annotator=annotator,
                                            review_only=serializer.validated_data["review_only"])
         return Response({"id": assignment.pk, "status": assignment.status, "review_only": assignment.review_only},

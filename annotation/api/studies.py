@@ -11,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -125,7 +126,7 @@ class StudyImportApi(APIView):
             code = serializer.validated_data.get("hospital")
             hospital = Hospital.objects.filter(code=code).first() if code else None
             if hospital is None:
-                raise ServiceError("Platform administrators must name the hospital.", code="hospital_required")
+                raise ServiceError(_("Platform administrators must name the hospital."), code="hospital_required")
         directory = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.VAR_DIR))
         try:
             paths = _store_uploads(serializer.validated_data["files"], directory)

@@ -22,19 +22,25 @@ import binascii
 import zlib
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
+
+from .errors import N_
 
 FORMAT = "runs-v1"
 MAX_LABEL = 65535
 
 
 class DiffError(ValueError):
-    """A diff that cannot be applied. ``code`` is stable; the message is safe to show."""
+    """A diff that cannot be applied. ``code`` is stable; the message (an ``N_`` template) is safe to show."""
 
-    def __init__(self, message: str, *, code: str = "bad_diff"):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, params: dict[str, Any] | None = None, code: str = "bad_diff"):
+        self.template = message
+        self.params = dict(params) if params else {}
+        self.message = message % self.params if self.params else message
         self.code = code
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,8 @@ def diff_compute(before: np.ndarray, after: np.ndarray) -> LabelDiff:
         When the shapes differ.
     """
     if before.shape != after.shape or before.ndim != 3:
-        raise DiffError(f"label maps differ in shape: {before.shape} vs {after.shape}", code="wrong_grid")
+        raise DiffError(N_("label maps differ in shape: %(shape)s vs %(shape2)s"),
+                        params={"shape": before.shape, "shape2": after.shape}, code="wrong_grid")
     a = np.ascontiguousarray(before).ravel()
     b = np.ascontiguousarray(after).ravel()
     changed = np.flatnonzero(a != b)
@@ -120,11 +127,13 @@ def diff_apply(label_map: np.ndarray, diff: LabelDiff, *, locked_labels: frozens
     if allowed_labels is not None:
         unknown = sorted(v for v in values if v != 0 and v not in allowed_labels)
         if unknown:
-            raise DiffError(f"the diff paints labels {unknown} that are not in the label table", code="unknown_label")
+            raise DiffError(N_("the diff paints labels %(unknown)s that are not in the label table"),
+                            params={"unknown": unknown}, code="unknown_label")
     locked = {int(v) for v in locked_labels}
     painted_locked = sorted(values & locked)
     if painted_locked:
-        raise DiffError(f"labels {painted_locked} are locked and cannot be painted", code="locked_label")
+        raise DiffError(N_("labels %(painted_locked)s are locked and cannot be painted"),
+                        params={"painted_locked": painted_locked}, code="locked_label")
     top = max([int(label_map.max(initial=0))] + [int(v) for v in values])
     dtype = np.uint8 if top < 256 else np.uint16
     out = np.ascontiguousarray(label_map, dtype=dtype).copy()
@@ -135,7 +144,8 @@ def diff_apply(label_map: np.ndarray, diff: LabelDiff, *, locked_labels: frozens
             touched = np.isin(flat[index], list(locked))
             if touched.any():
                 hit = sorted(set(np.unique(flat[index][touched]).tolist()))
-                raise DiffError(f"labels {hit} are locked and their voxels cannot change", code="locked_label")
+                raise DiffError(N_("labels %(hit)s are locked and their voxels cannot change"),
+                                params={"hit": hit}, code="locked_label")
         flat[index] = np.repeat(runs[:, 2], runs[:, 1]).astype(dtype)
     return out
 
@@ -156,23 +166,24 @@ def diff_validate(diff: LabelDiff, *, shape: tuple[int, int, int]) -> None:
         bounds, unsorted or overlaps the previous one, or a value exceeds 65535.
     """
     if tuple(diff.shape) != tuple(shape):
-        raise DiffError(f"the diff was made on grid {list(diff.shape)}, the segmentation's grid is {list(shape)}",
+        raise DiffError(N_("the diff was made on grid %(shape)s, the segmentation's grid is %(shape2)s"),
+                        params={"shape": list(diff.shape), "shape2": list(shape)},
                         code="wrong_grid")
     runs = diff.runs
     if runs.ndim != 2 or runs.shape[1] != 3:
-        raise DiffError("runs must be (start, length, value) triples")
+        raise DiffError(N_("runs must be (start, length, value) triples"))
     if not len(runs):
         return
     r = runs.astype(np.int64)
     total = int(np.prod(shape))
     if (r[:, 1] < 1).any():
-        raise DiffError("a run has length 0")
+        raise DiffError(N_("a run has length 0"))
     if (r[:, 0] + r[:, 1] > total).any():
-        raise DiffError("a run reaches past the end of the volume")
+        raise DiffError(N_("a run reaches past the end of the volume"))
     if (r[1:, 0] < r[:-1, 0] + r[:-1, 1]).any():
-        raise DiffError("runs must be sorted and must not overlap")
+        raise DiffError(N_("runs must be sorted and must not overlap"))
     if (r[:, 2] > MAX_LABEL).any():
-        raise DiffError(f"label values must be at most {MAX_LABEL}")
+        raise DiffError(N_("label values must be at most %(max_label)s"), params={"max_label": MAX_LABEL})
 
 
 def diff_encode(diff: LabelDiff) -> dict:
@@ -198,26 +209,26 @@ def diff_decode(data: dict, *, max_voxels: int) -> LabelDiff:
         ``bad_diff`` for a wrong format, bad base64/zlib data, or a run array of the wrong size.
     """
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DiffError(f"the diff must be an object with format {FORMAT!r}")
+        raise DiffError(N_("the diff must be an object with format %(format)r"), params={"format": FORMAT})
     shape = data.get("shape")
     if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
-        raise DiffError("the diff's shape must be three positive integers (k, j, i)")
+        raise DiffError(N_("the diff's shape must be three positive integers (k, j, i)"))
     encoded = data.get("runs")
     if not isinstance(encoded, str):
-        raise DiffError("the diff's runs must be a base64 string")
+        raise DiffError(N_("the diff's runs must be a base64 string"))
     try:
         compressed = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise DiffError("the diff's runs are not valid base64") from None
+        raise DiffError(N_("the diff's runs are not valid base64")) from None
     limit = 12 * max(1, int(max_voxels)) + 1
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(compressed, limit)
         if inflater.unconsumed_tail or not inflater.eof:
-            raise DiffError("the diff's runs are truncated or larger than the volume allows")
+            raise DiffError(N_("the diff's runs are truncated or larger than the volume allows"))
     except zlib.error:
-        raise DiffError("the diff's runs are not valid zlib data") from None
+        raise DiffError(N_("the diff's runs are not valid zlib data")) from None
     if len(raw) % 12:
-        raise DiffError("the diff's run data is not a whole number of (start, length, value) triples")
+        raise DiffError(N_("the diff's run data is not a whole number of (start, length, value) triples"))
     runs = np.frombuffer(raw, dtype="<u4").reshape(-1, 3).astype(np.uint32)
     return LabelDiff(tuple(shape), runs)

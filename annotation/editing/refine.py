@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .errors import EditError
+from .errors import EditError, N_
 
 OPERATIONS = ("largest_component", "remove_small_components", "fill_holes", "opening", "closing", "restrict_to_mask")
 
@@ -55,7 +55,7 @@ def remove_small_components(label_map: np.ndarray, spacing_mm: Sequence[float], 
     Raises EditError for a negative volume.
     """
     if min_volume_ml is None or min_volume_ml < 0:
-        raise EditError("the minimum component volume must be zero or more (mL)")
+        raise EditError(N_("the minimum component volume must be zero or more (mL)"))
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     out = label_map.copy()
     for value in _labels(label_map, labels):
@@ -84,9 +84,9 @@ def fill_holes(label_map: np.ndarray, *, mode: str = "3d", axis: int = 0, labels
     Raises EditError for another mode or axis.
     """
     if mode not in ("2d", "3d"):
-        raise EditError("fill-holes mode must be '2d' or '3d'")
+        raise EditError(N_("fill-holes mode must be '2d' or '3d'"))
     if axis not in (0, 1, 2):
-        raise EditError("the plane axis must be 0, 1 or 2")
+        raise EditError(N_("the plane axis must be 0, 1 or 2"))
     out = label_map.copy()
     for value in _labels(label_map, labels):
         mask = label_map == value
@@ -105,7 +105,7 @@ def ball(spacing_mm: Sequence[float], radius_mm: float) -> np.ndarray:
     Raises EditError for a radius that is not positive.
     """
     if not radius_mm or radius_mm <= 0:
-        raise EditError("the radius must be positive (mm)")
+        raise EditError(N_("the radius must be positive (mm)"))
     sp = np.asarray(spacing_mm, dtype=float)
     reach = np.floor(radius_mm / sp).astype(int)
     grids = np.ogrid[-reach[0]:reach[0] + 1, -reach[1]:reach[1] + 1, -reach[2]:reach[2] + 1]
@@ -121,7 +121,7 @@ def morphology(label_map: np.ndarray, spacing_mm: Sequence[float], *, operation:
     non-positive radius.
     """
     if operation not in ("opening", "closing"):
-        raise EditError("the operation must be 'opening' or 'closing'")
+        raise EditError(N_("the operation must be 'opening' or 'closing'"))
     structure = ball(spacing_mm, radius_mm)
     pad = [(n // 2, n // 2) for n in structure.shape]
     out = label_map.copy()
@@ -144,7 +144,8 @@ def restrict_to_mask(label_map: np.ndarray, mask: np.ndarray, *, labels: Iterabl
     Raises EditError when the mask has another shape.
     """
     if mask.shape != label_map.shape:
-        raise EditError(f"the mask {mask.shape} does not match the label map {label_map.shape}", code="wrong_grid")
+        raise EditError(N_("the mask %(shape)s does not match the label map %(shape2)s"),
+                        params={"shape": mask.shape, "shape2": label_map.shape}, code="wrong_grid")
     chosen = _labels(label_map, labels)
     out = label_map.copy()
     out[np.isin(label_map, chosen) & ~mask.astype(bool)] = 0
@@ -162,7 +163,7 @@ def refine(label_map: np.ndarray, spacing_mm: Sequence[float], operation: str, p
     """
     labels = params.get("labels")
     if labels is not None and (not isinstance(labels, list) or not all(isinstance(v, int) for v in labels)):
-        raise EditError("labels must be a list of integers")
+        raise EditError(N_("labels must be a list of integers"))
     try:
         if operation == "largest_component":
             return keep_largest_component(label_map, labels=labels)
@@ -174,12 +175,15 @@ def refine(label_map: np.ndarray, spacing_mm: Sequence[float], operation: str, p
             return morphology(label_map, spacing_mm, operation=operation, radius_mm=float(params["radius_mm"]), labels=labels)
         if operation == "restrict_to_mask":
             if mask is None:
-                raise EditError("restrict-to-mask needs a mask segmentation")
+                raise EditError(N_("restrict-to-mask needs a mask segmentation"))
             return restrict_to_mask(label_map, mask, labels=labels)
     except KeyError as exc:
-        raise EditError(f"the operation {operation!r} needs the parameter {exc.args[0]!r}") from None
+        raise EditError(N_("the operation %(operation)r needs the parameter %(args)r"),
+                        params={"operation": operation, "args": exc.args[0]}) from None
     except (TypeError, ValueError) as exc:
         if isinstance(exc, EditError):
             raise
-        raise EditError(f"bad parameter for {operation!r}: {exc}") from None
-    raise EditError(f"unknown refinement {operation!r}; choose one of {', '.join(OPERATIONS)}")
+        raise EditError(N_("bad parameter for %(operation)r: %(exc)s"),
+                        params={"operation": operation, "exc": exc}) from None
+    raise EditError(N_("unknown refinement %(operation)r; choose one of %(operations)s"),
+                    params={"operation": operation, "operations": ', '.join(OPERATIONS)})

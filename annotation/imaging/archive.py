@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .errors import CorruptFileError, UnsafeArchiveError, UnsupportedFileError
+from .errors import CorruptFileError, N_, UnsafeArchiveError, UnsupportedFileError
 
 __all__ = ["ArchiveLimits", "extract_zip", "is_junk_name"]
 
@@ -56,7 +56,8 @@ def is_junk_name(name: str) -> bool:
 
 
 def _unsafe(zip_name: str, detail: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"{zip_name}: {detail}; the archive was not extracted", filename=zip_name)
+    return UnsafeArchiveError(N_("%(zip_name)s: %(detail)s; the archive was not extracted"),
+                              params={"zip_name": zip_name, "detail": detail}, filename=zip_name)
 
 
 def _check_entry_name(info: zipfile.ZipInfo, zip_name: str, dest_root: Path) -> Path:
@@ -132,7 +133,8 @@ def extract_zip(
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        raise CorruptFileError(f"{zip_name}: not a readable zip archive ({exc})", filename=zip_name) from None
+        raise CorruptFileError(N_("%(zip_name)s: not a readable zip archive (%(exc)s)"),
+                               params={"zip_name": zip_name, "exc": exc}, filename=zip_name) from None
 
     with archive:
         entries: list[tuple[zipfile.ZipInfo, Path]] = []
@@ -152,7 +154,8 @@ def extract_zip(
             seen.add(target)
             if info.flag_bits & 0x1:
                 raise UnsupportedFileError(
-                    f"{zip_name}: entry {info.filename!r} is encrypted; upload an unencrypted archive",
+                    N_("%(zip_name)s: entry %(filename)r is encrypted; upload an unencrypted archive"),
+                    params={"zip_name": zip_name, "filename": info.filename},
                     filename=zip_name,
                 )
             if (
@@ -199,12 +202,14 @@ def extract_zip(
                 raise
             except NotImplementedError as exc:
                 target.unlink(missing_ok=True)
-                raise UnsupportedFileError(f"{zip_name}: {exc}", filename=zip_name) from None
+                raise UnsupportedFileError(N_("%(zip_name)s: %(exc)s"),
+                                           params={"zip_name": zip_name, "exc": exc}, filename=zip_name) from None
             except (zipfile.BadZipFile, EOFError, zlib.error, struct.error, ValueError, RuntimeError) as exc:
                 # Decoding failures only: an OSError here is the server's disk, not the upload.
                 target.unlink(missing_ok=True)
                 raise CorruptFileError(
-                    f"{zip_name}: entry {info.filename!r} cannot be extracted ({type(exc).__name__}: {exc})",
+                    N_("%(zip_name)s: entry %(filename)r cannot be extracted (%(name)s: %(exc)s)"),
+                    params={"zip_name": zip_name, "filename": info.filename, "name": type(exc).__name__, "exc": exc},
                     filename=zip_name,
                 ) from None
             written.append(target)

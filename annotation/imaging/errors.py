@@ -1,4 +1,18 @@
-"""Errors raised for bad imaging input. Each carries a stable ``code`` and a message for people."""
+"""Errors raised for bad imaging input. Each carries a stable ``code`` and a message for people.
+
+A message is an English template with named parameters (``N_("%(name)s is not a DICOM file")`` with
+``params={"name": ...}``): ``message`` and ``str(exc)`` are the English text, for logs; the portal
+translates ``template`` at the API boundary, so people read it in their language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention for a no-op marker
+    """Mark ``message`` as a msgid for the translation catalogues and return it unchanged."""
+    return message
 
 
 class ImagingError(ValueError):
@@ -6,10 +20,12 @@ class ImagingError(ValueError):
 
     code = "invalid_image"
 
-    def __init__(self, message: str, *, filename: str | None = None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, params: dict[str, Any] | None = None, filename: str | None = None):
+        self.template = message
+        self.params = dict(params) if params else {}
+        self.message = message % self.params if self.params else message
         self.filename = filename
+        super().__init__(self.message)
 
 
 class UnsupportedFileError(ImagingError):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptFileError, MissingCompanionFileError, UnsupportedFileError, VolumeTooLargeError
+from .errors import CorruptFileError, MissingCompanionFileError, N_, UnsupportedFileError, VolumeTooLargeError
 from .volume import Geometry, Volume, array_to_sitk, volume_from_sitk
 
 __all__ = [
@@ -85,14 +85,18 @@ def check_volume_size(name: str, size: tuple[int, ...], bytes_per_voxel: int, li
     declared = " × ".join(str(d) for d in dims)
     if voxels > limits.max_voxels:
         raise VolumeTooLargeError(
-            f"{name}: the header declares {declared} = {voxels} voxels; at most {limits.max_voxels} can be imported",
+            N_("%(name)s: the header declares %(declared)s = %(voxels)s voxels; at most %(max_voxels)s can be "
+               "imported"),
+            params={"name": name, "declared": declared, "voxels": voxels, "max_voxels": limits.max_voxels},
             filename=name,
         )
     nbytes = voxels * max(int(bytes_per_voxel), 1)
     if nbytes > limits.max_bytes:
         raise VolumeTooLargeError(
-            f"{name}: the header declares {declared} voxels of {bytes_per_voxel} bytes = {nbytes} bytes; "
-            f"at most {limits.max_bytes} bytes can be imported",
+            N_("%(name)s: the header declares %(declared)s voxels of %(bytes_per_voxel)s bytes = %(nbytes)s "
+               "bytes; at most %(max_bytes)s bytes can be imported"),
+            params={"name": name, "declared": declared, "bytes_per_voxel": bytes_per_voxel, "nbytes": nbytes,
+                    "max_bytes": limits.max_bytes},
             filename=name,
         )
 
@@ -247,7 +251,8 @@ def _data_file(base: Path, name: str, header: Path) -> Path:
     parts = Path(name.replace("\\", "/")).parts
     if not parts or Path(name).is_absolute() or ".." in parts or ":" in parts[0]:
         raise UnsupportedFileError(
-            f"{header.name}: its data file {name!r} must lie in the header's folder (no absolute path or '..')",
+            N_("%(header_name)s: its data file %(name)r must lie in the header's folder (no absolute path or "
+               "'..')"), params={"header_name": header.name, "name": name},
             filename=header.name,
         )
     return base.joinpath(*parts)
@@ -334,7 +339,8 @@ def _require_companions(path: Path, companions: _Companions) -> None:
     if missing:
         names = ", ".join(f.name for f in missing[:5]) + (" …" if len(missing) > 5 else "")
         raise MissingCompanionFileError(
-            f"{path.name}: its data file {names} is missing; upload the header together with its data file",
+            N_("%(path_name)s: its data file %(names)s is missing; upload the header together with its data file"),
+            params={"path_name": path.name, "names": names},
             filename=path.name,
         )
 
@@ -345,7 +351,8 @@ def _require_companions(path: Path, companions: _Companions) -> None:
 
 
 def _corrupt(path: Path, detail: str) -> CorruptFileError:
-    return CorruptFileError(f"{path.name}: the file is truncated or damaged ({detail})", filename=path.name)
+    return CorruptFileError(N_("%(path_name)s: the file is truncated or damaged (%(detail)s)"),
+                            params={"path_name": path.name, "detail": detail}, filename=path.name)
 
 
 def _check_metaimage_size(path: Path, companions: _Companions) -> None:
@@ -482,12 +489,14 @@ def read_volume(path: Path, *, modality: str = "", limits: VolumeLimits = Volume
     fmt = sniff_format(path)
     if fmt == "dicom":
         raise UnsupportedFileError(
-            f"{path.name}: DICOM files are read as a series (read_dicom_series), not one by one",
+            N_("%(path_name)s: DICOM files are read as a series (read_dicom_series), not one by one"),
+            params={"path_name": path.name},
             filename=path.name,
         )
     if fmt not in VOLUME_FORMATS:
         raise UnsupportedFileError(
-            f"{path.name}: not a medical image (DICOM, NIfTI, MetaImage, NRRD)", filename=path.name
+            N_("%(path_name)s: not a medical image (DICOM, NIfTI, MetaImage, NRRD)"),
+            params={"path_name": path.name}, filename=path.name
         )
 
     if fmt == "metaimage":
@@ -518,13 +527,15 @@ def read_volume(path: Path, *, modality: str = "", limits: VolumeLimits = Volume
     elif dimension != 3:
         kind = "a 2-D image" if dimension == 2 else f"a {dimension}-D image (time series or several volumes)"
         raise UnsupportedFileError(
-            f"{path.name}: {kind} of size {tuple(size)}; only single 3-D volumes can be imported",
+            N_("%(path_name)s: %(kind)s of size %(size)s; only single 3-D volumes can be imported"),
+            params={"path_name": path.name, "kind": kind, "size": tuple(size)},
             filename=path.name,
         )
     if reader.GetNumberOfComponents() != 1:
         raise UnsupportedFileError(
-            f"{path.name}: {reader.GetNumberOfComponents()} components per voxel (vector or colour image); "
-            "only scalar 3-D volumes can be imported",
+            N_("%(path_name)s: %(get_number_of_components)s components per voxel (vector or colour image); only "
+               "scalar 3-D volumes can be imported"),
+            params={"path_name": path.name, "get_number_of_components": reader.GetNumberOfComponents()},
             filename=path.name,
         )
     try:

@@ -17,13 +17,12 @@ from typing import Sequence
 
 from .archive import ArchiveLimits, extract_zip, is_junk_name
 from .dicom import DicomSeries, read_dicom_files
-from .errors import ImagingError, UnsupportedFileError
+from .errors import ImagingError, N_, UnsupportedFileError
 from .formats import VOLUME_FORMATS, VolumeLimits, companion_files, read_volume, sniff_format
 from .volume import Volume
 
 __all__ = ["LoadResult", "LoadedSeries", "load_inputs"]
 
-_NOT_AN_IMAGE = "not a medical image (DICOM, NIfTI, MetaImage, NRRD)"
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,8 @@ def load_inputs(
             return
         if inside_archive:
             raise UnsupportedFileError(
-                f"{name}: a zip inside a zip is not expanded; upload the inner archive itself", filename=name
+                N_("%(name)s: a zip inside a zip is not expanded; upload the inner archive itself"),
+                params={"name": name}, filename=name
             )
         workdir.mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix="archive-", dir=workdir))
@@ -182,11 +182,13 @@ def load_inputs(
             volume_inputs.append((n, item))
         elif item.name.lower().endswith((".raw", ".zraw")):
             raise UnsupportedFileError(
-                f"{item.name}: a raw data file without its header (.mhd or .nhdr); upload both together",
+                N_("%(item_name)s: a raw data file without its header (.mhd or .nhdr); upload both together"),
+                params={"item_name": item.name},
                 filename=item.name,
             )
         else:
-            raise UnsupportedFileError(f"{item.name}: {_NOT_AN_IMAGE}", filename=item.name)
+            raise UnsupportedFileError(N_("%(name)s: not a medical image (DICOM, NIfTI, MetaImage, NRRD)"),
+                                       params={"name": item.name}, filename=item.name)
 
     series: list[LoadedSeries] = []
     if dicom_inputs:
@@ -199,13 +201,16 @@ def load_inputs(
         except ImagingError as exc:
             # Re-word with the name inside the upload, which is what the person can find.
             if exc.filename and exc.filename != item.name:
-                raise type(exc)(exc.message.replace(exc.filename, item.name, 1), filename=item.name) from None
+                params = {k: item.name if v == exc.filename else v for k, v in exc.params.items()}
+                raise type(exc)(exc.template, params=params, filename=item.name) from None
             raise
         series.append(_from_volume(volume, item, companions_of.get(n, ()), default_modality))
 
     if not series:
-        detail = f" ({len(skipped)} object(s) skipped: {skipped[0][1]})" if skipped else ""
-        raise ImagingError(f"no image series found in the upload{detail}")
+        if skipped:
+            raise ImagingError(N_("no image series found in the upload (%(count)s object(s) skipped: %(reason)s)"),
+                               params={"count": len(skipped), "reason": skipped[0][1]})
+        raise ImagingError(N_("no image series found in the upload"))
     return LoadResult(series=tuple(series), skipped=tuple(skipped))
 
 

@@ -16,19 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from annotation.imaging.errors import N_
 from annotation.imaging.volume import Geometry
 
 
 class SegInteropError(ValueError):
     """A DICOM SEG cannot be written or read for this series (stable ``code``, message safe to show)."""
 
-    def __init__(self, message: str, *, code: str = "bad_dicom_seg"):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, params: dict[str, Any] | None = None, code: str = "bad_dicom_seg"):
+        self.template = message
+        self.params = dict(params) if params else {}
+        self.message = message % self.params if self.params else message
         self.code = code
+        super().__init__(self.message)
 
 
 # SNOMED CT "Tissue" (85756007) as category, the default when a label carries no code of its own.
@@ -71,14 +75,14 @@ def _source_slices(source_datasets: Sequence, geometry: Geometry) -> list:
     for ds in source_datasets:
         position = getattr(ds, "ImagePositionPatient", None)
         if position is None:
-            raise SegInteropError("A source instance has no Image Position (Patient).", code="seg_needs_dicom")
+            raise SegInteropError(N_("A source instance has no Image Position (Patient)."), code="seg_needs_dicom")
         index = geometry.lps_to_index(np.asarray([float(v) for v in position]))
         k = round(float(index[0]))
         if abs(index[0] - k) > 0.05 or abs(index[1]) > 0.05 or abs(index[2]) > 0.05 or not 0 <= k < geometry.shape[0]:
-            raise SegInteropError("The source instances do not lie on the series grid.", code="wrong_grid")
+            raise SegInteropError(N_("The source instances do not lie on the series grid."), code="wrong_grid")
         by_k[k] = ds
     if sorted(by_k) != list(range(geometry.shape[0])):
-        raise SegInteropError("Some slices of the series have no source DICOM instance.", code="seg_needs_dicom")
+        raise SegInteropError(N_("Some slices of the series have no source DICOM instance."), code="seg_needs_dicom")
     return [by_k[k] for k in range(geometry.shape[0])]
 
 
@@ -133,16 +137,17 @@ def labelmap_to_dicom_seg(
     from pydicom.sr.coding import Code
 
     if not source_datasets:
-        raise SegInteropError("DICOM SEG export needs a series imported from DICOM.", code="seg_needs_dicom")
+        raise SegInteropError(N_("DICOM SEG export needs a series imported from DICOM."), code="seg_needs_dicom")
     sources = _source_slices([_tidy_source(ds) for ds in source_datasets], geometry)
     entries = {int(e["index"]): e for e in label_table}
     present: list[tuple[int, int]] = []  # (label, layer)
     for n, layer in enumerate(layers):
         if tuple(layer.shape) != geometry.shape:
-            raise SegInteropError(f"a layer has shape {layer.shape}, the series grid is {geometry.shape}", code="wrong_grid")
+            raise SegInteropError(N_("a layer has shape %(shape)s, the series grid is %(shape2)s"),
+                                  params={"shape": layer.shape, "shape2": geometry.shape}, code="wrong_grid")
         present += [(int(v), n) for v in np.unique(layer) if v != 0]
     if not present:
-        raise SegInteropError("The segmentation is empty; there is nothing to export.", code="empty_segmentation")
+        raise SegInteropError(N_("The segmentation is empty; there is nothing to export."), code="empty_segmentation")
     present.sort()
     frames = np.zeros((geometry.shape[0], geometry.shape[1], geometry.shape[2], len(present)), dtype=np.uint8)
     descriptions = []
@@ -224,7 +229,8 @@ def dicom_seg_to_layers(seg_dataset, geometry: Geometry, *, tolerance_mm: float 
         seg = hd.seg.Segmentation.from_dataset(seg_dataset, copy=False)
         volume = seg.get_volume(combine_segments=False, dtype=np.float32)
     except Exception as exc:  # noqa: BLE001 - highdicom raises many types for bad input
-        raise SegInteropError(f"Not a readable DICOM SEG: {type(exc).__name__}: {exc}") from None
+        raise SegInteropError(N_("Not a readable DICOM SEG: %(name)s: %(exc)s"),
+                              params={"name": type(exc).__name__, "exc": exc}) from None
     seg_affine = np.asarray(volume.affine, dtype=float)
     ours = np.eye(4)
     ours[:3, :3] = geometry.direction_matrix * np.asarray(geometry.spacing_mm)
@@ -234,8 +240,8 @@ def dicom_seg_to_layers(seg_dataset, geometry: Geometry, *, tolerance_mm: float 
     rounded = np.round(mapping)
     spacing_tol = tolerance_mm / max(min(geometry.spacing_mm), 1e-6)
     if not np.allclose(mapping, rounded, atol=spacing_tol) or not np.allclose(np.abs(rounded[:3, :3]).sum(axis=0), 1):
-        raise SegInteropError("The DICOM SEG's grid does not coincide with the series' voxels "
-                              "(different spacing, orientation or positions).", code="wrong_grid")
+        raise SegInteropError(N_("The DICOM SEG's grid does not coincide with the series' voxels (different "
+                                 "spacing, orientation or positions)."), code="wrong_grid")
     array = volume.array  # (s, r, c, segments)
     if array.ndim == 3:
         array = array[..., None]
@@ -247,7 +253,7 @@ def dicom_seg_to_layers(seg_dataset, geometry: Geometry, *, tolerance_mm: float 
     for n in range(len(numbers)):
         values = array[..., n].reshape(-1) >= 0.5
         if (values & ~inside).any():
-            raise SegInteropError("Part of the DICOM SEG lies outside the series.", code="wrong_grid")
+            raise SegInteropError(N_("Part of the DICOM SEG lies outside the series."), code="wrong_grid")
         masks[n][tuple(dst[:, values & inside])] = True
     table = []
     values = []

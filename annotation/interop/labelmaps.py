@@ -14,6 +14,7 @@ import numpy as np
 from annotation.imaging.volume import Geometry
 
 from .dicom_seg import SegInteropError
+from annotation.imaging.errors import N_
 
 
 def geometry_mismatch(found: Geometry, expected: Geometry, *, tolerance_mm: float = 0.05) -> str | None:
@@ -61,7 +62,8 @@ def labelmap_read(path: Path, geometry: Geometry) -> np.ndarray:
     volume = read_volume(Path(path))
     problem = geometry_mismatch(volume.geometry, geometry)
     if problem:
-        raise SegInteropError(f"The label map does not fit this series: {problem}.", code="wrong_grid")
+        raise SegInteropError(N_("The label map does not fit this series: %(problem)s."),
+                              params={"problem": problem}, code="wrong_grid")
     return labelmap_values_check(volume.array)
 
 
@@ -72,15 +74,15 @@ def labelmap_values_check(array: np.ndarray) -> np.ndarray:
     """
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-            raise SegInteropError("The label map holds non-integer values; a label map needs whole numbers.",
+            raise SegInteropError(N_("The label map holds non-integer values; a label map needs whole numbers."),
                                   code="bad_labelmap")
     elif array.dtype.kind == "b":
         return array.astype(np.uint8)
     elif array.dtype.kind not in "iu":
-        raise SegInteropError("The label map must hold integer labels.", code="bad_labelmap")
+        raise SegInteropError(N_("The label map must hold integer labels."), code="bad_labelmap")
     low, high = float(array.min(initial=0)), float(array.max(initial=0))
     if low < 0 or high > 65535:
-        raise SegInteropError("Labels must lie between 0 and 65535.", code="bad_labelmap")
+        raise SegInteropError(N_("Labels must lie between 0 and 65535."), code="bad_labelmap")
     return array.astype(np.uint8 if high < 256 else np.uint16)
 
 

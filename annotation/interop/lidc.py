@@ -13,8 +13,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from annotation.imaging.errors import N_
 
 __all__ = [
     "CHARACTERISTICS",
@@ -39,7 +42,15 @@ CHARACTERISTICS = ("subtlety", "internalStructure", "calcification", "sphericity
 
 
 class LidcError(ValueError):
-    """A file that is not a well-formed LIDC read, named with what is wrong."""
+    """A file that is not a well-formed LIDC read, named with what is wrong (an ``N_`` template)."""
+
+    code = "bad_lidc"
+
+    def __init__(self, message: str, *, params: dict[str, Any] | None = None):
+        self.template = message
+        self.params = dict(params) if params else {}
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ class LidcReads:
 def _text(element, tag: str, where: str) -> str:
     found = element.find(_NS + tag)
     if found is None or found.text is None or not found.text.strip():
-        raise LidcError(f"{where}: missing <{tag}>")
+        raise LidcError(N_("%(where)s: missing <%(tag)s>"), params={"where": where, "tag": tag})
     return found.text.strip()
 
 
@@ -87,7 +98,8 @@ def _number(element, tag: str, where: str, cast=float):
     try:
         return cast(value)
     except ValueError:
-        raise LidcError(f"{where}: <{tag}> is not a number ({value[:20]!r})") from None
+        raise LidcError(N_("%(where)s: <%(tag)s> is not a number (%(value)r)"),
+                        params={"where": where, "tag": tag, "value": value[:20]}) from None
 
 
 def _point(element, where: str) -> tuple[int, int]:
@@ -114,17 +126,18 @@ def parse_lidc_xml(path: Path | str) -> LidcReads:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
-        raise LidcError(f"not well-formed XML: {exc}") from None
+        raise LidcError(N_("not well-formed XML: %(exc)s"), params={"exc": exc}) from None
     if root.tag != _NS + "LidcReadMessage":
-        raise LidcError(f"not an LIDC read message (root element {root.tag.split('}')[-1]!r})")
+        raise LidcError(N_("not an LIDC read message (root element %(split)r)"),
+                        params={"split": root.tag.split('}')[-1]})
     header = root.find(_NS + "ResponseHeader")
     if header is None:
-        raise LidcError("no <ResponseHeader>")
+        raise LidcError(N_("no <ResponseHeader>"))
     series_uid = _text(header, "SeriesInstanceUid", "header")
     study_uid = (header.findtext(_NS + "StudyInstanceUID") or "").strip()
     sessions = root.findall(_NS + "readingSession")
     if not sessions:
-        raise LidcError("no <readingSession>: the file holds no reader's marks")
+        raise LidcError(N_("no <readingSession>: the file holds no reader's marks"))
     marks = []
     for reader, session in enumerate(sessions):
         reader_id = (session.findtext(_NS + "servicingRadiologistID") or str(reader)).strip()
@@ -135,13 +148,13 @@ def parse_lidc_xml(path: Path | str) -> LidcReads:
             for roi in nodule.findall(_NS + "roi"):
                 points = tuple(_point(e, where) for e in roi.findall(_NS + "edgeMap"))
                 if not points:
-                    raise LidcError(f"{where}: a <roi> without <edgeMap> points")
+                    raise LidcError(N_("%(where)s: a <roi> without <edgeMap> points"), params={"where": where})
                 rois.append(LidcRoi(
                     sop_instance_uid=_text(roi, "imageSOP_UID", where), z_mm=_number(roi, "imageZposition", where),
                     inclusion=(roi.findtext(_NS + "inclusion") or "TRUE").strip().upper() == "TRUE", points=points,
                 ))
             if not rois:
-                raise LidcError(f"{where}: no <roi>")
+                raise LidcError(N_("%(where)s: no <roi>"), params={"where": where})
             chars = nodule.find(_NS + "characteristics")
             characteristics = {}
             if chars is not None:
@@ -158,7 +171,7 @@ def parse_lidc_xml(path: Path | str) -> LidcReads:
             where = f"reader {reader + 1}, non-nodule {mark_id!r}"
             locus = non.find(_NS + "locus")
             if locus is None:
-                raise LidcError(f"{where}: no <locus>")
+                raise LidcError(N_("%(where)s: no <locus>"), params={"where": where})
             roi = LidcRoi(sop_instance_uid=_text(non, "imageSOP_UID", where), z_mm=_number(non, "imageZposition", where),
                           inclusion=True, points=(_point(locus, where),))
             marks.append(LidcMark(reader=reader, reader_id=reader_id, mark_id=mark_id, kind="non_nodule", rois=(roi,)))
@@ -252,7 +265,7 @@ class ReadNodule:
 
 def _slice_resolver(geometry, sop_instance_uids):
     if geometry.axial_axis() != 0:
-        raise LidcError("the series is not a stack of axial slices, so LIDC contours cannot be placed on it")
+        raise LidcError(N_("the series is not a stack of axial slices, so LIDC contours cannot be placed on it"))
     k_of_uid = {uid: k for k, uid in enumerate(sop_instance_uids) if uid}
     depth = geometry.shape[0]
     slice_z = geometry.index_to_lps(np.stack([np.arange(depth), np.zeros(depth), np.zeros(depth)], axis=1))[:, 2]
@@ -263,8 +276,10 @@ def _slice_resolver(geometry, sop_instance_uids):
             return k_of_uid[roi.sop_instance_uid]
         nearest = int(np.argmin(np.abs(slice_z - roi.z_mm)))
         if abs(float(slice_z[nearest]) - roi.z_mm) > tolerance:
-            raise LidcError(f"{where}: image {roi.sop_instance_uid} (z = {roi.z_mm:g} mm) is not a slice of this "
-                            f"series (its slices span z = {slice_z.min():g} to {slice_z.max():g} mm)")
+            raise LidcError(N_("%(where)s: image %(sop_instance_uid)s (z = %(z_mm)g mm) is not a slice of this "
+                               "series (its slices span z = %(min)g to %(max)g mm)"),
+                            params={"where": where, "sop_instance_uid": roi.sop_instance_uid, "z_mm": roi.z_mm,
+                                    "min": slice_z.min(), "max": slice_z.max()})
         return nearest
 
     return resolve
@@ -337,7 +352,9 @@ def place_marks(reads: LidcReads, geometry, *, sop_instance_uids) -> list[Placed
         for roi in mark.rois:
             for x, y in roi.points:
                 if not (0 <= x < columns and 0 <= y < rows):
-                    raise LidcError(f"{where}: point (x {x}, y {y}) lies outside the {columns} × {rows} image")
+                    raise LidcError(N_("%(where)s: point (x %(x)s, y %(y)s) lies outside the %(columns)s × "
+                                       "%(rows)s image"),
+                                    params={"where": where, "x": x, "y": y, "columns": columns, "rows": rows})
             k = resolve(roi, where)
             by_slice.setdefault(k, []).append(roi)
             points.extend((k, y, x) for x, y in roi.points)
@@ -355,7 +372,7 @@ def place_marks(reads: LidcReads, geometry, *, sop_instance_uids) -> list[Placed
                 voxels.append(np.stack([np.full_like(j, k), j, i], axis=1))
             mask = np.concatenate(voxels) if voxels else np.zeros((0, 3), int)
             if len(mask) == 0:
-                raise LidcError(f"{where}: its contours enclose no voxel")
+                raise LidcError(N_("%(where)s: its contours enclose no voxel"), params={"where": where})
         placed.append(PlacedMark(mark=mark, points_kji=points_kji, centre_kji=points_kji.mean(axis=0),
                                  diameter_mm=diameter, mask_kji=mask))
     return placed

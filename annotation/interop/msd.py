@@ -18,6 +18,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from annotation.imaging.errors import N_
 
 __all__ = ["DatasetCase", "DatasetLayoutError", "LabelledDataset", "dataset_read", "read_nifti_pairs"]
 
@@ -31,9 +34,11 @@ class DatasetLayoutError(ValueError):
 
     code = "bad_dataset"
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, params: dict[str, Any] | None = None):
+        self.template = message
+        self.params = dict(params) if params else {}
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def _inside(root: Path, relative: str) -> Path:
     # Lexical check (symbolic links inside the folder are allowed, "../" and absolute paths are not).
     path = Path(os.path.normpath(root / str(relative)))
     if Path(os.path.normpath(root)) not in path.parents:
-        raise DatasetLayoutError(f"{relative!r} points outside the dataset folder")
+        raise DatasetLayoutError(N_("%(relative)r points outside the dataset folder"), params={"relative": relative})
     return path
 
 
@@ -162,7 +167,7 @@ def read_nifti_pairs(images_dir: Path, labels_dir: Path) -> tuple[tuple[Path, Pa
 
 def _label_names(raw_labels) -> dict[int, str]:
     if not isinstance(raw_labels, dict) or not raw_labels:
-        raise DatasetLayoutError("dataset.json has no labels")
+        raise DatasetLayoutError(N_("dataset.json has no labels"))
     names: dict[int, str] = {}
     for key, value in raw_labels.items():
         try:
@@ -171,10 +176,11 @@ def _label_names(raw_labels) -> dict[int, str]:
             else:
                 names[int(value)] = str(key)           # nnU-Net v2: "name": 1
         except (TypeError, ValueError):
-            raise DatasetLayoutError(f"label {key!r} in dataset.json is not an integer") from None
+            raise DatasetLayoutError(N_("label %(key)r in dataset.json is not an integer"),
+                                     params={"key": key}) from None
     names.pop(0, None)
     if not names:
-        raise DatasetLayoutError("dataset.json lists no labels besides background")
+        raise DatasetLayoutError(N_("dataset.json lists no labels besides background"))
     return names
 
 
@@ -212,28 +218,29 @@ def dataset_read(root: Path) -> LabelledDataset:
         meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DatasetLayoutError(
-            "not an MSD dataset: dataset.json is missing (expected the MSD or nnU-Net layout)"
+            N_("not an MSD dataset: dataset.json is missing (expected the MSD or nnU-Net layout)")
         ) from None
     except (OSError, ValueError) as exc:
-        raise DatasetLayoutError(f"dataset.json cannot be read: {exc}") from None
+        raise DatasetLayoutError(N_("dataset.json cannot be read: %(exc)s"), params={"exc": exc}) from None
     if not isinstance(meta, dict):
-        raise DatasetLayoutError("dataset.json is not a JSON object")
+        raise DatasetLayoutError(N_("dataset.json is not a JSON object"))
     names = _label_names(meta.get("labels"))
     listed = meta.get("training") or []
     if not isinstance(listed, list) or any(not isinstance(item, dict) for item in listed):
-        raise DatasetLayoutError("the training list of dataset.json must hold {\"image\", \"label\"} objects")
+        raise DatasetLayoutError(N_("the training list of dataset.json must hold {\"image\", \"label\"} objects"))
     listed = [{key: (str(item.get(key, "")), _inside(root, item.get(key, ""))) for key in ("image", "label")}
               for item in listed]
     for sub in ("imagesTr", "labelsTr"):
         if not (root / sub).is_dir():
-            raise DatasetLayoutError(f"not an MSD dataset: {sub} is missing (expected the MSD or nnU-Net layout)")
+            raise DatasetLayoutError(N_("not an MSD dataset: %(sub)s is missing (expected the MSD or nnU-Net "
+                                        "layout)"), params={"sub": sub})
     ending = meta.get("file_ending")
     endings = (ending,) if isinstance(ending, str) and ending else NIFTI_ENDINGS
     cases, _, unpaired_images, unpaired_labels = _pair(root / "imagesTr", root / "labelsTr", endings)
     if unpaired_images or unpaired_labels:
         raise DatasetLayoutError(_unpaired_message(unpaired_images, unpaired_labels))
     if not cases:
-        raise DatasetLayoutError("no training case has both its image (imagesTr) and its label (labelsTr)")
+        raise DatasetLayoutError(N_("no training case has both its image (imagesTr) and its label (labelsTr)"))
     known = {path.resolve() for case in cases for path in (case.image, case.label)}
     for entry in listed:
         (image_text, image), (label_text, label) = entry["image"], entry["label"]
@@ -242,7 +249,8 @@ def dataset_read(root: Path) -> LabelledDataset:
             image = image.with_name(f"{stem}_0000{image.name[len(stem):]}")  # nnU-Net v1: channel 0
         for text, path in ((image_text, image), (label_text, label)):
             if path.resolve() not in known:
-                raise DatasetLayoutError(f"dataset.json lists {text!r}, which is missing or unpaired")
+                raise DatasetLayoutError(N_("dataset.json lists %(text)r, which is missing or unpaired"),
+                                         params={"text": text})
     modality = meta.get("modality") or meta.get("channel_names") or {}
     modality = str(modality.get("0", "")) if isinstance(modality, dict) else ""
     return LabelledDataset(name=str(meta.get("name", root.name)), modality=_modality_code(modality),

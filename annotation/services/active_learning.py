@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -23,10 +24,11 @@ def uncertainty_rank_start(*, user: User, model: SegmentationModel, method: str 
     from ..tasks import uncertainty_score_task
 
     if method not in METHODS:
-        raise ServiceError(f"Choose the uncertainty method among {', '.join(METHODS)}.", code="bad_method")
+        raise ServiceError(_("Choose the uncertainty method among %(methods)s."),
+                           params={"methods": ', '.join(METHODS)}, code="bad_method")
     if model.architecture in (SegmentationModel.Architecture.CLASSICAL_LUNG,
                               SegmentationModel.Architecture.CLASSICAL_LUNG_NODULE):
-        raise ServiceError("The classical method gives no probabilities to score.", code="not_scorable")
+        raise ServiceError(_("The classical method gives no probabilities to score."), code="not_scorable")
     series_ids = [s.pk for s in unlabelled_series(user=user, modality=model.modality)[:limit]]
     model_id = model.pk
     for series_id in series_ids:
@@ -48,6 +50,6 @@ def uncertainty_score_compute(*, series_id: int, model_id: int, method: str = "e
     model = SegmentationModel.objects.get(pk=model_id)
     segmenter, _device = segmenter_for_model(model)
     result = segmenter_uncertainty(segmenter, series_volume_load(series), method=method, samples=samples)
-    score, _ = UncertaintyScore.objects.update_or_create(
+    score, _created = UncertaintyScore.objects.update_or_create(
         series=series, model=model, method=method, defaults={"score": result.score, "details": result.to_dict()})
     return score

@@ -16,6 +16,7 @@ import threading
 import pydicom
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
@@ -50,9 +51,11 @@ def dicom_peer_create(
     """
     ae_title = ae_title.strip()
     if bool(host) != bool(port):
-        raise ServiceError("Give both --host and --port for results, or neither.", code="peer_destination_incomplete")
+        raise ServiceError(_("Give both --host and --port for results, or neither."),
+                           code="peer_destination_incomplete")
     if DicomPeer.objects.filter(ae_title=ae_title).exists():
-        raise ServiceError(f"AE title {ae_title} is already mapped to a hospital.", code="peer_exists", status_code=409)
+        raise ServiceError(_("AE title %(ae_title)s is already mapped to a hospital."),
+                           params={"ae_title": ae_title}, code="peer_exists", status_code=409)
     peer = DicomPeer(hospital=hospital, ae_title=ae_title, host=host, port=port, description=description)
     peer.full_clean()
     peer.save()

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from portal.api_errors import ServiceError
+from portal.api_errors import ServiceError, error_message
 from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
 
@@ -116,7 +117,8 @@ def segmentation_export(*, user: User | None, segmentation: Segmentation, fmt: s
     from ..interop.dicom_seg import SegInteropError, labelmap_to_dicom_seg
 
     if fmt not in EXPORT_FORMATS:
-        raise ServiceError(f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}.", code="bad_format")
+        raise ServiceError(_("Unknown export format %(fmt)r; choose one of %(export_formats)s."),
+                           params={"fmt": fmt, "export_formats": ', '.join(EXPORT_FORMATS)}, code="bad_format")
     series = segmentation.series
     base = f"segmentation-{segmentation.pk}-v{segmentation.version}"
     layers = segmentation_layers(segmentation)
@@ -144,7 +146,7 @@ def segmentation_export(*, user: User | None, segmentation: Segmentation, fmt: s
                 _merged_label_table(layers), series_description=f"{segmentation.name} v{segmentation.version}",
             )
         except SegInteropError as exc:
-            raise ServiceError(exc.message, code=exc.code) from None
+            raise ServiceError.from_error(exc) from None
         buffer = io.BytesIO()
         seg.save_as(buffer)
         result = (buffer.getvalue(), f"{base}.dcm", "application/dicom")
@@ -165,7 +167,8 @@ def studies_export_zip(*, user: User, studies: list[Study], formats: list[str]) 
     import zipfile
 
     if not formats or any(f not in EXPORT_FORMATS for f in formats):
-        raise ServiceError(f"Choose export formats among {', '.join(EXPORT_FORMATS)}.", code="bad_format")
+        raise ServiceError(_("Choose export formats among %(export_formats)s."),
+                           params={"export_formats": ', '.join(EXPORT_FORMATS)}, code="bad_format")
     manifest = {"format": "yixin-export/1", "created_at": timezone.now().isoformat(), "studies": []}
     buffer = io.BytesIO()
     count = 0
@@ -183,9 +186,9 @@ def studies_export_zip(*, user: User, studies: list[Study], formats: list[str]) 
                 files = []
                 for fmt in formats:
                     try:
-                        data, name, _ = segmentation_export(user=user, segmentation=segmentation, fmt=fmt)
+                        data, name, _unused = segmentation_export(user=user, segmentation=segmentation, fmt=fmt)
                     except ServiceError as exc:
-                        files.append({"format": fmt, "error": exc.message})
+                        files.append({"format": fmt, "error": error_message(exc)})
                         continue
                     path = f"study-{study.pk}/series-{segmentation.series_id}/{name}"
                     archive.writestr(path, data)
@@ -197,7 +200,7 @@ def studies_export_zip(*, user: User, studies: list[Study], formats: list[str]) 
                 })
             manifest["studies"].append(entry)
         if count == 0:
-            raise ServiceError("These studies have no segmentation to export.", code="nothing_to_export")
+            raise ServiceError(_("These studies have no segmentation to export."), code="nothing_to_export")
         archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
     return buffer.getvalue()
 
@@ -250,13 +253,14 @@ def segmentation_import(
             layers, tool = [layer], "import:labelmap"
             table = default_label_table(layer, label_names)
     except SegInteropError as exc:
-        raise ServiceError(exc.message, code=exc.code) from None
+        raise ServiceError.from_error(exc) from None
     if label_table is not None:
         table = label_table_validate(label_table)
         present = {int(v) for layer in layers for v in np.unique(layer) if v != 0}
         missing = sorted(present - {int(e["index"]) for e in table})
         if missing:
-            raise ServiceError(f"The label map holds labels {missing} that the label table lacks.", code="bad_label_table")
+            raise ServiceError(_("The label map holds labels %(missing)s that the label table lacks."),
+                               params={"missing": missing}, code="bad_label_table")
     group = uuid.uuid4() if len(layers) > 1 else None
     created = []
     with transaction.atomic():
@@ -302,7 +306,7 @@ def dataset_import(*, user: User | None, hospital: Hospital, root: Path, limit: 
     try:
         dataset = dataset_read(root)
     except DatasetLayoutError as exc:
-        raise ServiceError(exc.message, code=exc.code) from None
+        raise ServiceError.from_error(exc) from None
     cases = dataset.cases[:limit] if limit else dataset.cases
     palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
     # Every label of the dataset is listed, also those absent from one case.
@@ -341,8 +345,8 @@ def segmentation_model_export_bundle(*, user: User, model: SegmentationModel) ->
     from ..ml.networks import ARCHITECTURES, build_network, default_network_config
 
     if model.architecture not in ARCHITECTURES or not model.weights_file:
-        raise ServiceError("Only trained MONAI networks (UNet, VNet, SegResNet, DynUNet) with weights can be "
-                           "exported as a MONAI bundle.", code="not_exportable")
+        raise ServiceError(_("Only trained MONAI networks (UNet, VNet, SegResNet, DynUNet) with weights can be "
+                             "exported as a MONAI bundle."), code="not_exportable")
     import torch
 
     num_classes = max(int(e["index"]) for e in model.label_table) + 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
@@ -45,11 +46,12 @@ def mrn_clean(mrn: str) -> str:
 
     mrn = (mrn or "").strip()
     if not mrn:
-        raise ServiceError("A medical record number (MRN) is required.", code="mrn_required")
+        raise ServiceError(_("A medical record number (MRN) is required."), code="mrn_required")
     try:
         validate_mrn(mrn)
     except ValidationError as exc:
-        raise ServiceError(exc.messages[0], code="invalid_mrn") from None
+        error = exc.error_list[0]  # a lazy template and its params: translated in the response's language
+        raise ServiceError(error.message, params=error.params, code="invalid_mrn") from None
     return mrn
 
 
@@ -67,7 +69,8 @@ def _import_conflict(hospital: Hospital, loaded) -> ServiceError | None:
     existing = Series.objects.filter(hospital=hospital, series_instance_uid__in=uids).count()
     if existing:
         return ServiceError(
-            f"{existing} series of this upload were already imported for this hospital.",
+            _("%(existing)s series of this upload were already imported for this hospital."),
+            params={"existing": existing},
             code="series_exists", status_code=409,
         )
     sop_uids = [uid for item in loaded.series for uid in item.sop_instance_uids if uid]
@@ -77,7 +80,8 @@ def _import_conflict(hospital: Hospital, loaded) -> ServiceError | None:
         instances += SourceFile.objects.filter(hospital=hospital, sop_instance_uid__in=chunk).count()
     if instances:
         return ServiceError(
-            f"{instances} DICOM instances of this upload are already stored in another series of this hospital.",
+            _("%(instances)s DICOM instances of this upload are already stored in another series of this "
+              "hospital."), params={"instances": instances},
             code="instance_exists", status_code=409,
         )
     return None
@@ -111,7 +115,7 @@ def study_import(
 
     patient_mrn = mrn_clean(patient_mrn)
     if not paths:
-        raise ServiceError("No files were given.", code="no_files")
+        raise ServiceError(_("No files were given."), code="no_files")
 
     workdir = work_dir()
     stored = StoredKeys()
@@ -160,7 +164,7 @@ def study_import(
                     prefix = f"studies/{study.pk}/{uuid.uuid4().hex}"
                     nifti_path = workdir / f"series-{index}.nii.gz"
                     write_nifti(item.volume, nifti_path)
-                    volume_name, volume_sha, _ = stored.save(f"{prefix}/volume.nii.gz", nifti_path)
+                    volume_name, volume_sha, _unused = stored.save(f"{prefix}/volume.nii.gz", nifti_path)
                     array = item.volume.array
                     geometry = item.volume.geometry
                     series = Series(
@@ -205,7 +209,7 @@ def study_import(
             # Another import of the same series or instances committed first (the constraints
             # series_unique_uid_per_hospital and sourcefile_unique_sop_uid_per_hospital).
             raise (_import_conflict(hospital, loaded) or ServiceError(
-                "This upload conflicts with data stored meanwhile; try again.", code="conflict", status_code=409,
+                _("This upload conflicts with data stored meanwhile; try again."), code="conflict", status_code=409,
             )) from None
         return result
     except BaseException:

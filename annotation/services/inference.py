@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -42,10 +43,12 @@ def inference_run_create(*, user: User | None, series: Series, model: Segmentati
         (:func:`annotation.services.runs_sweep`) publishes it again once the broker is back.
     """
     if not model.is_active:
-        raise ServiceError("This model is not active.", code="model_inactive")
+        raise ServiceError(_("This model is not active."), code="model_inactive")
     if model.modality and series.modality and model.modality.upper() != series.modality.upper():
         raise ServiceError(
-            f"Model {model.name} is for {model.modality}; this series is {series.modality or 'of unknown modality'}.",
+            _("Model %(model_name)s is for %(modality)s; this series is %(value)s."),
+            params={"model_name": model.name, "modality": model.modality,
+                    "value": series.modality or _("of unknown modality")},
             code="modality_mismatch",
         )
     with transaction.atomic():
@@ -107,7 +110,8 @@ def inference_run_cancel(*, user: User, run: InferenceRun) -> InferenceRun:
     with transaction.atomic():
         run = InferenceRun.objects.select_for_update().select_related("model", "series").get(pk=run.pk)
         if run.status in InferenceRun.FINISHED:
-            raise ServiceError(f"This run has already finished ({run.status}).", code="run_finished", status_code=409)
+            raise ServiceError(_("This run has already finished (%(run_status)s)."),
+                               params={"run_status": run.get_status_display()}, code="run_finished", status_code=409)
         run.cancel_requested = True
         if run.status == InferenceRun.Status.QUEUED:
             run.status = InferenceRun.Status.CANCELLED

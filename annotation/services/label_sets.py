@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
@@ -20,13 +21,13 @@ def _label_fields_check(*, index: int | None = None, name: str | None = None, co
     import re
 
     if index is not None and (not isinstance(index, int) or not 1 <= index <= 65535):
-        raise ServiceError("A label value must be an integer from 1 to 65535.", code="bad_label")
+        raise ServiceError(_("A label value must be an integer from 1 to 65535."), code="bad_label")
     if name is not None and not name.strip():
-        raise ServiceError("A label needs a name.", code="bad_label")
+        raise ServiceError(_("A label needs a name."), code="bad_label")
     if color is not None and not is_color_hex(color):
-        raise ServiceError("A colour is written #rrggbb.", code="bad_label")
+        raise ServiceError(_("A colour is written #rrggbb."), code="bad_label")
     if snomed_code and not re.fullmatch(r"\d{6,18}", snomed_code):
-        raise ServiceError("A SNOMED CT concept id has 6 to 18 digits.", code="bad_label")
+        raise ServiceError(_("A SNOMED CT concept id has 6 to 18 digits."), code="bad_label")
 
 
 @transaction.atomic
@@ -39,7 +40,7 @@ def label_set_create(*, user: User, hospital: Hospital, name: str, project: str 
     from ..models import Label, LabelSet
 
     if LabelSet.objects.filter(hospital=hospital, project=project, name=name).exists():
-        raise ServiceError("A label set with this name exists already.", code="label_set_exists", status_code=409)
+        raise ServiceError(_("A label set with this name exists already."), code="label_set_exists", status_code=409)
     label_set = LabelSet(hospital=hospital, project=project, name=name, description=description,
                          allow_overlap=allow_overlap, created_by=user)
     label_set.full_clean()
@@ -49,7 +50,8 @@ def label_set_create(*, user: User, hospital: Hospital, name: str, project: str 
         _label_fields_check(index=entry.get("index"), name=entry.get("name", ""), color=entry.get("color", "#ff0000"),
                             snomed_code=entry.get("snomed_code", ""))
         if entry["index"] in seen:
-            raise ServiceError(f"Label value {entry['index']} appears twice.", code="bad_label")
+            raise ServiceError(_("Label value %(index)s appears twice."),
+                               params={"index": entry['index']}, code="bad_label")
         seen.add(entry["index"])
         Label.objects.create(label_set=label_set, index=entry["index"], name=entry["name"],
                              color=entry.get("color", "#ff0000"), description=entry.get("description", ""),
@@ -83,7 +85,7 @@ def label_upsert(*, user: User, label_set, index: int, **fields):
     label = Label.objects.filter(label_set=label_set, index=index).first()
     if label is None:
         if not fields.get("name"):
-            raise ServiceError("A new label needs a name.", code="bad_label")
+            raise ServiceError(_("A new label needs a name."), code="bad_label")
         label = Label(label_set=label_set, index=index)
     for key in ("name", "color", "description", "snomed_code", "snomed_meaning"):
         if fields.get(key) is not None:
@@ -103,7 +105,7 @@ def segmentation_create_from_label_set(*, user: User, series: Series, label_set,
     """
     table = label_set.label_table()
     if not table:
-        raise ServiceError("This label set has no labels yet.", code="bad_label_table")
+        raise ServiceError(_("This label set has no labels yet."), code="bad_label_table")
     tables = [[entry] for entry in table] if label_set.allow_overlap else [table]
     group = uuid.uuid4() if label_set.allow_overlap else None
     created = []

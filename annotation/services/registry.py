@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext_lazy as _
 
 from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
@@ -56,16 +57,16 @@ def segmentation_model_register(
         from ..ml.retina import load_retinanet_checkpoint
 
         if weights_path is None:
-            raise ValidationError({"weights_file": "A RetinaNet detector needs a checkpoint or bundle."})
+            raise ValidationError({"weights_file": _("A RetinaNet detector needs a checkpoint or bundle.")})
         try:
-            _, config = load_retinanet_checkpoint(Path(weights_path), network_config or None)
+            _network, config = load_retinanet_checkpoint(Path(weights_path), network_config or None)
         except ValueError as exc:
             raise ValidationError({"weights_file": str(exc)}) from exc
         network_config = config.to_dict()
         preprocessing = preprocessing or dict(config.preprocessing)
     indices = [entry.get("index") for entry in label_table]
     if not label_table or any(not isinstance(i, int) or i < 1 for i in indices) or len(set(indices)) != len(indices):
-        raise ValidationError({"label_table": "Labels need distinct positive integer indices."})
+        raise ValidationError({"label_table": _("Labels need distinct positive integer indices.")})
     version = (SegmentationModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
     model = SegmentationModel(
         name=name, version=version, display_name=display_name or name, body_part=body_part, modality=modality,
@@ -77,7 +78,7 @@ def segmentation_model_register(
     try:
         if weights_path is not None:
             suffix = ".zip" if str(weights_path).endswith(".zip") else Path(weights_path).suffix or ".pt"
-            name_, sha, _ = stored.save(f"models/{name}/v{version}-{uuid.uuid4().hex[:8]}{suffix}", Path(weights_path))
+            name_, sha, _n = stored.save(f"models/{name}/v{version}-{uuid.uuid4().hex[:8]}{suffix}", Path(weights_path))
             model.weights_file = name_
             model.weights_sha256 = sha
         model.full_clean()

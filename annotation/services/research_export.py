@@ -22,6 +22,7 @@ import pydicom
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -49,7 +50,7 @@ def patient_pseudonym_get_or_create(*, patient: Patient) -> PatientPseudonym:
             existing = PatientPseudonym.objects.filter(patient=patient).first()
             if existing is not None:
                 return existing
-    raise ServiceError("Could not allocate a pseudonym.", code="pseudonym_collision", status_code=500)
+    raise ServiceError(_("Could not allocate a pseudonym."), code="pseudonym_collision", status_code=500)
 
 
 def _patient_seed(patient: Patient) -> str:
@@ -82,8 +83,8 @@ def study_export_deidentified(*, user: User | None, study: Study) -> bytes:
     dicom_series = [s for s in all_series if s.source_format == Series.SourceFormat.DICOM]
     if not dicom_series:
         raise ServiceError(
-            "De-identified export needs DICOM originals; this study was imported from "
-            f"{', '.join(sorted({s.get_source_format_display() for s in all_series})) or 'no files'}.",
+            _("De-identified export needs DICOM originals; this study was imported from %(value)s."),
+            params={"value": ', '.join(sorted({s.get_source_format_display() for s in all_series})) or _("no files")},
             code="deidentify_needs_dicom",
         )
     patient = study.patient

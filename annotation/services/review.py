@@ -4,12 +4,13 @@ rejected, and comments."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from ..models import Segmentation, Study
+from ..models import ReviewStatus, Segmentation, Study
 
 
 def study_assign(*, user: User, study: Study, annotator: User, review_only: bool = False):
@@ -22,7 +23,7 @@ def study_assign(*, user: User, study: Study, annotator: User, review_only: bool
     from ..models import StudyAssignment
 
     if annotator.role not in STAFF_ROLES or annotator.hospital_id != study.hospital_id:
-        raise ServiceError("Studies can be assigned only to staff of the study's hospital.", code="bad_annotator")
+        raise ServiceError(_("Studies can be assigned only to staff of the study's hospital."), code="bad_annotator")
     with transaction.atomic():
         assignment, created = StudyAssignment.objects.get_or_create(
             study=study, annotator=annotator, defaults={"assigned_by": user, "review_only": review_only})
@@ -59,20 +60,23 @@ def segmentation_review(*, user: User, segmentation: Segmentation, decision: str
     from ..models import ReviewComment, StudyAssignment
 
     if decision not in _TRANSITIONS:
-        raise ServiceError("The decision must be submit, approve or reject.", code="bad_decision")
+        raise ServiceError(_("The decision must be submit, approve or reject."), code="bad_decision")
     allowed_from, target = _TRANSITIONS[decision]
     if decision in ("approve", "reject"):
         if not is_clinician(user):
-            raise ServiceError("Only doctors review segmentations.", code="not_reviewer", status_code=403)
+            raise ServiceError(_("Only doctors review segmentations."), code="not_reviewer", status_code=403)
         if segmentation.created_by_id == user.pk:
-            raise ServiceError("A version is reviewed by someone other than its author.", code="not_reviewer", status_code=403)
+            raise ServiceError(_("A version is reviewed by someone other than its author."),
+                               code="not_reviewer", status_code=403)
     if decision == "reject" and not text.strip():
-        raise ServiceError("Say why the version is rejected.", code="comment_required")
+        raise ServiceError(_("Say why the version is rejected."), code="comment_required")
     with transaction.atomic():
         current = Segmentation.objects.select_for_update().get(pk=segmentation.pk)
         if current.review_status not in allowed_from:
-            raise ServiceError(f"A {current.review_status} version cannot be {target}.", code="invalid_transition",
-                               status_code=409)
+            raise ServiceError(_("A version with status “%(status)s” cannot become “%(target)s”."),
+                               params={"status": ReviewStatus(current.review_status).label,
+                                       "target": ReviewStatus(target).label},
+                               code="invalid_transition", status_code=409)
         current.review_status = target
         current.save(update_fields=["review_status"])
         study = segmentation.series.study
@@ -94,7 +98,7 @@ def review_comment_add(*, user: User, study: Study, text: str):
     from ..models import ReviewComment
 
     if not text.strip():
-        raise ServiceError("The comment is empty.", code="comment_required")
+        raise ServiceError(_("The comment is empty."), code="comment_required")
     comment = ReviewComment.objects.create(study=study, author=user, text=text[:4000])
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="review_comment", target_id=comment.pk,
                  hospital=study.hospital)

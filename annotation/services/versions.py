@@ -11,6 +11,7 @@ import uuid
 
 import numpy as np
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -60,7 +61,7 @@ def segmentation_create(
         write_labelmap_nifti(label_map.astype(dtype, copy=False), geometry, path)
         with transaction.atomic():
             key = f"studies/{series.study_id}/segmentations/{uuid.uuid4().hex}.nii.gz"
-            stored_name, sha, _ = stored.save(key, path)
+            stored_name, sha, _unused = stored.save(key, path)
             root_id = None
             version = 1
             if parent is not None:
@@ -102,16 +103,17 @@ def label_table_validate(label_table) -> list[dict]:
         ``bad_label_table`` describing the first problem.
     """
     if not isinstance(label_table, list) or not label_table:
-        raise ServiceError("The label table must be a non-empty list.", code="bad_label_table")
+        raise ServiceError(_("The label table must be a non-empty list."), code="bad_label_table")
     seen: set[int] = set()
     for entry in label_table:
         index = entry.get("index") if isinstance(entry, dict) else None
         if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 65535 or index in seen:
-            raise ServiceError("Each label needs a distinct integer index from 1 to 65535.", code="bad_label_table")
+            raise ServiceError(_("Each label needs a distinct integer index from 1 to 65535."), code="bad_label_table")
         if not str(entry.get("name", "")).strip():
-            raise ServiceError(f"Label {index} has no name.", code="bad_label_table")
+            raise ServiceError(_("Label %(index)s has no name."), params={"index": index}, code="bad_label_table")
         if not is_color_hex(entry.get("color", "#ff0000")):
-            raise ServiceError(f"Label {index} needs a colour written #rrggbb.", code="bad_label_table")
+            raise ServiceError(_("Label %(index)s needs a colour written #rrggbb."),
+                               params={"index": index}, code="bad_label_table")
         seen.add(index)
     return label_table
 
@@ -120,7 +122,7 @@ def _locked_labels(segmentation: Segmentation, requested) -> set[int]:
     if requested is None:
         requested = []
     if not isinstance(requested, list) or not all(isinstance(v, int) for v in requested):
-        raise ServiceError("locked_labels must be a list of label indices.", code="invalid_input")
+        raise ServiceError(_("locked_labels must be a list of label indices."), code="invalid_input")
     return set(requested) | {int(e["index"]) for e in segmentation.label_table if e.get("locked")}
 
 
@@ -165,11 +167,11 @@ def segmentation_save_diff(
     try:
         decoded = diff_decode(diff, max_voxels=int(np.prod(shape)))
         if decoded.voxel_count == 0:
-            raise ServiceError("The diff changes no voxel; nothing to save.", code="empty_diff")
+            raise ServiceError(_("The diff changes no voxel; nothing to save."), code="empty_diff")
         base = segmentation_labelmap_load(parent)
         result = diff_apply(base, decoded, locked_labels=locked, allowed_labels={int(e["index"]) for e in table})
     except DiffError as exc:
-        raise ServiceError(exc.message, code=exc.code) from None
+        raise ServiceError.from_error(exc) from None
     return segmentation_create(
         series=series, label_map=result, label_table=table, name=name or parent.name,
         source=Segmentation.Source.MANUAL, user=user, parent=parent, comment=comment, tool=tool or "editor",
@@ -202,11 +204,11 @@ def segmentation_refine(
     from ..editing.errors import EditError
 
     if not isinstance(params, dict):
-        raise ServiceError("params must be an object.", code="bad_refinement")
+        raise ServiceError(_("params must be an object."), code="bad_refinement")
     mask = None
     if mask_segmentation is not None:
         if mask_segmentation.series_id != parent.series_id:
-            raise ServiceError("The mask segmentation belongs to another series.", code="wrong_grid")
+            raise ServiceError(_("The mask segmentation belongs to another series."), code="wrong_grid")
         mask_map = segmentation_labelmap_load(mask_segmentation)
         wanted = params.get("mask_labels")
         mask = np.isin(mask_map, wanted) if isinstance(wanted, list) else mask_map > 0
@@ -214,7 +216,7 @@ def segmentation_refine(
     try:
         result = refine(base, tuple(parent.series.spacing_mm), operation, params, mask=mask)
     except EditError as exc:
-        raise ServiceError(exc.message, code="bad_refinement" if exc.code == "bad_edit" else exc.code) from None
+        raise ServiceError.from_error(exc, code="bad_refinement" if exc.code == "bad_edit" else exc.code) from None
     recorded = {**params, **({"mask_segmentation": mask_segmentation.pk} if mask_segmentation else {})}
     return segmentation_create(
         series=parent.series, label_map=result, label_table=parent.label_table, name=parent.name,
@@ -261,7 +263,7 @@ def segmentation_change_map_nifti(*, user: User, segmentation_id: int, other_id:
     a = segmentation_get(user=user, segmentation_id=segmentation_id)
     b = segmentation_get(user=user, segmentation_id=other_id)
     if a.series_id != b.series_id:
-        raise ServiceError("The two segmentations lie on different series.", code="wrong_grid")
+        raise ServiceError(_("The two segmentations lie on different series."), code="wrong_grid")
     changes = change_map(segmentation_labelmap_load(a), segmentation_labelmap_load(b))
     audit_record(actor=user, action=AuditLog.Action.VIEW, target_type="segmentation", target_id=a.pk,
                  hospital=a.series.study.hospital, detail={"compare_with": b.pk})

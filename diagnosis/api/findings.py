@@ -6,6 +6,7 @@ Another hospital's study or finding is not found (404); a patient is refused (40
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import SAFE_METHODS
@@ -81,9 +82,10 @@ class StudyFindingsApi(APIView):
 
         def validate(self, data):
             if ("centroid_lps_mm" in data) == ("centroid_voxel" in data):
-                raise serializers.ValidationError("Give the point either as centroid_lps_mm or as centroid_voxel.")
+                raise serializers.ValidationError(_("Give the point either as centroid_lps_mm or as "
+                                                    "centroid_voxel."))
             if "long_axis_mm" in data and "short_axis_mm" in data and data["short_axis_mm"] > data["long_axis_mm"]:
-                raise serializers.ValidationError("The short axis cannot be longer than the long axis.")
+                raise serializers.ValidationError(_("The short axis cannot be longer than the long axis."))
             return data
 
     @extend_schema(
@@ -95,7 +97,7 @@ class StudyFindingsApi(APIView):
         study = annotation_selectors.study_get(user=request.user, study_id=study_id)
         wanted = request.query_params.get("status") or None
         if wanted and wanted not in Finding.Status.values:
-            raise ServiceError(f"Unknown status {wanted!r}.", code="bad_status")
+            raise ServiceError(_("Unknown status %(wanted)r."), params={"wanted": wanted}, code="bad_status")
         findings = selectors.finding_list_for_study(user=request.user, study=study, status=wanted)
         audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="findings", target_id=study.pk,
                      hospital=study.hospital)
@@ -110,7 +112,7 @@ class StudyFindingsApi(APIView):
         data = dict(serializer.validated_data)
         series = annotation_selectors.series_get(user=request.user, series_id=data.pop("series"))
         if series.study_id != study.pk:
-            raise ServiceError("This series belongs to another study.", code="series_mismatch")
+            raise ServiceError(_("This series belongs to another study."), code="series_mismatch")
         finding = services.finding_create(user=request.user, series=series, source=Finding.Source.MANUAL,
                                           source_name=request.user.username, **data)
         return Response(services.finding_payload(finding), status=status.HTTP_201_CREATED)
@@ -215,7 +217,7 @@ class StudyLungRadsApi(APIView):
         prior_study = None
         if prior:
             if not prior.isdigit():
-                raise ServiceError("prior is a study id.", code="invalid_request")
+                raise ServiceError(_("prior is a study id."), code="invalid_request")
             prior_study = annotation_selectors.study_get(user=request.user, study_id=int(prior))
         return Response(selectors.lung_rads_suggestion(user=request.user, study=study, prior_study=prior_study))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -41,7 +42,8 @@ def _with_upload(request, suffix: str, action):
     serializer.is_valid(raise_exception=True)
     upload = serializer.validated_data["file"]
     if upload.size > MAX_READS_BYTES:
-        raise ServiceError(f"The file is larger than {MAX_READS_BYTES // (1024 * 1024)} MB.", code="too_large")
+        raise ServiceError(_("The file is larger than %(max_reads_bytes)s MB."),
+                           params={"max_reads_bytes": MAX_READS_BYTES // (1024 * 1024)}, code="too_large")
     directory = work_dir()
     try:
         path = directory / f"reads{suffix}"

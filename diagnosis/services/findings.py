@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from annotation.imaging.volume import Geometry, Volume
 from annotation.models import Segmentation, Series
@@ -41,21 +42,23 @@ def finding_position(
         values, ``outside_grid`` when the point lies outside the series' volume.
     """
     if (centroid_lps_mm is None) == (centroid_voxel is None):
-        raise ServiceError("Give the position either in mm (centroid_lps_mm) or as a voxel index (centroid_voxel).",
+        raise ServiceError(_("Give the position either in mm (centroid_lps_mm) or as a voxel index "
+                             "(centroid_voxel)."),
                            code="position_missing")
     given = centroid_lps_mm if centroid_lps_mm is not None else centroid_voxel
     try:
         point = np.asarray([float(v) for v in given], dtype=float)
     except (TypeError, ValueError):
-        raise ServiceError("A position is three numbers.", code="position_invalid") from None
+        raise ServiceError(_("A position is three numbers."), code="position_invalid") from None
     if point.shape != (3,) or not np.all(np.isfinite(point)):
-        raise ServiceError("A position is three finite numbers.", code="position_invalid")
+        raise ServiceError(_("A position is three finite numbers."), code="position_invalid")
     index = geometry.lps_to_index(point) if centroid_lps_mm is not None else point
     # Half-way points round up (np.rint would round half to even).
     voxel = np.floor(index + 0.5).astype(int)
     if np.any(voxel < 0) or np.any(voxel >= np.asarray(geometry.shape)):
         raise ServiceError(
-            f"The point lies outside the series' volume (voxel {voxel.tolist()}, grid {list(geometry.shape)}).",
+            _("The point lies outside the series' volume (voxel %(tolist)s, grid %(shape)s)."),
+            params={"tolist": voxel.tolist(), "shape": list(geometry.shape)},
             code="outside_grid",
         )
     lps = point if centroid_lps_mm is not None else geometry.index_to_lps(index)
@@ -91,7 +94,7 @@ def finding_create(
     lps, voxel = finding_position(geometry=geometry, centroid_lps_mm=centroid_lps_mm, centroid_voxel=centroid_voxel)
     segmentation: Segmentation | None = fields.get("segmentation")
     if segmentation is not None and segmentation.series_id != series.pk:
-        raise ServiceError("The segmentation belongs to another series.", code="segmentation_mismatch")
+        raise ServiceError(_("The segmentation belongs to another series."), code="segmentation_mismatch")
     finding = Finding(study_id=series.study_id, series=series, kind=kind, source=source, centroid_lps_mm=lps,
                       centroid_voxel=voxel, created_by=user if user is not None and user.pk else None, **fields)
     finding.full_clean()
@@ -140,10 +143,11 @@ def finding_edit(*, user: User, finding: Finding, **changes) -> Finding:
         A value out of range or an unknown choice.
     """
     if not changes:
-        raise ServiceError("Nothing to change.", code="nothing_to_change")
+        raise ServiceError(_("Nothing to change."), code="nothing_to_change")
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
     if unknown:
-        raise ServiceError(f"These fields cannot be edited: {', '.join(unknown)}.", code="not_editable")
+        raise ServiceError(_("These fields cannot be edited: %(unknown)s."),
+                           params={"unknown": ', '.join(unknown)}, code="not_editable")
     return _decide(user=user, finding=finding, status=Finding.Status.EDITED, detail={"fields": sorted(changes)},
                    **changes)
 

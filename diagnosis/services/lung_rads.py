@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -35,11 +36,13 @@ def report_lung_rads_confirm(*, user: User, report: Report, category: str, rule:
     category = (category or "").strip().upper()
     base = category[:-1] if category.endswith("S") else category
     if base not in LUNG_RADS_CATEGORIES:
-        raise ServiceError(f"Unknown Lung-RADS category {category!r}; use one of {', '.join(LUNG_RADS_CATEGORIES)} "
-                           "(with S for significant other findings).", code="bad_category")
+        raise ServiceError(_("Unknown Lung-RADS category %(category)r; use one of %(lung_rads_categories)s (with "
+                             "S for significant other findings)."),
+                           params={"category": category,
+                                   "lung_rads_categories": ', '.join(LUNG_RADS_CATEGORIES)}, code="bad_category")
     report = Report.objects.select_for_update().select_related("study", "study__hospital").get(pk=report.pk)
     if report.status != Report.Status.DRAFT:
-        raise ServiceError("A signed report never changes; amend it to record a Lung-RADS category.",
+        raise ServiceError(_("A signed report never changes; amend it to record a Lung-RADS category."),
                            code="report_final", status_code=409)
     previous = report.lung_rads_category
     report.lung_rads_category = category

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 from scipy import ndimage
 
 from annotation import selectors as annotation_selectors
@@ -32,7 +33,7 @@ from annotation.interop.lidc import (
 )
 from annotation.models import Segmentation, Series
 from annotation.storage import series_geometry, series_volume_load
-from portal.api_errors import ServiceError
+from portal.api_errors import ServiceError, error_message_lazy
 from portal.models import AuditLog, User
 from portal.services import audit_record
 from portal.storage import sha256_of
@@ -132,22 +133,25 @@ def lidc_reads_import(*, user: User | None, series: Series, xml_path: Path | str
     try:
         reads = parse_lidc_xml(xml_path)
     except LidcError as exc:
-        raise ServiceError(f"The LIDC XML was refused: {exc}.", code="bad_lidc_xml") from None
+        raise ServiceError(_("The LIDC XML was refused: %(exc)s."), params={"exc": error_message_lazy(exc)},
+                           code="bad_lidc_xml") from None
     if reads.series_instance_uid != series.series_instance_uid:
         raise ServiceError(
-            f"The LIDC XML reads series {reads.series_instance_uid}, not this series ({series.series_instance_uid}).",
+            _("The LIDC XML reads series %(xml_series_uid)s, not this series (%(series_uid)s)."),
+            params={"xml_series_uid": reads.series_instance_uid, "series_uid": series.series_instance_uid},
             code="series_mismatch",
         )
     sha = _file_sha256(Path(xml_path))
     if Segmentation.objects.filter(series=series, tool=LIDC_TOOL, parameters__xml_sha256=sha).exists():
-        raise ServiceError("These reads were imported on this series already.", code="already_imported",
+        raise ServiceError(_("These reads were imported on this series already."), code="already_imported",
                            status_code=409)
     volume = series_volume_load(series)
     geometry = volume.geometry
     try:
         placed = place_marks(reads, geometry, sop_instance_uids=annotation_selectors.series_slice_uids(series=series))
     except LidcError as exc:
-        raise ServiceError(f"The LIDC XML does not fit this series: {exc}.", code="lidc_mismatch") from None
+        raise ServiceError(_("The LIDC XML does not fit this series: %(exc)s."),
+                           params={"exc": error_message_lazy(exc)}, code="lidc_mismatch") from None
     nodules = group_nodules(placed, geometry)
     group_of = {member: g for g, nodule in enumerate(nodules) for member in nodule.members}
     readers = sorted({p.mark.reader for p in placed})
@@ -248,7 +252,8 @@ def _luna16_rows(csv_path: Path, series: Series) -> list[tuple[int, list[float],
             reader = csv.DictReader(fh)
             missing = [c for c in LUNA16_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
-                raise ServiceError(f"The annotations CSV lacks the column(s) {', '.join(missing)}.",
+                raise ServiceError(_("The annotations CSV lacks the column(s) %(missing)s."),
+                                   params={"missing": ', '.join(missing)},
                                    code="bad_luna16_csv")
             rows = []
             for line, row in enumerate(reader, start=2):
@@ -258,16 +263,18 @@ def _luna16_rows(csv_path: Path, series: Series) -> list[tuple[int, list[float],
                     point = [float(row["coordX"]), float(row["coordY"]), float(row["coordZ"])]
                     diameter = float(row["diameter_mm"])
                 except (TypeError, ValueError):
-                    raise ServiceError(f"Line {line} of the annotations CSV holds a value that is not a number.",
+                    raise ServiceError(_("Line %(line)s of the annotations CSV holds a value that is not a "
+                                         "number."), params={"line": line},
                                        code="bad_luna16_csv") from None
                 if not all(math.isfinite(v) for v in point) or not (math.isfinite(diameter) and diameter > 0):
-                    raise ServiceError(f"Line {line} of the annotations CSV needs finite coordinates and a "
-                                       "positive diameter.", code="bad_luna16_csv")
+                    raise ServiceError(_("Line %(line)s of the annotations CSV needs finite coordinates and a "
+                                         "positive diameter."), params={"line": line}, code="bad_luna16_csv")
                 rows.append((line, point, diameter))
     except UnicodeDecodeError:
-        raise ServiceError("The annotations CSV is not UTF-8 text.", code="bad_luna16_csv") from None
+        raise ServiceError(_("The annotations CSV is not UTF-8 text."), code="bad_luna16_csv") from None
     except csv.Error as exc:
-        raise ServiceError(f"The annotations CSV is malformed: {exc}.", code="bad_luna16_csv") from None
+        raise ServiceError(_("The annotations CSV is malformed: %(exc)s."),
+                           params={"exc": exc}, code="bad_luna16_csv") from None
     return rows
 
 
@@ -290,18 +297,20 @@ def luna16_annotations_import(*, user: User | None, series: Series, csv_path: Pa
     csv_path = Path(csv_path)
     rows = _luna16_rows(csv_path, series)
     if not rows:
-        raise ServiceError(f"The annotations CSV has no row for this series ({series.series_instance_uid}).",
+        raise ServiceError(_("The annotations CSV has no row for this series (%(series_instance_uid)s)."),
+                           params={"series_instance_uid": series.series_instance_uid},
                            code="series_mismatch")
     sha = _file_sha256(csv_path)
     if Finding.objects.filter(series=series, source=Finding.Source.IMPORT, details__luna16__csv_sha256=sha).exists():
-        raise ServiceError("This annotations CSV was imported on this series already.", code="already_imported",
+        raise ServiceError(_("This annotations CSV was imported on this series already."), code="already_imported",
                            status_code=409)
     geometry = series_geometry(series)
-    for line, point, _ in rows:
+    for line, point, _unused in rows:
         try:
             finding_position(geometry=geometry, centroid_lps_mm=point)
         except ServiceError as exc:
-            raise ServiceError(f"Line {line} of the annotations CSV: {exc.message}", code=exc.code) from None
+            raise ServiceError(_("Line %(line)s of the annotations CSV: %(message)s"),
+                               params={"line": line, "message": error_message_lazy(exc)}, code=exc.code) from None
     findings = []
     with transaction.atomic():
         for line, point, diameter in rows:

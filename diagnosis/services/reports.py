@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
 from annotation.imaging.volume import Volume
 from annotation.models import Segmentation, Study
@@ -133,7 +134,7 @@ def report_create_draft(*, user: User, study: Study, segmentation: Segmentation 
     """Start a draft report for a study, pre-filled with the measurements of its latest segmentation."""
     segmentation = segmentation or _default_segmentation(study)
     if segmentation is not None and segmentation.series.study_id != study.pk:
-        raise ServiceError("The segmentation belongs to another study.", code="wrong_study")
+        raise ServiceError(_("The segmentation belongs to another study."), code="wrong_study")
     version = (Report.objects.filter(study=study).order_by("-version").values_list("version", flat=True).first() or 0) + 1
     report = Report(study=study, segmentation=segmentation, version=version, created_by=user,
                     findings=_draft_findings(segmentation))
@@ -154,7 +155,8 @@ def report_update(*, user: User, report: Report, findings: str | None = None, im
     """
     report = Report.objects.select_for_update().get(pk=report.pk)
     if report.status != Report.Status.DRAFT:
-        raise ServiceError("A final report cannot be changed; amend it instead.", code="report_final", status_code=409)
+        raise ServiceError(_("A final report cannot be changed; amend it instead."),
+                           code="report_final", status_code=409)
     if findings is not None:
         report.findings = findings
     if impression is not None:
@@ -389,9 +391,9 @@ def report_finalize(*, user: User, report: Report) -> Report:
     with transaction.atomic():
         report = Report.objects.select_for_update().select_related("study", "study__hospital").get(pk=report.pk)
         if report.status != Report.Status.DRAFT:
-            raise ServiceError("This report is already final.", code="report_final", status_code=409)
+            raise ServiceError(_("This report is already final."), code="report_final", status_code=409)
         if not report.impression.strip():
-            raise ServiceError("Write an impression before signing the report.", code="impression_required")
+            raise ServiceError(_("Write an impression before signing the report."), code="impression_required")
         report.signed_by = user
         report.signed_at = timezone.now()
         report.status = Report.Status.FINAL
@@ -423,9 +425,9 @@ def report_amend(*, user: User, report: Report) -> Report:
     """
     report = Report.objects.select_for_update().get(pk=report.pk)
     if report.status != Report.Status.FINAL:
-        raise ServiceError("Only a final report can be amended.", code="report_not_final", status_code=409)
+        raise ServiceError(_("Only a final report can be amended."), code="report_not_final", status_code=409)
     if Report.objects.filter(supersedes=report).exists():
-        raise ServiceError("This report has already been amended.", code="report_amended", status_code=409)
+        raise ServiceError(_("This report has already been amended."), code="report_amended", status_code=409)
     version = Report.objects.filter(study=report.study).order_by("-version").values_list("version", flat=True).first() + 1
     amendment = Report(
         study=report.study, segmentation=report.segmentation, version=version, supersedes=report,

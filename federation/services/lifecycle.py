@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -36,11 +37,14 @@ def task_start(*, task: FederatedTask, user: User | None, enqueue: bool = True) 
         _require_staff(user, task.owner_hospital_id)
     task = FederatedTask.objects.select_for_update().get(pk=task.pk)
     if task.status not in (FederatedTask.Status.DRAFT, FederatedTask.Status.PAUSED, FederatedTask.Status.FAILED):
-        raise ServiceError(f"A {task.get_status_display()} task cannot be started.", code="invalid_state", status_code=409)
+        raise ServiceError(_("A %(get_status_display)s task cannot be started."),
+                           params={"get_status_display": task.get_status_display()},
+                           code="invalid_state", status_code=409)
     accepted = task.participants.filter(status=Participant.Status.ACCEPTED).exclude(datasets=[]).count()
     if accepted < task.min_clients:
         raise ServiceError(
-            f"{accepted} hospital(s) accepted with a dataset; the task needs at least {task.min_clients}.",
+            _("%(accepted)s hospital(s) accepted with a dataset; the task needs at least %(min_clients)s."),
+            params={"accepted": accepted, "min_clients": task.min_clients},
             code="too_few_clients",
         )
     _set_status(task, FederatedTask.Status.QUEUED)
@@ -61,7 +65,7 @@ def task_pause(*, task: FederatedTask, user: User | None) -> FederatedTask:
         _require_staff(user, task.owner_hospital_id)
     task = FederatedTask.objects.select_for_update().get(pk=task.pk)
     if task.status not in (FederatedTask.Status.QUEUED, FederatedTask.Status.RUNNING):
-        raise ServiceError("Only a queued or running task can be paused.", code="invalid_state", status_code=409)
+        raise ServiceError(_("Only a queued or running task can be paused."), code="invalid_state", status_code=409)
     _set_status(task, FederatedTask.Status.PAUSED)
     audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="federated_task", target_id=task.pk,
                  detail={"status": "paused"})
@@ -75,7 +79,7 @@ def task_cancel(*, task: FederatedTask, user: User | None) -> FederatedTask:
         _require_staff(user, task.owner_hospital_id)
     task = FederatedTask.objects.select_for_update().get(pk=task.pk)
     if task.status in (FederatedTask.Status.COMPLETED, FederatedTask.Status.CANCELLED):
-        raise ServiceError("The task has already ended.", code="invalid_state", status_code=409)
+        raise ServiceError(_("The task has already ended."), code="invalid_state", status_code=409)
     _set_status(task, FederatedTask.Status.CANCELLED)
     audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="federated_task", target_id=task.pk,
                  detail={"status": "cancelled"})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital
@@ -53,14 +54,14 @@ def task_create_local(
     from portal.services import hospital_create
 
     if not data_dirs:
-        raise ServiceError("Give at least one hospital dataset.", code="dataset_required")
+        raise ServiceError(_("Give at least one hospital dataset."), code="dataset_required")
     try:
         datasets = [dataset_read(Path(d)) for d in data_dirs]
     except ValueError as exc:
         raise ServiceError(str(exc), code="invalid_dataset") from exc
     labels = datasets[0].label_names
     if any(d.label_names != labels for d in datasets):
-        raise ServiceError("The hospital datasets have different label tables.", code="label_mismatch")
+        raise ServiceError(_("The hospital datasets have different label tables."), code="label_mismatch")
     label_table = [{"index": i, "name": n, "color": _COLORS[(i - 1) % len(_COLORS)]} for i, n in sorted(labels.items())]
     hospitals = []
     for i in range(len(data_dirs)):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
@@ -48,7 +49,8 @@ def round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coord
     if existing:
         return existing
     if arrays_sha256(load_arrays(weights_path)) != record["global_sha256"]:
-        raise ServiceError(f"round {round_number}: the weights do not match their SHA-256", code="weights_mismatch")
+        raise ServiceError(_("round %(round_number)s: the weights do not match their SHA-256"),
+                           params={"round_number": round_number}, code="weights_mismatch")
     key = _round_key(task, round_number)
     s3_client().upload_file(str(weights_path), settings.S3_BUCKET, key)
     participants = {p.client_id: p for p in task.participants.all()}
@@ -83,7 +85,9 @@ def round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coord
                     coordinator_key=coordinator_key, client_signature=info["signature"],
                 )
             except ValueError as exc:
-                raise ServiceError(f"round {round_number}: bad update of {client_id}: {exc}", code="bad_signature") from exc
+                raise ServiceError(_("round %(round_number)s: bad update of %(client_id)s: %(exc)s"),
+                                   params={"round_number": round_number, "client_id": client_id,
+                                           "exc": exc}, code="bad_signature") from exc
         _ledger_append(
             task,
             fl_ledger.LedgerEntry(
@@ -101,7 +105,10 @@ def round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coord
     # Client signatures are checked against the stored keys right away, so a forged update is caught early.
     check = ledger_verify(task=task)
     if not check["ok"]:
-        raise ServiceError(f"round {round_number}: ledger check failed at entry {check['first_bad_index']}: {check['reason']}",
+        raise ServiceError(_("round %(round_number)s: ledger check failed at entry %(first_bad_index)s: "
+                             "%(reason)s"),
+                           params={"round_number": round_number, "first_bad_index": check['first_bad_index'],
+                                   "reason": check['reason']},
                            code="bad_signature")
     return row
 
@@ -121,12 +128,14 @@ def round_restore(*, task: FederatedTask, round_number: int, dest: Path) -> Path
 
     row = Round.objects.filter(task=task, round_number=round_number).first()
     if row is None:
-        raise ServiceError(f"Task {task.pk} has no round {round_number}.", code="not_found", status_code=404)
+        raise ServiceError(_("Task %(task_pk)s has no round %(round_number)s."),
+                           params={"task_pk": task.pk, "round_number": round_number}, code="not_found", status_code=404)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     s3_client().download_file(settings.S3_BUCKET, row.global_model_key, str(dest))
     if arrays_sha256(load_arrays(dest)) != row.global_sha256:
-        raise ServiceError(f"Stored weights of round {round_number} do not match their hash.", code="weights_mismatch")
+        raise ServiceError(_("Stored weights of round %(round_number)s do not match their hash."),
+                           params={"round_number": round_number}, code="weights_mismatch")
     return dest
 
 
@@ -162,7 +171,7 @@ def model_register(*, task: FederatedTask, round_number: int | None = None, user
         _require_staff(user, task.owner_hospital_id)
     round_number = round_number or task.current_round
     if not round_number:
-        raise ServiceError("The task has no completed round to register.", code="no_round")
+        raise ServiceError(_("The task has no completed round to register."), code="no_round")
     spec = task_spec(task)
     row = Round.objects.get(task=task, round_number=round_number)
     with tempfile.TemporaryDirectory(prefix="fed-model-") as tmp:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
@@ -23,7 +24,7 @@ from .paths import task_dir
 
 def _require_staff(user: User, hospital_id: int) -> None:
     if not is_staff_of(user, hospital_id):
-        raise ServiceError("Only staff of this hospital may do this.", code="permission_denied", status_code=403)
+        raise ServiceError(_("Only staff of this hospital may do this."), code="permission_denied", status_code=403)
 
 
 SECAGG_MIN_CLIENTS = 3
@@ -35,24 +36,25 @@ def _check_options(*, strategy: str, secure_aggregation: bool, min_clients: int,
     """Refuse option combinations a task cannot run with (ServiceError, HTTP 400, with a code)."""
     if secure_aggregation and strategy == FederatedTask.Strategy.RTIFED:
         raise ServiceError(
-            "Secure aggregation and RTIFed cannot be combined: Shapley reputation needs each client's update, "
-            "which SecAgg+ hides from the coordinator.",
+            _("Secure aggregation and RTIFed cannot be combined: Shapley reputation needs each client's update, "
+              "which SecAgg+ hides from the coordinator."),
             code="secagg_excludes_reputation",
         )
     if secure_aggregation and min_clients < SECAGG_MIN_CLIENTS:
         # With two clients each one could subtract its own update from the sum and read the other's.
         raise ServiceError(
-            f"Secure aggregation needs at least {SECAGG_MIN_CLIENTS} clients per round: with fewer, a client could "
-            "recover another's update from the sum.",
+            _("Secure aggregation needs at least %(secagg_min_clients)s clients per round: with fewer, a client "
+              "could recover another's update from the sum."), params={"secagg_min_clients": SECAGG_MIN_CLIENTS},
             code="secagg_min_clients",
         )
     if differential_privacy and not (
         dp_clipping_norm and dp_clipping_norm > 0 and dp_epsilon and dp_epsilon > 0 and dp_delta and 0 < dp_delta < 1
     ):
-        raise ServiceError("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1.", code="dp_parameters")
+        raise ServiceError(_("Differential privacy needs a positive clipping norm, ε > 0 and 0 < δ < 1."),
+                           code="dp_parameters")
     if strategy == FederatedTask.Strategy.RTIFED and not has_validation:
-        raise ServiceError("RTIFed needs the coordinator's validation set for Shapley contributions "
-                           "(a validation dataset in the portal, --validation on the command line).",
+        raise ServiceError(_("RTIFed needs the coordinator's validation set for Shapley contributions (a "
+                             "validation dataset in the portal, --validation on the command line)."),
                            code="validation_required")
 
 
@@ -99,18 +101,19 @@ def task_create(
         A field out of range (rounds 1–50, local epochs 1–10, ...).
     """
     if user.hospital_id is None:
-        raise ServiceError("Only hospital staff may create a federated task.", code="permission_denied", status_code=403)
+        raise ServiceError(_("Only hospital staff may create a federated task."),
+                           code="permission_denied", status_code=403)
     _require_staff(user, user.hospital_id)
     if validation_dataset:
         if validation_dataset in (datasets or []):
-            raise ServiceError("The validation set must not be the dataset the hospital trains on.",
+            raise ServiceError(_("The validation set must not be the dataset the hospital trains on."),
                                code="validation_is_training")
         validation_dir = str(_own_dataset_dir(user.hospital, validation_dataset))
     _check_options(strategy=strategy, secure_aggregation=secure_aggregation, min_clients=min_clients,
                    differential_privacy=differential_privacy, dp_clipping_norm=dp_clipping_norm, dp_epsilon=dp_epsilon,
                    dp_delta=dp_delta, has_validation=bool(validation_dir))
     if min_clients < 1:
-        raise ValidationError({"min_clients": "At least one client."})
+        raise ValidationError({"min_clients": _("At least one client.")})
     task = FederatedTask(
         name=name, owner_hospital_id=user.hospital_id, created_by=user, architecture=architecture,
         network_config=network_config or {}, label_table=label_table, patch_size=list(patch_size),
@@ -123,7 +126,7 @@ def task_create(
     )
     indices = [e.get("index") for e in label_table or []]
     if not indices or any(not isinstance(i, int) or i < 1 for i in indices) or len(set(indices)) != len(indices):
-        raise ValidationError({"label_table": "Labels need distinct positive integer indices."})
+        raise ValidationError({"label_table": _("Labels need distinct positive integer indices.")})
     task.full_clean()
     task.save()
     owner = Participant(task=task, hospital_id=user.hospital_id, client_id=user.hospital.code, status=Participant.Status.ACCEPTED,
@@ -142,7 +145,7 @@ def task_create(
 def _own_dataset_dir(hospital: Hospital, name: str) -> Path:
     """Return the folder of one of ``hospital``'s datasets given its name, or raise ``unknown_dataset``."""
     if name not in dataset_choices(hospital=hospital):
-        raise ServiceError("No such dataset in your hospital.", code="unknown_dataset")
+        raise ServiceError(_("No such dataset in your hospital."), code="unknown_dataset")
     return dataset_root(hospital) / name
 
 
@@ -161,7 +164,7 @@ def participant_invite(*, task: FederatedTask, hospital: Hospital, user: User | 
     if existing:
         return existing
     if task.status not in (FederatedTask.Status.DRAFT,):
-        raise ServiceError("Hospitals can only be invited before the task starts.", code="task_started")
+        raise ServiceError(_("Hospitals can only be invited before the task starts."), code="task_started")
     participant = Participant(task=task, hospital=hospital, client_id=hospital.code)
     participant.full_clean()
     participant.save()
@@ -200,7 +203,7 @@ def invitation_respond(*, user: User, participant: Participant, accept: bool, da
 
     _require_staff(user, participant.hospital_id)
     if participant.task.status != FederatedTask.Status.DRAFT:
-        raise ServiceError("The task has started; invitations are closed.", code="task_started")
+        raise ServiceError(_("The task has started; invitations are closed."), code="task_started")
     if not accept:
         participant.status = Participant.Status.DECLINED
         participant.datasets = []
@@ -208,12 +211,13 @@ def invitation_respond(*, user: User, participant: Participant, accept: bool, da
     else:
         datasets = list(datasets or [])
         if not datasets or len(set(datasets)) != len(datasets):
-            raise ServiceError("Choose one or more of your hospital's datasets, each once.", code="dataset_required")
+            raise ServiceError(_("Choose one or more of your hospital's datasets, each once."), code="dataset_required")
         folders = [_own_dataset_dir(participant.hospital, name) for name in datasets]
         try:
             stats = merge_label_statistics([label_statistics(folder) for folder in folders])
         except ValueError as exc:
-            raise ServiceError(f"The dataset cannot be read: {exc}", code="invalid_dataset") from exc
+            raise ServiceError(_("The dataset cannot be read: %(exc)s"),
+                               params={"exc": exc}, code="invalid_dataset") from exc
         participant.status = Participant.Status.ACCEPTED
         participant.datasets = datasets
         participant.label_statistics = stats

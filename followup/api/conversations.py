@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -156,7 +157,7 @@ class ConversationListApi(APIView):
         patient = selectors.patient_get(user=request.user, patient_id=data.validated_data["patient_id"])
         staff = list(User.objects.filter(pk__in=data.validated_data["staff_ids"]))
         if len(staff) != len(set(data.validated_data["staff_ids"])):
-            raise ServiceError("A staff member does not exist.", code="unknown_user")
+            raise ServiceError(_("A staff member does not exist."), code="unknown_user")
         conversation = services.conversation_create(actor=request.user, patient=patient, staff=staff,
                                                     kind=data.validated_data["kind"], title=data.validated_data["title"])
         conversation = selectors.conversation_get(user=request.user, conversation_id=conversation.pk)
@@ -184,7 +185,7 @@ class ConversationMembersApi(APIView):
         data.is_valid(raise_exception=True)
         user = User.objects.filter(pk=data.validated_data["user_id"]).first()
         if user is None:
-            raise ServiceError("No such user.", code="unknown_user")
+            raise ServiceError(_("No such user."), code="unknown_user")
         services.conversation_member_add(actor=request.user, conversation=conversation, user=user)
         conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
         return Response(conversation_payload(conversation, user=request.user), status=status.HTTP_201_CREATED)
@@ -210,7 +211,7 @@ class MessageListApi(APIView):
             before = int(request.query_params["before_id"]) if "before_id" in request.query_params else None
             limit = int(request.query_params.get("limit", 50))
         except ValueError:
-            raise ServiceError("after_id, before_id and limit are whole numbers.", code="invalid_request") from None
+            raise ServiceError(_("after_id, before_id and limit are whole numbers."), code="invalid_request") from None
         query = request.query_params.get("q", "").strip()[:100]
         messages = selectors.message_list(conversation=conversation, after_id=after, before_id=before, limit=limit,
                                           query=query)

@@ -9,6 +9,7 @@ import io
 
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -231,7 +232,7 @@ class QuestionnaireListApi(APIView):
                    summary="Build a questionnaire (a new version when the code exists)")
     def post(self, request):
         if not IsClinician().has_permission(request, self):
-            raise ServiceError("This action is for doctors.", code="forbidden", status_code=403)
+            raise ServiceError(_("This action is for doctors."), code="forbidden", status_code=403)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         questionnaire = services.questionnaire_create(actor=request.user, **data.validated_data)

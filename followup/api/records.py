@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -150,10 +151,10 @@ class MyStudyKeyImageApi(APIView):
 
         study = study_get(user=request.user, study_id=study_id)
         if plane not in PLANES:
-            raise ServiceError("The plane is axial, coronal or sagittal.", code="invalid_plane", status_code=404)
+            raise ServiceError(_("The plane is axial, coronal or sagittal."), code="invalid_plane", status_code=404)
         keys = services.study_key_images(user=request.user, study=study)
         if not keys:
-            raise ServiceError("This study has no image.", code="no_image", status_code=404)
+            raise ServiceError(_("This study has no image."), code="no_image", status_code=404)
         response = HttpResponse(services.stored_bytes(keys[plane]), content_type="image/png")
         response["Cache-Control"] = "private, max-age=3600"
         return response

@@ -20,9 +20,10 @@ and R4B, so the R4B models validate R4 documents of these two resources.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from .definition import definition_validate
-from .errors import DefinitionError
+from .errors import DefinitionError, N_
 
 SCORING_URL = "https://yixin-portal.org/fhir/StructureDefinition/questionnaire-scoring"
 TEXT_EN_URL = "https://yixin-portal.org/fhir/StructureDefinition/text-en"
@@ -36,7 +37,13 @@ OPTION_SYSTEM = "https://yixin-portal.org/fhir/CodeSystem/answer"
 
 
 class FhirError(ValueError):
-    """A FHIR document is invalid or uses something this mapping does not support."""
+    """A FHIR document is invalid or uses something this mapping does not support (an ``N_`` template)."""
+
+    def __init__(self, message: str, *, params: dict[str, Any] | None = None):
+        self.template = message
+        self.params = dict(params) if params else {}
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
 
 
 def _validate(resource_type: str, data: dict) -> dict:
@@ -48,13 +55,14 @@ def _validate(resource_type: str, data: dict) -> dict:
     from pydantic import ValidationError
 
     if not isinstance(data, dict) or data.get("resourceType") != resource_type:
-        raise FhirError(f"expected a FHIR {resource_type} resource")
+        raise FhirError(N_("expected a FHIR %(resource_type)s resource"), params={"resource_type": resource_type})
     try:
         model = Model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise FhirError(f"invalid FHIR {resource_type}: {where}: {first.get('msg', exc)}") from None
+        raise FhirError(N_("invalid FHIR %(resource_type)s: %(where)s: %(get)s"),
+                        params={"resource_type": resource_type, "where": where, "get": first.get('msg', exc)}) from None
     return json.loads(model.model_dump_json(exclude_none=True))
 
 
@@ -249,7 +257,8 @@ def questionnaire_from_fhir(resource: dict) -> dict:
             if item.get("maxLength"):
                 out["max_length"] = item["maxLength"]
         else:
-            raise FhirError(f"item {item['linkId']!r}: FHIR item type {kind!r} is not supported")
+            raise FhirError(N_("item %(link_id)r: FHIR item type %(kind)r is not supported"),
+                            params={"link_id": item['linkId'], "kind": kind})
         if item.get("enableWhen"):
             out["enable_when"] = [_condition_from_fhir(c) for c in item["enableWhen"]]
             out["enable_behavior"] = item.get("enableBehavior", "all")
@@ -260,7 +269,7 @@ def questionnaire_from_fhir(resource: dict) -> dict:
         try:
             definition["scoring"] = json.loads(scoring)
         except ValueError:
-            raise FhirError("the scoring extension does not hold JSON") from None
+            raise FhirError(N_("the scoring extension does not hold JSON")) from None
     definition = definition_validate(definition)
     code = (data.get("name") or data.get("id") or "imported").lower().replace("_", "-")[:64]
     return {
@@ -331,7 +340,8 @@ def response_from_fhir(definition: dict, resource: dict) -> dict:
             continue
         question = by_id.get(item["linkId"])
         if question is None:
-            raise FhirError(f"the response answers {item['linkId']!r}, which the questionnaire does not have")
+            raise FhirError(N_("the response answers %(link_id)r, which the questionnaire does not have"),
+                            params={"link_id": item['linkId']})
         values = []
         for answer in item["answer"]:
             key, value = next(((k, v) for k, v in answer.items() if k.startswith("value")), (None, None))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .conditions import OPERATORS, condition_compare, visible_items
-from .errors import DefinitionError
+from .errors import DefinitionError, N_
 
 
 @dataclass(frozen=True)
@@ -60,38 +60,40 @@ def scoring_validate(scoring: dict, items: list[dict]) -> dict:
         a choice without option scores, or bands that overlap or whose min exceeds max.
     """
     if not isinstance(scoring, dict):
-        raise DefinitionError("scoring is an object", path="scoring")
+        raise DefinitionError(N_("scoring is an object"), path="scoring")
     method = scoring.get("method", "sum")
     if method not in ("sum", "mean"):
-        raise DefinitionError("method is 'sum' or 'mean'", path="scoring.method")
+        raise DefinitionError(N_("method is 'sum' or 'mean'"), path="scoring.method")
     by_id = {i["link_id"]: i for i in items}
     ids = _scored_ids(scoring, items)
     if not ids:
-        raise DefinitionError("no question is scored", path="scoring.items")
+        raise DefinitionError(N_("no question is scored"), path="scoring.items")
     for link_id in ids:
         item = by_id.get(link_id)
         if item is None:
-            raise DefinitionError(f"no question {link_id!r}", path="scoring.items")
+            raise DefinitionError(N_("no question %(link_id)r"), params={"link_id": link_id}, path="scoring.items")
         if item["type"] in ("date", "text"):
-            raise DefinitionError(f"{link_id!r} ({item['type']}) cannot be scored", path="scoring.items")
+            raise DefinitionError(N_("%(link_id)r (%(type)s) cannot be scored"),
+                                  params={"link_id": link_id, "type": item['type']}, path="scoring.items")
         if item["type"] in ("single_choice", "multiple_choice") and any(o.get("score") is None for o in item["options"]):
-            raise DefinitionError(f"every option of {link_id!r} needs a score", path="scoring.items")
+            raise DefinitionError(N_("every option of %(link_id)r needs a score"),
+                                  params={"link_id": link_id}, path="scoring.items")
     bands = scoring.get("bands") or []
     previous_max = None
     for b_index, band in enumerate(sorted(bands, key=lambda b: b.get("min", 0))):
         path = f"scoring.bands[{b_index}]"
         if not isinstance(band, dict) or not isinstance(band.get("code"), str):
-            raise DefinitionError("a band has a code, min and max", path=path)
+            raise DefinitionError(N_("a band has a code, min and max"), path=path)
         low, high = band.get("min"), band.get("max")
         if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low > high:
-            raise DefinitionError("a band's min is a number not above its max", path=path)
+            raise DefinitionError(N_("a band's min is a number not above its max"), path=path)
         if previous_max is not None and low <= previous_max:
-            raise DefinitionError("bands overlap", path=path)
+            raise DefinitionError(N_("bands overlap"), path=path)
         previous_max = high
     for a_index, alert in enumerate(scoring.get("alerts") or []):
         path = f"scoring.alerts[{a_index}]"
         if not isinstance(alert, dict) or alert.get("question") not in by_id or alert.get("operator", "=") not in OPERATORS:
-            raise DefinitionError("an alert names a question and an operator", path=path)
+            raise DefinitionError(N_("an alert names a question and an operator"), path=path)
     return {**scoring, "method": method, "items": ids, "bands": sorted(bands, key=lambda b: b["min"])}
 
 

@@ -8,6 +8,7 @@ They are writes or checks made inside a caller's transaction, not operations of 
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from annotation.models import Patient
 from portal.api_errors import ServiceError
@@ -51,4 +52,4 @@ def clinician_check(actor: User, patient: Patient) -> None:
     """
     if not (actor.is_platform_admin or (actor.role in (Role.DOCTOR, Role.HOSPITAL_ADMIN)
                                          and actor.hospital_id == patient.hospital_id)):
-        raise ServiceError("Only the patient's doctors can do this.", code="forbidden", status_code=403)
+        raise ServiceError(_("Only the patient's doctors can do this."), code="forbidden", status_code=403)

@@ -19,6 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from annotation.models import Patient
 from portal.api_errors import ServiceError
@@ -65,25 +66,26 @@ def conversation_create(
         have exactly one, or the patient has no portal account; 403 when the actor may not open it.
     """
     if kind not in Conversation.Kind.values:
-        raise ServiceError("Unknown conversation kind.", code="invalid_kind")
+        raise ServiceError(_("Unknown conversation kind."), code="invalid_kind")
     staff = list({u.pk: u for u in staff}.values())
     if not staff:
-        raise ServiceError("A conversation needs at least one staff member.", code="no_staff")
+        raise ServiceError(_("A conversation needs at least one staff member."), code="no_staff")
     if kind == Conversation.Kind.DIRECT and len(staff) != 1:
-        raise ServiceError("A direct conversation has exactly one doctor.", code="direct_needs_one")
+        raise ServiceError(_("A direct conversation has exactly one doctor."), code="direct_needs_one")
     for member in staff:
         if member.hospital_id != patient.hospital_id:
-            raise ServiceError("Every staff member must work at the patient's hospital.", code="wrong_hospital")
+            raise ServiceError(_("Every staff member must work at the patient's hospital."), code="wrong_hospital")
         if not _is_staff_user(member):
-            raise ServiceError("Only doctors and hospital administrators take part in conversations with patients.",
+            raise ServiceError(_("Only doctors and hospital administrators take part in conversations with "
+                                 "patients."),
                                code="not_clinician")
     if patient.user_id is None:
-        raise ServiceError("The patient has no portal account to chat with.", code="patient_without_account")
+        raise ServiceError(_("The patient has no portal account to chat with."), code="patient_without_account")
     is_patient_actor = actor.pk == patient.user_id
     if not is_patient_actor and actor.pk not in {u.pk for u in staff}:
-        raise ServiceError("Only a member can open this conversation.", code="not_member", status_code=403)
+        raise ServiceError(_("Only a member can open this conversation."), code="not_member", status_code=403)
     if is_patient_actor and kind != Conversation.Kind.DIRECT:
-        raise ServiceError("A patient opens direct conversations only.", code="forbidden", status_code=403)
+        raise ServiceError(_("A patient opens direct conversations only."), code="forbidden", status_code=403)
     if kind == Conversation.Kind.DIRECT:
         existing = (Conversation.objects.filter(patient=patient, kind=Conversation.Kind.DIRECT, members__user=staff[0])
                     .order_by("pk").first())
@@ -112,16 +114,16 @@ def conversation_member_add(*, actor: User, conversation: Conversation, user: Us
         is not staff of the hospital.
     """
     if not ConversationMember.objects.filter(conversation=conversation, user=actor).exists() or not _is_staff_user(actor):
-        raise ServiceError("Only staff members can add people.", code="forbidden", status_code=403)
+        raise ServiceError(_("Only staff members can add people."), code="forbidden", status_code=403)
     if conversation.kind != Conversation.Kind.CARE_TEAM:
-        raise ServiceError("People are added to care-team conversations only.", code="direct_conversation")
+        raise ServiceError(_("People are added to care-team conversations only."), code="direct_conversation")
     if user.hospital_id != conversation.hospital_id:
-        raise ServiceError("Only staff of the patient's hospital can join.", code="wrong_hospital")
+        raise ServiceError(_("Only staff of the patient's hospital can join."), code="wrong_hospital")
     if not _is_staff_user(user):
-        raise ServiceError("Only doctors and hospital administrators take part in conversations with patients.",
+        raise ServiceError(_("Only doctors and hospital administrators take part in conversations with patients."),
                            code="not_clinician")
     last_id = Message.objects.filter(conversation=conversation).aggregate(m=Max("id"))["m"] or 0
-    member, _ = ConversationMember.objects.get_or_create(
+    member, _created = ConversationMember.objects.get_or_create(
         conversation=conversation, user=user, defaults={"last_delivered_id": 0, "last_read_id": 0})
     audit_record(actor=actor, action=AuditLog.Action.UPDATE, target_type="conversation", target_id=conversation.pk,
                  detail={"member_added": user.pk, "last_message_id": last_id})
@@ -131,14 +133,15 @@ def conversation_member_add(*, actor: User, conversation: Conversation, user: Us
 def _check_member(user: User, conversation: Conversation) -> None:
     if not ConversationMember.objects.filter(conversation=conversation, user=user).exists():
         # Same answer as for a conversation that does not exist.
-        raise ServiceError("No such conversation.", code="not_found", status_code=404)
+        raise ServiceError(_("No such conversation."), code="not_found", status_code=404)
 
 
 def _check_rate(user: User) -> None:
     limit, window_s = _rate_limit()
     since = timezone.now() - dt.timedelta(seconds=window_s)
     if Message.objects.filter(sender=user, created_at__gte=since).count() >= limit:
-        raise ServiceError(f"Too many messages: at most {limit} in {window_s} s.", code="rate_limited", status_code=429)
+        raise ServiceError(_("Too many messages: at most %(limit)s in %(window_s)s s."),
+                           params={"limit": limit, "window_s": window_s}, code="rate_limited", status_code=429)
 
 
 def _check_link(conversation: Conversation, link_type: str, link_id: int, sender: User) -> None:
@@ -156,9 +159,9 @@ def _check_link(conversation: Conversation, link_type: str, link_id: int, sender
 
         ok = study_visible_queryset(sender).filter(pk=link_id, patient=conversation.patient).exists()
     else:
-        raise ServiceError("A link is to a report or a study.", code="invalid_link")
+        raise ServiceError(_("A link is to a report or a study."), code="invalid_link")
     if not ok:
-        raise ServiceError("The link must be to this patient's own record.", code="invalid_link")
+        raise ServiceError(_("The link must be to this patient's own record."), code="invalid_link")
 
 
 def message_send(
@@ -180,21 +183,22 @@ def message_send(
     if "\x00" in body or "\x00" in client_id:
         # The REST API's serializer refuses NUL; the websocket reaches this service directly, and
         # PostgreSQL cannot store NUL in text.
-        raise ServiceError("A message may not contain NUL characters.", code="invalid_characters")
+        raise ServiceError(_("A message may not contain NUL characters."), code="invalid_characters")
     with transaction.atomic():
         member_ids = conversation_member_ids(conversation.pk)
         if sender.pk not in member_ids:
-            raise ServiceError("No such conversation.", code="not_found", status_code=404)
+            raise ServiceError(_("No such conversation."), code="not_found", status_code=404)
         # A retry with a known client_id is caught by the unique constraint below (one query less
         # on every ordinary send than looking it up first).
         if link_type:
             if link_id is None:
-                raise ServiceError("A link needs the record's id.", code="invalid_link")
+                raise ServiceError(_("A link needs the record's id."), code="invalid_link")
             _check_link(conversation, link_type, int(link_id), sender)
         elif not body:
-            raise ServiceError("The message is empty.", code="empty_message")
+            raise ServiceError(_("The message is empty."), code="empty_message")
         if len(body) > MAX_MESSAGE_CHARS:
-            raise ServiceError(f"A message has at most {MAX_MESSAGE_CHARS} characters.", code="message_too_long")
+            raise ServiceError(_("A message has at most %(max_message_chars)s characters."),
+                               params={"max_message_chars": MAX_MESSAGE_CHARS}, code="message_too_long")
         _check_rate(sender)
         message = Message(
             conversation=conversation, sender=sender, body=body, client_id=client_id, to_assistant=to_assistant,
@@ -229,13 +233,14 @@ def attachment_send(*, sender: User, conversation: Conversation, upload, client_
     max_bytes = getattr(settings, "FOLLOWUP_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
     _check_member(sender, conversation)
     if upload.size > max_bytes:
-        raise ServiceError(f"An attachment is at most {max_bytes // (1024 * 1024)} MB.", code="attachment_too_large",
+        raise ServiceError(_("An attachment is at most %(max_bytes)s MB."),
+                           params={"max_bytes": max_bytes // (1024 * 1024)}, code="attachment_too_large",
                            status_code=413)
     head = upload.read(16)
     upload.seek(0)
     kind = next((v for magic, v in ATTACHMENT_TYPES.items() if head.startswith(magic)), None)
     if kind is None:
-        raise ServiceError("Only images (PNG, JPEG) and PDF files can be attached.", code="unsupported_attachment",
+        raise ServiceError(_("Only images (PNG, JPEG) and PDF files can be attached."), code="unsupported_attachment",
                            status_code=415)
     content_type, ext = kind
     data = upload.read()
@@ -283,7 +288,7 @@ def message_mark(*, user: User, conversation: Conversation, delivered_id: int | 
         try:
             member = ConversationMember.objects.select_for_update().get(conversation=conversation, user=user)
         except ConversationMember.DoesNotExist:
-            raise ServiceError("No such conversation.", code="not_found", status_code=404) from None
+            raise ServiceError(_("No such conversation."), code="not_found", status_code=404) from None
         last_id = Message.objects.filter(conversation=conversation).aggregate(m=Max("id"))["m"] or 0
         changed = False
         if read_id is not None:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import User
@@ -73,7 +74,7 @@ def notification_create(
 @transaction.atomic
 def notification_mark_read(*, user: User, notification: Notification) -> Notification:
     if notification.user_id != user.pk:
-        raise ServiceError("No such notification.", code="not_found", status_code=404)
+        raise ServiceError(_("No such notification."), code="not_found", status_code=404)
     if notification.read_at is None:
         notification.read_at = timezone.now()
         notification.save(update_fields=["read_at"])
@@ -84,7 +85,7 @@ def notification_mark_read(*, user: User, notification: Notification) -> Notific
 def contact_preference_set(*, user: User, phone: str = "", email_enabled: bool = True,
                            sms_enabled: bool = True) -> ContactPreference:
     """Set the user's own mobile number and which external channels they want."""
-    contact, _ = ContactPreference.objects.get_or_create(user=user)
+    contact, _created = ContactPreference.objects.get_or_create(user=user)
     contact.phone, contact.email_enabled, contact.sms_enabled = phone.strip(), email_enabled, sms_enabled
     contact.full_clean()
     contact.save()

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from annotation.models import Patient
 from portal.api_errors import ServiceError
@@ -56,14 +57,14 @@ def plan_item_add(
     """
     clinician_check(actor, plan.patient)
     if interval_days < 1:
-        raise ServiceError("The interval is at least one day.", code="invalid_interval")
+        raise ServiceError(_("The interval is at least one day."), code="invalid_interval")
     if end_date is not None and end_date < start_date:
-        raise ServiceError("The end date is before the start date.", code="invalid_dates")
+        raise ServiceError(_("The end date is before the start date."), code="invalid_dates")
     if kind == PlanItem.Kind.QUESTIONNAIRE:
         if questionnaire is None:
-            raise ServiceError("Choose the questionnaire to send.", code="questionnaire_required")
+            raise ServiceError(_("Choose the questionnaire to send."), code="questionnaire_required")
         if questionnaire.hospital_id not in (None, plan.hospital_id):
-            raise ServiceError("No such questionnaire.", code="not_found", status_code=404)
+            raise ServiceError(_("No such questionnaire."), code="not_found", status_code=404)
     item = PlanItem(plan=plan, kind=kind, title=title, start_date=start_date, interval_days=interval_days,
                     end_date=end_date, instructions=instructions, modality=modality,
                     questionnaire=questionnaire if kind == PlanItem.Kind.QUESTIONNAIRE else None, grace_days=grace_days)
@@ -97,7 +98,7 @@ def occurrence_complete(*, actor: User, occurrence: PlanOccurrence) -> PlanOccur
         clinician_check(actor, patient)
     occurrence = PlanOccurrence.objects.select_for_update().get(pk=occurrence.pk)
     if occurrence.status == PlanOccurrence.Status.DONE:
-        raise ServiceError("This reminder is already done.", code="already_done", status_code=409)
+        raise ServiceError(_("This reminder is already done."), code="already_done", status_code=409)
     occurrence.status = PlanOccurrence.Status.DONE
     occurrence.completed_at = timezone.now()
     occurrence.save(update_fields=["status", "completed_at"])
@@ -141,7 +142,7 @@ def reminders_dispatch(*, today: dt.date | None = None) -> dict:
         last = item.occurrences.aggregate(m=Max("due_date"))["m"]
         due = item.start_date if last is None else _next_due(item, last)
         while due is not None and due <= horizon:
-            _, created = PlanOccurrence.objects.get_or_create(item=item, due_date=due)
+            _occurrence, created = PlanOccurrence.objects.get_or_create(item=item, due_date=due)
             counts["created"] += int(created)
             due = _next_due(item, due)
     pending = (PlanOccurrence.objects.filter(status=PlanOccurrence.Status.PENDING, reminded_at__isnull=True,

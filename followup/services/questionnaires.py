@@ -13,9 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy as _
 
 from annotation.models import Patient
-from portal.api_errors import ServiceError
+from portal.api_errors import ServiceError, message_translate
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
@@ -25,11 +27,19 @@ from .common import clinician_check
 from .notifications import notification_create
 
 
+def _answer_errors_text(exc: AnswerError):
+    """The answer errors of ``exc`` as one lazy text, translated when the response is rendered."""
+    def text() -> str:
+        return "; ".join(f"{link_id}: {message_translate(template, params).strip()}"
+                         for link_id, (template, params) in exc.templates.items())
+    return lazy(text, str)()
+
+
 def _definition_or_error(definition: dict) -> dict:
     try:
         return definition_validate(definition)
     except DefinitionError as exc:
-        raise ServiceError(str(exc), code="invalid_definition") from None
+        raise ServiceError.from_error(exc, code="invalid_definition") from None
 
 
 @transaction.atomic
@@ -86,9 +96,9 @@ def group_create(*, actor: User, name: str, patients: list[Patient]) -> PatientG
         400 when a patient is of another hospital or the name is taken.
     """
     if any(p.hospital_id != actor.hospital_id for p in patients):
-        raise ServiceError("Every patient must be of your hospital.", code="wrong_hospital")
+        raise ServiceError(_("Every patient must be of your hospital."), code="wrong_hospital")
     if PatientGroup.objects.filter(hospital_id=actor.hospital_id, name=name).exists():
-        raise ServiceError("A group with this name exists.", code="duplicate_name")
+        raise ServiceError(_("A group with this name exists."), code="duplicate_name")
     group = PatientGroup(hospital_id=actor.hospital_id, name=name)
     group.full_clean()
     group.save()
@@ -112,9 +122,9 @@ def questionnaire_assign(*, actor: User, questionnaire: Questionnaire, due_date:
     targets = list(patients) + (list(group.patients.all()) if group is not None else [])
     targets = list({p.pk: p for p in targets}.values())
     if not targets:
-        raise ServiceError("Choose a patient or a group.", code="no_patients")
+        raise ServiceError(_("Choose a patient or a group."), code="no_patients")
     if due_date < timezone.localdate():
-        raise ServiceError("The due date is in the past.", code="invalid_due_date")
+        raise ServiceError(_("The due date is in the past."), code="invalid_due_date")
     rows = []
     for patient in targets:
         clinician_check(actor, patient)
@@ -135,7 +145,7 @@ def questionnaire_assign(*, actor: User, questionnaire: Questionnaire, due_date:
 
 def _check_patient_owns(user: User, assignment: QuestionnaireAssignment) -> None:
     if assignment.patient.user_id != user.pk:
-        raise ServiceError("Only the patient fills in their questionnaire.", code="forbidden", status_code=403)
+        raise ServiceError(_("Only the patient fills in their questionnaire."), code="forbidden", status_code=403)
 
 
 @transaction.atomic
@@ -151,9 +161,9 @@ def assignment_autosave(*, user: User, assignment: QuestionnaireAssignment, answ
     _check_patient_owns(user, assignment)
     assignment = QuestionnaireAssignment.objects.select_for_update().select_related("questionnaire").get(pk=assignment.pk)
     if assignment.status == QuestionnaireAssignment.Status.COMPLETED:
-        raise ServiceError("This questionnaire has been submitted.", code="already_submitted", status_code=409)
+        raise ServiceError(_("This questionnaire has been submitted."), code="already_submitted", status_code=409)
     if not isinstance(answers, dict):
-        raise ServiceError("Answers are an object of question → answer.", code="invalid_answers")
+        raise ServiceError(_("Answers are an object of question → answer."), code="invalid_answers")
     merged = {**assignment.answers, **answers}
     merged = {k: v for k, v in merged.items() if v not in (None, "", [])}
     definition = assignment.questionnaire.definition
@@ -165,7 +175,7 @@ def assignment_autosave(*, user: User, assignment: QuestionnaireAssignment, answ
         if unknown:
             raise AnswerError({k: "no such question" for k in unknown})
     except AnswerError as exc:
-        raise ServiceError(str(exc), code="invalid_answers") from None
+        raise ServiceError(_answer_errors_text(exc), code="invalid_answers") from None
     assignment.answers = merged
     assignment.status = QuestionnaireAssignment.Status.IN_PROGRESS
     assignment.save(update_fields=["answers", "status", "updated_at"])
@@ -196,12 +206,12 @@ def _assignment_submit_locked(*, user: User, assignment: QuestionnaireAssignment
     assignment = QuestionnaireAssignment.objects.select_for_update().select_related("questionnaire", "patient").get(
         pk=assignment.pk)
     if assignment.status == QuestionnaireAssignment.Status.COMPLETED:
-        raise ServiceError("This questionnaire has been submitted.", code="already_submitted", status_code=409)
+        raise ServiceError(_("This questionnaire has been submitted."), code="already_submitted", status_code=409)
     definition = assignment.questionnaire.definition
     try:
         kept = answers_validate(definition, assignment.answers, complete=True)
     except AnswerError as exc:
-        raise ServiceError(str(exc), code="incomplete_answers") from None
+        raise ServiceError(_answer_errors_text(exc), code="incomplete_answers") from None
     result = score_response(definition, kept)
     assignment.answers = kept
     assignment.score = result.to_dict()
@@ -235,7 +245,7 @@ def questionnaire_import_fhir(*, actor: User, resource: dict) -> Questionnaire:
     try:
         parsed = questionnaire_from_fhir(resource)
     except (FhirError, DefinitionError) as exc:
-        raise ServiceError(str(exc), code="invalid_fhir") from None
+        raise ServiceError.from_error(exc, code="invalid_fhir") from None
     return questionnaire_create(actor=actor, code=parsed["code"], title=parsed["title"][:200],
                                 description=parsed["description"], definition=parsed["definition"])
 
@@ -284,7 +294,7 @@ def assignment_import_fhir(*, user: User, assignment: QuestionnaireAssignment, r
     try:
         answers = response_from_fhir(assignment.questionnaire.definition, resource)
     except FhirError as exc:
-        raise ServiceError(str(exc), code="invalid_fhir") from None
+        raise ServiceError.from_error(exc, code="invalid_fhir") from None
     if resource.get("status") == "completed":
         return assignment_submit(user=user, assignment=assignment, answers=answers)
     return assignment_autosave(user=user, assignment=assignment, answers=answers)

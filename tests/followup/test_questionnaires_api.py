@@ -84,7 +84,7 @@ def test_autosave_resume_submit_and_score(doctor, patient, patient_user):
     assert QuestionnaireAssignment.objects.get(pk=aid).answers == {"hours": 6.5, "pills": "yes"}
 
     incomplete = client.post(f"/api/followup/assignments/{aid}/submit/", {"answers": {"quality": 4}}, format="json")
-    assert incomplete.status_code == 400 and "which: required" in incomplete.json()["error"]["message"]
+    assert incomplete.status_code == 400 and "which: 必填" in incomplete.json()["error"]["message"]
 
     done = client.post(f"/api/followup/assignments/{aid}/submit/", {"answers": {"which": "佐匹克隆"}}, format="json").json()
     assert done["status"] == "completed"

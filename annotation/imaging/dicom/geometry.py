@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CorruptFileError, InconsistentSeriesError
+from ..errors import CorruptFileError, InconsistentSeriesError, N_
 from ..volume import Geometry
 from .records import _Frame
 
@@ -28,20 +28,22 @@ def _validate_common_grid(frames: list[_Frame]) -> None:
     for frame in frames[1:]:
         if (frame.rows, frame.columns) != (first.rows, first.columns):
             raise InconsistentSeriesError(
-                f"slices of one series have different sizes: {first.instance.name} is "
-                f"{first.rows}×{first.columns}, {frame.instance.name} is {frame.rows}×{frame.columns}",
+                N_("slices of one series have different sizes: %(name)s is %(rows)s×%(columns)s, %(name2)s is "
+                   "%(rows2)s×%(columns2)s"),
+                params={"name": first.instance.name, "rows": first.rows, "columns": first.columns,
+                        "name2": frame.instance.name, "rows2": frame.rows, "columns2": frame.columns},
                 filename=frame.instance.name,
             )
         if np.max(np.abs(frame.orientation - first.orientation)) > ORIENTATION_TOLERANCE:
             raise InconsistentSeriesError(
-                "slice orientation (Image Orientation (Patient) (0020,0037)) varies within the series: "
-                f"{first.instance.name} and {frame.instance.name} differ",
+                N_("slice orientation (Image Orientation (Patient) (0020,0037)) varies within the series: "
+                   "%(name)s and %(name2)s differ"), params={"name": first.instance.name, "name2": frame.instance.name},
                 filename=frame.instance.name,
             )
         if np.max(np.abs(frame.pixel_spacing - first.pixel_spacing)) > PIXEL_SPACING_TOLERANCE_MM:
             raise InconsistentSeriesError(
-                "pixel spacing (0028,0030) varies within the series: "
-                f"{first.instance.name} and {frame.instance.name} differ",
+                N_("pixel spacing (0028,0030) varies within the series: %(name)s and %(name2)s differ"),
+                params={"name": first.instance.name, "name2": frame.instance.name},
                 filename=frame.instance.name,
             )
 
@@ -53,13 +55,15 @@ def _orientation_axes(frame: _Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     norms = np.linalg.norm(row), np.linalg.norm(col)
     if min(norms) < 1e-6:
         raise CorruptFileError(
-            f"{frame.instance.name}: Image Orientation (Patient) (0020,0037) has a zero vector",
+            N_("%(name)s: Image Orientation (Patient) (0020,0037) has a zero vector"),
+            params={"name": frame.instance.name},
             filename=frame.instance.name,
         )
     row, col = row / norms[0], col / norms[1]
     if abs(float(row @ col)) > 1e-3:
         raise CorruptFileError(
-            f"{frame.instance.name}: Image Orientation (Patient) (0020,0037) cosines are not orthogonal",
+            N_("%(name)s: Image Orientation (Patient) (0020,0037) cosines are not orthogonal"),
+            params={"name": frame.instance.name},
             filename=frame.instance.name,
         )
     normal = np.cross(row, col)
@@ -73,9 +77,10 @@ def _check_gaps(frames: list[_Frame], distances: np.ndarray) -> float:
     if duplicate.size:
         n = int(duplicate[0])
         raise InconsistentSeriesError(
-            f"duplicated slice at position {_fmt_position(frames[n + 1].position)}: "
-            f"{frames[n].instance.name} and {frames[n + 1].instance.name} lie at the same place "
-            f"({duplicate.size} duplicate(s) in the series)",
+            N_("duplicated slice at position %(fmt_position)s: %(name)s and %(name2)s lie at the same place "
+               "(%(size)s duplicate(s) in the series)"),
+            params={"fmt_position": _fmt_position(frames[n + 1].position), "name": frames[n].instance.name,
+                    "name2": frames[n + 1].instance.name, "size": duplicate.size},
             filename=frames[n + 1].instance.name,
         )
     median = float(np.median(gaps))
@@ -85,17 +90,20 @@ def _check_gaps(frames: list[_Frame], distances: np.ndarray) -> float:
         missing = int(sum(round(float(ratios[n])) - 1 for n in missing_gaps))
         n = int(missing_gaps[0])
         raise InconsistentSeriesError(
-            f"about {missing} slice(s) seem missing from the series: the gap between "
-            f"{frames[n].instance.name} and {frames[n + 1].instance.name} is {gaps[n]:.2f} mm where the "
-            f"slice spacing is {median:.2f} mm ({missing_gaps.size} such gap(s))",
+            N_("about %(missing)s slice(s) seem missing from the series: the gap between %(name)s and %(name2)s "
+               "is %(gaps).2f mm where the slice spacing is %(median).2f mm (%(size)s such gap(s))"),
+            params={"missing": missing, "name": frames[n].instance.name, "name2": frames[n + 1].instance.name,
+                    "gaps": gaps[n], "median": median, "size": missing_gaps.size},
             filename=frames[n + 1].instance.name,
         )
     irregular = np.flatnonzero(np.abs(ratios - 1.0) > GAP_RELATIVE_TOLERANCE)
     if irregular.size:
         n = int(irregular[0])
         raise InconsistentSeriesError(
-            f"irregular slice spacing: the gap between {frames[n].instance.name} and "
-            f"{frames[n + 1].instance.name} is {gaps[n]:.2f} mm where the median is {median:.2f} mm",
+            N_("irregular slice spacing: the gap between %(name)s and %(name2)s is %(gaps).2f mm where the "
+               "median is %(median).2f mm"),
+            params={"name": frames[n].instance.name, "name2": frames[n + 1].instance.name, "gaps": gaps[n],
+                    "median": median},
             filename=frames[n + 1].instance.name,
         )
     return median
@@ -120,8 +128,9 @@ def _sorted_geometry(frames: list[_Frame]) -> tuple[list[_Frame], Geometry]:
         if np.any(in_plane > SHEAR_TOLERANCE_PIXELS * first.pixel_spacing.min()):
             n = int(np.argmax(in_plane.max(axis=1)))
             raise InconsistentSeriesError(
-                "slice positions are not perpendicular to the slices (gantry tilt or a sheared stack): "
-                f"{frames[n].instance.name} is shifted {in_plane[n].max():.2f} mm within the slice plane",
+                N_("slice positions are not perpendicular to the slices (gantry tilt or a sheared stack): "
+                   "%(name)s is shifted %(max).2f mm within the slice plane"),
+                params={"name": frames[n].instance.name, "max": in_plane[n].max()},
                 filename=frames[n].instance.name,
             )
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptFileError, ImagingError, UnsupportedFileError
+from ..errors import CorruptFileError, ImagingError, N_, UnsupportedFileError
 from ..formats import sniff_format
 from .records import _Frame, _Instance
 
@@ -89,7 +89,7 @@ def _read_instance(path: Path, name: str) -> tuple[_Instance | None, str]:
     from pydicom.uid import UID
 
     if sniff_format(path) != "dicom":
-        raise UnsupportedFileError(f"{name}: not a DICOM file", filename=name)
+        raise UnsupportedFileError(N_("%(name)s: not a DICOM file"), params={"name": name}, filename=name)
     try:
         with path.open("rb") as fh:
             ds = pydicom.dcmread(fh, force=True, stop_before_pixels=True)
@@ -106,14 +106,16 @@ def _read_instance(path: Path, name: str) -> tuple[_Instance | None, str]:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged input
         raise CorruptFileError(
-            f"{name}: the DICOM file is damaged and cannot be parsed ({type(exc).__name__})", filename=name
+            N_("%(name)s: the DICOM file is damaged and cannot be parsed (%(name2)s)"),
+            params={"name": name, "name2": type(exc).__name__}, filename=name
         ) from None
 
     if sop_class == _DICOMDIR_SOP_CLASS:
         return None, "DICOMDIR (a media index, not an image)"
     if not sop_class:
         raise CorruptFileError(
-            f"{name}: the DICOM file has no SOP Class UID (0008,0016); it is truncated or damaged", filename=name
+            N_("%(name)s: the DICOM file has no SOP Class UID (0008,0016); it is truncated or damaged"),
+            params={"name": name}, filename=name
         )
     class_name = UID(sop_class).name
     has_pixels = _at_pixel_data(next_element)
@@ -123,7 +125,8 @@ def _read_instance(path: Path, name: str) -> tuple[_Instance | None, str]:
     if not has_pixels:
         if is_image_class:
             raise CorruptFileError(
-                f"{name}: {class_name} without Pixel Data (7FE0,0010); the file is truncated or damaged",
+                N_("%(name)s: %(class_name)s without Pixel Data (7FE0,0010); the file is truncated or damaged"),
+                params={"name": name, "class_name": class_name},
                 filename=name,
             )
         return None, f"{class_name} ({modality or 'no modality'}) holds no image"
@@ -167,7 +170,8 @@ def _native_pixel_extent(path: Path, name: str, ds, stop: int, element_head: byt
     if length == 0xFFFFFFFF:
         return None
     if stop + header + length > path.stat().st_size:
-        raise CorruptFileError(f"{name}: the pixel data are truncated (the file ends early)", filename=name)
+        raise CorruptFileError(N_("%(name)s: the pixel data are truncated (the file ends early)"),
+                               params={"name": name}, filename=name)
     return stop + header, length
 
 
@@ -194,20 +198,23 @@ def _frames_of(instance: _Instance) -> list[_Frame] | str:
     samples = _int_or_none(ds, "SamplesPerPixel") or 1
     if samples != 1:
         raise UnsupportedFileError(
-            f"{name}: colour images ({samples} samples per pixel) are not supported; only greyscale volumes",
+            N_("%(name)s: colour images (%(samples)s samples per pixel) are not supported; only greyscale volumes"),
+            params={"name": name, "samples": samples},
             filename=name,
         )
     number_of_frames = _int_or_none(ds, "NumberOfFrames") or 1
     rows, columns = _int_or_none(ds, "Rows"), _int_or_none(ds, "Columns")
     if not rows or not columns:
-        raise CorruptFileError(f"{name}: Rows (0028,0010) / Columns (0028,0011) missing", filename=name)
+        raise CorruptFileError(N_("%(name)s: Rows (0028,0010) / Columns (0028,0011) missing"),
+                               params={"name": name}, filename=name)
 
     if _PER_FRAME in ds or _SHARED in ds:
         return _enhanced_frames(instance, number_of_frames, rows, columns)
     if number_of_frames > 1:
         raise UnsupportedFileError(
-            f"{name}: a multi-frame {_text(ds, 'Modality') or 'image'} without per-frame positions "
-            "(no functional groups); only single-frame series and enhanced CT/MR/PET multi-frame are supported",
+            N_("%(name)s: a multi-frame %(value)s without per-frame positions (no functional groups); only "
+               "single-frame series and enhanced CT/MR/PET multi-frame are supported"),
+            params={"name": name, "value": _text(ds, 'Modality') or 'image'},
             filename=name,
         )
     if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
@@ -238,16 +245,19 @@ def _vector(value, length: int, what: str, name: str) -> np.ndarray:
     except (TypeError, ValueError):
         vector = np.array([])
     if vector.shape != (length,) or not np.all(np.isfinite(vector)):
-        raise CorruptFileError(f"{name}: {what} must hold {length} numbers", filename=name)
+        raise CorruptFileError(N_("%(name)s: %(what)s must hold %(length)s numbers"),
+                               params={"name": name, "what": what, "length": length}, filename=name)
     return vector
 
 
 def _pixel_spacing(ds, name: str) -> np.ndarray:
     if "PixelSpacing" not in ds:
-        raise CorruptFileError(f"{name}: Pixel Spacing (0028,0030) is missing", filename=name)
+        raise CorruptFileError(N_("%(name)s: Pixel Spacing (0028,0030) is missing"),
+                               params={"name": name}, filename=name)
     spacing = _vector(ds.PixelSpacing, 2, "PixelSpacing (0028,0030)", name)
     if np.any(spacing <= 0):
-        raise CorruptFileError(f"{name}: Pixel Spacing (0028,0030) must be positive", filename=name)
+        raise CorruptFileError(N_("%(name)s: Pixel Spacing (0028,0030) must be positive"),
+                               params={"name": name}, filename=name)
     return spacing
 
 
@@ -275,7 +285,9 @@ def _enhanced_frames(instance: _Instance, number_of_frames: int, rows: int, colu
     per_frame = ds.get(_PER_FRAME) or []
     if len(per_frame) != number_of_frames:
         raise CorruptFileError(
-            f"{name}: {len(per_frame)} per-frame functional groups for {number_of_frames} frames", filename=name
+            N_("%(name)s: %(per_frame_count)s per-frame functional groups for %(number_of_frames)s frames"),
+            params={"name": name, "per_frame_count": len(per_frame),
+                    "number_of_frames": number_of_frames}, filename=name
         )
 
     def lookup(frame_groups, sequence: str):
@@ -288,8 +300,8 @@ def _enhanced_frames(instance: _Instance, number_of_frames: int, rows: int, colu
         measures_item = lookup(frame_groups, "PixelMeasuresSequence")
         if position_item is None or orientation_item is None or measures_item is None:
             raise UnsupportedFileError(
-                f"{name}: frame {index + 1} has no Plane Position / Plane Orientation / Pixel Measures "
-                "functional group; cannot place it in patient space",
+                N_("%(name)s: frame %(index)s has no Plane Position / Plane Orientation / Pixel Measures "
+                   "functional group; cannot place it in patient space"), params={"name": name, "index": index + 1},
                 filename=name,
             )
         transform_item = lookup(frame_groups, "PixelValueTransformationSequence")

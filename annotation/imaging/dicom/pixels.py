@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, N_
 from ..volume import Volume
 from .geometry import _sorted_geometry
 from .headers import _float_or_none, _get, _int_or_none, _parse_da, _text
@@ -95,13 +95,15 @@ def _read_native_pixels(instance: _Instance, frames: int, rows: int, columns: in
     count = frames * rows * columns
     if instance.native_pixel_length < count * dtype.itemsize:
         raise CorruptFileError(
-            f"{instance.name}: Pixel Data (7FE0,0010) holds {instance.native_pixel_length} bytes, "
-            f"{count * dtype.itemsize} expected",
+            N_("%(instance_name)s: Pixel Data (7FE0,0010) holds %(native_pixel_length)s bytes, %(count)s expected"),
+            params={"instance_name": instance.name, "native_pixel_length": instance.native_pixel_length,
+                    "count": count * dtype.itemsize},
             filename=instance.name,
         )
     pixels = np.fromfile(instance.path, dtype=dtype, count=count, offset=instance.native_pixel_offset)
     if pixels.size != count:
-        raise CorruptFileError(f"{instance.name}: the pixel data are truncated", filename=instance.name)
+        raise CorruptFileError(N_("%(instance_name)s: the pixel data are truncated"),
+                               params={"instance_name": instance.name}, filename=instance.name)
     if bits_stored < bits_allocated:
         shift = bits_allocated - bits_stored
         np.left_shift(pixels, shift, out=pixels)
@@ -138,15 +140,15 @@ def _decode_instance(instance: _Instance, expected_frames: int, rows: int, colum
         pixels = pixel_array(instance.path, decoding_plugin=_strict_plugin(instance.path))
     except Exception as exc:  # noqa: BLE001 - decoders raise many types on damaged data
         raise CorruptFileError(
-            f"{instance.name}: the pixel data cannot be decoded ({type(exc).__name__}); "
-            "the file is truncated or damaged",
+            N_("%(instance_name)s: the pixel data cannot be decoded (%(name)s); the file is truncated or damaged"),
+            params={"instance_name": instance.name, "name": type(exc).__name__},
             filename=instance.name,
         ) from None
     pixels = pixels.reshape((-1, *pixels.shape[-2:])) if pixels.ndim == 2 else pixels
     if pixels.shape != (expected_frames, rows, columns):
         raise CorruptFileError(
-            f"{instance.name}: decoded pixel data of shape {pixels.shape}, expected "
-            f"{(expected_frames, rows, columns)}",
+            N_("%(instance_name)s: decoded pixel data of shape %(shape)s, expected %(value)s"),
+            params={"instance_name": instance.name, "shape": pixels.shape, "value": (expected_frames, rows, columns)},
             filename=instance.name,
         )
     return pixels

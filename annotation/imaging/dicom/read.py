@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import CorruptFileError, ImagingError
+from ..errors import CorruptFileError, ImagingError, N_
 from .headers import _frames_of, _read_instance, _series_key
 from .pixels import _build_series
 from .records import DicomReadResult, DicomSeries, _Frame
@@ -109,7 +109,8 @@ def _read_dicom_files(paths: Sequence[Path], names: dict) -> DicomReadResult:
             raise
         except Exception as exc:  # noqa: BLE001 - malformed geometry values (DS "abc") raise on access
             raise CorruptFileError(
-                f"{name}: unreadable image geometry attributes ({type(exc).__name__})", filename=name
+                N_("%(name)s: unreadable image geometry attributes (%(name2)s)"),
+                params={"name": name, "name2": type(exc).__name__}, filename=name
             ) from None
         if isinstance(frames, str):
             skipped.append((name, frames))
