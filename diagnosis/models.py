@@ -60,6 +60,9 @@ class Report(models.Model):
     impression = models.TextField(_("impression"), blank=True)
     snapshot = models.JSONField(default=dict, blank=True, help_text="The structured content frozen at finalisation.")
     pdf_file = models.FileField(upload_to="reports/", max_length=255, blank=True)
+    # The signed PDF in English, rendered from the frozen snapshot the first time an English reader
+    # asks for it (the Chinese ``pdf_file`` is the record signed, with its hash).
+    pdf_file_en = models.FileField(upload_to="reports/", max_length=255, blank=True)
     # A Lung-RADS category is only ever stored here by the doctor's confirmation (report_lung_rads_confirm).
     lung_rads_category = models.CharField(_("Lung-RADS category"), max_length=4, blank=True)
     lung_rads_rule = models.TextField(_("Lung-RADS rule"), blank=True, max_length=2000)

@@ -255,6 +255,13 @@ def report_lung_rads_suggestion(*, report: Report) -> dict:
     return _lung_rads_suggestion(Finding.objects.all(), report.study, None)
 
 
+def lung_rads_rule_text(rule_code: str) -> str:
+    """Return the wording of a Lung-RADS v2022 rule (``"no_nodules"``, …) in the active language, or
+    ``""`` for an unknown code (a report signed with a rule this version no longer has)."""
+    text = _lung_rads_rule_texts().get(rule_code)
+    return str(text) if text is not None else ""
+
+
 def _lung_rads_suggestion(visible: QuerySet[Finding], study, prior_study) -> dict:
     from portal.api_errors import ServiceError
 

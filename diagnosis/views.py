@@ -43,15 +43,20 @@ def report_detail(request, report_id: int):
                 services.report_update(user=request.user, report=report, **form.cleaned_data)
                 if "finalize" in request.POST:
                     services.report_finalize(user=request.user, report=report)
-                    messages.success(request, "报告已签署 / Report signed.")
+                    messages.success(request, _("Report signed."))
                 else:
-                    messages.success(request, "草稿已保存 / Draft saved.")
+                    messages.success(request, _("Draft saved."))
                 return redirect("diagnosis:report-detail", report_id=report.pk)
             except ServiceError as exc:
                 messages.error(request, exc.message)
     return render(request, "diagnosis/report_detail.html", {
         "report": report, "content": content, "form": form,
         "finding_images": services.report_finding_key_images(content.get("accepted_findings") or []),
+        # The same key images as the PDF, and the same units.
+        "images": services.report_key_images(report),
+        "study_label": services.report_study_label(content),
+        "suggestion_rule": selectors.lung_rads_rule_text((content.get("lung_rads_suggestion") or {}).get("rule_code", "")),
+        "intensity_unit": "HU" if ((content.get("series") or {}).get("modality") or "").upper() == "CT" else "",
         "lung_rads_categories": services.LUNG_RADS_CATEGORIES,
         "can_edit": report.status == "draft" and is_clinician(request.user),
         "can_amend": report.status == "final" and is_clinician(request.user),

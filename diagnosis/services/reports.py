@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from annotation.imaging.volume import Volume
@@ -191,10 +192,13 @@ def report_content(report: Report) -> dict:
             "id": study.pk, "study_instance_uid": study.study_instance_uid,
             "study_date": study.study_date.isoformat() if study.study_date else None,
             "description": study.description,
+            # What the study shows, for a study imported without a description (NIfTI, NRRD).
+            "modalities": sorted({s.modality for s in study.series.all() if s.modality}),
+            "body_parts": sorted({s.body_part for s in study.series.all() if s.body_part}),
         },
         "series": None if segmentation is None else {
             "id": segmentation.series_id, "modality": segmentation.series.modality,
-            "description": segmentation.series.description, "series_instance_uid": segmentation.series.series_instance_uid,
+            "body_part": segmentation.series.body_part, "description": segmentation.series.description, "series_instance_uid": segmentation.series.series_instance_uid,
         },
         "segmentation": None if segmentation is None else {"id": segmentation.pk, "name": segmentation.name,
                                                           "version": segmentation.version},
@@ -305,7 +309,7 @@ def _largest_finding_centroid(segmentation: Segmentation) -> list[float] | None:
     return None if best is None else list(best[1])
 
 
-def _key_images(report: Report) -> dict[str, str]:
+def report_key_images(report: Report) -> dict[str, str]:
     """Render the three planes through the largest finding with the overlay, as data URIs."""
     from annotation.storage import segmentation_labelmap_load, series_geometry, series_volume_load
 
@@ -336,22 +340,65 @@ def _key_images(report: Report) -> dict[str, str]:
     return {plane: "data:image/png;base64," + base64.b64encode(png).decode() for plane, png in images.items()}
 
 
-def report_render_pdf(report: Report) -> bytes:
-    """Render a report to PDF (weasyprint, Noto CJK for Chinese). Drafts carry a DRAFT mark.
+PDF_LANGUAGES = ("zh-hans", "en")
 
-    The renderer fetches nothing but the portal's static files and the key images rendered here
+
+def pdf_language(language: str | None) -> str:
+    """Return the PDF language for a request language: ``"en"`` for any English, else ``"zh-hans"``."""
+    return "en" if (language or "").lower().startswith("en") else "zh-hans"
+
+
+def _suggestion_rule(content: dict) -> str:
+    """The Lung-RADS suggestion's rule in the active language (the snapshot keeps its code)."""
+    from ..selectors import lung_rads_rule_text
+
+    suggestion = content.get("lung_rads_suggestion") or {}
+    return lung_rads_rule_text(suggestion.get("rule_code", "")) or suggestion.get("rule", "")
+
+
+def report_study_label(content: dict) -> str:
+    """The study as the report names it: its description, else the series' modality and body part."""
+    study = content.get("study") or {}
+    series = content.get("series") or {}
+    if study.get("description"):
+        return study["description"]
+    modalities = study.get("modalities") or ([series["modality"]] if series.get("modality") else [])
+    body_parts = study.get("body_parts") or ([series["body_part"]] if series.get("body_part") else [])
+    return " · ".join([*modalities, *body_parts]) or series.get("description") or "—"
+
+
+def _page_footer_parts() -> tuple[str, str, str]:
+    """The page footer's text around the page number and count, in the active language."""
+    text = gettext("Page %(page)s of %(pages)s")
+    before, _sep, rest = text.partition("%(page)s")
+    between, _sep2, after = rest.partition("%(pages)s")
+    return before, between, after
+
+
+def report_render_pdf(report: Report, language: str = "zh-hans") -> bytes:
+    """Render a report to PDF in one language (weasyprint, Noto CJK for Chinese). Drafts carry a DRAFT mark.
+
+    Every heading and label is in ``language`` only (``"zh-hans"`` or ``"en"``); names the report
+    stores (hospital, patient, the doctor's own text) are shown as written. The renderer fetches
+    nothing but the portal's static files and the key images rendered here
     (:func:`report_url_fetcher`): a URL that reached the HTML is refused, never requested.
     """
     from weasyprint import HTML
 
-    with translation.override("zh-hans"):
+    with translation.override(pdf_language(language)):
         content = report_content(report)
-        images = _key_images(report)
+        images = report_key_images(report)
         finding_images = report_finding_key_images(content.get("accepted_findings") or [])
+        before, between, after = _page_footer_parts()
+        series = content.get("series") or {}
         html = render_to_string(
             "diagnosis/report_pdf.html",
             {"content": content, "images": images, "draft": report.status == Report.Status.DRAFT,
-             "finding_images": finding_images, "generated_at": timezone.localtime()},
+             "finding_images": finding_images, "generated_at": timezone.localtime(),
+             "study_label": report_study_label(content),
+             "suggestion_rule": _suggestion_rule(content),
+             "intensity_unit": "HU" if (series.get("modality") or "").upper() == "CT" else "",
+             "page_label_before": before, "page_label_between": between, "page_label_after": after},
         )
     data_uris = [*images.values(), *finding_images.values()]
     return HTML(string=html, url_fetcher=report_url_fetcher(data_uris=data_uris)).write_pdf()
@@ -370,14 +417,34 @@ def report_url_fetcher(*, data_uris=()):
     return StaticOnlyURLFetcher(static_roots=roots, data_uris=data_uris)
 
 
-def report_pdf_bytes(*, user: User, report: Report) -> bytes:
-    """Return the PDF of a report: the stored one for a final report, a fresh render for a draft."""
+def report_pdf_bytes(*, user: User | None, report: Report, language: str | None = None) -> bytes:
+    """Return the PDF of a report in the reader's ``language`` (the active language when None).
+
+    A final report gives its stored PDF: the Chinese one signed, or the English one, rendered once
+    from the frozen snapshot on first request and stored beside it. A draft is rendered afresh.
+    """
+    language = pdf_language(language or translation.get_language())
     audit_record(actor=user, action=AuditLog.Action.DOWNLOAD, target_type="report", target_id=report.pk,
-                 hospital=report.study.hospital)
-    if report.status == Report.Status.FINAL and report.pdf_file:
+                 hospital=report.study.hospital, detail={"language": language})
+    if report.status != Report.Status.FINAL or not report.pdf_file:
+        return report_render_pdf(report, language)
+    if language == "zh-hans":
         with report.pdf_file.open("rb") as fh:
             return fh.read()
-    return report_render_pdf(report)
+    if not report.pdf_file_en:
+        pdf = report_render_pdf(report, language)
+        name = default_storage.save(f"studies/{report.study_id}/reports/{uuid.uuid4().hex}-en.pdf",
+                                    ContentFile(pdf, name="report-en.pdf"))
+        with transaction.atomic():
+            stored = Report.objects.select_for_update().get(pk=report.pk)
+            if stored.pdf_file_en:  # another request stored it meanwhile: keep that one
+                default_storage.delete(name)
+            else:
+                stored.pdf_file_en = name
+                stored.save(update_fields=["pdf_file_en"])
+        report.pdf_file_en = stored.pdf_file_en
+    with report.pdf_file_en.open("rb") as fh:
+        return fh.read()
 
 
 def report_finalize(*, user: User, report: Report) -> Report:
@@ -399,7 +466,7 @@ def report_finalize(*, user: User, report: Report) -> Report:
         report.status = Report.Status.FINAL
         report.snapshot = {}
         report.snapshot = report_content(report)
-        pdf = report_render_pdf(report)
+        pdf = report_render_pdf(report, "zh-hans")
         key = f"studies/{report.study_id}/reports/{uuid.uuid4().hex}.pdf"
         name = default_storage.save(key, ContentFile(pdf, name="report.pdf"))
         try:

@@ -8,6 +8,7 @@ from io import StringIO
 
 import numpy as np
 import pytest
+from django.utils import translation
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
@@ -75,7 +76,7 @@ def test_detect_command_finds_the_readers_nodule_on_lidc_idri_0001(doctor, lidc_
 
 
 def test_detection_on_an_mr_series_is_refused_with_a_clear_message(doctor, mr_series):
-    with pytest.raises(CommandError, match="ct-lung-nodule is for CT; this series is MR"):
+    with translation.override("en"), pytest.raises(CommandError, match="ct-lung-nodule is for CT; this series is MR"):
         call_command("detect", str(mr_series.pk), "--model", "ct-lung-nodule", "--inline", "--json", stdout=StringIO())
     model = segmentation_model_by_name(name="ct-lung-nodule")
     response = api_client(doctor).post(reverse("series-inference-runs", args=[mr_series.pk]), {"model": model.pk},

@@ -57,7 +57,7 @@ def test_the_fetcher_serves_the_key_images_it_rendered(doctor, small_ct_study):
         series=series, label_map=label_map, name="lesion", source=Segmentation.Source.MANUAL,
         label_table=[{"index": 1, "name": "lesion", "color": "#00ff00"}])
     report = services.report_create_draft(user=doctor, study=small_ct_study, segmentation=segmentation)
-    images = report_services._key_images(report)
+    images = report_services.report_key_images(report)
     fetcher = report_services.report_url_fetcher(data_uris=images.values())
     from django.template.loader import render_to_string
     from weasyprint import HTML

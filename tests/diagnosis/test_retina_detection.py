@@ -10,6 +10,7 @@ from io import StringIO
 
 import numpy as np
 import pytest
+from django.utils import translation
 import torch
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -136,7 +137,7 @@ def test_a_bundle_folder_zip_registers_like_a_checkpoint(tmp_path, tiny_checkpoi
 
 def test_the_retinanet_refuses_an_mr_series(doctor, mr_series, tiny_checkpoint):
     _register(tiny_checkpoint)
-    with pytest.raises(CommandError, match="tiny is for CT; this series is MR"):
+    with translation.override("en"), pytest.raises(CommandError, match="tiny is for CT; this series is MR"):
         call_command("detect", str(mr_series.pk), "--model", "tiny", "--inline", "--json", stdout=StringIO())
     assert not InferenceRun.objects.filter(model__name="tiny").exists()
 

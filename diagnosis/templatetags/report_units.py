@@ -1,0 +1,17 @@
+"""Units of the report's tables: ``cm2`` turns a surface area in mm² into cm² (1 cm² = 100 mm²), so
+the report page and the PDF show the same unit."""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def cm2(value_mm2):
+    """Return ``value_mm2`` (mm²) in cm², or ``""`` for an empty or non-numeric value."""
+    try:
+        return float(value_mm2) / 100.0
+    except (TypeError, ValueError):
+        return ""
