@@ -41,7 +41,8 @@ def _check_node(labels: list[str], props: dict) -> str:
             if key != "name":
                 check_property(key)
     if not isinstance(props.get(_node_key(label)), str):
-        raise ValueError(f"a {label} node has no {_node_key(label)}")
+        raise ValueError(  # noqa: TRY004 (a bad graph, not a bad argument type)
+            f"a {label} node has no {_node_key(label)}")
     return label
 
 
@@ -70,7 +71,8 @@ def graph_backup_export(folder: Path) -> dict[str, int]:
             )
             for row in rows:
                 label = _check_node(list(row["labels"]), dict(row["props"]))
-                out.write(json.dumps({"label": label, "props": row["props"]}, ensure_ascii=False, sort_keys=True) + "\n")
+                line = {"label": label, "props": row["props"]}
+                out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
             nodes += len(rows)
             if len(rows) < _PAGE:
                 break
@@ -113,7 +115,8 @@ def _lines(path: Path):
 def _nodes_flush(client, label: str, rows: list[dict]) -> None:
     if label == store.META_LABEL:
         for props in rows:
-            client.write(f"MERGE (m:{store.META_LABEL} {{key: $key}}) SET m += $props", {"key": props["key"], "props": props})
+            client.write(f"MERGE (m:{store.META_LABEL} {{key: $key}}) SET m += $props",
+                         {"key": props["key"], "props": props})
         return
     store.nodes_merge(client, label, [props["name"] for props in rows])
     with_props = [(props["name"], {k: v for k, v in props.items() if k != "name"}) for props in rows]

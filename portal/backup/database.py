@@ -99,7 +99,8 @@ def database_export(folder: Path) -> dict[str, int]:
 
 def _tables_to_clear(connection) -> list[str]:
     keep = {apps.get_model(label)._meta.db_table for label in ("contenttypes.contenttype", "auth.permission")}
-    return [t for t in connection.introspection.django_table_names(only_existing=True, include_views=False) if t not in keep]
+    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+    return [t for t in tables if t not in keep]
 
 
 def database_clear() -> None:

@@ -50,7 +50,8 @@ def location_parse(text: str) -> Path | S3Location:
     if not bucket:
         raise LocationError(f"{text}: an S3 location needs a bucket (s3://bucket/prefix)")
     if bucket == settings.S3_BUCKET:
-        raise LocationError(f"{text}: a backup cannot be stored in the portal's own bucket {bucket!r}; use another bucket")
+        raise LocationError(
+            f"{text}: a backup cannot be stored in the portal's own bucket {bucket!r}; use another bucket")
     if ".." in prefix.split("/"):
         raise LocationError(f"{text}: the prefix may not contain '..'")
     return S3Location(bucket=bucket, prefix=prefix)
@@ -96,7 +97,8 @@ def s3_download(location: S3Location, folder: Path) -> int:
         No manifest at the location, or a key that would leave ``folder``.
     """
     if not s3_location_used(location):
-        raise BackupInvalid(f"{location}: no manifest.json there (not a backup, or an unfinished one)", path=MANIFEST_NAME)
+        raise BackupInvalid(f"{location}: no manifest.json there (not a backup, or an unfinished one)",
+                            path=MANIFEST_NAME)
     client = s3_client()
     prefix = f"{location.prefix}/" if location.prefix else ""
     count = 0

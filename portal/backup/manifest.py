@@ -49,7 +49,8 @@ def portal_version() -> dict[str, str]:
     """Return the portal's version and, when the code is a git checkout, its commit (else "unknown")."""
     commit = "unknown"
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=10)
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True,
+                                timeout=10, check=False)
         if result.returncode == 0:
             commit = result.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -82,7 +83,8 @@ def manifest_write(folder: Path, *, created_at: str, database: dict, counts: dic
         "counts": counts,
         "files": files,
     }
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False)
+    (folder / MANIFEST_NAME).write_text(text, encoding="utf-8")
     return manifest
 
 

@@ -87,7 +87,8 @@ def objects_restore(folder: Path) -> dict[str, int]:
     count = size = 0
     for entry in objects_index(folder):
         extra = {"ContentType": entry["content_type"]} if entry.get("content_type") else {}
-        client.upload_file(str(folder / FOLDER_NAME / entry["sha256"]), settings.S3_BUCKET, entry["key"], ExtraArgs=extra)
+        path = folder / FOLDER_NAME / entry["sha256"]
+        client.upload_file(str(path), settings.S3_BUCKET, entry["key"], ExtraArgs=extra)
         count += 1
         size += int(entry["size"])
     return {"objects": count, "bytes": size}

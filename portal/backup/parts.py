@@ -30,8 +30,9 @@ class BackupPart:
         exists and is empty) and return counts for the manifest. Must stream: never hold the whole
         part in memory.
     restore : callable
-        ``restore(folder: Path) -> dict[str, int]``: write the part back from ``folder`` into an empty
-        target and return the counts restored (compared with the manifest's).
+        ``restore(folder: Path) -> dict[str, int]``: write the part back from ``folder`` (read-only; it
+        does not exist when the part had no files) into an empty target and return the counts restored
+        (compared with the manifest's).
     count : callable
         ``count() -> int``: how many items the target holds now (0 means empty).
     clear : callable

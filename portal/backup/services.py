@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections, DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from .. import services as portal_services
@@ -194,9 +194,9 @@ def _restore_from(folder: Path, *, force: bool) -> BackupResult:
     restored = {"database": database.database_restore(folder), "objects": objects.objects_restore(folder)}
     for name in manifest["counts"]:
         if name in parts:
-            part_folder = folder / name
-            part_folder.mkdir(exist_ok=True)
-            restored[name] = parts[name].restore(part_folder)
+            # A part that had no files has no folder (a backup lists files only): its restore gets a
+            # path that may not exist, and the backup itself is never written to.
+            restored[name] = parts[name].restore(folder / name)
     differences = _compare(manifest["counts"], restored)
     if differences:
         raise RestoreIncomplete("restored counts differ from the manifest: " + "; ".join(differences[:20]))

@@ -24,7 +24,9 @@ from django.core.management import CommandError, call_command
 from portal.storage import s3_client, storage_ensure_bucket
 from tests.conftest import shared_data
 
-pytestmark = pytest.mark.django_db
+# Committed transactions: PostgreSQL refuses to TRUNCATE (flush, restore) tables with deferred foreign-key
+# checks pending in the same transaction, which a test wrapped in one transaction would have.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 # --- the source portal -------------------------------------------------------------------------
@@ -84,15 +86,18 @@ def _federated_task(tmp_path):
         signing_key = fl_ledger.load_private_key(paths.signing_key(participant.client_id).read_bytes())
         signature = fl_ledger.sign_bytes(signing_key, fl_ledger.client_statement(
             task_id=task.pk, round_number=1, kind=fl_ledger.KIND_CLIENT_UPDATE, client=participant.client_id,
-            update_sha256=statement["update_sha256"], num_examples=statement["num_examples"], metrics=statement["metrics"],
+            update_sha256=statement["update_sha256"], num_examples=statement["num_examples"],
+            metrics=statement["metrics"],
         ))
-        clients[participant.client_id] = {"status": "answered", "sha256": statement["update_sha256"],
-                                          "num_examples": statement["num_examples"], "metrics": statement["metrics"],
-                                          "signature": signature}
+        clients[participant.client_id] = {
+            "status": "answered", "sha256": statement["update_sha256"], "num_examples": statement["num_examples"],
+            "metrics": statement["metrics"], "signature": signature,
+        }
     record = {"round_number": 1, "global_sha256": arrays_sha256(weights), "num_examples": 5,
               "metrics": {"dice": 0.61}, "clients": clients}
     coordinator_key = fl_ledger.load_private_key(paths.coordinator_signing_key.read_bytes())
-    federation_services.round_ingest(task=task, record=record, weights_path=weights_path, coordinator_key=coordinator_key)
+    federation_services.round_ingest(task=task, record=record, weights_path=weights_path,
+                                     coordinator_key=coordinator_key)
     return task
 
 
@@ -212,13 +217,14 @@ def test_backup_restored_into_an_empty_portal_holds_everything(settings, tmp_pat
     with report.pdf_file.open("rb") as pdf:
         assert hashlib.sha256(pdf.read()).hexdigest() == report.pdf_sha256
     task = FederatedTask.objects.get(pk=source_portal["task"].pk)
-    assert federation_services.ledger_verify(task=task) == {"ok": True, "entries": LedgerEntry.objects.filter(task=task).count()}
+    entries = LedgerEntry.objects.filter(task=task).count()
+    assert federation_services.ledger_verify(task=task) == {"ok": True, "entries": entries}
     assert (settings.FEDERATION_DIR / f"task-{task.pk}" / "pki" / "coordinator-signing.pem").stat().st_mode & 0o077 == 0
 
 
 def test_tampered_backup_is_refused_naming_the_file_and_nothing_is_written(settings, tmp_path, source_portal):
-    from knowledge_graph.graph import store
     from knowledge_graph.connection import graph_client
+    from knowledge_graph.graph import store
 
     call_command("backup", out=str(tmp_path / "backup"), verbosity=0)
     _empty_target(settings, tmp_path)
@@ -239,7 +245,7 @@ def test_tampered_backup_is_refused_naming_the_file_and_nothing_is_written(setti
 def test_truncated_object_file_is_refused_naming_it(settings, tmp_path, source_portal):
     call_command("backup", out=str(tmp_path / "backup"), verbosity=0)
     _empty_target(settings, tmp_path)
-    victim = sorted((tmp_path / "backup" / "objects").iterdir())[0]
+    victim = min((tmp_path / "backup" / "objects").iterdir())
     victim.write_bytes(victim.read_bytes()[:100])
 
     with pytest.raises(CommandError, match=f"objects/{victim.name}"):
@@ -265,9 +271,9 @@ def test_restore_onto_a_portal_with_data_is_refused_without_force(settings, tmp_
     # With --force the portal is replaced by the backup's state (a study added since is gone).
     from annotation import services as annotation_services
 
+    ct = shared_data("totalsegmentator_example", "example_ct_sm.nii.gz")
     annotation_services.study_import(user=source_portal["report"].signed_by, hospital=source_portal["study"].hospital,
-                                     patient_mrn="MRN-2", paths=[shared_data("totalsegmentator_example", "example_ct_sm.nii.gz")],
-                                     modality="CT")
+                                     patient_mrn="MRN-2", paths=[ct], modality="CT")
     call_command("restore", source=str(tmp_path / "backup"), force=True, verbosity=0)
     assert Study.objects.count() == studies_before
     assert _bucket_hashes() == objects_before

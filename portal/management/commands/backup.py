@@ -14,7 +14,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--out", required=True, help="a new or empty directory, or s3://bucket/prefix (not the portal's own bucket)")
+        parser.add_argument("--out", required=True,
+                            help="a new or empty directory, or s3://bucket/prefix (not the portal's own bucket)")
 
     def handle(self, *args, out: str, **options):
         try:
@@ -23,7 +24,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         counts = result.counts
         rows = sum(counts["database"].values())
-        parts = ", ".join(f"{name} {value}" for name, value in sorted(counts.items()) if name not in {"database", "objects"})
+        parts = ", ".join(f"{name} {value}" for name, value in sorted(counts.items())
+                          if name not in {"database", "objects"})
         self.stdout.write(self.style.SUCCESS(
             f"Backup written to {result.location}: {result.files} files; {rows} database rows, "
             f"{counts['objects']['objects']} objects ({counts['objects']['bytes']} bytes); {parts}."
