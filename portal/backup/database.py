@@ -12,6 +12,7 @@ migrations and restore refuses a backup of another schema).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.apps import apps
@@ -95,6 +96,25 @@ def database_export(folder: Path) -> dict[str, int]:
             )
             counts[model._meta.label_lower] = written[0]
     return counts
+
+
+def database_file_models(folder: Path):
+    """Yield the model label (``"app_label.modelname"``) of every row in ``folder/database.jsonl``, in order.
+
+    Raises
+    ------
+    ValueError
+        A line that is not a JSON object naming its model.
+    """
+    with open(folder / FILE_NAME, encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                model = json.loads(line)["model"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{FILE_NAME} line {number} is not a serialised row") from None
+            yield str(model).lower()
 
 
 def _tables_to_clear(connection) -> list[str]:

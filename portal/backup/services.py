@@ -134,6 +134,29 @@ def _check_objects_index(folder: Path, manifest: dict) -> None:
                                 path=objects.INDEX_NAME)
 
 
+def _check_counts(folder: Path, manifest: dict) -> None:
+    """Count the rows and objects in the files (one streaming pass) against the manifest's counts."""
+    counted: dict[str, int] = {}
+    try:
+        for model in database.database_file_models(folder):
+            counted[model] = counted.get(model, 0) + 1
+    except ValueError as exc:
+        raise BackupInvalid(str(exc), path=database.FILE_NAME) from None
+    expected = {model: n for model, n in manifest["counts"].get("database", {}).items() if n}
+    if counted != expected:
+        differing = sorted(m for m in set(counted) | set(expected) if counted.get(m) != expected.get(m))
+        raise BackupInvalid(
+            f"{database.FILE_NAME} does not hold the rows the manifest counts ({', '.join(differing[:5])})",
+            path=database.FILE_NAME)
+    try:
+        listed = sum(1 for _ in objects.objects_index(folder))
+    except ValueError:
+        raise BackupInvalid(f"{objects.INDEX_NAME} is not JSON Lines", path=objects.INDEX_NAME) from None
+    if listed != manifest["counts"].get("objects", {}).get("objects"):
+        raise BackupInvalid(f"{objects.INDEX_NAME} lists {listed} objects, the manifest counts "
+                            f"{manifest['counts'].get('objects', {}).get('objects')}", path=objects.INDEX_NAME)
+
+
 def _check_schema(manifest: dict) -> None:
     theirs = manifest.get("database", {}).get("migrations", {})
     ours = database.database_migrations()
@@ -173,6 +196,7 @@ def _compare(expected: dict, restored: dict) -> list[str]:
 
 def _restore_from(folder: Path, *, force: bool) -> BackupResult:
     manifest = manifest_verify(folder)
+    _check_counts(folder, manifest)
     _check_objects_index(folder, manifest)
     _check_schema(manifest)
     _check_parts(manifest)

@@ -315,3 +315,64 @@ def test_restore_from_a_folder_without_manifest_is_refused(db, tmp_path):
 
     with pytest.raises(CommandError, match="no manifest.json"):
         call_command("restore", source=str(tmp_path / "not-a-backup"), verbosity=0)
+
+
+# --- refusals of a small portal's backup: each before anything is written --------------------------
+
+@pytest.fixture
+def small_backup(settings, tmp_path, doctor):
+    """A backup of a portal holding a hospital and a doctor; returns its folder."""
+    settings.FEDERATION_DIR = tmp_path / "federation"
+    call_command("backup", out=str(tmp_path / "small"), verbosity=0)
+    return tmp_path / "small"
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def _refused(folder: Path, match: str) -> None:
+    from portal.models import AuditLog, User
+
+    before = (User.objects.count(), AuditLog.objects.count())
+    with pytest.raises(CommandError, match=match):
+        call_command("restore", source=str(folder), force=True, verbosity=0)
+    assert (User.objects.count(), AuditLog.objects.count()) == before
+
+
+def test_restore_refuses_a_backup_with_a_missing_file(small_backup):
+    (small_backup / "objects.jsonl").unlink()
+    _refused(small_backup, "objects.jsonl is missing")
+
+
+def test_restore_refuses_a_file_the_manifest_does_not_list(small_backup):
+    (small_backup / "graph" / "extra.jsonl").write_text("{}\n")
+    _refused(small_backup, "graph/extra.jsonl is not listed")
+
+
+def test_restore_refuses_another_format_version(small_backup):
+    _edit_manifest(small_backup, lambda m: m.update(format_version=99))
+    _refused(small_backup, "format version 99 is not supported")
+
+
+def test_restore_refuses_counts_that_the_files_do_not_hold(small_backup):
+    _edit_manifest(small_backup, lambda m: m["counts"]["database"].update({"portal.user": 5}))
+    _refused(small_backup, "database.jsonl does not hold the rows the manifest counts \\(portal.user\\)")
+
+
+def test_restore_refuses_a_backup_of_another_schema(small_backup):
+    _edit_manifest(small_backup, lambda m: m["database"]["migrations"]["annotation"].append("0099_future"))
+    _refused(small_backup, "other database migrations .* annotation")
+
+
+def test_restore_refuses_a_part_this_portal_does_not_know(small_backup):
+    _edit_manifest(small_backup, lambda m: m["counts"].update(pacs={"files": 0}))
+    _refused(small_backup, "parts this portal does not know: pacs")
+
+
+def test_restore_refuses_a_directory_that_does_not_exist(db, tmp_path):
+    with pytest.raises(CommandError, match="is not a directory"):
+        call_command("restore", source=str(tmp_path / "nowhere"), verbosity=0)
