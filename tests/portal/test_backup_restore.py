@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import uuid
 from importlib import import_module
 from pathlib import Path
@@ -22,7 +25,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from portal.storage import s3_client, storage_ensure_bucket
-from tests.conftest import shared_data
+from tests.conftest import REPO_DIR, shared_data
 
 # Committed transactions: PostgreSQL refuses to TRUNCATE (flush, restore) tables with deferred foreign-key
 # checks pending in the same transaction, which a test wrapped in one transaction would have.
@@ -115,6 +118,32 @@ def source_portal(settings, tmp_path, doctor, patient_user, small_ct_study):
     task = _federated_task(tmp_path)
     return {"study": small_ct_study, "segmentation": segmentation, "report": report,
             "conversation": conversation, "task": task}
+
+
+def build_source_portal(workdir: Path) -> None:
+    """Build the same portal outside pytest (``manage.py shell`` of another database engine): a doctor
+    and a patient, the small real CT, a segmentation, a signed report, a chat and a federated task."""
+    from annotation import services as annotation_services
+    from annotation.models import Patient
+    from knowledge_graph import services as kg_services
+    from portal.models import Role
+    from portal.storage import storage_ensure_bucket
+    from tests.factories import HospitalFactory, UserFactory
+
+    storage_ensure_bucket()
+    kg_services.graph_reset()
+    kg_services.starter_load()
+    hospital = HospitalFactory()
+    doctor = UserFactory(role=Role.DOCTOR, hospital=hospital)
+    patient_user = UserFactory(role=Role.PATIENT, hospital=hospital)
+    ct = shared_data("totalsegmentator_example", "example_ct_sm.nii.gz")
+    study = annotation_services.study_import(user=doctor, hospital=hospital, patient_mrn="MRN-1", paths=[ct],
+                                             modality="CT").studies[0]
+    Patient.objects.filter(pk=study.patient_id).update(user=patient_user)
+    segmentation = _segmentation(study)
+    _signed_report(doctor, study, segmentation)
+    _chat(doctor, patient_user, study)
+    _federated_task(workdir)
 
 
 # --- what is compared --------------------------------------------------------------------------
@@ -220,6 +249,10 @@ def test_backup_restored_into_an_empty_portal_holds_everything(settings, tmp_pat
     entries = LedgerEntry.objects.filter(task=task).count()
     assert federation_services.ledger_verify(task=task) == {"ok": True, "entries": entries}
     assert (settings.FEDERATION_DIR / f"task-{task.pk}" / "pki" / "coordinator-signing.pem").stat().st_mode & 0o077 == 0
+    # The sequences continue after the restored ids (PostgreSQL): new rows get new primary keys.
+    from portal.services import hospital_create
+
+    assert hospital_create(code="hafter", name="恢复后新建医院").pk > source_portal["study"].hospital_id
 
 
 def test_tampered_backup_is_refused_naming_the_file_and_nothing_is_written(settings, tmp_path, source_portal):
@@ -376,3 +409,41 @@ def test_restore_refuses_a_part_this_portal_does_not_know(small_backup):
 def test_restore_refuses_a_directory_that_does_not_exist(db, tmp_path):
     with pytest.raises(CommandError, match="is not a directory"):
         call_command("restore", source=str(tmp_path / "nowhere"), verbosity=0)
+
+
+def test_a_backup_made_on_sqlite_restores_into_postgresql(settings, tmp_path):
+    """The source portal runs on SQLite in other processes; the backup is restored into this PostgreSQL."""
+    from django.db import connection
+
+    from annotation.models import Series
+    from annotation.storage import series_volume_load
+    from federation import services as federation_services
+    from federation.models import FederatedTask
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs when the tests use PostgreSQL (DATABASE_URL): it restores a backup made on SQLite into it")
+    shared_data("totalsegmentator_example", "example_ct_sm.nii.gz")
+    shared_data("msd_task04_hippocampus")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'source.sqlite3'}", "YIXIN_VAR_DIR": str(tmp_path / "source-var"),
+           "S3_BUCKET": f"yixin-source-{uuid.uuid4().hex[:12]}", "FEDERATION_DIR": str(tmp_path / "source-federation"),
+           "FEDERATION_DATASETS_ROOT": str(tmp_path / "source-datasets")}
+    build = f"from pathlib import Path; from tests.portal.test_backup_restore import build_source_portal; " \
+            f"build_source_portal(Path({str(tmp_path / 'source-work')!r}))"
+    for command in (["migrate", "-v0"], ["shell", "-c", build], ["backup", "--out", str(tmp_path / "backup")]):
+        done = subprocess.run([sys.executable, "manage.py", *command], cwd=REPO_DIR, env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert done.returncode == 0, f"{command[0]}: {done.stderr[-3000:]}"
+    manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+    assert manifest["database"]["vendor"] == "sqlite"
+    _empty_target(settings, tmp_path)
+
+    call_command("restore", source=str(tmp_path / "backup"), verbosity=0)
+
+    series = Series.objects.get()
+    assert series_volume_load(series).array.shape == tuple(series.shape)
+    task = FederatedTask.objects.get()
+    assert federation_services.ledger_verify(task=task)["ok"]
+    from portal.services import hospital_create
+
+    assert hospital_create(code="hafter", name="恢复后新建医院").pk > series.study.hospital_id
