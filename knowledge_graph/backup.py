@@ -18,11 +18,13 @@ from pathlib import Path
 
 from .connection import graph_client
 from .graph import store
+from .graph.client import FALKORDB_PARAM_BUDGET, rendered_size
 from .qa.schema import Rel, check_label, check_property, check_relation
 
 NODES_FILE = "nodes.jsonl"
 RELATIONSHIPS_FILE = "relationships.jsonl"
-_PAGE = 2000
+_PAGE = 20000
+_FALKORDB_ROW_LIMIT = FALKORDB_PARAM_BUDGET - 200
 _FLUSH_ROWS = 2000
 _PREDICATE_RELS = {str(Rel.RELATED), str(Rel.ATTRIBUTE)}
 
@@ -118,9 +120,15 @@ def _nodes_flush(client, label: str, rows: list[dict]) -> None:
             client.write(f"MERGE (m:{store.META_LABEL} {{key: $key}}) SET m += $props",
                          {"key": props["key"], "props": props})
         return
-    store.nodes_merge(client, label, [props["name"] for props in rows])
-    with_props = [(props["name"], {k: v for k, v in props.items() if k != "name"}) for props in rows]
-    store.nodes_set_properties(client, label, [row for row in with_props if row[1]])
+    # One MERGE … SET per batch; a node whose properties exceed FalkorDB's parameter budget goes through
+    # the store's piecewise writer instead.
+    small = [p for p in rows if not client.is_falkordb or rendered_size(p) < _FALKORDB_ROW_LIMIT]
+    large = [p for p in rows if client.is_falkordb and rendered_size(p) >= _FALKORDB_ROW_LIMIT]
+    client.write_rows(f"UNWIND $rows AS r MERGE (n:{label} {{name: r.name}}) SET n += r", small)
+    if large:
+        store.nodes_merge(client, label, [props["name"] for props in large])
+        store.nodes_set_properties(client, label,
+                                   [(p["name"], {k: v for k, v in p.items() if k != "name"}) for p in large])
 
 
 def graph_backup_restore(folder: Path) -> dict[str, int]:

@@ -104,6 +104,18 @@ def _federated_task(tmp_path):
     return task
 
 
+@pytest.fixture(autouse=True)
+def _graph_left_empty():
+    """Leave the graph empty, and tell the knowledge-graph tests that their starter graph must be loaded
+    again (they load it once per session otherwise)."""
+    yield
+    from knowledge_graph import services as kg_services
+    from tests.knowledge_graph import conftest as kg_conftest
+
+    kg_services.graph_reset()
+    kg_conftest._loaded["starter"] = False
+
+
 @pytest.fixture
 def source_portal(settings, tmp_path, doctor, patient_user, small_ct_study):
     from knowledge_graph import services as kg_services
