@@ -459,3 +459,15 @@ def test_a_backup_made_on_sqlite_restores_into_postgresql(settings, tmp_path):
     from portal.services import hospital_create
 
     assert hospital_create(code="hafter", name="恢复后新建医院").pk > series.study.hospital_id
+
+
+def test_a_failed_backup_leaves_no_folder_behind(db, settings, tmp_path):
+    from knowledge_graph.connection import graph_client
+
+    settings.FEDERATION_DIR = tmp_path / "federation"
+    graph_client().write("CREATE (:Alien {name: 'x'})")  # a label the schema does not know: cannot be restored
+
+    with pytest.raises(CommandError, match="Alien"):
+        call_command("backup", out=str(tmp_path / "backups" / "tonight"), verbosity=0)
+
+    assert list((tmp_path / "backups").iterdir()) == []
