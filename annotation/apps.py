@@ -14,3 +14,9 @@ class AnnotationConfig(AppConfig):
 
         # An unreadable or unsafe upload is the client's error: the API answers 400 with its code.
         input_error_register(ImagingError)
+
+        from portal.backup import backup_seed_rows_register
+
+        # Migrations register the built-in models (no weights): a freshly migrated portal still counts
+        # as empty for ``manage.py restore``.
+        backup_seed_rows_register("annotation.SegmentationModel", weights_file="")
