@@ -84,7 +84,7 @@ def _poppler(pdf_path) -> tuple[str, str]:
     return text, images
 
 
-def test_doctor_finds_accepts_and_reports_the_lidc_nodule(portal_server, browser_page, tmp_path):
+def test_doctor_finds_accepts_and_reports_the_lidc_nodule(portal_server, starter_graph_loaded, browser_page, tmp_path):
     page = browser_page
     # Software WebGL on a shared two-core machine: a redraw with overlays can keep the page busy for a while.
     page.set_default_timeout(120_000)
@@ -151,6 +151,13 @@ def test_doctor_finds_accepts_and_reports_the_lidc_nodule(portal_server, browser
     # The draft report: the accepted nodule's row with its key image, and the Lung-RADS suggestion to confirm.
     page.click("#create-report")
     page.wait_for_selector("#report-findings")
+    # The finding's kind links to the knowledge graph: its panel (description, checks, department).
+    wait_for_js(page, "document.body.dataset.kgReady === '1'", timeout=60_000)
+    page.locator("#report-finding-kinds .kg-term", has_text="肺结节").first.click()
+    wait_for_js(page, "document.getElementById('kg-panel').dataset.kgLoaded === '肺结节'", timeout=60_000)
+    knowledge = page.locator("#kg-panel").inner_text()
+    assert "就诊科室" in knowledge and "胸部CT" in knowledge, knowledge
+    page.keyboard.press("Escape")
     row = page.wait_for_selector(f'#report-findings tr[data-finding-id="{hit_id}"]')
     assert row.query_selector("img.finding-key-image") is not None
     suggested = page.inner_text("#lung-rads-suggested-category").strip()
