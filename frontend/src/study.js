@@ -500,7 +500,10 @@ class StudyPage {
     if (select) select.value = seg ? String(seg.id) : "";
     this.renderLegend(seg);
     this.loadMeasurements(seg);
-    if (this.workbench && !this.workbench.editing) this.workbench.renderVersions();
+    if (this.workbench && !this.workbench.editing) {
+      this.workbench.renderVersions();
+      this.workbench.updateButtons();
+    }
     if (!this.viewer || !this.viewer.base) return;
     if (!seg) {
       this.viewer.removeOverlay();

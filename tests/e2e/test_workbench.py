@@ -110,12 +110,17 @@ def test_paint_erase_fill_undo_save_refine_compare(portal_server, browser_page, 
     wait_for_js(page, "window.yixinViewer && window.yixinViewer.workbench", timeout=60_000)
     page.select_option("#layout-select", "axial")
 
+    # Nothing to edit yet: no tools, no "edit", no "refine"; creating or importing one is offered.
+    assert page.locator("#workbench .wb-tools").is_hidden() and page.locator("#wb-edit").is_hidden()
+    assert page.locator("#workbench .wb-refine").is_hidden() and page.locator("#workbench details.wb-new").is_visible()
+
     # a new segmentation with one label, straight into editing
     page.click("#workbench details.wb-new summary")
     page.fill("#wb-new-name", "liver")
     page.click("#wb-new")
     wait_for_js(page, "document.body.dataset.editing", timeout=30_000)
     first_id = int(page.evaluate("document.body.dataset.editing"))
+    assert page.locator("#workbench .wb-tools").is_visible() and page.locator("#wb-stop").is_visible()
 
     # brush (2-D disc, 6 mm) on the axial slice
     page.select_option("#wb-tool", "brush2d")

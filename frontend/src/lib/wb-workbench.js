@@ -445,6 +445,18 @@ export class Workbench {
     set("wb-save", !editing);
     set("wb-stop", !editing);
     set("wb-tool", !editing);
+    // Controls appear only when there is something to edit: the tools while editing, "edit" and
+    // "refine" when the series has a segmentation; creating or importing one is always offered.
+    const hasSegmentation = editing || !!this.page.currentSegmentation();
+    const show = (node, visible) => {
+      if (node) node.hidden = !visible;
+    };
+    const panel = $("workbench");
+    show($("wb-edit"), !editing && hasSegmentation);
+    show($("wb-stop"), editing);
+    show(panel && panel.querySelector(".wb-tools"), editing);
+    show(panel && panel.querySelector(".wb-refine"), hasSegmentation);
+    if (panel) panel.dataset.editing = editing ? "1" : "0";
     const state = $("wb-history");
     if (state) state.textContent = editing ? `${this.history.undoStack.length} / ${this.history.redoStack.length}` : "";
   }
