@@ -9,6 +9,18 @@ from celery.worker.request import Request
 logger = logging.getLogger(__name__)
 
 
+def _drop_database_connections() -> None:
+    """Close this process's database connections, and its connection pools where there are (PostgreSQL
+    with ``DATABASE_POOL``): a pooled connection is otherwise kept open and shared with forked children."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        close_pool = getattr(conn, "close_pool", None)
+        conn.close()
+        if close_pool is not None:
+            close_pool()
+
+
 class RunRequest(Request):
     """The worker's view of an inference-run message: when the pool process executing it dies
     (OOM, a crash), record the loss on the run row before the message is requeued.
@@ -19,18 +31,18 @@ class RunRequest(Request):
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
         if isinstance(exc, WorkerLostError) and self.args:
-            from django.db import close_old_connections, connection
-
             from .services import inference_run_lost
 
             try:
-                close_old_connections()
+                # Pool processes forked earlier inherited this process's sockets and may have closed
+                # them on the server: write through fresh connections only.
+                _drop_database_connections()
                 inference_run_lost(run_id=int(self.args[0]), reason=f"the worker process running it was lost ({exc})")
             except Exception:  # noqa: BLE001 - the sweeper ends the run if this write fails
                 logger.exception("could not record the loss of inference run %s", self.args[0])
             finally:
                 # The parent forks new pool processes: leave them no inherited database connection.
-                connection.close()
+                _drop_database_connections()
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 

@@ -213,7 +213,11 @@ def test_run_whose_pool_process_is_killed_twice_fails_with_the_reason(doctor, hi
         (child,) = workers.pool_children(worker)
         os.kill(child, signal.SIGKILL)
 
-    run = wait_for(lambda: _finished(run.pk), 60, "the run to end after its second loss", poll_s=0.5)
+    try:
+        run = wait_for(lambda: _finished(run.pk), 60, "the run to end after its second loss", poll_s=0.5)
+    except pytest.fail.Exception:
+        print(workers.log())
+        raise
     assert run.status == InferenceRun.Status.FAILED
     assert run.attempts == 2
     assert "worker process running it was lost" in run.error_message and "gave up after 2 attempts" in run.error_message

@@ -182,7 +182,7 @@ def test_doctor_finds_accepts_and_reports_the_lidc_nodule(portal_server, starter
     long_mm, short_mm = hit_finding["long_axis_mm"], hit_finding["short_axis_mm"]
     # The accepted nodule's row (the kind cell wraps onto the lines around it in pdftotext's layout).
     table = text[text.index("已接受的发现"):text.index("Lung-RADS", text.index("已接受的发现"))]
-    assert re.search(rf"^\s*{hit_id}\s+{long_mm:.1f} × {short_mm:.1f}\s+{hit_finding['volume_ml']:.3f}", table,
+    assert re.search(rf"^\s*{hit_id}\s+.*?{long_mm:.1f} × {short_mm:.1f}\s+{hit_finding['volume_ml']:.3f}", table,
                      re.MULTILINE), table
     assert "肺结节" in table
     assert re.search(rf"医师确认：\s*{re.escape(suggested)}", text), text

@@ -3,10 +3,18 @@
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import translation
 
 from federation.models import FederatedTask
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """These tests read the messages in English (the portal's default language is Chinese)."""
+    with translation.override("en"):
+        yield
 
 
 def test_federated_run_refuses_a_folder_that_is_not_an_msd_dataset(tmp_path, federation_settings):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import translation
 
 from federation import services
 from federation.fl.flower_app import load_arrays
@@ -75,9 +76,9 @@ def test_secagg_round_gives_the_fedavg_model_and_a_verifiable_ledger(hippocampus
 
 def test_secure_aggregation_needs_three_clients(hippocampus_split, federation_settings):
     dirs = list(map(str, hippocampus_split.hospitals))
-    with pytest.raises(CommandError, match="at least 3 clients"):
+    with translation.override("en"), pytest.raises(CommandError, match="at least 3 clients"):
         call_command("federated_run", "--data", *dirs[:2], "--rounds", "1", "--secure-aggregation")
-    with pytest.raises(CommandError, match="at least 3 clients"):
+    with translation.override("zh-hans"), pytest.raises(CommandError, match="至少需要 3 个客户端"):
         call_command("federated_run", "--data", *dirs, "--min-clients", "2", "--rounds", "1", "--secure-aggregation")
     assert not FederatedTask.objects.exists()
 

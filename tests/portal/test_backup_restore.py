@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -440,6 +441,15 @@ def test_a_backup_made_on_sqlite_restores_into_postgresql(settings, tmp_path):
            "DATABASE_URL": f"sqlite:///{tmp_path / 'source.sqlite3'}", "YIXIN_VAR_DIR": str(tmp_path / "source-var"),
            "S3_BUCKET": f"yixin-source-{uuid.uuid4().hex[:12]}", "FEDERATION_DIR": str(tmp_path / "source-federation"),
            "FEDERATION_DATASETS_ROOT": str(tmp_path / "source-datasets")}
+    # The source portal's processes use the session's embedded services, so they need its credentials.
+    from django.conf import settings as django_settings
+
+    from portal.embedded.credentials import CREDENTIALS_FILE
+
+    (tmp_path / "source-var").mkdir(parents=True, exist_ok=True)
+    credentials = Path(django_settings.VAR_DIR) / CREDENTIALS_FILE
+    if credentials.exists():
+        shutil.copy2(credentials, tmp_path / "source-var" / CREDENTIALS_FILE)
     build = f"from pathlib import Path; from tests.portal.test_backup_restore import build_source_portal; " \
             f"build_source_portal(Path({str(tmp_path / 'source-work')!r}))"
     for command in (["migrate", "-v0"], ["shell", "-c", build], ["backup", "--out", str(tmp_path / "backup")]):
