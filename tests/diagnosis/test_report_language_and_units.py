@@ -10,14 +10,12 @@ import re
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 from django.urls import reverse
 
-from annotation import services as annotation_services
-from annotation.models import Segmentation
 from diagnosis import services
 from diagnosis.models import Measurement, Report
+from tests.diagnosis.test_reports import measured_segmentation  # noqa: F401 (the measured lesion fixture)
 from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
@@ -28,17 +26,8 @@ EN_HEADINGS = ["Diagnostic imaging report", "Patient and study", "Measurements",
 
 
 @pytest.fixture
-def signed_report(doctor, small_ct_study):
-    series = small_ct_study.series.get()
-    label_map = np.zeros(tuple(series.shape), dtype=np.uint8)
-    label_map[10:20, 30:50, 30:50] = 1
-    segmentation = annotation_services.segmentation_create(
-        series=series, label_map=label_map,
-        label_table=[{"index": 1, "name": "lesion", "name_zh": "病灶", "color": "#ff0000"}],
-        name="lesion", source=Segmentation.Source.MANUAL,
-    )
-    services.segmentation_measure(segmentation=segmentation)
-    report = services.report_create_draft(user=doctor, study=small_ct_study, segmentation=segmentation)
+def signed_report(doctor, small_ct_study, measured_segmentation):
+    report = services.report_create_draft(user=doctor, study=small_ct_study, segmentation=measured_segmentation)
     services.report_update(user=doctor, report=report, findings="A box-shaped lesion in the liver.",
                            impression="Lesion of the liver, follow up in three months.")
     return services.report_finalize(user=doctor, report=report)
