@@ -18,7 +18,7 @@ stored property value, ``{name}`` one graph name, others as named.
 from __future__ import annotations
 
 from .classifier import QuestionType as Q
-from .schema import Label
+from .schema import LABEL_ZH, Label
 
 ZH = "zh-hans"
 EN = "en"
@@ -226,18 +226,7 @@ MISSING: dict[str, dict[str, str]] = {
 
 #: The kind of an entity as said inside a sentence ("the disease “感冒”").
 KINDS: dict[str, dict[str, str]] = {
-    ZH: {
-        Label.DISEASE: "疾病",
-        Label.SYMPTOM: "症状",
-        Label.DRUG: "药物",
-        Label.DRUG_PRODUCT: "药品",
-        Label.FOOD: "食物",
-        Label.CHECK: "检查",
-        Label.DEPARTMENT: "科室",
-        Label.PRODUCER: "生产厂家",
-        Label.TERM: "术语",
-        "": "",
-    },
+    ZH: {**LABEL_ZH, "": ""},
     EN: {
         Label.DISEASE: "disease",
         Label.SYMPTOM: "symptom",
