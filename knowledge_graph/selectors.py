@@ -45,6 +45,16 @@ def conversation_get(*, user: User, conversation_id, for_update: bool = False) -
         raise ServiceError(_("No such conversation."), code="not_found", status_code=404) from None
 
 
+def _entity_lookup(label: str, name: str):
+    """Return ``(client, properties)`` of a browsable entity, or None for a label that cannot be browsed,
+    an empty or over-long name, or an entity the graph does not hold."""
+    if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
+        return None
+    client = graph_client()
+    props = store.entity_properties(client, label, name)
+    return None if props is None else (client, props)
+
+
 def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] | None:
     """Return an entity's properties and its neighbours grouped by relation, or None.
 
@@ -57,12 +67,10 @@ def entity_detail(*, label: str, name: str, limit: int = 300) -> dict[str, Any] 
         in the request's language (see :mod:`.display`).
         ``synonyms`` (staff-added aliases).
     """
-    if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
+    found = _entity_lookup(label, name)
+    if found is None:
         return None
-    client = graph_client()
-    props = store.entity_properties(client, label, name)
-    if props is None:
-        return None
+    client, props = found
     properties = [
         {
             "key": key,
@@ -177,12 +185,10 @@ def entity_panel(*, label: str, name: str, lay: bool = False) -> dict[str, Any] 
         section titles in the request's language, :func:`.display.panel_section_names`) and, with
         ``lay``, ``lay_text`` and ``lay_source``.
     """
-    if label not in BROWSABLE_LABELS or not name or len(name) > MAX_NAME_CHARS:
+    found = _entity_lookup(label, name)
+    if found is None:
         return None
-    client = graph_client()
-    props = store.entity_properties(client, label, name)
-    if props is None:
-        return None
+    client, props = found
     checks: list[str] = []
     departments: list[str] = []
     related: list[str] = []
