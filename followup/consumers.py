@@ -23,9 +23,11 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
+from portal.i18n import language_from_scope
 
 from . import events
 
@@ -59,8 +61,14 @@ def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
 
 
 @database_sync_to_async
-def _call(user, conversation, action: str, content: dict):
-    # Each service checks membership again in its own transaction (a member may have been removed).
+def _call(user, conversation, action: str, content: dict, language: str):
+    # Each service checks membership again in its own transaction (a member may have been removed);
+    # its messages (errors, the assistant's answer) are in the connection's language.
+    with translation.override(language):
+        return _call_in_language(user, conversation, action, content, language)
+
+
+def _call_in_language(user, conversation, action: str, content: dict, language: str):
     from . import services
 
     if action == "send":
@@ -72,7 +80,8 @@ def _call(user, conversation, action: str, content: dict):
     if action == "ask_assistant":
         question, _answer = services.assistant_ask(user=user, conversation=conversation,
                                                    question=str(content.get("question", "")),
-                                                   client_id=str(content.get("client_id", "")))
+                                                   client_id=str(content.get("client_id", "")),
+                                                   language=language)
         return question
     if action in ("delivered", "read"):
         up_to = content.get("up_to")
@@ -100,6 +109,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4404)
             return
         self.user = user
+        self.language = language_from_scope(self.scope)
         self.group = events.conversation_group(self.conversation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept(subprotocol=_accepted_subprotocol(self.scope))
@@ -113,7 +123,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict):
-            await self.send_json({"type": "error", "code": "invalid_request", "message": "A frame is a JSON object."})
+            await self._send_error("invalid_request", _("A frame is a JSON object."))
             return
         kind = content.get("type")
         if kind == "ping":
@@ -126,13 +136,14 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 "is_typing": bool(content.get("is_typing")), "sender_channel": self.channel_name})
         elif kind in ("send", "ask_assistant", "delivered", "read"):
             try:
-                result = await _call(self.user, self.conversation, kind, content)
+                result = await _call(self.user, self.conversation, kind, content, self.language)
             except ServiceError as exc:
                 if exc.status_code == 404:  # no longer a member
                     await self.close(code=4404)
                     return
-                await self.send_json({"type": "error", "code": exc.code, "message": exc.message,
-                                      "client_id": content.get("client_id")})
+                with translation.override(self.language):
+                    message = exc.message
+                await self._send_error(exc.code, message, client_id=content.get("client_id"))
                 return
             except Http404:
                 await self.close(code=4404)
@@ -140,11 +151,17 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             if kind in ("send", "ask_assistant"):
                 await self.send_json({"type": "ack", "client_id": content.get("client_id"), "message_id": result.pk})
         else:
-            await self.send_json({"type": "error", "code": "unknown_type", "message": "Unknown request type."})
+            await self._send_error("unknown_type", _("Unknown request type."))
+
+    async def _send_error(self, code: str, message, **extra):
+        # Error frames are in the connection's language, like the API's error bodies.
+        with translation.override(self.language):
+            frame = {"type": "error", "code": code, "message": str(message), **extra}
+        await self.send_json(frame)
 
     async def _resume(self, last_seen_id):
         if isinstance(last_seen_id, bool) or not isinstance(last_seen_id, int) or last_seen_id < 0:
-            await self.send_json({"type": "error", "code": "invalid_request", "message": "last_seen_id is a message id."})
+            await self._send_error("invalid_request", _("last_seen_id is a message id."))
             return
         # Events that arrive meanwhile wait in this consumer's queue (handlers run one at a time), and
         # chat_message skips ids already replayed, so nothing is lost or shown twice.

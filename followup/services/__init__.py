@@ -16,7 +16,7 @@ Callers import from this package (``from followup import services``); it re-expo
 name of the modules.
 """
 
-from .assistant import HANDOVER_ZH, assistant_ask
+from .assistant import assistant_ask
 from .conversations import (
     ATTACHMENT_TYPES,
     MAX_MESSAGE_CHARS,
@@ -50,7 +50,6 @@ from .records import stored_bytes, study_key_images
 __all__ = [
     "ATTACHMENT_TYPES",
     "CSV_FIXED_COLUMNS",
-    "HANDOVER_ZH",
     "MAX_MESSAGE_CHARS",
     "assignment_autosave",
     "assignment_export_fhir",

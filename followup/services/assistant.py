@@ -4,6 +4,8 @@ handed over to the doctors."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from portal.models import AuditLog, Role, User
 from portal.services import audit_record
@@ -13,10 +15,10 @@ from .common import message_store
 from .conversations import message_send
 from .notifications import notification_create
 
-HANDOVER_ZH = "以上为知识图谱助手的自动回答，仅供参考，不能代替医生的诊断。您的医生会看到这段对话并回复您。"
 
 
-def assistant_ask(*, user: User, conversation: Conversation, question: str, client_id: str = "") -> tuple[Message, Message]:
+def assistant_ask(*, user: User, conversation: Conversation, question: str, client_id: str = "",
+                  language: str | None = None) -> tuple[Message, Message]:
     """Store a question for the knowledge-graph assistant, answer it and hand the conversation over.
 
     The question is an ordinary message (so the doctor sees it); the answer is stored as an
@@ -39,10 +41,12 @@ def assistant_ask(*, user: User, conversation: Conversation, question: str, clie
         answer_message = Message.objects.get(conversation=conversation, kind=Message.Kind.ASSISTANT,
                                              meta__question_id=question_message.pk)
         return question_message, answer_message
+    language = "en" if (language or translation.get_language() or "").lower().startswith("en") else "zh-hans"
     context = Conversation.objects.values_list("assistant_context", flat=True).get(pk=conversation.pk) or None
-    meta = {"question_id": question_message.pk, "handover": True}
+    meta = {"question_id": question_message.pk, "handover": True, "language": language}
     try:
-        answer = kg_answer(question_message.body[:MAX_QUESTION_CHARS], context=context, channel=QuestionLog.Channel.CHAT)
+        answer = kg_answer(question_message.body[:MAX_QUESTION_CHARS], context=context, channel=QuestionLog.Channel.CHAT,
+                           language=language)
         text = answer.text
         # A question the assistant did not understand is said so (with examples), never answered
         # with the entity of an earlier question (issue 16).
@@ -50,13 +54,17 @@ def assistant_ask(*, user: User, conversation: Conversation, question: str, clie
                     entities=[e.name for e in answer.entities][:10])
         new_context = answer.context
     except GraphError:
-        text = "知识图谱助手暂时无法回答。"
+        with translation.override(language):
+            text = _("The knowledge-graph assistant cannot answer just now.")
         meta.update(answered=False, red_flags=[], unavailable=True)
         new_context = context or {}
+    with translation.override(language):
+        handover = _("The answer above was written automatically by the knowledge-graph assistant. It is for "
+                     "reference only and is no diagnosis. Your doctor sees this conversation and will reply.")
     with transaction.atomic():
         Conversation.objects.filter(pk=conversation.pk).update(assistant_context=new_context or {})
         answer_message = message_store(Message(conversation=conversation, sender=None, kind=Message.Kind.ASSISTANT,
-                                                body=f"{text}\n\n{HANDOVER_ZH}", meta=meta))
+                                                body=f"{text}\n\n{handover}", meta=meta))
         audit_record(actor=None, action=AuditLog.Action.CREATE, target_type="chat_message", target_id=answer_message.pk,
                      hospital=conversation.hospital, detail={"conversation": conversation.pk, "kind": "assistant"},
                      channel="worker")

@@ -354,3 +354,45 @@ def test_jwt_clients_use_the_chat_api(doctor, patient_user, conversation):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     sent = client.post(f"/api/followup/conversations/{conversation.pk}/messages/", {"body": "用手机发的"}, format="json")
     assert sent.status_code == 201 and sent.json()["sender"]["id"] == patient_user.pk
+
+
+def test_the_assistant_answers_in_the_askers_language_with_the_hand_over_in_it_too(settings, doctor, patient_user,
+                                                                                    conversation):
+    """Issue 16: the chat's assistant answered only in Chinese. It now answers in the request's language
+    (graph names stay as stored) and records that language with the shared answer."""
+    from knowledge_graph import services as kg_services
+
+    settings.NEO4J_DATABASE = "followup_kg_test"
+    kg_services.graph_reset()
+    kg_services.starter_load()
+    kg_services.qa_engines_clear()
+    try:
+        english = api_client(patient_user).post(f"/api/followup/conversations/{conversation.pk}/assistant/",
+                                                {"question": "感冒吃什么药？"}, format="json", HTTP_ACCEPT_LANGUAGE="en")
+        chinese = api_client(patient_user).post(f"/api/followup/conversations/{conversation.pk}/assistant/",
+                                                {"question": "感冒吃什么药？"}, format="json")
+    finally:
+        kg_services.graph_reset()
+        kg_services.graph_clients_close()
+
+    en_answer, zh_answer = english.json()["answer"], chinese.json()["answer"]
+    assert en_answer["meta"]["language"] == "en" and zh_answer["meta"]["language"] == "zh-hans"
+    assert "对乙酰氨基酚" in en_answer["body"] and "对乙酰氨基酚" in zh_answer["body"]  # graph names as stored
+    assert "Your doctor sees this conversation" in en_answer["body"] and "您的医生" not in en_answer["body"]
+    assert "您的医生会看到这段对话" in zh_answer["body"] and "Your doctor" not in zh_answer["body"]
+    # The hand-over paragraph is the sentence of the product's own, with no Chinese in English.
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in en_answer["body"].split("\n\n")[-1])
+
+
+def test_the_assistant_says_in_english_that_the_graph_is_down(settings, doctor, patient_user, conversation):
+    settings.NEO4J_URI = "bolt://127.0.0.1:1"
+    from knowledge_graph import services as kg_services
+
+    kg_services.graph_clients_close()
+    try:
+        _, answer = services.assistant_ask(user=patient_user, conversation=conversation, question="感冒吃什么药？",
+                                           language="en")
+    finally:
+        kg_services.graph_clients_close()
+    assert answer.meta["unavailable"] and answer.meta["language"] == "en"
+    assert answer.body.startswith("The knowledge-graph assistant cannot answer just now.")

@@ -325,3 +325,42 @@ async def _receive_type_any(communicator, kinds, timeout: float = 30):
         frame = await communicator.receive_json_from(timeout=timeout)
         if frame["type"] in kinds:
             return frame
+
+
+def test_a_socket_speaks_the_language_of_its_page(settings, patient_user, conversation):
+    """Error frames and the assistant's answer follow the language cookie (the language switcher's) or
+    Accept-Language of the websocket's handshake, as the API follows the request's (issue 16)."""
+    settings.NEO4J_URI = "bolt://127.0.0.1:1"  # the graph is down: the answer is the translated notice
+    from knowledge_graph import services as kg_services
+
+    kg_services.graph_clients_close()
+
+    async def exchange(headers, client_id):
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns),
+                                             f"/ws/followup/conversations/{conversation.pk}/", headers=headers)
+        communicator.scope["user"] = patient_user
+        assert (await communicator.connect(timeout=10))[0]
+        await communicator.send_json_to({"type": "nonsense"})
+        error = await _receive_type(communicator, "error")
+        await communicator.send_json_to({"type": "ask_assistant", "client_id": client_id, "question": "感冒吃什么药？"})
+        while True:
+            frame = await _receive_type(communicator, "message", timeout=20)
+            if frame["message"]["kind"] == "assistant":
+                break
+        await communicator.disconnect()
+        return error, frame["message"]
+
+    try:
+        by_cookie = async_to_sync(exchange)([(b"cookie", f"{settings.LANGUAGE_COOKIE_NAME}=en".encode()),
+                                             (b"accept-language", b"zh-CN,zh;q=0.9")], "q1")
+        by_header = async_to_sync(exchange)([(b"accept-language", b"en-US,en;q=0.9")], "q2")
+        default = async_to_sync(exchange)([], "q3")
+    finally:
+        kg_services.graph_clients_close()
+
+    for error, answer in (by_cookie, by_header):
+        assert error["code"] == "unknown_type" and error["message"] == "Unknown request type."
+        assert answer["meta"]["language"] == "en" and "Your doctor sees this conversation" in answer["body"]
+    error, answer = default
+    assert error["message"] != "Unknown request type." and answer["meta"]["language"] == "zh-hans"
+    assert "您的医生会看到这段对话" in answer["body"]
