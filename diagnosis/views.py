@@ -10,7 +10,9 @@ from django.views.decorators.http import require_POST
 
 from annotation import selectors as annotation_selectors
 from portal.api_errors import ServiceError
+from portal.models import AuditLog
 from portal.permissions import is_clinician
+from portal.services import audit_record
 
 from . import selectors, services
 from .forms import ReportForm
@@ -100,3 +102,15 @@ def report_pdf(request, report_id: int):
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="report-{report.pk}-v{report.version}.pdf"'
     return response
+
+
+@login_required
+def patient_timeline(request, patient_id: int):
+    """The clinicians' page of one patient over time: studies, reports, findings, measurements and
+    questionnaires, newest first (issue 14). Every view is audit-logged like a study page's."""
+    from .timeline import patient_timeline as timeline
+
+    patient, events = timeline(user=request.user, patient_id=patient_id)
+    audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="patient", target_id=patient.pk,
+                 hospital=patient.hospital, detail={"page": "timeline"})
+    return render(request, "diagnosis/patient_timeline.html", {"patient": patient, "events": events})

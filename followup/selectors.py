@@ -375,3 +375,53 @@ def patients_needing_attention(*, user: User) -> list[dict]:
             add(conversation.patient, "unread_messages", {"count": conversation.unread_count,
                                                           "conversation_id": conversation.pk})
     return sorted(reasons.values(), key=lambda e: (-len(e["reasons"]), e["patient"].mrn))
+
+
+def timeline_questionnaires(*, user: User, patient: Patient) -> list:
+    """The completed questionnaires of a patient as events of diagnosis' patient timeline.
+
+    Registered in ``diagnosis.timeline.patient_timeline_sources`` (followup builds on diagnosis);
+    the timeline has already checked that ``user`` is a clinician of the patient's hospital. The
+    severity band is labelled in the active language (``label_en`` for English when the definition
+    has one); the questionnaire's title is shown as stored.
+    """
+    from django.urls import reverse
+    from django.utils import translation
+    from django.utils.translation import gettext as _
+
+    from diagnosis.timeline import TimelineEvent
+
+    from .instruments import instruments_load
+    from .questionnaires.scoring import scale_max
+
+    english = (translation.get_language() or "").lower().startswith("en")
+    # A standard instrument's English title comes from its shipped file; a hospital's own
+    # questionnaire keeps the title it was given.
+    english_titles = {i["code"]: i.get("title_en") for i in instruments_load()} if english else {}
+    events = []
+    rows = (QuestionnaireAssignment.objects.filter(patient=patient, status=QuestionnaireAssignment.Status.COMPLETED,
+                                                   submitted_at__isnull=False)
+            .select_related("questionnaire").order_by("-submitted_at", "-pk"))
+    for row in rows:
+        definition = row.questionnaire.definition or {}
+        total, highest = _number(row.score.get("total")), _number(scale_max(definition))
+        band = next((b for b in (definition.get("scoring") or {}).get("bands") or []
+                     if isinstance(b, dict) and b.get("code") == row.score.get("band")), None)
+        detail = ""
+        if total is not None:
+            detail = (_("Score %(total)s of %(max)s") % {"total": total, "max": highest} if highest is not None
+                      else _("Score %(total)s") % {"total": total})
+            if band:
+                detail += " · " + (band.get("label_en") if english and band.get("label_en") else band.get("label", band["code"]))
+        title = (english_titles.get(row.questionnaire.code) if row.questionnaire.is_standard else None) or row.questionnaire.title
+        events.append(TimelineEvent(at=row.submitted_at, kind="questionnaire", title=title,
+                                    detail=detail, url=reverse("followup:patient", args=[patient.pk]),
+                                    status="attention" if row.score.get("attention") else ""))
+    return events
+
+
+def _number(value):
+    """A score as people write it: 9 rather than 9.0 (None stays None)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

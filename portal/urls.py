@@ -5,6 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from diagnosis import views as diagnosis_views
+
 from . import api, views
 
 api_patterns = [
@@ -29,6 +31,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("studies/", include("annotation.urls")),
     path("reports/", include("diagnosis.urls")),
+    path("patients/<int:patient_id>/", diagnosis_views.patient_timeline, name="patient-timeline"),
     path("kg/", include("knowledge_graph.urls")),
     path("federation/", include("federation.urls")),
     path("followup/", include("followup.urls")),
