@@ -405,6 +405,11 @@ DICOM_SPOOL_DIR = Path(env.str("DICOM_SPOOL_DIR", default=str(VAR_DIR / "dicom-s
 # derived (HMAC per patient); default: derived from DJANGO_SECRET_KEY. Changing it changes every shift.
 DEIDENTIFY_SECRET = env.str("DEIDENTIFY_SECRET", default="") or f"deidentify:{SECRET_KEY}"
 
+# --- FHIR R4 endpoint for the EMR (/fhir/, docs/interop.md) ----------------------------------
+# The identifier system URI of each hospital's medical record numbers; {hospital} is the hospital's code.
+# Set it to the URI (or urn:oid:) the hospital's EMR already uses for its MRNs.
+FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default="https://yixin-portal.org/fhir/sid/mrn/{hospital}")
+
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda
 TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=0)  # 0: torch's own default
