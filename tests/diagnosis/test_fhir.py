@@ -350,3 +350,13 @@ def test_session_login_works_like_the_rest_api(hospital, patient):
     client.force_login(doctor)
 
     assert client.get(reverse("fhir:patient-read", args=[patient.pk])).status_code == 200
+
+
+def test_outcomes_speak_the_requests_language(doctor):
+    client = api_client(doctor)
+
+    chinese = client.get(reverse("fhir:observation-search"), HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+    english = client.get(reverse("fhir:observation-search"), HTTP_ACCEPT_LANGUAGE="en").json()
+
+    assert chinese["issue"][0]["diagnostics"] == "请按患者查询 Observation：添加 ?patient=<id>。"
+    assert english["issue"][0]["diagnostics"] == "Search Observation by patient: add ?patient=<id>."
