@@ -332,6 +332,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The REST API lives under /api; the FHIR endpoint (/fhir/, excluded from this schema) must not
+    # shorten the common prefix that operation ids and tags are derived from.
+    "SCHEMA_PATH_PREFIX": "/api",
     # ``check --deploy`` also generates the schema and reports its warnings (drf-spectacular's own check);
     # tests/test_schema.py keeps it at zero warnings and errors.
     # Choice sets that share a field name ("kind", "status") get a name each, instead of a hash suffix.
