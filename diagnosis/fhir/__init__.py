@@ -2,5 +2,5 @@
 
 ``codes`` and ``resources`` import no Django (plain builders from model instances to validated JSON);
 ``selectors`` reads what a user may see; ``api`` and ``urls`` serve it. Other apps add Observations
-(follow-up's questionnaire scores) through :mod:`diagnosis.fhir.registry`. See docs/interop.md.
+(follow-up's questionnaire scores) through :mod:`diagnosis.fhir.registry`. See docs/fhir.md.
 """

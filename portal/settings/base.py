@@ -408,7 +408,7 @@ DICOM_SPOOL_DIR = Path(env.str("DICOM_SPOOL_DIR", default=str(VAR_DIR / "dicom-s
 # derived (HMAC per patient); default: derived from DJANGO_SECRET_KEY. Changing it changes every shift.
 DEIDENTIFY_SECRET = env.str("DEIDENTIFY_SECRET", default="") or f"deidentify:{SECRET_KEY}"
 
-# --- FHIR R4 endpoint for the EMR (/fhir/, docs/interop.md) ----------------------------------
+# --- FHIR R4 endpoint for the EMR (/fhir/, docs/fhir.md) ----------------------------------
 # The identifier system URI of each hospital's medical record numbers; {hospital} is the hospital's code.
 # Set it to the URI (or urn:oid:) the hospital's EMR already uses for its MRNs.
 FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default="https://yixin-portal.org/fhir/sid/mrn/{hospital}")
