@@ -352,9 +352,14 @@ class ObservationSearchApi(FhirApi):
 # --- anything else ------------------------------------------------------------------------------------
 
 class UnknownResourceApi(FhirApi):
-    """Resource types this server does not serve: 404 with an OperationOutcome."""
+    """Resource types and interactions this server does not serve: 404 with an OperationOutcome."""
 
-    def get(self, request, resource_type: str, resource_id: str = ""):
+    def get(self, request, rest: str):
+        resource_type = rest.split("/", 1)[0]
+        if resource_type in SEARCH_PARAMS:
+            raise exceptions.NotFound(message_translate(
+                _("Only read (%(type)s/<id>) and search (%(type)s?…) of %(type)s are supported."),
+                {"type": resource_type}))
         raise exceptions.NotFound(message_translate(
             _("This FHIR server does not serve the resource type '%(type)s'; it serves %(served)s."),
             {"type": resource_type[:64], "served": ", ".join(SEARCH_PARAMS)}))

@@ -1,6 +1,6 @@
 """URLs of the read-only FHIR endpoint, mounted at ``/fhir/`` (no trailing slashes, as FHIR writes them)."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import api
 
@@ -15,6 +15,6 @@ urlpatterns = [
     path("DiagnosticReport/<str:report_id>", api.DiagnosticReportReadApi.as_view(), name="diagnosticreport-read"),
     path("Observation", api.ObservationSearchApi.as_view(), name="observation-search"),
     path("Observation/<str:observation_id>", api.ObservationReadApi.as_view(), name="observation-read"),
-    path("<str:resource_type>", api.UnknownResourceApi.as_view(), name="unknown-search"),
-    path("<str:resource_type>/<str:resource_id>", api.UnknownResourceApi.as_view(), name="unknown-read"),
+    # Anything else under /fhir/ (another resource type, _history, a trailing slash): a 404 OperationOutcome.
+    re_path(r"^(?P<rest>.*)$", api.UnknownResourceApi.as_view(), name="unknown"),
 ]

@@ -9,8 +9,11 @@ import base64
 import datetime as dt
 import hashlib
 
+import numpy as np
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from fhir.resources.R4B import get_fhir_model_class
 from rest_framework.test import APIClient
@@ -323,6 +326,8 @@ def test_unknown_resource_types_and_ids_get_404(doctor, small_ct_study):
 
     body = _outcome(client.get("/fhir/Medication"), 404, "not-found")
     _outcome(client.get("/fhir/Medication/1"), 404, "not-found")
+    _outcome(client.get(f"/fhir/ImagingStudy/{small_ct_study.pk}/_history"), 404, "not-found")
+    _outcome(client.get("/fhir/"), 404, "not-found")
     _outcome(client.get(reverse("fhir:patient-read", args=["abc"])), 404, "not-found")
     _outcome(client.get(reverse("fhir:observation-read", args=["measurement-999999-volume"])), 404, "not-found")
     _outcome(client.get(reverse("fhir:observation-read", args=["questionnaire-score-999999"])), 404, "not-found")
@@ -360,3 +365,35 @@ def test_outcomes_speak_the_requests_language(doctor):
 
     assert chinese["issue"][0]["diagnostics"] == "请按患者查询 Observation：添加 ?patient=<id>。"
     assert english["issue"][0]["diagnostics"] == "Search Observation by patient: add ?patient=<id>."
+
+
+def test_searches_take_as_many_queries_for_two_reports_as_for_one(doctor, small_ct_study, signed_report):
+    from annotation import services as annotation_services
+    from annotation.models import Segmentation
+
+    client = api_client(doctor)
+    urls = [reverse(f"fhir:{name}-search") for name in ("imagingstudy", "diagnosticreport", "observation")]
+
+    def counts() -> list[int]:
+        found = []
+        for url in urls:
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(url, {"patient": small_ct_study.patient_id}).status_code == 200
+            found.append(len(queries))
+        return found
+
+    one = counts()
+    series = small_ct_study.series.get()
+    label_map = np.zeros(tuple(series.shape), dtype=np.uint8)
+    label_map[5:10, 10:20, 10:20] = 1
+    label_map[12:16, 60:70, 60:70] = 2
+    segmentation = annotation_services.segmentation_create(
+        series=series, label_map=label_map, name="two", source=Segmentation.Source.MANUAL,
+        label_table=[{"index": 1, "name": "a", "color": "#ff0000"}, {"index": 2, "name": "b", "color": "#00ff00"}])
+    services.segmentation_measure(segmentation=segmentation)
+    services.report_create_draft(user=doctor, study=small_ct_study, segmentation=segmentation)
+    two = counts()
+
+    assert two == one, (one, two)
+    bundle = client.get(urls[2], {"patient": small_ct_study.patient_id}).json()
+    assert bundle["total"] == 3 * 7  # three measured segments, seven quantities each on a CT
