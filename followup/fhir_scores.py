@@ -53,4 +53,5 @@ def score_read(*, user, key: str) -> dict:
 
 
 def register() -> None:
+    """Serve the score Observations at /fhir/Observation (called from ``FollowupConfig.ready``)."""
     observation_source_register(ObservationSource(prefix=PREFIX, search=score_search, read=score_read))

@@ -232,7 +232,8 @@ class PatientSearchApi(FhirApi):
 def _search_int(value: str, name: str) -> int:
     if not value.isdigit() or len(value) > 18:
         raise FhirSearchError(message_translate(
-            _("Search parameter '%(name)s' must be a numeric id, not '%(value)s'."), {"name": name, "value": value[:64]}))
+            _("Search parameter '%(name)s' must be a numeric id, not '%(value)s'."),
+            {"name": name, "value": value[:64]}))
     return int(value)
 
 
@@ -276,7 +277,9 @@ def _observation_ids(measurements) -> list[str]:
 def _report(request, report: Report, measurements, *, with_pdf: bool) -> dict:
     signed = report.status == Report.Status.FINAL and bool(report.pdf_file)
     pdf_url = request.build_absolute_uri(reverse("report-pdf", args=[report.pk]))
-    pdf = services.report_pdf_bytes(user=request.user, report=report, language="zh-hans") if with_pdf and signed else None
+    pdf = None
+    if with_pdf and signed:  # the signed (Chinese) PDF, audit-logged as a download by the service
+        pdf = services.report_pdf_bytes(user=request.user, report=report, language="zh-hans")
     return resources.diagnostic_report_resource(report, observation_ids=_observation_ids(measurements),
                                                 pdf_url=pdf_url, pdf_bytes=pdf)
 

@@ -159,6 +159,7 @@ def imaging_study_resource(study, series_list: Iterable) -> dict:
 # --- Observations of measurements -----------------------------------------------------------------
 
 def measurement_observation_id(measurement_pk: int, key: str) -> str:
+    """Return the id of the Observation of quantity ``key`` of a measurement."""
     return f"measurement-{measurement_pk}-{key}"
 
 
@@ -191,7 +192,7 @@ def measurement_observations(measurement, *, study, modality: str, label_entry: 
             "status": status,
             "category": [{"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}],
             "code": {"coding": [{"system": concept.system, "code": concept.code, "display": concept.display}],
-                     "text": f"{concept.display} of {segment}" if concept.key != "surface-area" else f"Surface area of {segment}"},
+                     "text": f"{'Surface area' if concept.key == 'surface-area' else concept.display} of {segment}"},
             "subject": reference("Patient", study.patient_id),
             "effectiveDateTime": _effective(study, measurement.created_at),
             "issued": _instant(measurement.created_at),

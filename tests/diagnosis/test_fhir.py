@@ -208,7 +208,8 @@ def test_searches_by_patient_return_bundles_of_that_patients_resources(doctor, h
                                              paths=[small_ct_path], modality="CT").studies[0]
     client = api_client(doctor)
 
-    studies = _valid(_get(client, reverse("fhir:imagingstudy-search"), patient=f"Patient/{small_ct_study.patient_id}").json())
+    studies = _valid(_get(client, reverse("fhir:imagingstudy-search"),
+                          patient=f"Patient/{small_ct_study.patient_id}").json())
     reports = _valid(_get(client, reverse("fhir:diagnosticreport-search"), patient=small_ct_study.patient_id).json())
     none = _valid(_get(client, reverse("fhir:diagnosticreport-search"), patient=other.patient_id).json())
 
@@ -239,7 +240,8 @@ def test_capability_statement(client):
     assert response.status_code == 200
     body = _valid(response.json())
     assert body["fhirVersion"] == "4.0.1" and body["kind"] == "instance"
-    assert {r["type"] for r in body["rest"][0]["resource"]} == {"Patient", "ImagingStudy", "DiagnosticReport", "Observation"}
+    served = {r["type"] for r in body["rest"][0]["resource"]}
+    assert served == {"Patient", "ImagingStudy", "DiagnosticReport", "Observation"}
 
 
 def test_reads_and_searches_are_audit_logged(doctor, small_ct_study, signed_report):
@@ -343,7 +345,8 @@ def test_writes_get_405_and_change_nothing(doctor, patient, signed_report):
         _outcome(getattr(client, method)(reverse("fhir:diagnosticreport-read", args=[signed_report.pk]),
                                          {"resourceType": "DiagnosticReport", "status": "cancelled"}, format="json"),
                  405, "not-supported")
-    _outcome(client.post(reverse("fhir:patient-search"), {"resourceType": "Patient"}, format="json"), 405, "not-supported")
+    _outcome(client.post(reverse("fhir:patient-search"), {"resourceType": "Patient"}, format="json"),
+             405, "not-supported")
 
     assert Report.objects.get(pk=signed_report.pk).updated_at == before
     assert Patient.objects.count() == 1

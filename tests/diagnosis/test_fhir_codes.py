@@ -11,9 +11,10 @@ from diagnosis.fhir.resources import FhirBuildError, resource_validate
 from followup.questionnaires.fhir import score_observation
 
 
-@pytest.mark.parametrize("keyword, cid_name", [("CHEST", "Chest"), ("ABDOMEN", "Abdomen"), ("PELVIS", "Pelvis"),
-                                               ("HEAD", "Head"), ("HEADNECK", "HeadAndNeck"), ("WHOLEBODY", "EntireBody"),
-                                               ("KNEE", "Knee"), ("BREAST", "Breast")])
+@pytest.mark.parametrize("keyword, cid_name", [
+    ("CHEST", "Chest"), ("ABDOMEN", "Abdomen"), ("PELVIS", "Pelvis"), ("HEAD", "Head"), ("HEADNECK", "HeadAndNeck"),
+    ("WHOLEBODY", "EntireBody"), ("KNEE", "Knee"), ("BREAST", "Breast"),
+])
 def test_body_parts_follow_dicom_cid_4031(keyword, cid_name):
     expected = getattr(dicom_codes.CID4031, cid_name)
 
