@@ -150,7 +150,8 @@ def imaging_study_resource(study, series_list: Iterable) -> dict:
             "value": study.accession_number,
         })
     if study.study_date:
-        data["started"] = f"{_date(study.study_date)}T00:00:00+00:00"
+        # A dateTime may be a bare date; the portal keeps the study date only (no time, no zone).
+        data["started"] = _date(study.study_date)
     if study.description:
         data["description"] = study.description
     return resource_validate(data)
