@@ -6,9 +6,12 @@ class FollowupConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Completed questionnaires appear on diagnosis' patient timeline (followup builds on diagnosis).
+        # followup builds on diagnosis and joins it through diagnosis' registries (diagnosis never
+        # imports followup): completed questionnaires on the patient timeline, scores on the FHIR endpoint.
         from diagnosis.timeline import patient_timeline_sources
 
+        from . import fhir_scores
         from .selectors import timeline_questionnaires
 
         patient_timeline_sources.register("questionnaires", timeline_questionnaires)
+        fhir_scores.register()

@@ -35,4 +35,5 @@ urlpatterns = [
     path("kg/", include("knowledge_graph.urls")),
     path("federation/", include("federation.urls")),
     path("followup/", include("followup.urls")),
+    path("fhir/", include("diagnosis.fhir.urls")),
 ]

@@ -354,3 +354,57 @@ def response_from_fhir(definition: dict, resource: dict) -> dict:
 
 __all__ = ["FhirError", "DefinitionError", "questionnaire_to_fhir", "questionnaire_from_fhir",
            "response_to_fhir", "response_from_fhir"]
+
+
+def score_observation(*, observation_id: str, questionnaire_code: str, questionnaire_title: str,
+                      patient_id: int, total: float, max_total: float | None, band_label: str,
+                      submitted_at: str | None) -> dict:
+    """Return a validated FHIR R4 ``Observation`` (survey category) of one questionnaire's total score.
+
+    PHQ-9 and GAD-7 are coded with the LOINC codes the issue names (44249-1, 69737-5: LOINC *panel*
+    codes) and carry their LOINC *total score* term (44261-6, 70274-6) on a ``component`` with the
+    same value (table and sources: :mod:`diagnosis.fhir.codes`); another questionnaire is coded by its
+    portal code in :data:`diagnosis.fhir.codes.QUESTIONNAIRE_SYSTEM`. The value is a UCUM
+    ``{score}`` quantity; ``band_label`` (the severity band) is the interpretation's text;
+    ``submitted_at`` (ISO 8601) is both ``effectiveDateTime`` and ``issued``.
+
+    Raises
+    ------
+    diagnosis.fhir.resources.FhirBuildError
+        When the resource does not validate (a bug, not bad input).
+    """
+    from diagnosis.fhir import codes
+    from diagnosis.fhir.resources import resource_validate
+
+    value = int(total) if float(total).is_integer() else float(total)
+    quantity = {"value": value, "unit": "{score}", "system": codes.UCUM, "code": "{score}"}
+    known = codes.QUESTIONNAIRE_SCORE_CODES.get(questionnaire_code)
+    if known:
+        code = {"coding": [{"system": codes.LOINC, "code": known.panel, "display": known.panel_display}],
+                "text": questionnaire_title}
+    else:
+        code = {"coding": [{"system": codes.QUESTIONNAIRE_SYSTEM, "code": questionnaire_code}],
+                "text": questionnaire_title}
+    data: dict = {
+        "resourceType": "Observation",
+        "id": observation_id,
+        "status": "final",
+        "category": [{"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "valueQuantity": quantity,
+    }
+    if known:
+        data["component"] = [{"code": {"coding": [{"system": codes.LOINC, "code": known.total,
+                                                   "display": known.total_display}]},
+                              "valueQuantity": dict(quantity)}]
+    if max_total is not None:
+        data["referenceRange"] = [{"low": {"value": 0, "unit": "{score}", "system": codes.UCUM, "code": "{score}"},
+                                   "high": {"value": int(max_total) if float(max_total).is_integer() else max_total,
+                                            "unit": "{score}", "system": codes.UCUM, "code": "{score}"}}]
+    if band_label:
+        data["interpretation"] = [{"text": band_label}]
+    if submitted_at:
+        data["effectiveDateTime"] = submitted_at
+        data["issued"] = submitted_at
+    return resource_validate(data)

@@ -332,6 +332,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The REST API lives under /api; the FHIR endpoint (/fhir/, excluded from this schema) must not
+    # shorten the common prefix that operation ids and tags are derived from.
+    "SCHEMA_PATH_PREFIX": "/api",
     # ``check --deploy`` also generates the schema and reports its warnings (drf-spectacular's own check);
     # tests/test_schema.py keeps it at zero warnings and errors.
     # Choice sets that share a field name ("kind", "status") get a name each, instead of a hash suffix.
@@ -404,6 +407,11 @@ DICOM_SPOOL_DIR = Path(env.str("DICOM_SPOOL_DIR", default=str(VAR_DIR / "dicom-s
 # The secret from which each patient's date shift and UID remapping in de-identified exports are
 # derived (HMAC per patient); default: derived from DJANGO_SECRET_KEY. Changing it changes every shift.
 DEIDENTIFY_SECRET = env.str("DEIDENTIFY_SECRET", default="") or f"deidentify:{SECRET_KEY}"
+
+# --- FHIR R4 endpoint for the EMR (/fhir/, docs/fhir.md) ----------------------------------
+# The identifier system URI of each hospital's medical record numbers; {hospital} is the hospital's code.
+# Set it to the URI (or urn:oid:) the hospital's EMR already uses for its MRNs.
+FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default="https://yixin-portal.org/fhir/sid/mrn/{hospital}")
 
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda

@@ -110,7 +110,7 @@ def world(hospital, doctor, annotator, patient_user, other_doctor, small_ct_stud
     from annotation import services as annotation_services
     from annotation.models import Patient, Segmentation
     from diagnosis import services as diagnosis_services
-    from diagnosis.models import Finding
+    from diagnosis.models import Finding, Measurement
     from followup import services as followup_services
     from followup.models import Conversation, Notification, PlanItem
     from portal.models import Role
@@ -145,6 +145,7 @@ def world(hospital, doctor, annotator, patient_user, other_doctor, small_ct_stud
             series=series, label_map=label_map, name="lesion", source=Segmentation.Source.MANUAL,
             label_table=[{"index": 1, "name": "lesion", "name_zh": "病灶", "color": "#ff0000"}])
         diagnosis_services.segmentation_measure(segmentation=segmentation)
+        measurement = Measurement.objects.get(segmentation=segmentation)
         report = diagnosis_services.report_create_draft(user=doctor, study=study, segmentation=segmentation)
         report = diagnosis_services.report_update(user=doctor, report=report, impression="右肺结节")
         report = diagnosis_services.report_finalize(user=doctor, report=report)
@@ -164,7 +165,8 @@ def world(hospital, doctor, annotator, patient_user, other_doctor, small_ct_stud
                 "report_id": report.pk, "finding_id": finding.pk, "patient_id": patient.pk, "plan_id": plan.pk,
                 "occurrence_id": item.occurrences.get().pk, "assignment_id": assignment.pk,
                 "conversation_id": conversation.pk, "attachment_id": message.attachment.pk,
-                "questionnaire_id": questionnaire.pk, "plane": "axial"}
+                "questionnaire_id": questionnaire.pk, "plane": "axial",
+                "observation_id": f"measurement-{measurement.pk}-volume"}
 
     own = records(small_ct_study, patient_1, [doctor, users["hospital admin"]], Conversation.Kind.CARE_TEAM)
     foreign = records(second_study, patient_2, [second_doctor], Conversation.Kind.DIRECT)
@@ -221,6 +223,20 @@ def _walk(world, rows: list[Row], *, page: bool) -> list[str]:
 def test_api_follows_the_permission_matrix(world):
     failures = _walk(world, parse_section("API"), page=False)
     assert not failures, "the API differs from docs/permissions.md:\n" + "\n".join(failures)
+
+
+def test_every_fhir_route_has_a_row():
+    fhir = next(e for e in get_resolver().url_patterns if isinstance(e, URLResolver) and e.namespace == "fhir")
+    # The CapabilityStatement is open to anyone; unknown resource types answer 404 to everyone.
+    routes = {f"fhir:{e.name}" for e in fhir.url_patterns if e.name not in ("metadata", "unknown")}
+    documented = {r.name for r in parse_section("FHIR")}
+    assert len(routes) == 8 and routes == documented
+
+
+@pytest.mark.django_db
+def test_fhir_follows_the_permission_matrix(world):
+    failures = _walk(world, parse_section("FHIR"), page=False)
+    assert not failures, "the FHIR endpoint differs from docs/permissions.md:\n" + "\n".join(failures)
 
 
 @pytest.mark.django_db
