@@ -227,4 +227,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
                               "message_id": event["message_id"]})
 
     async def inbox_notification(self, event):
-        await self.send_json({"type": "notification", "notification": event["notification"]})
+        notification = dict(event["notification"])
+        if event.get("title_msgid"):
+            from .models import notification_title
+
+            with translation.override(language_from_scope(self.scope)):
+                notification["title"] = notification_title(event["title_msgid"], event.get("title_params"))
+        await self.send_json({"type": "notification", "notification": notification})

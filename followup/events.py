@@ -74,7 +74,13 @@ def send_receipt(*, conversation_id: int, user_id: int, delivered_id: int, read_
     _send(user_group(user_id), {"type": "inbox.update", "conversation_id": conversation_id, "message_id": None})
 
 
-def send_notification(*, user_id: int, notification_id: int, kind: str, title: str, url: str) -> None:
-    """Push a new in-app notification to the user's open pages."""
+def send_notification(*, user_id: int, notification_id: int, kind: str, title: str, url: str,
+                      title_msgid: str = "", title_params: dict | None = None) -> None:
+    """Push a new in-app notification to the user's open pages.
+
+    ``title`` is in the default language; with ``title_msgid`` each open page's connection shows
+    the title in its own language (the consumer translates it).
+    """
     _send(user_group(user_id), {"type": "inbox.notification", "notification": {
-        "id": notification_id, "kind": kind, "title": title, "url": url}})
+        "id": notification_id, "kind": kind, "title": title, "url": url},
+        "title_msgid": title_msgid, "title_params": title_params or {}})

@@ -128,7 +128,11 @@ class Notification(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, help_text="The title in the portal's default language (e-mail, SMS).")
+    title_msgid = models.CharField(
+        max_length=200, blank=True,
+        help_text="The English msgid of the title with named %(…)s parameters; empty for a title stored as written.")
+    title_params = models.JSONField(default=dict, blank=True)
     body = models.CharField(max_length=500, blank=True)
     url = models.CharField(max_length=300, blank=True)
     dedupe_key = models.CharField(max_length=120, blank=True, help_text="Beat runs are idempotent on this key.")
@@ -145,6 +149,24 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"Notification {self.pk} ({self.kind})"
+
+    @property
+    def display_title(self) -> str:
+        """The title in the active language: the msgid translated and filled, else the stored title."""
+        return notification_title(self.title_msgid, self.title_params) if self.title_msgid else self.title
+
+
+def notification_title(msgid: str, params: dict | None) -> str:
+    """Translate a notification title's msgid into the active language and fill its named parameters.
+
+    A catalogue entry whose placeholders do not match the stored parameters falls back to the English.
+    """
+    from django.utils.translation import gettext
+
+    try:
+        return gettext(msgid) % (params or {})
+    except (KeyError, TypeError, ValueError):
+        return msgid % (params or {})
 
 
 class ContactPreference(models.Model):

@@ -14,7 +14,7 @@ from .common import ERRORS, READ_ERRORS
 
 
 def notification_payload(n) -> dict:
-    return {"id": n.pk, "kind": n.kind, "title": n.title, "body": n.body, "url": n.url,
+    return {"id": n.pk, "kind": n.kind, "title": n.display_title, "body": n.body, "url": n.url,
             "created_at": n.created_at.isoformat(), "read": n.read_at is not None, "delivered_via": n.delivered_via}
 
 

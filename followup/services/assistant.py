@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from portal.models import AuditLog, Role, User
 from portal.services import audit_record
@@ -72,7 +73,7 @@ def assistant_ask(*, user: User, conversation: Conversation, question: str, clie
                          .exclude(user_id=user.pk).exclude(user__role=Role.PATIENT).values_list("user_id", flat=True))
         for staff_id in staff_ids:
             notification_create(user_id=staff_id, kind=Notification.Kind.HANDOVER,
-                                title="患者向知识图谱助手提问，请查看并回复",
+                                title_msgid=gettext_noop("A patient asked the knowledge-graph assistant: please read and reply"),
                                 url=f"/followup/conversations/{conversation.pk}/",
                                 dedupe_key=f"handover:{question_message.pk}", send_external=False)
     return question_message, answer_message

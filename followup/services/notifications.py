@@ -10,7 +10,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
@@ -18,7 +18,7 @@ from portal.api_errors import ServiceError
 from portal.models import User
 
 from .. import events
-from ..models import ContactPreference, Notification
+from ..models import ContactPreference, Notification, notification_title
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,15 @@ def notification_backends() -> list:
 
 
 def notification_create(
-    *, user_id: int, kind: str, title: str, body: str = "", url: str = "", dedupe_key: str = "",
-    send_external: bool = True,
+    *, user_id: int, kind: str, title: str = "", body: str = "", url: str = "", dedupe_key: str = "",
+    send_external: bool = True, title_msgid: str = "", title_params: dict | None = None,
 ) -> Notification | None:
     """Create an in-app notification (idempotent on ``dedupe_key``) and send it through the backends.
+
+    A title given as ``title_msgid`` (an English msgid marked with ``gettext_noop``) and
+    ``title_params`` is shown in each reader's language (the pages, the API, the live inbox); the
+    e-mail and SMS carry it in the portal's default language (``settings.LANGUAGE_CODE``). A plain
+    ``title`` is shown as written.
 
     Returns None when a notification with the same key exists. A backend that fails is logged
     (backend name and notification id only) and does not undo the in-app notification.
@@ -43,7 +48,11 @@ def notification_create(
 
     if dedupe_key and Notification.objects.filter(user_id=user_id, dedupe_key=dedupe_key).exists():
         return None
-    notification = Notification(user_id=user_id, kind=kind, title=title[:200], body=body[:500], url=url[:300],
+    if title_msgid:
+        with translation.override(settings.LANGUAGE_CODE):
+            title = notification_title(title_msgid, title_params)
+    notification = Notification(user_id=user_id, kind=kind, title=title[:200], title_msgid=title_msgid[:200],
+                                title_params=dict(title_params or {}), body=body[:500], url=url[:300],
                                 dedupe_key=dedupe_key[:120])
     notification.full_clean()
     with transaction.atomic():
@@ -66,7 +75,8 @@ def notification_create(
                 logger.exception("notification %s: backend %s failed", notification.pk, type(backend).__name__)
     Notification.objects.filter(pk=notification.pk).update(delivered_via=delivered)
     notification.delivered_via = delivered
-    ids = dict(user_id=user_id, notification_id=notification.pk, kind=kind, title=notification.title, url=url)
+    ids = dict(user_id=user_id, notification_id=notification.pk, kind=kind, title=notification.title, url=url,
+               title_msgid=notification.title_msgid, title_params=notification.title_params)
     transaction.on_commit(lambda: events.send_notification(**ids))
     return notification
 

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from annotation.models import Patient
 from portal.api_errors import ServiceError
@@ -110,10 +111,11 @@ def occurrence_complete(*, actor: User, occurrence: PlanOccurrence) -> PlanOccur
     return occurrence
 
 
+# Titles as English msgids (translated for each reader; e-mail and SMS in the default language).
 _REMINDER_TITLES = {
-    PlanItem.Kind.REEXAM: "复查提醒：{title}（{due}）",
-    PlanItem.Kind.MEDICATION: "用药提醒：{title}",
-    PlanItem.Kind.QUESTIONNAIRE: "请填写问卷：{title}（{due} 前）",
+    PlanItem.Kind.REEXAM: gettext_noop("Re-examination reminder: %(title)s (%(due)s)"),
+    PlanItem.Kind.MEDICATION: gettext_noop("Medication reminder: %(title)s"),
+    PlanItem.Kind.QUESTIONNAIRE: gettext_noop("Please fill in the questionnaire: %(title)s (by %(due)s)"),
 }
 
 
@@ -165,7 +167,8 @@ def reminders_dispatch(*, today: dt.date | None = None) -> dict:
             if patient.user_id:
                 notification_create(
                     user_id=patient.user_id, kind=item.kind, url=url,
-                    title=_REMINDER_TITLES[item.kind].format(title=item.title, due=occ.due_date.isoformat()),
+                    title_msgid=_REMINDER_TITLES[item.kind],
+                    title_params={"title": item.title, "due": occ.due_date.isoformat()},
                     body=item.instructions, dedupe_key=f"occ:{occ.pk}:remind")
             PlanOccurrence.objects.filter(pk=occ.pk).update(reminded_at=timezone.now())
             counts["reminded"] += 1
@@ -182,7 +185,9 @@ def reminders_dispatch(*, today: dt.date | None = None) -> dict:
             if doctor_id:
                 notification_create(
                     user_id=doctor_id, kind=Notification.Kind.OVERDUE,
-                    title=f"逾期：{occ.item.plan.patient.mrn} · {occ.item.title}（{occ.due_date.isoformat()}）",
+                    title_msgid=gettext_noop("Overdue: %(mrn)s · %(title)s (%(due)s)"),
+                    title_params={"mrn": occ.item.plan.patient.mrn, "title": occ.item.title,
+                                  "due": occ.due_date.isoformat()},
                     url=f"/followup/patients/{occ.item.plan.patient_id}/", dedupe_key=f"occ:{occ.pk}:overdue",
                     send_external=False)
     logger.info("reminders dispatched: %s", counts)

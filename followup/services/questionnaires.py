@@ -15,6 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from annotation.models import Patient
 from portal.api_errors import ServiceError, message_translate
@@ -135,7 +136,8 @@ def questionnaire_assign(*, actor: User, questionnaire: Questionnaire, due_date:
         rows.append(assignment)
         if patient.user_id:
             notification_create(user_id=patient.user_id, kind=Notification.Kind.QUESTIONNAIRE,
-                                title=f"请填写问卷：{questionnaire.title}（{due_date.isoformat()} 前）",
+                                title_msgid=gettext_noop("Please fill in the questionnaire: %(title)s (by %(due)s)"),
+                                title_params={"title": questionnaire.title, "due": due_date.isoformat()},
                                 url=f"/followup/me/questionnaires/{assignment.pk}/",
                                 dedupe_key=f"assign:{assignment.pk}")
     audit_record(actor=actor, action=AuditLog.Action.CREATE, target_type="questionnaire_assignment",
@@ -226,7 +228,8 @@ def _assignment_submit_locked(*, user: User, assignment: QuestionnaireAssignment
                  target_id=assignment.pk, hospital=assignment.patient.hospital, detail={"submitted": True})
     if result.attention and assignment.assigned_by_id:
         notification_create(user_id=assignment.assigned_by_id, kind=Notification.Kind.QUESTIONNAIRE,
-                            title=f"问卷结果需要关注：{assignment.patient.mrn} · {assignment.questionnaire.title}",
+                            title_msgid=gettext_noop("Questionnaire result needs attention: %(mrn)s · %(title)s"),
+                            title_params={"mrn": assignment.patient.mrn, "title": assignment.questionnaire.title},
                             url=f"/followup/patients/{assignment.patient_id}/",
                             dedupe_key=f"assign:{assignment.pk}:attention", send_external=False)
     return assignment

@@ -243,6 +243,27 @@ def test_the_inbox_socket_is_nudged_by_new_messages_and_notifications(doctor, pa
     assert quiet
 
 
+def test_the_live_inbox_shows_a_notification_in_the_pages_language(doctor):
+    from django.utils.translation import gettext_noop
+
+    from followup.routing import websocket_urlpatterns as routes
+
+    async def scenario(headers):
+        inbox = WebsocketCommunicator(URLRouter(routes), "/ws/followup/inbox/", headers=headers)
+        inbox.scope["user"] = doctor
+        assert (await inbox.connect(timeout=10))[0]
+        await database_sync_to_async(services.notification_create)(
+            user_id=doctor.pk, kind="overdue", send_external=False,
+            title_msgid=gettext_noop("Overdue: %(mrn)s · %(title)s (%(due)s)"),
+            title_params={"mrn": "FU-1", "title": "胸部CT复查", "due": "2026-11-23"})
+        notification = await _receive_type(inbox, "notification")
+        await inbox.disconnect()
+        return notification["notification"]["title"]
+
+    assert async_to_sync(scenario)([(b"accept-language", b"en")]) == "Overdue: FU-1 · 胸部CT复查 (2026-11-23)"
+    assert async_to_sync(scenario)([]) == "逾期：FU-1 · 胸部CT复查（2026-11-23）"
+
+
 def test_the_inbox_socket_refuses_anonymous_users():
     from django.contrib.auth.models import AnonymousUser
 

@@ -187,3 +187,22 @@ def test_the_reminder_command_prints_its_counts(doctor, plan):
     assert json.loads(out.getvalue()) == {"created": 0, "reminded": 1, "overdue": 0, "assigned": 0}
     with pytest.raises(CommandError):
         call_command("followup_reminders", "--date", "tomorrow")
+
+
+def test_notification_titles_are_shown_in_each_readers_language(doctor, patient_user, plan):
+    """Issue 16: titles were stored in Chinese and shown so in the English UI. They are now msgids
+    with parameters: Chinese for a Chinese reader and for e-mail/SMS, English for an English one."""
+    services.plan_item_add(actor=doctor, plan=plan, kind=PlanItem.Kind.REEXAM, title="胸部CT复查", modality="CT",
+                           start_date=TODAY + dt.timedelta(days=2), interval_days=14, grace_days=3)
+    services.reminders_dispatch(today=TODAY)
+    services.reminders_dispatch(today=TODAY + dt.timedelta(days=6))
+    due = (TODAY + dt.timedelta(days=2)).isoformat()
+
+    chinese = api_client(patient_user).get("/api/followup/notifications/").json()["results"]
+    english = api_client(patient_user).get("/api/followup/notifications/", HTTP_ACCEPT_LANGUAGE="en").json()["results"]
+    assert [n["title"] for n in chinese] == [f"复查提醒：胸部CT复查（{due}）"]
+    assert [n["title"] for n in english] == [f"Re-examination reminder: 胸部CT复查 ({due})"]
+    overdue = api_client(doctor).get("/api/followup/notifications/", HTTP_ACCEPT_LANGUAGE="en").json()["results"]
+    assert [n["title"] for n in overdue] == [f"Overdue: {plan.patient.mrn} · 胸部CT复查 ({due})"]
+    # The stored title (e-mail, SMS, admin) is the default language's.
+    assert Notification.objects.get(user=patient_user).title == f"复查提醒：胸部CT复查（{due}）"
