@@ -25,7 +25,8 @@ Limits are ``setrlimit(2)`` limits set in the child before ``bwrap`` is executed
 ``RLIMIT_CPU`` (CPU seconds), ``RLIMIT_AS`` (address space), ``RLIMIT_NPROC`` (processes and threads of the
 sandbox user), ``RLIMIT_FSIZE`` (largest file written) and ``RLIMIT_CORE`` = 0. When the portal runs as root the
 child first drops to an unprivileged sandbox user (``nobody``), because the kernel does not apply
-``RLIMIT_NPROC`` to root. The parent adds a wall-clock limit and watches the output folder's total size and file
+``RLIMIT_NPROC`` to root; a portal running as an ordinary user gets ``processes`` on top of the tasks that user
+already runs (the kernel counts them together). The parent adds a wall-clock limit and watches the output folder's total size and file
 count while the script runs; on any breach it kills the whole process group (``bwrap`` with
 ``--die-with-parent`` runs the script as a child of PID 1 of a new PID namespace, so killing it kills every
 process the script forked).
@@ -217,9 +218,27 @@ def bwrap_command(*, config: SandboxConfig, script: Path, inputs_dir: Path, outp
     return cmd
 
 
+def _tasks_of_user(uid: int) -> int:
+    """Count the processes and threads the kernel charges to ``uid`` (what ``RLIMIT_NPROC`` compares with)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            pass
+    return count
+
+
 def _limit_child(config: SandboxConfig):
     limits = config.limits
     drop = os.geteuid() == 0
+    # RLIMIT_NPROC counts every task of the real user. As root the run drops to the sandbox user, which
+    # owns nothing else; a portal running as an ordinary user shares its count with the sandbox, so the
+    # limit is what that user runs already plus the sandbox's share.
+    processes = limits.processes + (0 if drop else _tasks_of_user(os.getuid()))
 
     def preexec() -> None:  # runs in the forked child, before exec of bwrap
         if drop:
@@ -228,7 +247,7 @@ def _limit_child(config: SandboxConfig):
             os.setuid(config.sandbox_uid)
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
