@@ -43,6 +43,7 @@ RunSerializer = inline_serializer("PostProcessingRun", {
     "series_id": serializers.IntegerField(),
     "segmentation_id": serializers.IntegerField(allow_null=True),
     "status": serializers.ChoiceField(choices=PostProcessingRun.Status.choices),
+    "status_label": serializers.CharField(help_text="The status in the request's language."),
     "figures": serializers.DictField(help_text="The JSON object the script wrote to figures.json."),
     "plots": serializers.ListField(child=inline_serializer("PostProcessingPlot", {
         "name": serializers.CharField(), "size": serializers.IntegerField(), "url": serializers.CharField()})),

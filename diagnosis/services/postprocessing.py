@@ -286,6 +286,7 @@ def postprocessing_run_payload(run: PostProcessingRun) -> dict:
         "series_id": run.series_id,
         "segmentation_id": run.segmentation_id,
         "status": run.status,
+        "status_label": str(run.get_status_display()),
         "figures": run.figures,
         "plots": [{"name": p["name"], "size": p["size"],
                    "url": reverse("postprocessing-run-plot", args=[run.pk, p["name"]])} for p in run.plots],

@@ -325,3 +325,21 @@ def test_run_list_query_count(doctor, small_ct_study, script, django_assert_max_
     with django_assert_max_num_queries(8):
         body = api_client(doctor).get(reverse("study-postprocessing-runs", args=[small_ct_study.pk])).json()
     assert len(body["results"]) == 3
+
+
+def test_the_celery_task_executes_a_queued_run_once(doctor, small_ct_study, script, segmentation):
+    from diagnosis.tasks import postprocessing_run_task
+
+    run = services.postprocessing_run_create(user=doctor, script=script, study=small_ct_study, enqueue=False)
+    assert postprocessing_run_task.apply(args=(run.pk,)).get() == "succeeded"
+    # A redelivered message finds the run finished and leaves it as it is.
+    assert postprocessing_run_task.apply(args=(run.pk,)).get() == "succeeded"
+    run.refresh_from_db()
+    assert run.attempts == 1 and run.segmentation_id == segmentation.pk
+
+
+def test_study_page_form_is_for_doctors_only(annotator, small_ct_study, script):
+    response = _browser(annotator).post(reverse("diagnosis:postprocessing-run-start", args=[small_ct_study.pk]),
+                                        {"script": script.pk})
+    assert response.status_code == 403
+    assert not PostProcessingRun.objects.exists()
