@@ -41,8 +41,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import resource
-import shutil
 import signal
 import subprocess
 import time
@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Plot names become storage keys and URL path segments.
+_PLOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\.png")
 SCRIPT_PATH = "/sandbox/script.py"
 SITE_DIR = "/sandbox/site"
 INPUT_DIR = "/in"
@@ -404,7 +406,7 @@ def validate_output(output_dir: Path, limits: SandboxLimits) -> tuple[dict, tupl
 
     ``figures.json`` must be a regular file holding one JSON object (at most ``figures_bytes``); plots are the
     regular ``*.png`` files at the top of the folder, each starting with the PNG signature (ISO/IEC 15948 §5.2)
-    and at most ``plot_bytes``, at most ``plots`` of them. Links and other files are ignored, never followed.
+    and at most ``plot_bytes``, at most ``plots`` of them, named with letters, digits, ``.``, ``_`` and ``-``. Links and other files are ignored, never followed.
     Raises :class:`SandboxError` with code ``bad_output``.
     """
     figures_path = output_dir / FIGURES_FILE
@@ -422,6 +424,9 @@ def validate_output(output_dir: Path, limits: SandboxLimits) -> tuple[dict, tupl
     if len(plots) > limits.plots:
         raise SandboxError("bad_output", f"The script wrote {len(plots)} plots; at most {limits.plots} are kept.")
     for plot in plots:
+        if not _PLOT_NAME.fullmatch(plot.name):
+            raise SandboxError("bad_output", f"The plot name {plot.name[:80]!r} is not allowed: use letters, digits, "
+                               "'.', '_' and '-' (at most 100 characters).")
         if plot.stat().st_size > limits.plot_bytes:
             raise SandboxError("bad_output", f"The plot {plot.name} is larger than {limits.plot_bytes} bytes.")
         with plot.open("rb") as fh:
@@ -448,7 +453,3 @@ class _Spool:
     def __exit__(self, *exc) -> None:
         self.file.close()
 
-
-def remove_output(output_dir: Path) -> None:
-    """Delete a run's output folder (files written by the sandbox user included)."""
-    shutil.rmtree(output_dir, ignore_errors=True)

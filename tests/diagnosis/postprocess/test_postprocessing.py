@@ -3,7 +3,7 @@ stored with the study and shown on its page; permissions; hostile scripts leave 
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ from tests.helpers import api_client
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap is not installed"),
+    pytest.mark.skipif(not Path(f"/usr/bin/python3.{sys.version_info.minor}").exists(),
+                       reason="the sandbox's interpreter (Debian's python3) is not installed"),
 ]
 
 LABEL_VOLUMES_SCRIPT = """

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -31,8 +32,13 @@ from diagnosis.postprocess.sandbox import (
 )
 from tests.conftest import shared_data
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(),
-                                reason="bubblewrap is not installed (apt-get install bubblewrap)")
+SANDBOX_PYTHON = f"/usr/bin/python3.{sys.version_info.minor}"
+pytestmark = [
+    pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(),
+                       reason="bubblewrap is not installed (apt-get install bubblewrap)"),
+    pytest.mark.skipif(not Path(SANDBOX_PYTHON).exists(),
+                       reason=f"{SANDBOX_PYTHON} (the sandbox's interpreter, Debian's python3) is not installed"),
+]
 
 LIMITS = SandboxLimits(cpu_s=2, wall_s=3.0, memory_bytes=512 * 1024**2, processes=16,
                        output_bytes=1024**2, output_files=16, plots=4, plot_bytes=256 * 1024,
@@ -41,7 +47,7 @@ SECRET = "s3cr3t-db-password-for-the-test"
 
 
 def _config(**limits) -> SandboxConfig:
-    return SandboxConfig(python=f"/usr/bin/python3.{os.sys.version_info.minor}",
+    return SandboxConfig(python=SANDBOX_PYTHON,
                          packages=package_binds(["numpy", "SimpleITK", "PIL"]),
                          limits=SandboxLimits(**{**LIMITS.__dict__, **limits}))
 
@@ -344,6 +350,8 @@ def test_filling_scratch_tmp_is_stopped(run_dir):
     ("open('/out/figures.json', 'w').write('[1, 2]')", "JSON object"),
     ("open('/out/figures.json', 'w').write('{not json')", "not valid JSON"),
     ("open('/out/figures.json', 'w').write('{}'); open('/out/fake.png', 'w').write('GIF89a')", "not a PNG"),
+    ("open('/out/figures.json', 'w').write('{}'); open('/out/<script>.png', 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n')",
+     "not allowed"),
 ])
 def test_output_that_breaks_the_contract_is_refused(run_dir, code, message):
     error = _stopped(run_dir, code)
