@@ -48,3 +48,11 @@ def postprocessing_run_task(run_id: int) -> str:
     from .services import postprocessing_run_execute
 
     return postprocessing_run_execute(run_id=run_id).status
+
+
+@shared_task(name="diagnosis.postprocessing_runs_sweep", ignore_result=True, soft_time_limit=120, time_limit=150)
+def postprocessing_runs_sweep_task() -> dict:
+    """Fail post-processing runs whose worker died; publish queued runs the broker never took."""
+    from .services import postprocessing_runs_sweep
+
+    return postprocessing_runs_sweep()

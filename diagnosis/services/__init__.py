@@ -18,6 +18,7 @@ from .postprocessing import (
     postprocessing_run_execute,
     postprocessing_run_lost,
     postprocessing_run_payload,
+    postprocessing_runs_sweep,
     postprocessing_script_set_active,
     postprocessing_script_upload,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "postprocessing_run_execute",
     "postprocessing_run_lost",
     "postprocessing_run_payload",
+    "postprocessing_runs_sweep",
     "postprocessing_script_set_active",
     "postprocessing_script_upload",
     "luna16_annotations_import",

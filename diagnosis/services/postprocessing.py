@@ -11,6 +11,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -187,7 +188,36 @@ def postprocessing_run_publish(*, run_id: int) -> bool:
     except (OperationalError, RedisError, OSError) as exc:
         logger.warning("post-processing run %s: the broker did not take the job (%s)", run_id, type(exc).__name__)
         return False
+    PostProcessingRun.objects.filter(pk=run_id, status=PostProcessingRun.Status.QUEUED).update(
+        published_at=timezone.now())
     return True
+
+
+def postprocessing_runs_sweep(*, republish_after_s: float | None = None, stale_after_s: float | None = None) -> dict:
+    """End or restart runs that nothing will finish (Celery beat, every ``RUNS_SWEEP_INTERVAL_S``).
+
+    - A run still "running" ``stale_after_s`` after it started (default: the sandbox's wall-clock limit plus
+      ``POSTPROCESS_STALE_MARGIN_S``) lost its whole worker: the sandbox cannot outlive that limit. It fails
+      with code ``worker_lost``.
+    - A queued run the broker never took (``published_at`` empty, older than ``republish_after_s``, default
+      ``RUNS_REPUBLISH_AFTER_S``) is published again.
+
+    Returns ``{"failed": [ids], "republished": [ids]}``.
+    """
+    now = timezone.now()
+    if stale_after_s is None:
+        stale_after_s = settings.POSTPROCESS_WALL_S + settings.POSTPROCESS_STALE_MARGIN_S
+    if republish_after_s is None:
+        republish_after_s = settings.RUNS_REPUBLISH_AFTER_S
+    stale = list(PostProcessingRun.objects.filter(status=PostProcessingRun.Status.RUNNING,
+                                                  started_at__lt=now - timedelta(seconds=stale_after_s))
+                 .values_list("pk", flat=True))
+    failed = [pk for pk in stale if postprocessing_run_lost(
+        run_id=pk, reason=f"the worker went silent: still running {stale_after_s:g} s after it started")]
+    unpublished = PostProcessingRun.objects.filter(status=PostProcessingRun.Status.QUEUED, published_at__isnull=True,
+                                                   created_at__lt=now - timedelta(seconds=republish_after_s))
+    republished = [pk for pk in unpublished.values_list("pk", flat=True) if postprocessing_run_publish(run_id=pk)]
+    return {"failed": failed, "republished": republished}
 
 
 def _finish(run: PostProcessingRun, *, status: str, **fields) -> PostProcessingRun:

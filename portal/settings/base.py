@@ -427,6 +427,12 @@ POSTPROCESS_PROCESSES = env.int("POSTPROCESS_PROCESSES", default=32)
 POSTPROCESS_OUTPUT_MB = env.int("POSTPROCESS_OUTPUT_MB", default=32)
 POSTPROCESS_PLOTS = env.int("POSTPROCESS_PLOTS", default=16)
 POSTPROCESS_SCRIPT_MAX_BYTES = env.int("POSTPROCESS_SCRIPT_MAX_BYTES", default=256 * 1024)
+# A run still "running" this long after its wall-clock limit lost its worker: the sweeper fails it.
+POSTPROCESS_STALE_MARGIN_S = env.float("POSTPROCESS_STALE_MARGIN_S", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "postprocessing-sweep": {"task": "diagnosis.postprocessing_runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
+}
 
 # --- Internationalisation: Simplified Chinese first, English second -------------------------
 LANGUAGE_CODE = "zh-hans"

@@ -345,3 +345,25 @@ def test_study_page_form_is_for_doctors_only(annotator, small_ct_study, script):
                                         {"script": script.pk})
     assert response.status_code == 403
     assert not PostProcessingRun.objects.exists()
+
+
+def test_sweeper_fails_a_run_whose_whole_worker_died_and_publishes_an_unpublished_one(doctor, small_ct_study, script):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    stuck = services.postprocessing_run_create(user=doctor, script=script, study=small_ct_study, enqueue=False)
+    PostProcessingRun.objects.filter(pk=stuck.pk).update(status="running",
+                                                         started_at=timezone.now() - timedelta(hours=1))
+    fresh = services.postprocessing_run_create(user=doctor, script=script, study=small_ct_study, enqueue=False)
+    PostProcessingRun.objects.filter(pk=fresh.pk).update(status="running", started_at=timezone.now())
+    unpublished = services.postprocessing_run_create(user=doctor, script=script, study=small_ct_study, enqueue=False)
+
+    assert services.postprocessing_runs_sweep(republish_after_s=3600) == {"failed": [stuck.pk], "republished": []}
+    result = services.postprocessing_runs_sweep(republish_after_s=0)
+    assert result == {"failed": [], "republished": [unpublished.pk]}
+
+    stuck.refresh_from_db(), fresh.refresh_from_db(), unpublished.refresh_from_db()
+    assert (stuck.status, stuck.error_code) == ("failed", "worker_lost") and "silent" in stuck.error_message
+    assert fresh.status == "running"
+    assert unpublished.status == "queued" and unpublished.published_at is not None
