@@ -20,4 +20,10 @@ urlpatterns = [
     path("findings/<int:finding_id>/reject/", api.FindingRejectApi.as_view(), name="finding-reject"),
     path("series/<int:series_id>/reads/lidc/", api.SeriesLidcReadsApi.as_view(), name="series-lidc-reads"),
     path("series/<int:series_id>/reads/luna16/", api.SeriesLuna16AnnotationsApi.as_view(), name="series-luna16-annotations"),
+    path("postprocessing/scripts/", api.PostProcessingScriptsApi.as_view(), name="postprocessing-scripts"),
+    path("studies/<int:study_id>/postprocessing/runs/", api.StudyPostProcessingRunsApi.as_view(),
+         name="study-postprocessing-runs"),
+    path("postprocessing/runs/<int:run_id>/", api.PostProcessingRunDetailApi.as_view(), name="postprocessing-run"),
+    path("postprocessing/runs/<int:run_id>/plots/<str:name>", api.PostProcessingRunPlotApi.as_view(),
+         name="postprocessing-run-plot"),
 ]

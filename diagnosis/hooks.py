@@ -93,6 +93,25 @@ def study_page_findings_panel(*, user, study) -> dict:
     }
 
 
+def study_page_postprocessing(*, user, study) -> dict:
+    """Return the study page's post-processing block for hospital staff: the study's runs (figures, plots,
+    errors) and, for doctors, the active scripts of the hospital to run."""
+    from portal.permissions import is_clinician
+
+    from .selectors import postprocessing_run_list_for_study, postprocessing_script_list
+    from .services import postprocessing_run_payload
+
+    if not user.is_authenticated or user.role == "patient":
+        return {}
+    runs = [postprocessing_run_payload(r) for r in postprocessing_run_list_for_study(user=user, study=study)]
+    scripts = ([s for s in postprocessing_script_list(user=user) if s.is_active and s.hospital_id == study.hospital_id]
+               if is_clinician(user) else [])
+    if not runs and not scripts:
+        return {}
+    return {"postprocessing": {"runs": runs, "scripts": scripts},
+            "study_sections": ["diagnosis/_postprocessing.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -126,3 +145,4 @@ def register() -> None:
     hooks.study_worklist_report_status.register("diagnosis", worklist_report_status)
     hooks.study_page_context.register("diagnosis-kg-terms", study_page_terms)
     hooks.study_page_context.register("diagnosis-findings-panel", study_page_findings_panel)
+    hooks.study_page_context.register("diagnosis-postprocessing", study_page_postprocessing)

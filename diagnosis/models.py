@@ -174,3 +174,68 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"Finding {self.pk} {self.kind} ({self.status})"
+
+
+class PostProcessingScript(models.Model):
+    """A Python script a hospital admin uploaded; doctors of that hospital run it on studies in a sandbox
+    (``diagnosis.postprocess.sandbox``). The code never changes: a new version is a new upload."""
+
+    hospital = models.ForeignKey("portal.Hospital", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True, max_length=2000)
+    code = models.TextField(help_text="The script's Python source (UTF-8).")
+    sha256 = models.CharField(max_length=64)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hospital", "name", "-created_at"]
+        verbose_name = _("post-processing script")
+        verbose_name_plural = _("post-processing scripts")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sha256[:8]})"
+
+
+class PostProcessingRun(models.Model):
+    """One run of a post-processing script on a series of a study: its status, the figures and PNG plots
+    the script returned (plots in the default storage), or the sandbox's error code and message."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    script = models.ForeignKey(PostProcessingScript, on_delete=models.PROTECT, related_name="runs")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="postprocessing_runs")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="+")
+    segmentation = models.ForeignKey(Segmentation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    figures = models.JSONField(default=dict, blank=True)
+    plots = models.JSONField(default=list, blank=True,
+                             help_text="[{name, key, size, sha256}]: the PNG plots in the default storage.")
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True, max_length=2000)
+    error_detail = models.TextField(blank=True, help_text="The tail of the script's stderr.")
+    duration_s = models.FloatField(null=True, blank=True)
+    cpu_s = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="When the broker took the job.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "-created_at"]
+        verbose_name = _("post-processing run")
+        verbose_name_plural = _("post-processing runs")
+
+    def __str__(self) -> str:
+        return f"{self.script.name} on study {self.study_id}: {self.status}"

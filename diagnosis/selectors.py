@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
 
-from .models import Finding, Measurement, Report
+from .models import Finding, Measurement, PostProcessingRun, PostProcessingScript, Report
 
 
 def report_visible_queryset(user: User) -> QuerySet[Report]:
@@ -293,3 +293,45 @@ def _lung_rads_suggestion(visible: QuerySet[Finding], study, prior_study) -> dic
         "prior_interval_months": interval,
         "suggestion_only": True,
     }
+
+
+# --- Post-processing scripts and runs -----------------------------------------------------------
+
+
+def postprocessing_script_list(*, user: User) -> QuerySet[PostProcessingScript]:
+    """Return the scripts of the user's hospital (hospital staff; platform admins see every hospital's)."""
+    if not user.is_authenticated or user.role == Role.PATIENT:
+        return PostProcessingScript.objects.none()
+    qs = PostProcessingScript.objects.select_related("uploaded_by")
+    if not user.is_platform_admin:
+        qs = qs.filter(hospital_id=user.hospital_id) if user.hospital_id else qs.none()
+    return qs.order_by("name", "-created_at")
+
+
+def postprocessing_script_get(*, user: User, script_id: int) -> PostProcessingScript:
+    """Return one script the user may see, or raise Http404 (another hospital's script is not found)."""
+    try:
+        return postprocessing_script_list(user=user).get(pk=script_id)
+    except PostProcessingScript.DoesNotExist:
+        raise Http404("No such script.") from None
+
+
+def postprocessing_run_visible_queryset(user: User) -> QuerySet[PostProcessingRun]:
+    """Runs of the studies the user may see, staff only (a script's figures are the doctors' working material)."""
+    if not user.is_authenticated or user.role == Role.PATIENT:
+        return PostProcessingRun.objects.none()
+    return PostProcessingRun.objects.filter(study__in=study_visible_queryset(user))
+
+
+def postprocessing_run_list_for_study(*, user: User, study) -> list[PostProcessingRun]:
+    """Return a study's runs, newest first, with their scripts."""
+    return list(postprocessing_run_visible_queryset(user).filter(study=study).select_related("script")
+                .order_by("-created_at", "-pk"))
+
+
+def postprocessing_run_get(*, user: User, run_id: int) -> PostProcessingRun:
+    """Return one visible run or raise Http404."""
+    try:
+        return postprocessing_run_visible_queryset(user).select_related("script", "study").get(pk=run_id)
+    except PostProcessingRun.DoesNotExist:
+        raise Http404("No such run.") from None

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<int:report_id>/amend/", views.report_amend, name="report-amend"),
     path("<int:report_id>/lung-rads/", views.report_lung_rads_confirm, name="report-lung-rads-confirm"),
     path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
+    path("postprocessing/<int:study_id>/run/", views.postprocessing_run_start, name="postprocessing-run-start"),
 ]

@@ -1,10 +1,11 @@
-"""Report pages: draft, edit, sign, amend and download."""
+"""Report pages (draft, edit, sign, amend and download) and the study page's post-processing form."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -114,3 +115,22 @@ def patient_timeline(request, patient_id: int):
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="patient", target_id=patient.pk,
                  hospital=patient.hospital, detail={"page": "timeline"})
     return render(request, "diagnosis/patient_timeline.html", {"patient": patient, "events": events})
+
+
+@login_required
+@require_POST
+def postprocessing_run_start(request, study_id: int):
+    """Queue a run of the chosen script on the study (the study page's form) and go back to the page."""
+    _require_clinician(request.user)
+    study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+    try:
+        script_id = int(request.POST.get("script", ""))
+    except ValueError:
+        raise Http404("No such script.") from None
+    script = selectors.postprocessing_script_get(user=request.user, script_id=script_id)
+    try:
+        services.postprocessing_run_create(user=request.user, script=script, study=study)
+        messages.success(request, _("The script is queued; its results appear here when it has run."))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#postprocessing")

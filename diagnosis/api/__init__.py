@@ -1,5 +1,6 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports)
-and :mod:`.findings` (findings and the doctor's decisions on them)."""
+and :mod:`.findings` (findings and the doctor's decisions on them)
+and :mod:`.postprocessing` (doctors' scripts run in the sandbox)."""
 
 from .findings import (
     FindingAcceptApi,
@@ -9,6 +10,12 @@ from .findings import (
     StudyFindingComparisonApi,
     StudyLungRadsApi,
     StudyFindingsApi,
+)
+from .postprocessing import (
+    PostProcessingRunDetailApi,
+    PostProcessingRunPlotApi,
+    PostProcessingScriptsApi,
+    StudyPostProcessingRunsApi,
 )
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
@@ -24,6 +31,9 @@ __all__ = [
     "FindingAcceptApi",
     "FindingDetailApi",
     "FindingRejectApi",
+    "PostProcessingRunDetailApi",
+    "PostProcessingRunPlotApi",
+    "PostProcessingScriptsApi",
     "ReportAmendApi",
     "ReportDetailApi",
     "ReportFinalizeApi",
@@ -35,5 +45,6 @@ __all__ = [
     "StudyFindingComparisonApi",
     "StudyLungRadsApi",
     "StudyFindingsApi",
+    "StudyPostProcessingRunsApi",
     "StudyReportsApi",
 ]

@@ -2,7 +2,7 @@
 drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
 placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
 from LIDC-IDRI XML and LUNA16 annotations.csv) and :mod:`.lung_rads` (the doctor's confirmation of a
-Lung-RADS category)."""
+Lung-RADS category) and :mod:`.postprocessing` (doctors' scripts run in the sandbox)."""
 
 from .findings import (
     finding_accept,
@@ -13,6 +13,15 @@ from .findings import (
     findings_from_detection,
 )
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
+from .postprocessing import (
+    postprocessing_run_create,
+    postprocessing_run_execute,
+    postprocessing_run_lost,
+    postprocessing_run_payload,
+    postprocessing_runs_sweep,
+    postprocessing_script_set_active,
+    postprocessing_script_upload,
+)
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
     measurement_payload,
@@ -37,6 +46,13 @@ __all__ = [
     "finding_payload",
     "finding_reject",
     "lidc_reads_import",
+    "postprocessing_run_create",
+    "postprocessing_run_execute",
+    "postprocessing_run_lost",
+    "postprocessing_run_payload",
+    "postprocessing_runs_sweep",
+    "postprocessing_script_set_active",
+    "postprocessing_script_upload",
     "luna16_annotations_import",
     "ReadsImport",
     "reads_import_payload",

@@ -12,6 +12,8 @@ startup with a clear message.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -416,6 +418,29 @@ FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default="https://yixin-portal.org/f
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda
 TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=0)  # 0: torch's own default
+
+# --- Post-processing scripts (diagnosis/postprocess/sandbox.py, docs/postprocessing.md) ------
+# Doctors' scripts run under bubblewrap: no network, read-only inputs, an empty environment, and these
+# limits. POSTPROCESS_PYTHON must be an interpreter outside any private home folder (the sandbox user
+# cannot enter /root) with the CPython minor version of the venv whose packages it imports.
+POSTPROCESS_BWRAP = env.str("POSTPROCESS_BWRAP", default="/usr/bin/bwrap")
+POSTPROCESS_PYTHON = env.str("POSTPROCESS_PYTHON", default=f"/usr/bin/python3.{sys.version_info.minor}")
+POSTPROCESS_PACKAGES = env.list("POSTPROCESS_PACKAGES", default=["numpy", "SimpleITK", "PIL"])
+POSTPROCESS_WORK_DIR = Path(env.str("POSTPROCESS_WORK_DIR", default=str(Path(tempfile.gettempdir()) / "yixin-postprocess")))
+POSTPROCESS_SANDBOX_UID = env.int("POSTPROCESS_SANDBOX_UID", default=65534)  # used when the worker runs as root
+POSTPROCESS_CPU_S = env.int("POSTPROCESS_CPU_S", default=60)
+POSTPROCESS_WALL_S = env.float("POSTPROCESS_WALL_S", default=120.0)
+POSTPROCESS_MEMORY_MB = env.int("POSTPROCESS_MEMORY_MB", default=2048)
+POSTPROCESS_PROCESSES = env.int("POSTPROCESS_PROCESSES", default=32)
+POSTPROCESS_OUTPUT_MB = env.int("POSTPROCESS_OUTPUT_MB", default=32)
+POSTPROCESS_PLOTS = env.int("POSTPROCESS_PLOTS", default=16)
+POSTPROCESS_SCRIPT_MAX_BYTES = env.int("POSTPROCESS_SCRIPT_MAX_BYTES", default=256 * 1024)
+# A run still "running" this long after its wall-clock limit lost its worker: the sweeper fails it.
+POSTPROCESS_STALE_MARGIN_S = env.float("POSTPROCESS_STALE_MARGIN_S", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "postprocessing-sweep": {"task": "diagnosis.postprocessing_runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
+}
 
 # --- Internationalisation: Simplified Chinese first, English second -------------------------
 LANGUAGE_CODE = "zh-hans"

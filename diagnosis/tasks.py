@@ -1,0 +1,58 @@
+"""Celery entry points of the diagnosis app: they take ids, call services, own time limits."""
+
+from __future__ import annotations
+
+import logging
+
+from billiard.exceptions import WorkerLostError
+from celery import Task, shared_task
+from celery.worker.request import Request
+
+logger = logging.getLogger(__name__)
+
+
+class PostProcessingRunRequest(Request):
+    """The worker's view of a post-processing message: when the pool process executing it dies, record the
+    loss on the run row (in the worker's parent process, which survives its pool processes).
+
+    As for annotation's inference runs (``annotation.tasks.RunRequest``), the database connections inherited
+    from before the fork are dropped first and the write goes through fresh ones.
+    """
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, WorkerLostError) and self.args:
+            from annotation.tasks import _drop_database_connections
+
+            from .services import postprocessing_run_lost
+
+            try:
+                _drop_database_connections()
+                postprocessing_run_lost(run_id=int(self.args[0]), reason=f"the worker process running it was lost ({exc})")
+            except Exception:  # noqa: BLE001 - logged; the run row stays as it was
+                logger.exception("could not record the loss of post-processing run %s", self.args[0])
+            finally:
+                _drop_database_connections()
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+class PostProcessingRunTask(Task):
+    Request = PostProcessingRunRequest
+
+
+# Not redelivered when the worker is lost: a script that kills its worker would kill the next one too.
+@shared_task(base=PostProcessingRunTask, name="diagnosis.postprocessing_run", acks_late=True,
+             reject_on_worker_lost=False, ignore_result=True, soft_time_limit=900, time_limit=960)
+def postprocessing_run_task(run_id: int) -> str:
+    """Execute one post-processing run; a run that is not queued is left as it is (idempotent)."""
+    from .services import postprocessing_run_execute
+
+    return postprocessing_run_execute(run_id=run_id).status
+
+
+@shared_task(name="diagnosis.postprocessing_runs_sweep", ignore_result=True, soft_time_limit=120, time_limit=150)
+def postprocessing_runs_sweep_task() -> dict:
+    """Fail post-processing runs whose worker died; publish queued runs the broker never took."""
+    from .services import postprocessing_runs_sweep
+
+    return postprocessing_runs_sweep()
