@@ -9,7 +9,7 @@ from celery.worker.request import Request
 logger = logging.getLogger(__name__)
 
 
-def _drop_database_connections() -> None:
+def drop_database_connections() -> None:
     """Close this process's database connections, and its connection pools where there are (PostgreSQL
     with ``DATABASE_POOL``): a pooled connection is otherwise kept open and shared with forked children."""
     from django.db import connections
@@ -36,13 +36,13 @@ class RunRequest(Request):
             try:
                 # Pool processes forked earlier inherited this process's sockets and may have closed
                 # them on the server: write through fresh connections only.
-                _drop_database_connections()
+                drop_database_connections()
                 inference_run_lost(run_id=int(self.args[0]), reason=f"the worker process running it was lost ({exc})")
             except Exception:  # noqa: BLE001 - the sweeper ends the run if this write fails
                 logger.exception("could not record the loss of inference run %s", self.args[0])
             finally:
                 # The parent forks new pool processes: leave them no inherited database connection.
-                _drop_database_connections()
+                drop_database_connections()
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 

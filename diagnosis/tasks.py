@@ -22,17 +22,17 @@ class PostProcessingRunRequest(Request):
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
         if isinstance(exc, WorkerLostError) and self.args:
-            from annotation.tasks import _drop_database_connections
+            from annotation.tasks import drop_database_connections
 
             from .services import postprocessing_run_lost
 
             try:
-                _drop_database_connections()
+                drop_database_connections()
                 postprocessing_run_lost(run_id=int(self.args[0]), reason=f"the worker process running it was lost ({exc})")
             except Exception:  # noqa: BLE001 - logged; the run row stays as it was
                 logger.exception("could not record the loss of post-processing run %s", self.args[0])
             finally:
-                _drop_database_connections()
+                drop_database_connections()
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
