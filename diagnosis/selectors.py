@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
 
-from .models import Finding, Measurement, Report
+from .models import Finding, FindingMatch, Measurement, Report, StudyRegistration
 
 
 def report_visible_queryset(user: User) -> QuerySet[Report]:
@@ -293,3 +293,21 @@ def _lung_rads_suggestion(visible: QuerySet[Finding], study, prior_study) -> dic
         "prior_interval_months": interval,
         "suggestion_only": True,
     }
+
+
+def study_registration_get(*, user: User, study_id: int, prior_id: int):
+    """Return the stored comparison of a visible study with a prior, or raise Http404."""
+    try:
+        return (StudyRegistration.objects.filter(study__in=study_visible_queryset(user))
+                .select_related("study", "prior", "study__hospital").get(study_id=study_id, prior_id=prior_id))
+    except StudyRegistration.DoesNotExist:
+        raise Http404("No such comparison.") from None
+
+
+def finding_match_get(*, user: User, match_id: int):
+    """Return one finding match of a visible study's comparison, or raise Http404."""
+    try:
+        return (FindingMatch.objects.filter(registration__study__in=study_visible_queryset(user))
+                .select_related("registration", "registration__study").get(pk=match_id))
+    except FindingMatch.DoesNotExist:
+        raise Http404("No such finding match.") from None

@@ -1,5 +1,6 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports)
-and :mod:`.findings` (findings and the doctor's decisions on them)."""
+and :mod:`.findings` (findings and the doctor's decisions on them) and :mod:`.longitudinal` (a study
+compared with its prior)."""
 
 from .findings import (
     FindingAcceptApi,
@@ -10,6 +11,7 @@ from .findings import (
     StudyLungRadsApi,
     StudyFindingsApi,
 )
+from .longitudinal import FindingMatchUnlinkApi, StudyComparisonApi, StudyComparisonLinkApi
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
     ReportAmendApi,
@@ -21,6 +23,9 @@ from .reports import (
 )
 
 __all__ = [
+    "FindingMatchUnlinkApi",
+    "StudyComparisonApi",
+    "StudyComparisonLinkApi",
     "FindingAcceptApi",
     "FindingDetailApi",
     "FindingRejectApi",

@@ -2,7 +2,8 @@
 drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
 placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
 from LIDC-IDRI XML and LUNA16 annotations.csv) and :mod:`.lung_rads` (the doctor's confirmation of a
-Lung-RADS category)."""
+Lung-RADS category) and :mod:`.longitudinal` (a study compared with its prior: registration, finding
+matches and the doctor's re-linking)."""
 
 from .findings import (
     finding_accept,
@@ -12,6 +13,7 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
+from .longitudinal import finding_match_link, finding_match_unlink, study_compare, study_comparison_payload
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
@@ -31,6 +33,10 @@ from .reports import (
 )
 
 __all__ = [
+    "finding_match_link",
+    "finding_match_unlink",
+    "study_compare",
+    "study_comparison_payload",
     "finding_accept",
     "finding_create",
     "finding_edit",

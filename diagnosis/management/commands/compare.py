@@ -1,0 +1,52 @@
+"""python manage.py compare STUDY_ID --prior PRIOR_STUDY_ID [--hospital CODE] [--json]"""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.models import Study
+from diagnosis import services
+from portal.api_errors import ServiceError
+
+
+class Command(BaseCommand):
+    help = ("Register a study to a prior study of the same patient, match their findings and print the "
+            "comparison (with --json: one JSON object with 'registration', 'matches', 'new' and 'resolved').")
+
+    def add_arguments(self, parser):
+        parser.add_argument("study_id", type=int)
+        parser.add_argument("--prior", type=int, required=True, help="the prior study's id")
+        parser.add_argument("--hospital", default=None,
+                            help="hospital code: refuse studies of any other hospital")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, **options):
+        studies = Study.objects.select_related("hospital")
+        study = studies.filter(pk=options["study_id"]).first()
+        if study is None:
+            raise CommandError(f"no study {options['study_id']}")
+        prior = studies.filter(pk=options["prior"]).first()
+        if prior is None:
+            raise CommandError(f"no prior study {options['prior']}")
+        code = options["hospital"]
+        if code is not None:
+            for which, row in (("study", study), ("prior study", prior)):
+                if row.hospital.code != code:
+                    raise CommandError(f"{which} {row.pk} belongs to another hospital than {code!r}")
+        try:
+            registration = services.study_compare(user=None, study=study, prior=prior)
+        except ServiceError as exc:
+            raise CommandError(f"{exc.code}: {exc}") from exc
+        body = services.study_comparison_payload(registration)
+        if options["json"]:
+            self.stdout.write(json.dumps(body, ensure_ascii=False))
+            return
+        quality = body["registration"]["quality"]
+        self.stdout.write(f"study {study.pk} ← prior {prior.pk}: {body['registration']['method']}, "
+                          f"metric {quality['metric_value']}, lung Dice {quality['mask_dice']}")
+        for m in body["matches"]:
+            label = f"finding {m['prior_finding_id']} → {m['finding_id']}" if m["kind"] == "finding" else m["name"]
+            self.stdout.write(f"  {label}: {m['prior_volume_ml']} → {m['volume_ml']} mL "
+                              f"({m['volume_change_pct']} %), VDT {m['vdt_days']} days")
+        self.stdout.write(f"  new: {[n['finding_id'] for n in body['new']]}, "
+                          f"resolved: {[r['prior_finding_id'] for r in body['resolved']]}")
