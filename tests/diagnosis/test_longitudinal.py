@@ -264,3 +264,32 @@ def test_unlink_refusals(studies, compared, doctor, other_doctor, patient_user):
     assert FindingMatch.objects.filter(pk=pair_row.pk, status=FindingMatch.Status.MATCHED).exists()
 
 
+
+
+def test_measured_lung_segments_are_paired_by_name_with_their_change(studies, doctor):
+    from annotation.ml.lung import LUNG_LABEL_TABLE, segment_lungs
+
+    prior, study, _, _ = studies
+    volumes = {}
+    for row in (prior, study):
+        series = row.series.get()
+        volume = series_volume_load(series)
+        lungs = segment_lungs(volume)
+        segmentation = annotation_services.segmentation_create(
+            series=series, label_map=lungs, label_table=LUNG_LABEL_TABLE, name="lungs",
+            source=Segmentation.Source.MANUAL)
+        volumes[row.pk] = {m.label_name: m.volume_ml for m in services.segmentation_measure(segmentation=segmentation)}
+
+    body = services.study_comparison_payload(
+        services.study_compare(user=doctor, study=study, prior=prior, working_spacing_mm=6.0))
+
+    segments = {m["name"]: m for m in body["matches"] if m["kind"] == "segment"}
+    assert set(segments) == {"right lung", "left lung"}
+    for name, m in segments.items():
+        assert m["prior_volume_ml"] == pytest.approx(volumes[prior.pk][name], rel=1e-3)
+        assert m["volume_ml"] == pytest.approx(volumes[study.pk][name], rel=1e-3)
+        # The same lungs moved rigidly (the nodule grew into a few mL of the left lung): small change.
+        assert abs(m["volume_change_pct"]) < 5.0
+        assert np.linalg.norm(np.subtract(m["prior_centroid_registered_lps_mm"], m["centroid_lps_mm"])) < 5.0
+    # The nodule finding is still the one finding pair: the lung segmentations are organs, not lesions.
+    assert [m["kind"] for m in body["matches"]].count("finding") == 1
