@@ -48,7 +48,7 @@ class StudyComparisonApi(APIView):
         registration = selectors.study_registration_get(user=request.user, study_id=study_id, prior_id=prior_id)
         audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_registration",
                      target_id=registration.pk, hospital=registration.study.hospital)
-        return Response(services.study_comparison_payload(registration))
+        return Response(selectors.study_comparison_payload(registration))
 
 
 class StudyComparisonLinkApi(APIView):
@@ -68,7 +68,7 @@ class StudyComparisonLinkApi(APIView):
         finding = selectors.finding_get(user=request.user, finding_id=serializer.validated_data["finding"])
         services.finding_match_link(user=request.user, registration=registration, prior_finding=prior_finding,
                                     finding=finding)
-        return Response(services.study_comparison_payload(registration), status=status.HTTP_201_CREATED)
+        return Response(selectors.study_comparison_payload(registration), status=status.HTTP_201_CREATED)
 
 
 class FindingMatchUnlinkApi(APIView):
@@ -79,4 +79,4 @@ class FindingMatchUnlinkApi(APIView):
     def post(self, request, match_id: int):
         match = selectors.finding_match_get(user=request.user, match_id=match_id)
         services.finding_match_unlink(user=request.user, match=match)
-        return Response(services.study_comparison_payload(match.registration))
+        return Response(selectors.study_comparison_payload(match.registration))

@@ -289,7 +289,8 @@ def register_volumes(
     if fixed_mask is not None and tuple(fixed_mask.shape) != fixed.geometry.shape:
         raise RegistrationError(f"fixed mask shape {fixed_mask.shape} differs from the volume's {fixed.geometry.shape}")
     if moving_mask is not None and tuple(moving_mask.shape) != moving.geometry.shape:
-        raise RegistrationError(f"moving mask shape {moving_mask.shape} differs from the volume's {moving.geometry.shape}")
+        raise RegistrationError(
+            f"moving mask shape {moving_mask.shape} differs from the volume's {moving.geometry.shape}")
     if fixed_mask is not None and not np.any(fixed_mask):
         raise RegistrationError("the fixed mask is empty")
     if (landmarks_fixed_lps_mm is None) != (landmarks_moving_lps_mm is None):

@@ -13,7 +13,7 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
-from .longitudinal import finding_match_link, finding_match_unlink, study_compare, study_comparison_payload
+from .longitudinal import finding_match_link, finding_match_unlink, study_compare
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
@@ -36,7 +36,6 @@ __all__ = [
     "finding_match_link",
     "finding_match_unlink",
     "study_compare",
-    "study_comparison_payload",
     "finding_accept",
     "finding_create",
     "finding_edit",

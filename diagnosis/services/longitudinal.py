@@ -4,8 +4,6 @@ loads the series, stores the outcome and audit-logs every write."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from django.db import transaction
 from django.db.models import Q
@@ -19,12 +17,11 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from ..longitudinal.growth import growth
-from ..longitudinal.matching import MATCH_RULE, match_by_name, match_lesions
+from ..longitudinal.matching import match_by_name, match_lesions
 from ..longitudinal.registration import RegistrationError, chest_ct_mask, register_volumes, transform_points
 from ..models import Finding, FindingMatch, Measurement, StudyRegistration
 
-__all__ = ["finding_match_link", "finding_match_unlink", "study_compare", "study_comparison_payload"]
+__all__ = ["finding_match_link", "finding_match_unlink", "study_compare"]
 
 # Pairs further apart than this (mm, after registration) are not worth an overlap computation: the
 # matching rule could only pair them through overlap, and segments this far apart do not overlap.
@@ -142,7 +139,9 @@ def _segment_matches(prior_series: Series, series: Series, matrix: np.ndarray) -
     return out
 
 
-def study_compare(*, user: User | None, study: Study, prior: Study, working_spacing_mm: float = 3.0) -> StudyRegistration:
+def study_compare(
+    *, user: User | None, study: Study, prior: Study, working_spacing_mm: float = 3.0
+) -> StudyRegistration:
     """Register ``study`` to ``prior``, match their findings and store both (replacing an earlier comparison).
 
     The study's series with most voxels is registered to the prior's series of the same modality with most
@@ -213,101 +212,6 @@ def study_compare(*, user: User | None, study: Study, prior: Study, working_spac
                 "matched": len(result.pairs), "new": len(result.new), "resolved": len(result.resolved),
                 "kept_manual": len(manual)})
     return row
-
-
-def _registered(row: StudyRegistration, point) -> list[float]:
-    matrix = np.asarray(row.transform["matrix_lps_mm"], float)
-    return [round(float(v), 2) for v in transform_points(matrix, np.asarray(point, float))]
-
-
-def _finite(value, digits: int):
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
-
-
-def _growth_figures(prior_ml, current_ml, interval_days) -> dict:
-    if prior_ml is None or current_ml is None or prior_ml <= 0 or current_ml <= 0:
-        return {"volume_change_ml": None, "volume_change_pct": None, "vdt_days": None, "growth_category": None}
-    body = growth(prior_ml, current_ml, interval_days if interval_days and interval_days > 0 else None).to_dict()
-    return {k: body[k] for k in ("volume_change_ml", "volume_change_pct", "vdt_days", "growth_category")}
-
-
-def _change(before, after, digits=2):
-    return None if before is None or after is None else round(float(after) - float(before), digits)
-
-
-def study_comparison_payload(row: StudyRegistration) -> dict:
-    """Return the JSON form of a comparison (the ``compare`` command's and the API's).
-
-    ``matches`` lists matched findings (``kind`` ``"finding"``) and organ segments paired by name
-    (``"segment"``), each with volumes, volume change, VDT (:mod:`diagnosis.longitudinal.growth`),
-    long and short axes, mean HU and the centroid at both time points (LPS mm; the prior's also mapped
-    into the study's frame, ``prior_centroid_registered_lps_mm``). ``new`` and ``resolved`` list the
-    unpaired findings.
-    """
-    matches, new, resolved = [], [], []
-    interval = row.interval_days
-    for match in row.matches.select_related("prior_finding", "finding").order_by("pk"):
-        before, after = match.prior_finding, match.finding
-        common = {"match_id": match.pk, "origin": match.origin,
-                  "linked_by": match.linked_by_id, "linked_at": match.linked_at.isoformat() if match.linked_at else None}
-        if match.status == FindingMatch.Status.MATCHED:
-            matches.append({
-                "kind": "finding", **common,
-                "prior_finding_id": before.pk, "finding_id": after.pk, "finding_kind": after.kind,
-                "distance_mm": _finite(match.distance_mm, 2), "overlap": _finite(match.overlap, 4),
-                "prior_volume_ml": _finite(before.volume_ml, 4), "volume_ml": _finite(after.volume_ml, 4),
-                **_growth_figures(before.volume_ml, after.volume_ml, interval),
-                "prior_long_axis_mm": _finite(before.long_axis_mm, 2), "long_axis_mm": _finite(after.long_axis_mm, 2),
-                "long_axis_change_mm": _change(before.long_axis_mm, after.long_axis_mm),
-                "prior_short_axis_mm": _finite(before.short_axis_mm, 2),
-                "short_axis_mm": _finite(after.short_axis_mm, 2),
-                "short_axis_change_mm": _change(before.short_axis_mm, after.short_axis_mm),
-                "prior_mean_hu": _finite(before.mean_hu, 1), "mean_hu": _finite(after.mean_hu, 1),
-                "prior_centroid_lps_mm": before.centroid_lps_mm, "centroid_lps_mm": after.centroid_lps_mm,
-                "prior_centroid_registered_lps_mm": _registered(row, before.centroid_lps_mm),
-            })
-        elif match.status == FindingMatch.Status.NEW:
-            new.append({**common, "finding_id": after.pk, "finding_kind": after.kind,
-                        "volume_ml": _finite(after.volume_ml, 4), "long_axis_mm": _finite(after.long_axis_mm, 2),
-                        "centroid_lps_mm": after.centroid_lps_mm})
-        else:
-            resolved.append({**common, "prior_finding_id": before.pk, "finding_kind": before.kind,
-                             "prior_volume_ml": _finite(before.volume_ml, 4),
-                             "prior_long_axis_mm": _finite(before.long_axis_mm, 2),
-                             "prior_centroid_lps_mm": before.centroid_lps_mm,
-                             "prior_centroid_registered_lps_mm": _registered(row, before.centroid_lps_mm)})
-    for segment in row.segment_matches:
-        matches.append({
-            "kind": "segment", "match_id": None, "origin": "auto", "name": segment["name"],
-            "prior_measurement_id": segment["prior_measurement_id"], "measurement_id": segment["measurement_id"],
-            "prior_volume_ml": _finite(segment["prior_volume_ml"], 4), "volume_ml": _finite(segment["volume_ml"], 4),
-            **_growth_figures(segment["prior_volume_ml"], segment["volume_ml"], interval),
-            "prior_long_axis_mm": _finite(segment["prior_long_axis_mm"], 2),
-            "long_axis_mm": _finite(segment["long_axis_mm"], 2),
-            "long_axis_change_mm": _change(segment["prior_long_axis_mm"], segment["long_axis_mm"]),
-            "prior_short_axis_mm": _finite(segment["prior_short_axis_mm"], 2),
-            "short_axis_mm": _finite(segment["short_axis_mm"], 2),
-            "short_axis_change_mm": _change(segment["prior_short_axis_mm"], segment["short_axis_mm"]),
-            "prior_mean_hu": _finite(segment["prior_mean_hu"], 1), "mean_hu": _finite(segment["mean_hu"], 1),
-            "prior_centroid_lps_mm": segment["prior_centroid_lps_mm"], "centroid_lps_mm": segment["centroid_lps_mm"],
-            "prior_centroid_registered_lps_mm": segment["prior_centroid_registered_lps_mm"],
-        })
-    return {
-        "registration_id": row.pk,
-        "study_id": row.study_id,
-        "prior_study_id": row.prior_id,
-        "series_id": row.series_id,
-        "prior_series_id": row.prior_series_id,
-        "study_date": row.study.study_date.isoformat() if row.study.study_date else None,
-        "prior_study_date": row.prior.study_date.isoformat() if row.prior.study_date else None,
-        "interval_days": row.interval_days,
-        "registration": {"method": row.method, "transform": row.transform, "quality": row.quality},
-        "matches": matches,
-        "new": new,
-        "resolved": resolved,
-        "rule": MATCH_RULE,
-        "updated_at": row.updated_at.isoformat(),
-    }
 
 
 def _locked(registration: StudyRegistration) -> StudyRegistration:

@@ -8,7 +8,6 @@ is moved by a known rigid transform; both are imported as NIfTI with ``import_st
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from io import StringIO
 
@@ -22,7 +21,7 @@ from annotation import services as annotation_services
 from annotation.imaging.formats import write_nifti
 from annotation.models import Segmentation, Study
 from annotation.storage import series_volume_load
-from diagnosis import services
+from diagnosis import selectors, services
 from diagnosis.longitudinal.registration import transform_points
 from diagnosis.measurements import measure_segments
 from diagnosis.models import Finding, FindingMatch, StudyRegistration
@@ -149,6 +148,10 @@ def test_compare_registers_matches_and_prints_growth(pair, studies):
 
     stored = StudyRegistration.objects.get(study=study, prior=prior)
     assert stored.matches.filter(status=FindingMatch.Status.MATCHED).count() == 1
+    # The report's "compared with prior" section reads the same comparison; the prior has none of its own.
+    section = selectors.study_prior_comparison(study=study)
+    assert section["prior_study_date"] == BASELINE_DATE.isoformat() and section["matches"] == body["matches"]
+    assert selectors.study_prior_comparison(study=prior) is None
     assert AuditLog.objects.filter(target_type="study_registration", target_id=str(stored.pk)).exists()
 
 
@@ -210,7 +213,7 @@ def test_unlink_then_link_by_hand_and_a_new_comparison_keeps_the_doctors_choice(
     assert (manual["prior_finding_id"], manual["finding_id"]) == (resolved.pk, new.pk)
 
     services.study_compare(user=doctor, study=study, prior=prior, working_spacing_mm=6.0)
-    kept = services.study_comparison_payload(StudyRegistration.objects.get(pk=compared.pk))
+    kept = selectors.study_comparison_payload(StudyRegistration.objects.get(pk=compared.pk))
     assert [(m["prior_finding_id"], m["finding_id"]) for m in kept["matches"]] == [(resolved.pk, new.pk)]
     assert [r["prior_finding_id"] for r in kept["resolved"]] == [nodule.pk]
     assert [n["finding_id"] for n in kept["new"]] == [grown.pk]
@@ -280,7 +283,7 @@ def test_measured_lung_segments_are_paired_by_name_with_their_change(studies, do
             source=Segmentation.Source.MANUAL)
         volumes[row.pk] = {m.label_name: m.volume_ml for m in services.segmentation_measure(segmentation=segmentation)}
 
-    body = services.study_comparison_payload(
+    body = selectors.study_comparison_payload(
         services.study_compare(user=doctor, study=study, prior=prior, working_spacing_mm=6.0))
 
     segments = {m["name"]: m for m in body["matches"] if m["kind"] == "segment"}

@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Study
-from diagnosis import services
+from diagnosis import selectors, services
 from portal.api_errors import ServiceError
 
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             registration = services.study_compare(user=None, study=study, prior=prior)
         except ServiceError as exc:
             raise CommandError(f"{exc.code}: {exc}") from exc
-        body = services.study_comparison_payload(registration)
+        body = selectors.study_comparison_payload(registration)
         if options["json"]:
             self.stdout.write(json.dumps(body, ensure_ascii=False))
             return

@@ -95,7 +95,8 @@ def build_pair(dicom_folder: Path) -> Pair:
     array = original.array.astype(np.float32).reshape(k, rows // 4, 4, columns // 4, 4).mean(axis=(2, 4))
     spacing = (g.spacing_mm[0], g.spacing_mm[1] * 4, g.spacing_mm[2] * 4)
     # The centre of a 4 × 4 block lies 1.5 original voxels in from its first voxel.
-    origin = np.asarray(g.origin_mm) + g.direction_matrix @ np.array([0.0, 1.5 * g.spacing_mm[1], 1.5 * g.spacing_mm[2]])
+    half_block = np.array([0.0, 1.5 * g.spacing_mm[1], 1.5 * g.spacing_mm[2]])
+    origin = np.asarray(g.origin_mm) + g.direction_matrix @ half_block
     geometry = Geometry(shape=array.shape, spacing_mm=spacing, origin_mm=tuple(origin), direction=g.direction)
     baseline = Volume(array=np.rint(array).astype(np.int16), geometry=geometry, modality="CT")
 
