@@ -18,7 +18,13 @@ from portal.models import AuditLog, User
 from portal.services import audit_record
 
 from ..longitudinal.matching import match_by_name, match_lesions
-from ..longitudinal.registration import RegistrationError, chest_ct_mask, register_volumes, transform_points
+from ..longitudinal.registration import (
+    RegistrationError,
+    chest_ct_mask,
+    register_volumes,
+    resample_volume,
+    transform_points,
+)
 from ..models import Finding, FindingMatch, Measurement, StudyRegistration
 
 __all__ = ["finding_match_link", "finding_match_unlink", "study_compare"]
@@ -163,7 +169,9 @@ def study_compare(
     prior_series = _main_series(prior, series.modality) if series is not None else None
     if series is None or prior_series is None:
         raise ServiceError(_("Both studies need a series of the same modality to be compared."), code="no_series")
-    fixed, moving = series_volume_load(prior_series), series_volume_load(series)
+    # Lungs and registration on the working grid: the transform is the same, the cost a fraction.
+    fixed = resample_volume(series_volume_load(prior_series), working_spacing_mm)
+    moving = resample_volume(series_volume_load(series), working_spacing_mm)
     fixed_mask = moving_mask = None
     if (series.modality or "").upper() == "CT":
         fixed_mask = chest_ct_mask(fixed)

@@ -126,3 +126,19 @@ def test_registration_refuses_bad_input(pair, masks):
     for kwargs in cases:
         with pytest.raises(RegistrationError):
             register_volumes(pair.baseline, pair.follow_up, **kwargs)
+
+
+def test_resample_volume_coarsens_only_finer_axes_and_keeps_the_extent(pair):
+    from diagnosis.longitudinal.registration import resample_volume
+
+    volume = pair.baseline
+    coarse = resample_volume(volume, 3.0)
+    assert coarse.geometry.spacing_mm == (3.0, 3.0, 3.0) and coarse.modality == "CT"
+    g, c = volume.geometry, coarse.geometry
+    centre = g.index_to_lps((np.asarray(g.shape) - 1) / 2.0)
+    assert np.linalg.norm(c.index_to_lps((np.asarray(c.shape) - 1) / 2.0) - centre) < 1.5
+    # Mean HU of the chest is kept (anti-aliased, not subsampled).
+    assert abs(float(coarse.array.mean()) - float(volume.array.mean())) < 10.0
+    assert resample_volume(coarse, 3.0) is coarse
+    with pytest.raises(ValueError):
+        resample_volume(volume, 0.0)
