@@ -230,7 +230,15 @@ def test_comparison_reads_for_staff_only_of_the_same_hospital(studies, compared,
                                                               patient_user):
     prior, study, _, _ = studies
     url = reverse("study-comparison", args=[study.pk, prior.pk])
-    assert api_client(doctor).get(url).status_code == 200
+    response = api_client(doctor).get(url)
+    assert response.status_code == 200
+    assert response.json()["registration_id"] == compared.pk and len(response.json()["matches"]) == 1
+    assert AuditLog.objects.filter(actor=doctor, action=AuditLog.Action.VIEW, target_type="study_registration").exists()
+    # The command's text form of the same comparison names the pair, its VDT and the unpaired findings.
+    from diagnosis.management.commands.compare import text_lines
+
+    lines = text_lines(response.json())
+    assert "120 days" in lines[0] and "VDT" in lines[1] and lines[-1].startswith("  new: [")
     assert api_client(other_doctor).get(url).status_code == 404
     assert api_client(patient_user).get(url).status_code == 403
     assert api_client(doctor).get(reverse("study-comparison", args=[prior.pk, study.pk])).status_code == 404

@@ -41,12 +41,19 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(body, ensure_ascii=False))
             return
-        quality = body["registration"]["quality"]
-        self.stdout.write(f"study {study.pk} ← prior {prior.pk}: {body['registration']['method']}, "
-                          f"metric {quality['metric_value']}, lung Dice {quality['mask_dice']}")
-        for m in body["matches"]:
-            label = f"finding {m['prior_finding_id']} → {m['finding_id']}" if m["kind"] == "finding" else m["name"]
-            self.stdout.write(f"  {label}: {m['prior_volume_ml']} → {m['volume_ml']} mL "
-                              f"({m['volume_change_pct']} %), VDT {m['vdt_days']} days")
-        self.stdout.write(f"  new: {[n['finding_id'] for n in body['new']]}, "
-                          f"resolved: {[r['prior_finding_id'] for r in body['resolved']]}")
+        for line in text_lines(body):
+            self.stdout.write(line)
+
+
+def text_lines(body: dict) -> list[str]:
+    """Return the comparison (:func:`diagnosis.selectors.study_comparison_payload`) as lines of text."""
+    quality = body["registration"]["quality"]
+    lines = [f"study {body['study_id']} ← prior {body['prior_study_id']} ({body['interval_days']} days): "
+             f"{body['registration']['method']}, metric {quality['metric_value']}, mask Dice {quality['mask_dice']}"]
+    for m in body["matches"]:
+        label = f"finding {m['prior_finding_id']} → {m['finding_id']}" if m["kind"] == "finding" else m["name"]
+        lines.append(f"  {label}: {m['prior_volume_ml']} → {m['volume_ml']} mL ({m['volume_change_pct']} %), "
+                     f"VDT {m['vdt_days']} days")
+    lines.append(f"  new: {[n['finding_id'] for n in body['new']]}, "
+                 f"resolved: {[r['prior_finding_id'] for r in body['resolved']]}")
+    return lines
