@@ -142,3 +142,16 @@ def test_resample_volume_coarsens_only_finer_axes_and_keeps_the_extent(pair):
     assert resample_volume(coarse, 3.0) is coarse
     with pytest.raises(ValueError):
         resample_volume(volume, 0.0)
+
+
+def test_a_follow_up_scanned_over_a_shorter_range_registers_as_well(pair, masks, landmarks):
+    """The follow-up lacks its 30 most inferior slices (75 mm), so the two grids' centres are 37 mm apart."""
+    from annotation.imaging.volume import Geometry, Volume
+
+    g, cut = pair.follow_up.geometry, 30
+    shorter = Volume(array=pair.follow_up.array[cut:].copy(), modality="CT",
+                     geometry=Geometry(shape=(g.shape[0] - cut, g.shape[1], g.shape[2]), spacing_mm=g.spacing_mm,
+                                       origin_mm=tuple(g.index_to_lps(np.array([cut, 0, 0]))), direction=g.direction))
+    result = register_volumes(pair.baseline, shorter, fixed_mask=masks[0], working_spacing_mm=4.0, sampling=0.1,
+                              landmarks_fixed_lps_mm=landmarks[0], landmarks_moving_lps_mm=landmarks[1])
+    assert max(result.landmark_errors_mm) <= 2.0
