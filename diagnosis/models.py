@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
-
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.utils.translation import pgettext_lazy
 
 from annotation.models import Segmentation, Series, Study
 
@@ -239,3 +238,88 @@ class PostProcessingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.script.name} on study {self.study_id}: {self.status}"
+
+class StudyRegistration(models.Model):
+    """A study registered to a prior study of the same patient, and the comparison made on it.
+
+    ``transform`` holds the registration's ``matrix_lps_mm`` (row-major 4×4, mapping a point of the
+    prior series' frame to the current series' frame, LPS mm) and the SimpleITK ``AffineTransform``
+    parameters that rebuild it; ``quality`` the figures of
+    :meth:`diagnosis.longitudinal.registration.Registration.quality`. ``segment_matches`` lists the
+    organ segments paired by name with their figures at both time points.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="registrations")
+    prior = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="+")
+    prior_series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=64)
+    transform = models.JSONField()
+    quality = models.JSONField(default=dict)
+    interval_days = models.IntegerField(null=True, blank=True, help_text="days from the prior to the study")
+    segment_matches = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["study", "-prior__study_date", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "prior"], name="registration_unique_prior"),
+            models.CheckConstraint(condition=~models.Q(study=models.F("prior")), name="registration_prior_not_self"),
+        ]
+        verbose_name = _("registration to a prior")
+        verbose_name_plural = _("registrations to priors")
+
+    def __str__(self) -> str:
+        return f"Study {self.study_id} ← prior {self.prior_id} ({self.method})"
+
+
+class FindingMatch(models.Model):
+    """A finding of a study paired with one of its prior (``matched``), or left alone: a current finding
+    with no prior is ``new``, a prior finding with no current one ``resolved``.
+
+    ``origin`` says whether the matching rule made it (``auto``) or the doctor did (``manual``, with
+    ``linked_by`` and ``linked_at``); a manual row survives a new comparison.
+    """
+
+    class Status(models.TextChoices):
+        MATCHED = "matched", _("Matched")
+        NEW = "new", _("New")
+        RESOLVED = "resolved", _("Resolved")
+
+    class Origin(models.TextChoices):
+        AUTO = "auto", _("By the matching rule")
+        MANUAL = "manual", _("By the doctor")
+
+    registration = models.ForeignKey(StudyRegistration, on_delete=models.CASCADE, related_name="matches")
+    prior_finding = models.ForeignKey(Finding, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.AUTO)
+    distance_mm = models.FloatField(null=True, blank=True, help_text="registered centroid distance")
+    overlap = models.FloatField(null=True, blank=True, help_text="IoU of the segments after registration")
+    linked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
+    linked_at = models.DateTimeField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["registration", "status", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(status="matched", prior_finding__isnull=False, finding__isnull=False)
+                           | models.Q(status="new", prior_finding__isnull=True, finding__isnull=False)
+                           | models.Q(status="resolved", prior_finding__isnull=False, finding__isnull=True)),
+                name="finding_match_status_fits_pair",
+            ),
+            models.UniqueConstraint(fields=["registration", "finding"], name="finding_match_unique_finding"),
+            models.UniqueConstraint(fields=["registration", "prior_finding"], name="finding_match_unique_prior"),
+        ]
+        verbose_name = _("finding match")
+        verbose_name_plural = _("finding matches")
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.prior_finding_id} → {self.finding_id}"

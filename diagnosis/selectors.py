@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import math
+
+import numpy as np
+from django.db.models import F, QuerySet
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
 
-from .models import Finding, Measurement, PostProcessingRun, PostProcessingScript, Report
+from .longitudinal.growth import growth
+from .longitudinal.matching import MATCH_RULE
+from .longitudinal.registration import transform_points
+from .models import (
+    Finding,
+    FindingMatch,
+    Measurement,
+    PostProcessingRun,
+    PostProcessingScript,
+    Report,
+    StudyRegistration,
+)
 
 
 def report_visible_queryset(user: User) -> QuerySet[Report]:
@@ -335,3 +349,129 @@ def postprocessing_run_get(*, user: User, run_id: int) -> PostProcessingRun:
         return postprocessing_run_visible_queryset(user).select_related("script", "study").get(pk=run_id)
     except PostProcessingRun.DoesNotExist:
         raise Http404("No such run.") from None
+
+def study_registration_get(*, user: User, study_id: int, prior_id: int):
+    """Return the stored comparison of a visible study with a prior, or raise Http404."""
+    try:
+        return (StudyRegistration.objects.filter(study__in=study_visible_queryset(user))
+                .select_related("study", "prior", "study__hospital").get(study_id=study_id, prior_id=prior_id))
+    except StudyRegistration.DoesNotExist:
+        raise Http404("No such comparison.") from None
+
+
+def finding_match_get(*, user: User, match_id: int):
+    """Return one finding match of a visible study's comparison, or raise Http404."""
+    try:
+        return (FindingMatch.objects.filter(registration__study__in=study_visible_queryset(user))
+                .select_related("registration", "registration__study").get(pk=match_id))
+    except FindingMatch.DoesNotExist:
+        raise Http404("No such finding match.") from None
+
+
+# --- a study compared with its prior ----------------------------------------------------------
+
+def _registered(row: StudyRegistration, point) -> list[float]:
+    matrix = np.asarray(row.transform["matrix_lps_mm"], float)
+    return [round(float(v), 2) for v in transform_points(matrix, np.asarray(point, float))]
+
+
+def _finite(value, digits: int):
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
+def _growth_figures(prior_ml, current_ml, interval_days) -> dict:
+    if prior_ml is None or current_ml is None or prior_ml <= 0 or current_ml <= 0:
+        return {"volume_change_ml": None, "volume_change_pct": None, "vdt_days": None, "growth_category": None}
+    body = growth(prior_ml, current_ml, interval_days if interval_days and interval_days > 0 else None).to_dict()
+    return {k: body[k] for k in ("volume_change_ml", "volume_change_pct", "vdt_days", "growth_category")}
+
+
+def _change(before, after, digits=2):
+    return None if before is None or after is None else round(float(after) - float(before), digits)
+
+
+def study_comparison_payload(row: StudyRegistration) -> dict:
+    """Return the JSON form of a comparison (the ``compare`` command's and the API's).
+
+    ``matches`` lists matched findings (``kind`` ``"finding"``) and organ segments paired by name
+    (``"segment"``), each with volumes, volume change, VDT (:mod:`diagnosis.longitudinal.growth`),
+    long and short axes, mean HU and the centroid at both time points (LPS mm; the prior's also mapped
+    into the study's frame, ``prior_centroid_registered_lps_mm``). ``new`` and ``resolved`` list the
+    unpaired findings.
+    """
+    matches, new, resolved = [], [], []
+    interval = row.interval_days
+    for match in row.matches.select_related("prior_finding", "finding").order_by("pk"):
+        before, after = match.prior_finding, match.finding
+        common = {"match_id": match.pk, "origin": match.origin, "linked_by": match.linked_by_id,
+                  "linked_at": match.linked_at.isoformat() if match.linked_at else None}
+        if match.status == FindingMatch.Status.MATCHED:
+            matches.append({
+                "kind": "finding", **common,
+                "prior_finding_id": before.pk, "finding_id": after.pk, "finding_kind": after.kind,
+                "distance_mm": _finite(match.distance_mm, 2), "overlap": _finite(match.overlap, 4),
+                "prior_volume_ml": _finite(before.volume_ml, 4), "volume_ml": _finite(after.volume_ml, 4),
+                **_growth_figures(before.volume_ml, after.volume_ml, interval),
+                "prior_long_axis_mm": _finite(before.long_axis_mm, 2), "long_axis_mm": _finite(after.long_axis_mm, 2),
+                "long_axis_change_mm": _change(before.long_axis_mm, after.long_axis_mm),
+                "prior_short_axis_mm": _finite(before.short_axis_mm, 2),
+                "short_axis_mm": _finite(after.short_axis_mm, 2),
+                "short_axis_change_mm": _change(before.short_axis_mm, after.short_axis_mm),
+                "prior_mean_hu": _finite(before.mean_hu, 1), "mean_hu": _finite(after.mean_hu, 1),
+                "prior_centroid_lps_mm": before.centroid_lps_mm, "centroid_lps_mm": after.centroid_lps_mm,
+                "prior_centroid_registered_lps_mm": _registered(row, before.centroid_lps_mm),
+            })
+        elif match.status == FindingMatch.Status.NEW:
+            new.append({**common, "finding_id": after.pk, "finding_kind": after.kind,
+                        "volume_ml": _finite(after.volume_ml, 4), "long_axis_mm": _finite(after.long_axis_mm, 2),
+                        "centroid_lps_mm": after.centroid_lps_mm})
+        else:
+            resolved.append({**common, "prior_finding_id": before.pk, "finding_kind": before.kind,
+                             "prior_volume_ml": _finite(before.volume_ml, 4),
+                             "prior_long_axis_mm": _finite(before.long_axis_mm, 2),
+                             "prior_centroid_lps_mm": before.centroid_lps_mm,
+                             "prior_centroid_registered_lps_mm": _registered(row, before.centroid_lps_mm)})
+    for segment in row.segment_matches:
+        matches.append({
+            "kind": "segment", "match_id": None, "origin": "auto", "name": segment["name"],
+            "prior_measurement_id": segment["prior_measurement_id"], "measurement_id": segment["measurement_id"],
+            "prior_volume_ml": _finite(segment["prior_volume_ml"], 4), "volume_ml": _finite(segment["volume_ml"], 4),
+            **_growth_figures(segment["prior_volume_ml"], segment["volume_ml"], interval),
+            "prior_long_axis_mm": _finite(segment["prior_long_axis_mm"], 2),
+            "long_axis_mm": _finite(segment["long_axis_mm"], 2),
+            "long_axis_change_mm": _change(segment["prior_long_axis_mm"], segment["long_axis_mm"]),
+            "prior_short_axis_mm": _finite(segment["prior_short_axis_mm"], 2),
+            "short_axis_mm": _finite(segment["short_axis_mm"], 2),
+            "short_axis_change_mm": _change(segment["prior_short_axis_mm"], segment["short_axis_mm"]),
+            "prior_mean_hu": _finite(segment["prior_mean_hu"], 1), "mean_hu": _finite(segment["mean_hu"], 1),
+            "prior_centroid_lps_mm": segment["prior_centroid_lps_mm"], "centroid_lps_mm": segment["centroid_lps_mm"],
+            "prior_centroid_registered_lps_mm": segment["prior_centroid_registered_lps_mm"],
+        })
+    return {
+        "registration_id": row.pk,
+        "study_id": row.study_id,
+        "prior_study_id": row.prior_id,
+        "series_id": row.series_id,
+        "prior_series_id": row.prior_series_id,
+        "study_date": row.study.study_date.isoformat() if row.study.study_date else None,
+        "prior_study_date": row.prior.study_date.isoformat() if row.prior.study_date else None,
+        "interval_days": row.interval_days,
+        "registration": {"method": row.method, "transform": row.transform, "quality": row.quality},
+        "matches": matches,
+        "new": new,
+        "resolved": resolved,
+        "rule": MATCH_RULE,
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def study_prior_comparison(*, study) -> dict | None:
+    """Return the comparison of ``study`` with its latest compared prior for the report, or None.
+
+    The "compared with prior of DATE" section: :func:`study_comparison_payload` of the registration
+    whose prior is the most recent (by study date, then by id) among those stored for ``study``.
+    The caller has already checked that the user may see ``study``.
+    """
+    row = (StudyRegistration.objects.filter(study=study).select_related("study", "prior")
+           .order_by(F("prior__study_date").desc(nulls_last=True), "-prior_id").first())
+    return None if row is None else study_comparison_payload(row)

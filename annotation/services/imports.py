@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -95,8 +96,12 @@ def study_import(
     paths: list[Path],
     patient_name: str = "",
     modality: str = "",
+    study_date: datetime.date | None = None,
 ) -> ImportResult:
     """Import DICOM files/folders/zips, NIfTI, MetaImage or NRRD files as studies and series.
+
+    ``study_date`` is the date of a new study whose files carry none (NIfTI, NRRD, MetaImage, DICOM
+    without Study Date (0008,0020)); a date in the files wins.
 
     Originals are stored unchanged with their SHA-256; each series also gets one canonical NIfTI
     volume on its original grid with its geometry on the row. DICOM series are grouped by
@@ -153,7 +158,7 @@ def study_import(
                         if study is None:
                             study = Study(
                                 hospital=hospital, patient=patient, study_instance_uid=study_uid,
-                                study_date=item.study_date, description=item.study_description[:200],
+                                study_date=item.study_date or study_date, description=item.study_description[:200],
                                 uploaded_by=user,
                             )
                             study.full_clean()

@@ -1,6 +1,6 @@
-"""REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports)
-and :mod:`.findings` (findings and the doctor's decisions on them)
-and :mod:`.postprocessing` (doctors' scripts run in the sandbox)."""
+"""REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports),
+:mod:`.findings` (findings and the doctor's decisions on them), :mod:`.postprocessing` (doctors'
+scripts run in the sandbox) and :mod:`.longitudinal` (a study compared with its prior)."""
 
 from .findings import (
     FindingAcceptApi,
@@ -17,6 +17,8 @@ from .postprocessing import (
     PostProcessingScriptsApi,
     StudyPostProcessingRunsApi,
 )
+
+from .longitudinal import FindingMatchUnlinkApi, StudyComparisonApi, StudyComparisonLinkApi
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
     ReportAmendApi,
@@ -28,6 +30,9 @@ from .reports import (
 )
 
 __all__ = [
+    "FindingMatchUnlinkApi",
+    "StudyComparisonApi",
+    "StudyComparisonLinkApi",
     "FindingAcceptApi",
     "FindingDetailApi",
     "FindingRejectApi",

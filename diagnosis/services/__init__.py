@@ -1,8 +1,10 @@
 """Writes of the diagnosis app, one module per domain: :mod:`.reports` (measuring segmentations,
 drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
-placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
-from LIDC-IDRI XML and LUNA16 annotations.csv) and :mod:`.lung_rads` (the doctor's confirmation of a
-Lung-RADS category) and :mod:`.postprocessing` (doctors' scripts run in the sandbox)."""
+placed by hand, and the doctor's decisions on them), :mod:`.reads` (radiologists' reads imported
+from LIDC-IDRI XML and LUNA16 annotations.csv), :mod:`.lung_rads` (the doctor's confirmation of a
+Lung-RADS category), :mod:`.postprocessing` (doctors' scripts run in the sandbox) and
+:mod:`.longitudinal` (a study compared with its prior: registration, finding matches and the doctor's
+re-linking)."""
 
 from .findings import (
     finding_accept,
@@ -12,6 +14,7 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
+from .longitudinal import finding_match_link, finding_match_unlink, study_compare
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .postprocessing import (
     postprocessing_run_create,
@@ -40,6 +43,9 @@ from .reports import (
 )
 
 __all__ = [
+    "finding_match_link",
+    "finding_match_unlink",
+    "study_compare",
     "finding_accept",
     "finding_create",
     "finding_edit",

@@ -1,0 +1,82 @@
+"""REST API of a study compared with its prior: the stored comparison, and the doctor's re-linking and
+unlinking of finding pairs. The comparison itself is made by ``manage.py compare`` (registration is
+CPU work that does not belong in a request).
+
+Reads are for hospital staff of the study's hospital, writes for clinicians; another hospital's study,
+comparison or finding is not found (404); a patient is refused (403).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.models import AuditLog
+from portal.permissions import IsClinician, IsHospitalStaff
+from portal.services import audit_record
+
+from .. import selectors, services
+
+StudyComparisonSerializer = inline_serializer("StudyComparison", {
+    "registration_id": serializers.IntegerField(),
+    "study_id": serializers.IntegerField(),
+    "prior_study_id": serializers.IntegerField(),
+    "series_id": serializers.IntegerField(),
+    "prior_series_id": serializers.IntegerField(),
+    "study_date": serializers.DateField(allow_null=True),
+    "prior_study_date": serializers.DateField(allow_null=True),
+    "interval_days": serializers.IntegerField(allow_null=True),
+    "registration": serializers.DictField(help_text="method, transform (matrix_lps_mm: prior → study frame, "
+                                                    "SimpleITK parameters) and quality figures"),
+    "matches": serializers.ListField(child=serializers.DictField(),
+                                     help_text="per matched finding or segment: volumes, change, VDT, axes, "
+                                               "mean HU and centroids (LPS mm) at both time points"),
+    "new": serializers.ListField(child=serializers.DictField()),
+    "resolved": serializers.ListField(child=serializers.DictField()),
+    "rule": serializers.CharField(),
+    "updated_at": serializers.DateTimeField(),
+})
+
+
+class StudyComparisonApi(APIView):
+    permission_classes = [IsHospitalStaff]
+
+    @extend_schema(responses=StudyComparisonSerializer, summary="A study compared with a prior (as stored)")
+    def get(self, request, study_id: int, prior_id: int):
+        registration = selectors.study_registration_get(user=request.user, study_id=study_id, prior_id=prior_id)
+        audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_registration",
+                     target_id=registration.pk, hospital=registration.study.hospital)
+        return Response(selectors.study_comparison_payload(registration))
+
+
+class StudyComparisonLinkApi(APIView):
+    permission_classes = [IsClinician]
+
+    class LinkInputSerializer(serializers.Serializer):
+        prior_finding = serializers.IntegerField(help_text="a finding of the prior study")
+        finding = serializers.IntegerField(help_text="a finding of this study")
+
+    @extend_schema(request=LinkInputSerializer, responses={201: StudyComparisonSerializer},
+                   summary="Link a prior finding with a finding of this study by hand")
+    def post(self, request, study_id: int, prior_id: int):
+        registration = selectors.study_registration_get(user=request.user, study_id=study_id, prior_id=prior_id)
+        serializer = self.LinkInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prior_finding = selectors.finding_get(user=request.user, finding_id=serializer.validated_data["prior_finding"])
+        finding = selectors.finding_get(user=request.user, finding_id=serializer.validated_data["finding"])
+        services.finding_match_link(user=request.user, registration=registration, prior_finding=prior_finding,
+                                    finding=finding)
+        return Response(selectors.study_comparison_payload(registration), status=status.HTTP_201_CREATED)
+
+
+class FindingMatchUnlinkApi(APIView):
+    permission_classes = [IsClinician]
+
+    @extend_schema(request=None, responses=StudyComparisonSerializer,
+                   summary="Unlink a pair: the prior finding becomes resolved, the current one new")
+    def post(self, request, match_id: int):
+        match = selectors.finding_match_get(user=request.user, match_id=match_id)
+        services.finding_match_unlink(user=request.user, match=match)
+        return Response(selectors.study_comparison_payload(match.registration))
