@@ -168,6 +168,33 @@ def report_update(*, user: User, report: Report, findings: str | None = None, im
     return report
 
 
+def report_prior_comparison(study: Study) -> dict | None:
+    """Return the report's comparison with the prior, or None when the study was not compared.
+
+    From :func:`diagnosis.selectors.study_prior_comparison`: the prior's date and id, the interval
+    (days), and one row per matched finding or segment (kind code or segment name, volumes in mL,
+    change in %, VDT in days and the growth category of :mod:`diagnosis.longitudinal.growth`, long
+    axes in mm), plus the new and resolved findings. Codes, not labels, so that the snapshot can be
+    shown in either language.
+    """
+    from ..selectors import study_prior_comparison
+
+    comparison = study_prior_comparison(study=study)
+    if comparison is None:
+        return None
+    keep = ("kind", "finding_kind", "name", "prior_volume_ml", "volume_ml", "volume_change_pct", "vdt_days",
+            "growth_category", "prior_long_axis_mm", "long_axis_mm")
+    return {
+        "prior_study_id": comparison["prior_study_id"],
+        "prior_study_date": comparison["prior_study_date"],
+        "interval_days": comparison["interval_days"],
+        "matches": [{k: row.get(k) for k in keep} for row in comparison["matches"]],
+        "new": [{k: row.get(k) for k in ("finding_kind", "volume_ml", "long_axis_mm")} for row in comparison["new"]],
+        "resolved": [{k: row.get(k) for k in ("finding_kind", "prior_volume_ml", "prior_long_axis_mm")}
+                     for row in comparison["resolved"]],
+    }
+
+
 def report_content(report: Report) -> dict:
     """Return the structured content of a report (the JSON form, and what the PDF shows)."""
     if report.status != Report.Status.DRAFT and report.snapshot:
@@ -207,6 +234,8 @@ def report_content(report: Report) -> dict:
         "findings": report.findings,
         "impression": report.impression,
         "accepted_findings": report_accepted_findings(report),
+        # "Compared with prior of DATE": the latest stored comparison of this study (frozen at signing).
+        "prior_comparison": report_prior_comparison(study),
         # What the software suggests, kept beside (never in place of) the doctor's confirmed category.
         "lung_rads_suggestion": _lung_rads_suggestion(report),
         # Only ever set by the doctor's confirmation (report_lung_rads_confirm), never by the suggestion.

@@ -15,3 +15,24 @@ def cm2(value_mm2):
         return float(value_mm2) / 100.0
     except (TypeError, ValueError):
         return ""
+
+
+@register.filter
+def finding_kind_label(code):
+    """Return the label of a finding kind code (``"lung_nodule"``) in the active language."""
+    from diagnosis.models import Finding
+
+    try:
+        return Finding.Kind(code).label
+    except ValueError:
+        return code or ""
+
+
+@register.filter
+def growth_label(code):
+    """Return the label of a growth category (:func:`diagnosis.longitudinal.growth.growth_category`)."""
+    from django.utils.translation import gettext
+
+    labels = {"stable": gettext("stable"), "shrinking": gettext("shrinking"), "slow": gettext("slow growth"),
+              "intermediate": gettext("intermediate growth"), "fast": gettext("fast growth")}
+    return labels.get(code, code or "")

@@ -304,3 +304,36 @@ def test_measured_lung_segments_are_paired_by_name_with_their_change(studies, do
         assert np.linalg.norm(np.subtract(m["prior_centroid_registered_lps_mm"], m["centroid_lps_mm"])) < 5.0
     # The nodule finding is still the one finding pair: the lung segmentations are organs, not lesions.
     assert [m["kind"] for m in body["matches"]].count("finding") == 1
+
+
+# --- the report's "compared with prior" section ----------------------------------------------
+
+def test_the_report_compares_with_the_prior_on_the_page_and_in_the_signed_pdf(client, studies, compared, doctor,
+                                                                                tmp_path):
+    from tests.diagnosis.test_reports import _pdf_text
+
+    _, study, _, _ = studies
+    payload = selectors.study_comparison_payload(compared)
+    nodule = next(m for m in payload["matches"] if m["kind"] == "finding")
+    report = services.report_create_draft(user=doctor, study=study)
+    services.report_update(user=doctor, report=report, impression="结节增大。")
+    content = services.report_content(report)["prior_comparison"]
+    assert content["prior_study_date"] == BASELINE_DATE.isoformat() and content["interval_days"] == payload["interval_days"]
+    assert {m["volume_ml"] for m in content["matches"]} >= {nodule["volume_ml"]}
+    assert len(content["new"]) == len(payload["new"]) == 1 and len(content["resolved"]) == 1
+
+    client.force_login(doctor)
+    page = client.get(reverse("diagnosis:report-detail", args=[report.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    from django.utils import formats, translation
+
+    with translation.override("en"):
+        shown_date = formats.date_format(BASELINE_DATE, "DATE_FORMAT")
+    assert f"Compared with the prior of {shown_date}" in page
+    assert f"{payload['interval_days']} days between the studies." in page
+    assert f"{nodule['vdt_days']:.0f}" in page and "(new)" in page and "(resolved)" in page
+
+    services.report_finalize(user=doctor, report=report)
+    report.refresh_from_db()
+    assert report.snapshot["prior_comparison"]["matches"] == content["matches"]  # frozen with the signature
+    text = _pdf_text(services.report_pdf_bytes(user=doctor, report=report, language="zh-hans"), tmp_path)
+    assert "前次检查比较" in text and "体积倍增时间" in text and f"{nodule['vdt_days']:.0f}" in text
