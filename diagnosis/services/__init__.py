@@ -2,7 +2,7 @@
 drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
 placed by hand, and the doctor's decisions on them) and :mod:`.reads` (radiologists' reads imported
 from LIDC-IDRI XML and LUNA16 annotations.csv) and :mod:`.lung_rads` (the doctor's confirmation of a
-Lung-RADS category)."""
+Lung-RADS category) and :mod:`.pacs` (the signed report's SEG, SR and PDF sent to the hospital's PACS)."""
 
 from .findings import (
     finding_accept,
@@ -11,6 +11,12 @@ from .findings import (
     finding_payload,
     finding_reject,
     findings_from_detection,
+)
+from .pacs import (
+    report_result_objects_build,
+    report_results_queue,
+    report_results_resend,
+    result_send_execute,
 )
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
@@ -44,6 +50,10 @@ __all__ = [
     "measurement_payload",
     "report_accepted_findings",
     "report_amend",
+    "report_result_objects_build",
+    "report_results_queue",
+    "report_results_resend",
+    "result_send_execute",
     "report_finding_key_images",
     "report_key_images",
     "report_study_label",
