@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
 
-from .models import Finding, Measurement, Report
+from .models import Finding, Measurement, Report, ResultSend
 
 
 def report_visible_queryset(user: User) -> QuerySet[Report]:
@@ -31,6 +31,11 @@ def report_get(*, user: User, report_id: int) -> Report:
 
 def report_list_for_study(*, user: User, study) -> list[Report]:
     return list(report_visible_queryset(user).filter(study=study).select_related("signed_by").order_by("-version"))
+
+
+def result_send_list(*, report: Report) -> list[ResultSend]:
+    """The PACS sends of a report (visible to who may see the report), oldest first."""
+    return list(ResultSend.objects.filter(report=report).order_by("pk"))
 
 
 def measurement_list(*, segmentation) -> QuerySet[Measurement]:

@@ -1,5 +1,5 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports)
-and :mod:`.findings` (findings and the doctor's decisions on them)."""
+and :mod:`.findings` (findings and the doctor's decisions on them) and :mod:`.pacs` (deliveries of signed reports to the PACS)."""
 
 from .findings import (
     FindingAcceptApi,
@@ -10,6 +10,7 @@ from .findings import (
     StudyLungRadsApi,
     StudyFindingsApi,
 )
+from .pacs import ReportPacsResendApi, ReportPacsSendsApi
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
     ReportAmendApi,
@@ -26,6 +27,8 @@ __all__ = [
     "FindingRejectApi",
     "ReportAmendApi",
     "ReportDetailApi",
+    "ReportPacsResendApi",
+    "ReportPacsSendsApi",
     "ReportFinalizeApi",
     "ReportPdfApi",
     "SegmentationMeasurementsApi",

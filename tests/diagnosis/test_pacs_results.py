@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 from django.urls import reverse
+from django.utils.translation import override as translation_override
 
 from annotation import services as annotation_services
 from annotation.interop.dicom_seg import dicom_seg_to_layers
@@ -241,3 +242,64 @@ def test_a_peer_that_accepts_only_ct_refuses_the_results_and_is_not_retried(
     assert send.state == ResultSend.State.FAILED and send.error_code == "sop_class_not_accepted"
     assert send.attempts == 1 and SEG_SOP_CLASS_UID in send.last_error
     assert scp.received() == {}
+
+
+# --- without a PACS, without DICOM, and who may see or resend (the small NIfTI CT: fast) -------------
+
+@pytest.fixture
+def signed_nifti_report(doctor, small_ct_study, django_capture_on_commit_callbacks):
+    report = services.report_create_draft(user=doctor, study=small_ct_study)
+    services.report_update(user=doctor, report=report, impression="No focal lesion.")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        report = services.report_finalize(user=doctor, report=report)
+    return report, callbacks
+
+
+def test_without_a_destination_nothing_is_sent_and_the_state_says_so(doctor, client, signed_nifti_report):
+    report, callbacks = signed_nifti_report
+    assert callbacks == []
+    [send] = report.result_sends.all()
+    assert send.state == ResultSend.State.NO_DESTINATION and send.attempts == 0
+
+    response = api_client(doctor).post(reverse("report-pacs-resend-api", args=[report.pk]))
+    assert response.status_code == 409 and response.json()["error"]["code"] == "no_destination"
+    client.force_login(doctor)
+    with translation_override("en"):
+        page = client.get(reverse("diagnosis:report-detail", args=[report.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    assert b'data-state="no_destination"' in page.content and b"No destination configured" in page.content
+
+
+def test_a_study_not_imported_from_dicom_fails_without_retry_and_keeps_the_report(
+        doctor, hospital, signed_nifti_report, django_capture_on_commit_callbacks):
+    report, _callbacks = signed_nifti_report
+    annotation_services.dicom_peer_create(hospital=hospital, ae_title="PACS", host="127.0.0.1", port=_free_port())
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = api_client(doctor).post(reverse("report-pacs-resend-api", args=[report.pk]))
+    assert response.status_code == 202 and len(callbacks) == 1
+    assert [s.state for s in report.result_sends.all()] == [ResultSend.State.QUEUED]  # no_destination row replaced
+
+    [send] = _run_queued(report)
+
+    assert send.state == ResultSend.State.FAILED and send.error_code == "results_need_dicom" and send.attempts == 1
+    assert send.instances == []
+    report.refresh_from_db()
+    assert report.status == "final" and report.pdf_file
+    listed = api_client(doctor).get(reverse("report-pacs-sends", args=[report.pk])).json()
+    assert [(s["state"], s["error_code"]) for s in listed] == [("failed", "results_need_dicom")]
+
+
+def test_only_the_hospitals_clinicians_resend_and_only_its_staff_see_the_sends(
+        doctor, other_doctor, annotator, patient_user, signed_nifti_report):
+    report, _callbacks = signed_nifti_report
+    assert api_client(other_doctor).get(reverse("report-pacs-sends", args=[report.pk])).status_code == 404
+    assert api_client(other_doctor).post(reverse("report-pacs-resend-api", args=[report.pk])).status_code == 404
+    assert api_client(patient_user).get(reverse("report-pacs-sends", args=[report.pk])).status_code == 403
+    assert api_client(annotator).post(reverse("report-pacs-resend-api", args=[report.pk])).status_code == 403
+    assert api_client(annotator).get(reverse("report-pacs-sends", args=[report.pk])).status_code == 200
+
+
+def test_a_draft_is_not_sent(doctor, small_ct_study):
+    draft = services.report_create_draft(user=doctor, study=small_ct_study)
+    response = api_client(doctor).post(reverse("report-pacs-resend-api", args=[draft.pk]))
+    assert response.status_code == 409 and response.json()["error"]["code"] == "report_not_final"
+    assert not ResultSend.objects.filter(report=draft).exists()
