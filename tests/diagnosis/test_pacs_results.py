@@ -303,3 +303,71 @@ def test_a_draft_is_not_sent(doctor, small_ct_study):
     response = api_client(doctor).post(reverse("report-pacs-resend-api", args=[draft.pk]))
     assert response.status_code == 409 and response.json()["error"]["code"] == "report_not_final"
     assert not ResultSend.objects.filter(report=draft).exists()
+
+
+# --- Orthanc as the hospital PACS ---------------------------------------------------------------------
+
+@pytest.fixture
+def orthanc(tmp_path):
+    """Orthanc (Debian package) with its storage in ``tmp_path``: HTTP answers loopback clients only
+    (RemoteAccessAllowed false), and only the AE title YIXIN from 127.0.0.1 may store (Orthanc 1.10 has
+    no bind address: the ports listen on every interface, the modality list refuses everyone else).
+    Called AE titles are checked, so a peer configured with the wrong AE title is rejected."""
+    import json
+    import urllib.request
+
+    if shutil.which("Orthanc") is None:
+        pytest.skip("Orthanc is not installed (apt-get install orthanc; scripts/setup.sh installs it)")
+    http_port, dicom_port = _free_port(), _free_port()
+    config = tmp_path / "orthanc.json"
+    config.write_text(json.dumps({
+        "Name": "yixin-test-pacs", "StorageDirectory": str(tmp_path / "orthanc-db"),
+        "IndexDirectory": str(tmp_path / "orthanc-db"), "Plugins": [], "HttpPort": http_port,
+        "DicomPort": dicom_port, "DicomAet": "ORTHANC", "DicomCheckCalledAet": True, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
+        "DicomCheckModalityHost": True, "DicomModalities": {"yixin": ["YIXIN", "127.0.0.1", 11112]},
+    }))
+    process = subprocess.Popen(["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def get(path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            get("/system")
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("Orthanc did not start") from None
+            time.sleep(0.2)
+    yield dicom_port, get
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_orthanc_receives_seg_sr_and_pdf_and_rejects_a_wrong_called_ae_title(
+        doctor, hospital, lidc_measured, orthanc, django_capture_on_commit_callbacks, settings):
+    settings.PACS_SEND_MAX_RETRIES = 0
+    settings.DICOM_AE_TITLE = "YIXIN"
+    dicom_port, get = orthanc
+    annotation_services.dicom_peer_create(hospital=hospital, ae_title="ORTHANC", host="127.0.0.1", port=dicom_port)
+    annotation_services.dicom_peer_create(hospital=hospital, ae_title="NOT-ORTHANC", host="127.0.0.1",
+                                          port=dicom_port)
+    report, callbacks = _sign(doctor, lidc_measured, django_capture_on_commit_callbacks)
+    assert len(callbacks) == 2
+
+    good, wrong = _run_queued(report)
+
+    assert good.state == ResultSend.State.SENT, good.last_error
+    assert wrong.state == ResultSend.State.FAILED and wrong.error_code == "association_rejected"
+    assert "called" in wrong.last_error.lower()  # A-ASSOCIATE-RJ: called AE title not recognised
+    stored = {get(f"/instances/{i}/simplified-tags")["SOPInstanceUID"]: get(f"/instances/{i}/simplified-tags")
+              for i in get("/instances")}
+    assert set(stored) == {item["sop_instance_uid"] for item in good.instances}
+    classes = {tags["SOPClassUID"] for tags in stored.values()}
+    assert classes == {SEG_SOP_CLASS_UID, SR_SOP_CLASS_UID, ENCAPSULATED_PDF_SOP_CLASS_UID}
+    [study] = get("/studies")  # filed under the CT's study
+    assert get(f"/studies/{study}")["MainDicomTags"]["StudyInstanceUID"] == lidc_measured.series.study.study_instance_uid
