@@ -242,8 +242,8 @@ def result_send_execute(*, send_id: int) -> ResultSend:
 
     A send already ``sent`` or without destination is returned as it is (idempotent). On failure the
     row is ``failed`` with the attempt counted, a stable ``error_code`` (``peer_unreachable``,
-    ``association_rejected``, ``sop_class_not_accepted``, ``store_failed``, ``peer_removed`` or a
-    build error's code), the message and the peer's DIMSE status where it answered. Never raises for
+    ``association_rejected``, ``sop_class_not_accepted``, ``store_failed``, ``peer_removed``,
+    ``build_failed`` or a build error's code such as ``results_need_dicom``), the message and the peer's DIMSE status where it answered. Never raises for
     a failed send: the caller (the task) decides on a retry from the row.
     """
     from ..pacs.scu import PacsDestination, StoreError, store_instances
@@ -277,6 +277,9 @@ def result_send_execute(*, send_id: int) -> ResultSend:
             error = (exc.code, exc.message, exc.status)
         except OSError as exc:  # storage or network errors below pynetdicom
             error = ("peer_unreachable", f"{type(exc).__name__}: {exc}", None)
+        except Exception as exc:  # noqa: BLE001 - highdicom/pydicom refusing the data: record it, never lose the row
+            logger.exception("result send %s: the DICOM objects could not be built or sent", send_id)
+            error = ("build_failed", f"{type(exc).__name__}: {exc}", None)
     with transaction.atomic():
         send = ResultSend.objects.select_for_update().select_related("report__study").get(pk=send_id)
         if error is None:

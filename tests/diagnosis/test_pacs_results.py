@@ -191,57 +191,41 @@ def test_signing_sends_seg_sr_and_pdf_that_match_the_stored_measurements(
     assert bytes(pdf.EncapsulatedDocument)[:pdf.EncapsulatedDocumentLength] == signed
 
 
-def test_a_peer_that_is_down_fails_with_retries_then_succeeds_once_up(
-        doctor, hospital, lidc_measured, pacs, django_capture_on_commit_callbacks, settings):
+def test_each_destination_fails_with_its_own_reason_and_a_peer_that_was_down_succeeds_on_resend(
+        doctor, hospital, lidc_measured, pacs, django_capture_on_commit_callbacks, settings, tmp_path):
+    """One signed report, three PACS: one down (retried, then up), one refusing every association,
+    one accepting only CT images (not retried: a retry cannot cure it)."""
     settings.PACS_SEND_MAX_RETRIES = 2
-    port = _free_port()  # nothing listens there yet
-    annotation_services.dicom_peer_create(hospital=hospital, ae_title="PACS", host="127.0.0.1", port=port)
-    report, _callbacks = _sign(doctor, lidc_measured, django_capture_on_commit_callbacks)
-
-    [send] = _run_queued(report)
-
-    assert send.state == ResultSend.State.FAILED and send.error_code == "peer_unreachable"
-    assert send.attempts == 3 and send.last_error  # the first attempt and two retries
-    built = [item["sop_instance_uid"] for item in send.instances]
-    assert [item["kind"] for item in send.instances] == ["seg", "sr", "pdf"]
-
-    scp = pacs(port)
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.report_results_resend(user=doctor, report=report)
-    assert len(callbacks) == 1
-    [send] = _run_queued(report)
-
-    assert send.state == ResultSend.State.SENT and send.attempts == 4 and send.error_code == ""
-    assert sorted(ds.SOPInstanceUID for ds in scp.received().values()) == sorted(built)  # the same objects
-
-
-def test_a_peer_that_refuses_the_association_fails_with_its_reason(
-        doctor, hospital, lidc_measured, pacs, django_capture_on_commit_callbacks, settings):
-    settings.PACS_SEND_MAX_RETRIES = 1
-    scp = pacs(None, "--refuse")
-    annotation_services.dicom_peer_create(hospital=hospital, ae_title="PACS", host="127.0.0.1", port=scp.port)
-    report, _callbacks = _sign(doctor, lidc_measured, django_capture_on_commit_callbacks)
-
-    [send] = _run_queued(report)
-
-    assert send.state == ResultSend.State.FAILED and send.error_code == "association_rejected"
-    assert send.attempts == 2 and "rejected" in send.last_error
-    assert scp.received() == {}
-
-
-def test_a_peer_that_accepts_only_ct_refuses_the_results_and_is_not_retried(
-        doctor, hospital, lidc_measured, pacs, django_capture_on_commit_callbacks, tmp_path):
+    down_port = _free_port()  # nothing listens there yet
+    refusing = pacs(None, "--refuse", name="refusing")
     config = tmp_path / "storescp.cfg"
     config.write_text(CT_ONLY_CONFIG)
-    scp = pacs(None, "--config-file", str(config), "CTOnly")
-    annotation_services.dicom_peer_create(hospital=hospital, ae_title="PACS", host="127.0.0.1", port=scp.port)
+    ct_only = pacs(None, "--config-file", str(config), "CTOnly", name="ct-only")
+    for ae_title, port in (("DOWN", down_port), ("REFUSING", refusing.port), ("CTONLY", ct_only.port)):
+        annotation_services.dicom_peer_create(hospital=hospital, ae_title=ae_title, host="127.0.0.1", port=port)
     report, _callbacks = _sign(doctor, lidc_measured, django_capture_on_commit_callbacks)
 
-    [send] = _run_queued(report)
+    down, refused, not_accepted = _run_queued(report)
 
-    assert send.state == ResultSend.State.FAILED and send.error_code == "sop_class_not_accepted"
-    assert send.attempts == 1 and SEG_SOP_CLASS_UID in send.last_error
-    assert scp.received() == {}
+    assert (down.state, down.error_code, down.attempts) == ("failed", "peer_unreachable", 3)  # 1 + 2 retries
+    assert (refused.state, refused.error_code, refused.attempts) == ("failed", "association_rejected", 3)
+    assert "rejected" in refused.last_error
+    assert (not_accepted.state, not_accepted.error_code, not_accepted.attempts) == ("failed", "sop_class_not_accepted", 1)
+    assert SEG_SOP_CLASS_UID in not_accepted.last_error
+    assert refusing.received() == {} and ct_only.received() == {}
+    built = [item["sop_instance_uid"] for item in down.instances]
+    assert [item["kind"] for item in down.instances] == ["seg", "sr", "pdf"]
+    assert [item["sop_instance_uid"] for item in not_accepted.instances] == built  # built once per report
+
+    came_up = pacs(down_port, name="came-up")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.report_results_resend(user=doctor, report=report)
+    assert len(callbacks) == 3
+    down, refused, not_accepted = _run_queued(report)
+
+    assert (down.state, down.error_code, down.attempts) == ("sent", "", 4)
+    assert sorted(ds.SOPInstanceUID for ds in came_up.received().values()) == sorted(built)  # the same objects
+    assert (refused.state, not_accepted.state) == ("failed", "failed")
 
 
 # --- without a PACS, without DICOM, and who may see or resend (the small NIfTI CT: fast) -------------
@@ -371,3 +355,18 @@ def test_orthanc_receives_seg_sr_and_pdf_and_rejects_a_wrong_called_ae_title(
     assert classes == {SEG_SOP_CLASS_UID, SR_SOP_CLASS_UID, ENCAPSULATED_PDF_SOP_CLASS_UID}
     [study] = get("/studies")  # filed under the CT's study
     assert get(f"/studies/{study}")["MainDicomTags"]["StudyInstanceUID"] == lidc_measured.series.study.study_instance_uid
+
+
+def test_a_destination_removed_after_queueing_fails_without_retry(
+        doctor, hospital, signed_nifti_report, django_capture_on_commit_callbacks):
+    report, _callbacks = signed_nifti_report
+    peer = annotation_services.dicom_peer_create(hospital=hospital, ae_title="PACS", host="127.0.0.1",
+                                                 port=_free_port())
+    with django_capture_on_commit_callbacks(execute=False):
+        services.report_results_resend(user=doctor, report=report)
+    peer.delete()
+
+    [send] = _run_queued(report)
+
+    assert (send.state, send.error_code, send.attempts) == ("failed", "peer_removed", 1)
+    assert send.destination == f"PACS@127.0.0.1:{peer.port}"  # still says where it was meant to go
