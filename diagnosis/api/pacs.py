@@ -15,7 +15,8 @@ from ..models import ResultSend
 
 class ResultSendSerializer(serializers.ModelSerializer):
     state_label = serializers.CharField(source="get_state_display")
-    last_status = serializers.IntegerField(allow_null=True, help_text="The peer's DIMSE failure status, if it answered.")
+    last_status = serializers.IntegerField(allow_null=True,
+                                           help_text="The peer's DIMSE failure status, if it answered.")
     instances = serializers.SerializerMethodField(help_text="The DICOM objects sent: kind (seg, sr, pdf) and UIDs.")
 
     class Meta:

@@ -120,7 +120,8 @@ def measurement_report_sr(
     groups = []
     for figures in segments:
         if figures.label not in numbers:
-            raise ResultObjectError(f"Label {figures.label} is not a segment of the DICOM SEG.", code="segment_not_in_seg")
+            raise ResultObjectError(f"Label {figures.label} is not a segment of the DICOM SEG.",
+                                    code="segment_not_in_seg")
         number, item = numbers[figures.label]
         finding_type = hd.sr.CodedConcept.from_dataset(item.SegmentedPropertyTypeCodeSequence[0])
         measurements = [

@@ -187,7 +187,8 @@ def report_result_objects_build(report: Report) -> list[tuple[str, object]]:
             try:
                 sr = measurement_report_sr(
                     source_datasets=headers, seg_dataset=seg, segments=figures,
-                    observers=Observers(person_name=_person_name(signer), person_login=signer.username if signer else "",
+                    observers=Observers(person_name=_person_name(signer),
+                                        person_login=signer.username if signer else "",
                                         organization=hospital.name, device_uid=device_uid, device_name=device_name,
                                         device_model=device_model),
                     series_instance_uid=hd.UID(), sop_instance_uid=hd.UID(), institution_name=hospital.name,
@@ -214,8 +215,9 @@ def _stored_instances(report: Report) -> list[dict]:
         for kind, ds in report_result_objects_build(report):
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
-            key = default_storage.save(f"studies/{report.study_id}/reports/{report.pk}/pacs/{uuid.uuid4().hex}-{kind}.dcm",
-                                       ContentFile(buffer.getvalue(), name=f"{kind}.dcm"))
+            key = default_storage.save(
+                f"studies/{report.study_id}/reports/{report.pk}/pacs/{uuid.uuid4().hex}-{kind}.dcm",
+                ContentFile(buffer.getvalue(), name=f"{kind}.dcm"))
             instances.append({"kind": kind, "key": key, "sop_class_uid": str(ds.SOPClassUID),
                               "sop_instance_uid": str(ds.SOPInstanceUID)})
     except BaseException:
@@ -243,8 +245,9 @@ def result_send_execute(*, send_id: int) -> ResultSend:
     A send already ``sent`` or without destination is returned as it is (idempotent). On failure the
     row is ``failed`` with the attempt counted, a stable ``error_code`` (``peer_unreachable``,
     ``association_rejected``, ``sop_class_not_accepted``, ``store_failed``, ``peer_removed``,
-    ``build_failed`` or a build error's code such as ``results_need_dicom``), the message and the peer's DIMSE status where it answered. Never raises for
-    a failed send: the caller (the task) decides on a retry from the row.
+    ``build_failed`` or a build error's code such as ``results_need_dicom``), the message and the
+    peer's DIMSE status where it answered. Never raises for a failed send: the caller (the task)
+    decides on a retry from the row.
     """
     from ..pacs.scu import PacsDestination, StoreError, store_instances
 

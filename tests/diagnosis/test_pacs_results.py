@@ -167,7 +167,8 @@ def test_signing_sends_seg_sr_and_pdf_that_match_the_stored_measurements(
     groups = sr.content.get_volumetric_roi_measurement_groups()
     rows = list(Measurement.objects.filter(segmentation=lidc_measured, voxel_count__gt=0).order_by("label"))
     assert rows and len(groups) == len(rows)
-    segment_of_label = {int(item.SegmentDescription.split()[1]): int(item.SegmentNumber) for item in seg.SegmentSequence}
+    segment_of_label = {int(item.SegmentDescription.split()[1]): int(item.SegmentNumber)
+                        for item in seg.SegmentSequence}
     for row, group in zip(rows, groups):
         referenced = group.referenced_segment
         assert referenced.referenced_sop_instance_uid == seg.SOPInstanceUID
@@ -210,7 +211,8 @@ def test_each_destination_fails_with_its_own_reason_and_a_peer_that_was_down_suc
     assert (down.state, down.error_code, down.attempts) == ("failed", "peer_unreachable", 3)  # 1 + 2 retries
     assert (refused.state, refused.error_code, refused.attempts) == ("failed", "association_rejected", 3)
     assert "rejected" in refused.last_error
-    assert (not_accepted.state, not_accepted.error_code, not_accepted.attempts) == ("failed", "sop_class_not_accepted", 1)
+    assert (not_accepted.state, not_accepted.error_code, not_accepted.attempts) == (
+        "failed", "sop_class_not_accepted", 1)
     assert SEG_SOP_CLASS_UID in not_accepted.last_error
     assert refusing.received() == {} and ct_only.received() == {}
     built = [item["sop_instance_uid"] for item in down.instances]
@@ -354,7 +356,8 @@ def test_orthanc_receives_seg_sr_and_pdf_and_rejects_a_wrong_called_ae_title(
     classes = {tags["SOPClassUID"] for tags in stored.values()}
     assert classes == {SEG_SOP_CLASS_UID, SR_SOP_CLASS_UID, ENCAPSULATED_PDF_SOP_CLASS_UID}
     [study] = get("/studies")  # filed under the CT's study
-    assert get(f"/studies/{study}")["MainDicomTags"]["StudyInstanceUID"] == lidc_measured.series.study.study_instance_uid
+    study_uid = get(f"/studies/{study}")["MainDicomTags"]["StudyInstanceUID"]
+    assert study_uid == lidc_measured.series.study.study_instance_uid
 
 
 def test_a_destination_removed_after_queueing_fails_without_retry(
