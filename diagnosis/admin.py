@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
-from .models import Measurement, PostProcessingRun, PostProcessingScript, Report
+from .models import Measurement, PostProcessingRun, PostProcessingScript, Report, ResultSend
 
 
 @admin.register(Measurement)
@@ -29,3 +30,27 @@ class PostProcessingRunAdmin(admin.ModelAdmin):
     list_filter = ("status", "error_code")
     readonly_fields = ("script", "study", "series", "segmentation", "requested_by", "figures", "plots", "error_code",
                        "error_message", "error_detail", "duration_s", "cpu_s", "attempts", "started_at", "finished_at")
+
+
+@admin.register(ResultSend)
+class ResultSendAdmin(admin.ModelAdmin):
+    """The PACS deliveries of signed reports: state, attempts and the last error; "resend" queues again."""
+
+    list_display = ("pk", "report", "destination", "state", "attempts", "error_code", "last_status", "sent_at",
+                    "updated_at")
+    list_filter = ("state", "error_code")
+    readonly_fields = ("report", "peer", "destination", "state", "attempts", "error_code", "last_error",
+                       "last_status", "instances", "retry_at", "sent_at", "created_at", "updated_at")
+    actions = ["resend"]
+
+    @admin.action(description=_("Resend to the PACS"))
+    def resend(self, request, queryset):
+        from portal.api_errors import ServiceError
+
+        from .services import report_results_resend
+
+        for report in {send.report for send in queryset.select_related("report", "report__study")}:
+            try:
+                report_results_resend(user=request.user, report=report)
+            except ServiceError as exc:
+                self.message_user(request, f"{report}: {exc}", level="error")

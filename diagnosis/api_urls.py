@@ -10,6 +10,8 @@ urlpatterns = [
     path("reports/<int:report_id>/finalize/", api.ReportFinalizeApi.as_view(), name="report-finalize"),
     path("reports/<int:report_id>/amend/", api.ReportAmendApi.as_view(), name="report-amend"),
     path("reports/<int:report_id>/pdf/", api.ReportPdfApi.as_view(), name="report-pdf"),
+    path("reports/<int:report_id>/pacs/", api.ReportPacsSendsApi.as_view(), name="report-pacs-sends"),
+    path("reports/<int:report_id>/pacs/resend/", api.ReportPacsResendApi.as_view(), name="report-pacs-resend-api"),
     path("studies/<int:study_id>/findings/", api.StudyFindingsApi.as_view(), name="study-findings"),
     path("studies/<int:study_id>/findings/comparison/", api.StudyFindingComparisonApi.as_view(),
          name="study-finding-comparison"),

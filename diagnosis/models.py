@@ -323,3 +323,43 @@ class FindingMatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status}: {self.prior_finding_id} → {self.finding_id}"
+
+
+class ResultSend(models.Model):
+    """One delivery of a signed report's DICOM results (SEG, SR, Encapsulated PDF) to one PACS.
+
+    Created on signature, one per destination peer of the hospital (or one ``no_destination`` row
+    when the hospital has none); a Celery task sends it and retries with backoff. ``instances``
+    lists the stored DICOM objects sent (built once, so a retry or resend sends the same SOP
+    Instance UIDs): ``[{"kind": "seg"|"sr"|"pdf", "key", "sop_class_uid", "sop_instance_uid"}]``.
+    ``last_status`` is the peer's DIMSE status when it answered with a failure.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        NO_DESTINATION = "no_destination", _("No destination configured")
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="result_sends")
+    peer = models.ForeignKey("annotation.DicomPeer", on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    destination = models.CharField(_("destination"), max_length=300, blank=True, help_text="AE@host:port when queued")
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    error_code = models.CharField(max_length=32, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_status = models.PositiveIntegerField(_("DICOM status"), null=True, blank=True)
+    instances = models.JSONField(default=list, blank=True)
+    retry_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["report", "pk"]
+        verbose_name = _("result send")
+        verbose_name_plural = _("result sends")
+
+    def __str__(self) -> str:
+        return f"Report {self.report_id} → {self.destination or '—'} ({self.state})"

@@ -22,6 +22,7 @@ from .models import (
     PostProcessingRun,
     PostProcessingScript,
     Report,
+    ResultSend,
     StudyRegistration,
 )
 
@@ -45,6 +46,11 @@ def report_get(*, user: User, report_id: int) -> Report:
 
 def report_list_for_study(*, user: User, study) -> list[Report]:
     return list(report_visible_queryset(user).filter(study=study).select_related("signed_by").order_by("-version"))
+
+
+def result_send_list(*, report: Report) -> list[ResultSend]:
+    """The PACS sends of a report (visible to who may see the report), oldest first."""
+    return list(ResultSend.objects.filter(report=report).order_by("pk"))
 
 
 def measurement_list(*, segmentation) -> QuerySet[Measurement]:

@@ -1,4 +1,4 @@
-"""Celery entry points of the diagnosis app: they take ids, call services, own time limits."""
+"""Celery entry points of the diagnosis app: they take ids, call services, own time limits and retries."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.worker.request import Request
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +57,24 @@ def postprocessing_runs_sweep_task() -> dict:
     from .services import postprocessing_runs_sweep
 
     return postprocessing_runs_sweep()
+
+def retry_countdown_s(retries: int) -> float:
+    """Seconds before automatic retry number ``retries + 1``: PACS_SEND_RETRY_BASE_S doubling each time."""
+    return float(settings.PACS_SEND_RETRY_BASE_S) * (2 ** retries)
+
+
+@shared_task(bind=True, name="diagnosis.result_send", acks_late=True, ignore_result=True, max_retries=None,
+             soft_time_limit=600, time_limit=660)
+def result_send_task(self, send_id: int) -> str:
+    """Attempt one PACS send (idempotent: a sent one is left alone); retry a curable failure with
+    exponential backoff, up to PACS_SEND_MAX_RETRIES times, noting the next attempt on the row."""
+    from .models import ResultSend
+    from .services.pacs import RETRYABLE_ERRORS, result_send_execute, result_send_retry_scheduled
+
+    send = result_send_execute(send_id=send_id)
+    if (send.state == ResultSend.State.FAILED and send.error_code in RETRYABLE_ERRORS
+            and self.request.retries < settings.PACS_SEND_MAX_RETRIES):
+        countdown = retry_countdown_s(self.request.retries)
+        result_send_retry_scheduled(send_id=send_id, countdown_s=countdown)
+        raise self.retry(countdown=countdown)
+    return send.state

@@ -8,6 +8,7 @@ urlpatterns = [
     path("<int:report_id>/", views.report_detail, name="report-detail"),
     path("<int:report_id>/amend/", views.report_amend, name="report-amend"),
     path("<int:report_id>/lung-rads/", views.report_lung_rads_confirm, name="report-lung-rads-confirm"),
+    path("<int:report_id>/pacs/resend/", views.report_results_resend, name="report-pacs-resend"),
     path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
     path("postprocessing/<int:study_id>/run/", views.postprocessing_run_start, name="postprocessing-run-start"),
 ]

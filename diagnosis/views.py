@@ -64,6 +64,7 @@ def report_detail(request, report_id: int):
         "can_edit": report.status == "draft" and is_clinician(request.user),
         "can_amend": report.status == "final" and is_clinician(request.user),
         "finding_kinds": selectors.finding_kind_terms(user=request.user, study=report.study),
+        "result_sends": selectors.result_send_list(report=report) if request.user.is_hospital_staff else [],
     })
 
 
@@ -94,6 +95,20 @@ def report_amend(request, report_id: int):
         messages.error(request, exc.message)
         return redirect("diagnosis:report-detail", report_id=report.pk)
     return redirect("diagnosis:report-detail", report_id=amendment.pk)
+
+
+@login_required
+@require_POST
+def report_results_resend(request, report_id: int):
+    """Send a signed report's SEG, SR and PDF to the PACS again (the "Resend" button)."""
+    _require_clinician(request.user)
+    report = selectors.report_get(user=request.user, report_id=report_id)
+    try:
+        services.report_results_resend(user=request.user, report=report)
+        messages.success(request, _("Results queued for the PACS."))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("diagnosis:report-detail", report_id=report.pk)
 
 
 @login_required

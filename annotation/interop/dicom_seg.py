@@ -182,6 +182,9 @@ def labelmap_to_dicom_seg(
         device_serial_number="0",
         series_description=series_description[:64],
     )
+    # Segment labels and the description may hold Chinese or symbols such as "≥": declare UTF-8
+    # (PS3.5 6.1.2.5.3) rather than let them be written as "?" in the default repertoire.
+    seg.SpecificCharacterSet = "ISO_IR 192"
     return seg
 
 

@@ -1,6 +1,7 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports),
 :mod:`.findings` (findings and the doctor's decisions on them), :mod:`.postprocessing` (doctors'
-scripts run in the sandbox) and :mod:`.longitudinal` (a study compared with its prior)."""
+scripts run in the sandbox), :mod:`.longitudinal` (a study compared with its prior) and :mod:`.pacs`
+(deliveries of signed reports to the PACS)."""
 
 from .findings import (
     FindingAcceptApi,
@@ -11,14 +12,14 @@ from .findings import (
     StudyLungRadsApi,
     StudyFindingsApi,
 )
+from .longitudinal import FindingMatchUnlinkApi, StudyComparisonApi, StudyComparisonLinkApi
+from .pacs import ReportPacsResendApi, ReportPacsSendsApi
 from .postprocessing import (
     PostProcessingRunDetailApi,
     PostProcessingRunPlotApi,
     PostProcessingScriptsApi,
     StudyPostProcessingRunsApi,
 )
-
-from .longitudinal import FindingMatchUnlinkApi, StudyComparisonApi, StudyComparisonLinkApi
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .reports import (
     ReportAmendApi,
@@ -41,6 +42,8 @@ __all__ = [
     "PostProcessingScriptsApi",
     "ReportAmendApi",
     "ReportDetailApi",
+    "ReportPacsResendApi",
+    "ReportPacsSendsApi",
     "ReportFinalizeApi",
     "ReportPdfApi",
     "SegmentationMeasurementsApi",

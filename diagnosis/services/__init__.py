@@ -2,9 +2,9 @@
 drafting, signing and amending reports), :mod:`.findings` (findings: detected, read, imported or
 placed by hand, and the doctor's decisions on them), :mod:`.reads` (radiologists' reads imported
 from LIDC-IDRI XML and LUNA16 annotations.csv), :mod:`.lung_rads` (the doctor's confirmation of a
-Lung-RADS category), :mod:`.postprocessing` (doctors' scripts run in the sandbox) and
+Lung-RADS category), :mod:`.postprocessing` (doctors' scripts run in the sandbox),
 :mod:`.longitudinal` (a study compared with its prior: registration, finding matches and the doctor's
-re-linking)."""
+re-linking) and :mod:`.pacs` (the signed report's SEG, SR and PDF sent to the hospital's PACS)."""
 
 from .findings import (
     finding_accept,
@@ -16,6 +16,12 @@ from .findings import (
 )
 from .longitudinal import finding_match_link, finding_match_unlink, study_compare
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
+from .pacs import (
+    report_result_objects_build,
+    report_results_queue,
+    report_results_resend,
+    result_send_execute,
+)
 from .postprocessing import (
     postprocessing_run_create,
     postprocessing_run_execute,
@@ -66,6 +72,10 @@ __all__ = [
     "measurement_payload",
     "report_accepted_findings",
     "report_amend",
+    "report_result_objects_build",
+    "report_results_queue",
+    "report_results_resend",
+    "result_send_execute",
     "report_finding_key_images",
     "report_key_images",
     "report_study_label",

@@ -25,6 +25,7 @@ from portal.services import audit_record
 from portal.validators import is_color_hex
 
 from ..models import Finding, Measurement, Report
+from .pacs import report_results_queue
 
 logger = logging.getLogger(__name__)
 
@@ -477,7 +478,8 @@ def report_pdf_bytes(*, user: User | None, report: Report, language: str | None 
 
 
 def report_finalize(*, user: User, report: Report) -> Report:
-    """Sign a draft: freeze its content, render and store the PDF, and make it final.
+    """Sign a draft: freeze its content, render and store the PDF, make it final, and queue its
+    results (SEG, SR, PDF) for the hospital's PACS (:func:`diagnosis.services.pacs.report_results_queue`).
 
     Raises
     ------
@@ -504,6 +506,8 @@ def report_finalize(*, user: User, report: Report) -> Report:
             report.save()
             audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="report", target_id=report.pk,
                          detail={"finalized": True})
+            # The SEG, SR and PDF go to the hospital's PACS once this commits (diagnosis.services.pacs).
+            report_results_queue(report=report)
         except BaseException:
             default_storage.delete(name)
             raise
