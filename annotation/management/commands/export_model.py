@@ -14,6 +14,10 @@ class Command(BaseCommand):
     help = ("Export a registered segmentation network as ONNX (checked with onnx.checker; --int8 quantises its "
             "weights), TorchScript or a zipped MONAI bundle.")
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # The command's own --version (a model version) replaces Django's "print the Django version".
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("name", help="model name")
         parser.add_argument("--version", type=int, default=None, help="default: the newest active version")

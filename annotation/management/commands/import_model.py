@@ -38,6 +38,10 @@ class Command(BaseCommand):
     help = ("Register an ONNX or TorchScript segmentation network made elsewhere; `segment SERIES_ID --model NAME` "
             "then runs it (an .onnx file through ONNX Runtime). A refused file registers nothing.")
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # The command's own --version (a model version) replaces Django's "print the Django version".
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path, help=".onnx file, or a TorchScript .pt/.ts file")
         parser.add_argument("--name", required=True, help="registry name (a slug); must be new unless --version")
