@@ -36,6 +36,7 @@ __all__ = [
     "OPSET_VERSION",
     "OnnxModelInfo",
     "OnnxNetwork",
+    "bundle_portal_description",
     "export_onnx",
     "export_torchscript",
     "inspect_onnx",
@@ -439,3 +440,49 @@ def probe_network(network, *, patch_size: Sequence[int], num_classes: int) -> No
     if not bool(torch.isfinite(output).all()):
         raise ValueError("the network returns NaN or infinite logits on a zero patch")
 
+
+
+# --------------------------------------------------------------------------------------------------
+# MONAI bundles
+# --------------------------------------------------------------------------------------------------
+
+
+def bundle_portal_description(path: Path) -> dict:
+    """Return the portal's description recorded in a MONAI bundle, or ``{}`` for a bundle made elsewhere.
+
+    A bundle the portal exported (:func:`annotation.interop.bundle.bundle_write`) records its
+    preprocessing under ``portal_preprocessing`` in ``configs/inference.json``; the result is
+    ``{"preprocessing": that dict}``. Only that key is read, as plain JSON: nothing in the config is
+    evaluated.
+
+    Parameters
+    ----------
+    path : Path
+        A bundle folder, or a .zip holding one (at its root or in one top-level folder).
+
+    Raises
+    ------
+    ValueError
+        The path is neither a folder nor a zip, or its ``inference.json`` is not JSON.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "configs" / "inference.json", *path.glob("*/configs/inference.json")]
+        text = next((p.read_text(encoding="utf-8") for p in candidates if p.is_file()), None)
+    elif path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist()
+                     if n == "configs/inference.json" or (n.endswith("/configs/inference.json") and n.count("/") == 2)]
+            text = archive.read(names[0]).decode("utf-8") if names else None
+    else:
+        raise ValueError(f"a MONAI bundle must be a folder or a .zip, got {path.name}")
+    if text is None:
+        return {}
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the bundle's configs/inference.json is not JSON: {exc}") from exc
+    stored = config.get("portal_preprocessing") if isinstance(config, dict) else None
+    return {"preprocessing": stored} if isinstance(stored, dict) else {}

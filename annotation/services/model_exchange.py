@@ -93,10 +93,13 @@ def segmentation_model_import(
     user: User | None = None,
     hospital: Hospital | None = None,
 ) -> SegmentationModel:
-    """Register an ONNX or TorchScript segmentation network made outside the portal.
+    """Register an ONNX file, a TorchScript file or a MONAI bundle made outside the portal.
 
     An ``.onnx`` file is checked (``onnx.checker``, one input of rank 5 with one channel) and runs
-    through ONNX Runtime; any other file must load with ``torch.jit.load``. Either is run once on a
+    through ONNX Runtime; a ``.zip`` or a folder is a MONAI bundle (its ``network_def`` and
+    ``models/model.pt``, loaded as :func:`annotation.ml.inference.load_segmenter` does; only the
+    portal's own ``portal_preprocessing`` entry of its config is read, its MONAI pre- and
+    post-processing sections are not evaluated); any other file must load with ``torch.jit.load``. Either is run once on a
     zero patch, which must give ``max(label index) + 1`` logit channels, before anything is stored.
     Preprocessing comes from the portal description inside the file (a file the portal exported),
     else the training defaults: z-score for MR, HU window [-1000, 1000] for CT, the image's spacing,
@@ -105,7 +108,7 @@ def segmentation_model_import(
     Parameters
     ----------
     path : Path
-        The ONNX or TorchScript file.
+        The ONNX or TorchScript file, or the bundle (.zip or folder).
     name : str
         Registry name (a slug). Without ``version`` the name must be new.
     modality : str
@@ -114,8 +117,8 @@ def segmentation_model_import(
     label_table : list of dict
         ``{"index", "name", "color"}`` entries (see :func:`~annotation.services.label_table_validate`).
     backend : str, optional
-        ``"onnx"`` (ONNX Runtime; a TorchScript file is converted to ONNX first) or ``"torch"``
-        (PyTorch; TorchScript files only). Default: ``"onnx"`` for an ``.onnx`` file, else ``"torch"``.
+        ``"onnx"`` (ONNX Runtime; a TorchScript file or bundle is converted to ONNX first) or
+        ``"torch"`` (PyTorch; TorchScript files and bundles). Default: ``"onnx"`` for an ``.onnx`` file, else ``"torch"``.
     version : int, optional
         Register as this version of ``name``, which must not exist yet.
     user, hospital : optional
@@ -132,11 +135,21 @@ def segmentation_model_import(
         ``bad_model_file`` (not a model, wrong input rank or channel count, fails to load or run, or
         returns another class count than the labels need), ``invalid_input`` (a field the registry refuses).
     """
-    from ..ml.exchange import OnnxNetwork, export_onnx, inspect_onnx, load_torchscript, probe_network
+    import torch
+
+    from ..ml.exchange import (
+        OnnxNetwork,
+        bundle_portal_description,
+        export_onnx,
+        inspect_onnx,
+        load_torchscript,
+        probe_network,
+    )
+    from ..ml.inference import load_network
     from .versions import label_table_validate
 
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise ServiceError(_("No model file at %(path)s."), params={"path": str(path)}, code="bad_model_file")
     label_table_validate(label_table)
     taken = SegmentationModel.objects.filter(name=name)
@@ -149,7 +162,8 @@ def segmentation_model_import(
                                str(v) for v in SegmentationModel.objects.filter(name=name)
                                .order_by("version").values_list("version", flat=True))},
                            code="model_exists", status_code=409)
-    is_onnx = path.suffix.lower() == ".onnx"
+    is_onnx = path.is_file() and path.suffix.lower() == ".onnx"
+    is_bundle = path.is_dir() or path.suffix.lower() == ".zip"
     backend = backend or ("onnx" if is_onnx else "torch")
     if backend not in IMPORT_BACKENDS:
         raise ServiceError(_("Unknown backend %(backend)s: use onnx or torch."), params={"backend": backend},
@@ -166,6 +180,15 @@ def segmentation_model_import(
                 preprocessing = _import_preprocessing(info.metadata, modality=modality, spatial_shape=info.spatial_shape)
                 network = OnnxNetwork(path)
                 stored_file, architecture, source_format = path, SegmentationModel.Architecture.ONNX, "onnx"
+            elif is_bundle:
+                stored_file = path
+                if path.is_dir():
+                    # The registry stores one file: a bundle folder travels as a zip of itself.
+                    stored_file = Path(shutil.make_archive(str(workdir / path.name), "zip", path.parent, path.name))
+                network = load_network(architecture="bundle", network_config={}, num_classes=num_classes,
+                                       weights_path=stored_file, device=torch.device("cpu"))
+                preprocessing = _import_preprocessing(bundle_portal_description(stored_file), modality=modality)
+                architecture, source_format = SegmentationModel.Architecture.BUNDLE, "bundle"
             else:
                 network, metadata = load_torchscript(path)
                 preprocessing = _import_preprocessing(metadata, modality=modality)

@@ -138,6 +138,21 @@ def test_bundle_export_writes_a_monai_bundle_zip(torch_model, tmp_path):
     assert any(n.endswith("models/model.pt") for n in names)
 
 
+def test_exported_bundle_imports_back_with_its_preprocessing(torch_model, hippocampus_series, tmp_path):
+    bundle = tmp_path / "hippo.zip"
+    _command("export_model", "hippo-torch", "--format", "bundle", "--out", str(bundle))
+
+    imported = _command("import_model", str(bundle), "--name", "hippo-bundle", "--modality", "MR",
+                        "--body-part", "brain", "--labels", LABELS_ARG)
+    by_torch = _segment(hippocampus_series, "hippo-torch")
+    by_bundle = _segment(hippocampus_series, "hippo-bundle")
+
+    model = SegmentationModel.objects.get(pk=imported["model_id"])
+    assert model.architecture == SegmentationModel.Architecture.BUNDLE
+    assert model.preprocessing == PREPROCESSING
+    assert min(dice_per_label(by_bundle, by_torch, [1, 2]).values()) >= 0.99
+
+
 # --- export refusals --------------------------------------------------------------------------------
 
 
@@ -233,3 +248,16 @@ def test_import_refuses_an_onnx_file_for_the_torch_backend(onnx_export):
 def test_import_refuses_a_missing_file(torch_model, tmp_path):
     _refused(str(tmp_path / "absent.onnx"), "--name", "hippo-new", "--modality", "MR", "--body-part", "brain",
              "--labels", LABELS_ARG, match="No model file")
+
+
+def test_import_refuses_a_bundle_whose_weights_file_is_missing(torch_model, tmp_path):
+    bundle = tmp_path / "hippo.zip"
+    _command("export_model", "hippo-torch", "--format", "bundle", "--out", str(bundle))
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(bundle) as source, zipfile.ZipFile(broken, "w") as dest:
+        for item in source.infolist():
+            if not item.filename.endswith("models/model.pt"):
+                dest.writestr(item, source.read(item))
+
+    _refused(str(broken), "--name", "hippo-new", "--modality", "MR", "--body-part", "brain",
+             "--labels", LABELS_ARG, match="bundle has no models/model.pt")

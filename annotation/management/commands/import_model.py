@@ -35,7 +35,7 @@ def parse_labels(text: str) -> list[dict]:
 
 
 class Command(BaseCommand):
-    help = ("Register an ONNX or TorchScript segmentation network made elsewhere; `segment SERIES_ID --model NAME` "
+    help = ("Register an ONNX file, TorchScript file or MONAI bundle (a segmentation network made elsewhere); `segment SERIES_ID --model NAME` "
             "then runs it (an .onnx file through ONNX Runtime). A refused file registers nothing.")
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser):
-        parser.add_argument("file", type=Path, help=".onnx file, or a TorchScript .pt/.ts file")
+        parser.add_argument("file", type=Path, help=".onnx file, a TorchScript .pt/.ts file, or a MONAI bundle (.zip or folder)")
         parser.add_argument("--name", required=True, help="registry name (a slug); must be new unless --version")
         parser.add_argument("--modality", required=True, choices=["MR", "CT"])
         parser.add_argument("--body-part", required=True)
