@@ -92,7 +92,8 @@ def main() -> int:
     parser.add_argument("--test-cases", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="load this checkpoint, or save the trained one here")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="load this checkpoint, or save the trained one here")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (training and the PyTorch backend)")
     args = parser.parse_args()
 
@@ -137,9 +138,11 @@ def main() -> int:
                      file.stat().st_size / 1e6))
 
     base = rows[0][2]
-    print(f"{'backend':<10} {'runs on':<22} {'voxels/s':>11} {'× PyTorch':>9} {'Dice GT':>8} {'Dice vs PT':>10} {'MB':>6}")
+    print(f"{'backend':<10} {'runs on':<22} {'voxels/s':>11} {'× PyTorch':>9} {'Dice GT':>8} "
+          f"{'Dice vs PT':>10} {'MB':>6}")
     for name, where, rate, dice_gt, dice_pt, size in rows:
-        print(f"{name:<10} {where:<22} {rate:>11,.0f} {rate / base:>9.2f} {dice_gt:>8.4f} {dice_pt:>10.4f} {size:>6.2f}")
+        print(f"{name:<10} {where:<22} {rate:>11,.0f} {rate / base:>9.2f} {dice_gt:>8.4f} {dice_pt:>10.4f} "
+              f"{size:>6.2f}")
     difference = abs(rows[1][3] - rows[0][3])
     verdict = "within" if difference <= 0.01 else "NOT within"
     print(f"ONNX fp32 Dice − PyTorch Dice: {rows[1][3] - rows[0][3]:+.4f} ({verdict} 0.01)")

@@ -99,8 +99,9 @@ def segmentation_model_import(
     through ONNX Runtime; a ``.zip`` or a folder is a MONAI bundle (its ``network_def`` and
     ``models/model.pt``, loaded as :func:`annotation.ml.inference.load_segmenter` does; only the
     portal's own ``portal_preprocessing`` entry of its config is read, its MONAI pre- and
-    post-processing sections are not evaluated); any other file must load with ``torch.jit.load``. Either is run once on a
-    zero patch, which must give ``max(label index) + 1`` logit channels, before anything is stored.
+    post-processing sections are not evaluated); any other file must load with ``torch.jit.load``.
+    The network is run once on a zero patch, which must give ``max(label index) + 1`` logit
+    channels, before anything is stored.
     Preprocessing comes from the portal description inside the file (a file the portal exported),
     else the training defaults: z-score for MR, HU window [-1000, 1000] for CT, the image's spacing,
     the file's fixed patch size or 96³.
@@ -118,7 +119,8 @@ def segmentation_model_import(
         ``{"index", "name", "color"}`` entries (see :func:`~annotation.services.label_table_validate`).
     backend : str, optional
         ``"onnx"`` (ONNX Runtime; a TorchScript file or bundle is converted to ONNX first) or
-        ``"torch"`` (PyTorch; TorchScript files and bundles). Default: ``"onnx"`` for an ``.onnx`` file, else ``"torch"``.
+        ``"torch"`` (PyTorch; TorchScript files and bundles). Default: ``"onnx"`` for an ``.onnx``
+        file, else ``"torch"``.
     version : int, optional
         Register as this version of ``name``, which must not exist yet.
     user, hospital : optional
@@ -177,7 +179,8 @@ def segmentation_model_import(
         try:
             if is_onnx:
                 info = inspect_onnx(path)
-                preprocessing = _import_preprocessing(info.metadata, modality=modality, spatial_shape=info.spatial_shape)
+                preprocessing = _import_preprocessing(info.metadata, modality=modality,
+                                                      spatial_shape=info.spatial_shape)
                 network = OnnxNetwork(path)
                 stored_file, architecture, source_format = path, SegmentationModel.Architecture.ONNX, "onnx"
             elif is_bundle:
@@ -192,7 +195,8 @@ def segmentation_model_import(
             else:
                 network, metadata = load_torchscript(path)
                 preprocessing = _import_preprocessing(metadata, modality=modality)
-                stored_file, architecture, source_format = path, SegmentationModel.Architecture.TORCHSCRIPT, "torchscript"
+                stored_file, source_format = path, "torchscript"
+                architecture = SegmentationModel.Architecture.TORCHSCRIPT
             probe_network(network, patch_size=preprocessing["patch_size"], num_classes=num_classes)
             if not is_onnx and backend == "onnx":
                 stored_file = workdir / f"{path.stem}.onnx"

@@ -1,4 +1,5 @@
-"""python manage.py import_model FILE --name NAME --modality MR|CT --body-part PART --labels 1=name,2=name [--backend onnx|torch]"""
+"""python manage.py import_model FILE --name NAME --modality MR|CT --body-part PART --labels 1=name,2=name
+[--backend onnx|torch]"""
 
 import json
 import re
@@ -35,7 +36,8 @@ def parse_labels(text: str) -> list[dict]:
 
 
 class Command(BaseCommand):
-    help = ("Register an ONNX file, TorchScript file or MONAI bundle (a segmentation network made elsewhere); `segment SERIES_ID --model NAME` "
+    help = ("Register an ONNX file, TorchScript file or MONAI bundle (a segmentation network made elsewhere); "
+            "`segment SERIES_ID --model NAME` "
             "then runs it (an .onnx file through ONNX Runtime). A refused file registers nothing.")
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -43,7 +45,8 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser):
-        parser.add_argument("file", type=Path, help=".onnx file, a TorchScript .pt/.ts file, or a MONAI bundle (.zip or folder)")
+        parser.add_argument("file", type=Path,
+                            help=".onnx file, a TorchScript .pt/.ts file, or a MONAI bundle (.zip or folder)")
         parser.add_argument("--name", required=True, help="registry name (a slug); must be new unless --version")
         parser.add_argument("--modality", required=True, choices=["MR", "CT"])
         parser.add_argument("--body-part", required=True)
