@@ -159,6 +159,8 @@ class SegmentationModel(models.Model):
     models) is offered to every hospital.
     ``preprocessing`` holds ``target_spacing_mm`` (k, j, i), ``intensity`` ("hu_window" | "zscore" |
     "none"), ``hu_window`` [low, high] and ``patch_size`` (k, j, i).
+    ``architecture`` also names the backend: ``onnx`` runs the stored ONNX file through ONNX Runtime,
+    every other network through PyTorch.
     """
 
     class Kind(models.TextChoices):
@@ -175,6 +177,7 @@ class SegmentationModel(models.Model):
         TORCHSCRIPT = "torchscript", "TorchScript"
         BUNDLE = "bundle", _("MONAI bundle")
         RETINANET = "retinanet", _("MONAI RetinaNet detector")
+        ONNX = "onnx", _("ONNX (ONNX Runtime)")
 
     name = models.SlugField(_("name"), max_length=64)
     version = models.PositiveIntegerField(default=1)

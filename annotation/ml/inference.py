@@ -53,6 +53,7 @@ __all__ = [
     "ProgressCallback",
     "Segmenter",
     "count_window_batches",
+    "load_network",
     "load_segmenter",
     "preprocessing_transforms",
     "volume_to_metatensor",
@@ -333,9 +334,10 @@ class NetworkSegmenter:
 
     Parameters
     ----------
-    network : torch.nn.Module
+    network : torch.nn.Module or annotation.ml.exchange.OnnxNetwork
         Maps (N, 1, *patch_size) float32 to logits (N, C, *patch_size); moved to ``device`` and put
-        in eval mode.
+        in eval mode. An :class:`~annotation.ml.exchange.OnnxNetwork` (ONNX Runtime) runs through
+        the same sliding window, without autocast.
     preprocessing : Preprocessing
         Must be the one the network was trained with.
     device : torch.device
@@ -356,7 +358,7 @@ class NetworkSegmenter:
 
     def __init__(
         self,
-        network: torch.nn.Module,
+        network: Any,
         preprocessing: Preprocessing,
         *,
         device: torch.device,
@@ -414,7 +416,8 @@ class NetworkSegmenter:
         batch = batch[None].to(self.device, dtype=torch.float32)
         total = count_window_batches(batch.shape[2:], self.preprocessing.patch_size, self.overlap, self.sw_batch_size)
         predictor = _ProgressPredictor(
-            self.network, total=total, report=report, start=start, end=end, amp=self.device.type == "cuda"
+            self.network, total=total, report=report, start=start, end=end,
+            amp=self.device.type == "cuda" and isinstance(self.network, torch.nn.Module),
         )
         report(start, "inference")
         with torch.no_grad():
@@ -633,6 +636,63 @@ def _load_bundle_dir(root: Path, device: torch.device, parser_class) -> torch.nn
     return _load_weights(network, weights, device)
 
 
+def load_network(
+    *, architecture: str, network_config: dict, num_classes: int, weights_path: Path | None, device: torch.device
+):
+    """Build the network of a registered model and load its weights.
+
+    Parameters
+    ----------
+    architecture : str
+        ``"unet"``, ``"vnet"``, ``"segresnet"``, ``"dynunet"`` (built by
+        :func:`annotation.ml.networks.build_network`, weights from a ``torch.save`` file holding a
+        bare state_dict or a dict with ``"state_dict"`` or ``"model"``), ``"torchscript"``
+        (``torch.jit.load``), ``"bundle"`` (a MONAI bundle folder or .zip with
+        ``configs/inference.json|yaml`` defining ``network_def`` and ``models/model.pt``) or
+        ``"onnx"`` (an ONNX file run by ONNX Runtime: :class:`annotation.ml.exchange.OnnxNetwork`).
+    network_config : dict
+        Constructor keywords for the MONAI architectures; ignored otherwise.
+    num_classes : int
+        Output channels including background.
+    weights_path : Path or None
+        The weights file (or bundle folder/zip, TorchScript or ONNX file).
+    device : torch.device
+
+    Returns
+    -------
+    torch.nn.Module or annotation.ml.exchange.OnnxNetwork
+        Maps (N, 1, k, j, i) float32 to logits (N, C, k, j, i).
+
+    Raises
+    ------
+    ValueError
+        See :func:`load_segmenter`.
+    """
+    from .networks import ARCHITECTURES, build_network
+
+    name = (architecture or "").strip().lower()
+    known = (*ARCHITECTURES, "torchscript", "bundle", "onnx")
+    if name not in known:
+        raise ValueError(f"unknown architecture {architecture!r}; expected one of classical_lung, "
+                         f"classical_lung_nodule, {', '.join(known)}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes counts the background too and must be at least 2, got {num_classes}")
+    device = torch.device(device)
+    path = _require_file(weights_path, f"architecture {name!r}")
+    if name in ARCHITECTURES:
+        network = build_network(name, in_channels=1, out_channels=num_classes, config=network_config)
+        return _load_weights(network, path, device)
+    if name == "torchscript":
+        from .exchange import load_torchscript
+
+        return load_torchscript(path, device)[0]
+    if name == "onnx":
+        from .exchange import OnnxNetwork
+
+        return OnnxNetwork(path, device=device, num_threads=torch.get_num_threads())
+    return _load_bundle(path, device)
+
+
 def load_segmenter(
     *,
     architecture: str,
@@ -651,8 +711,9 @@ def load_segmenter(
         :class:`annotation.ml.nodules.NoduleDetector`, a detector), ``"unet"``, ``"vnet"``,
         ``"segresnet"``, ``"dynunet"`` (built by :func:`annotation.ml.networks.build_network`, weights
         from a ``torch.save`` file holding a bare state_dict or a dict with ``"state_dict"`` or
-        ``"model"``), ``"torchscript"`` (``torch.jit.load``) or ``"bundle"`` (a MONAI bundle folder or
-        .zip with ``configs/inference.json|yaml`` defining ``network_def`` and ``models/model.pt``).
+        ``"model"``), ``"torchscript"`` (``torch.jit.load``), ``"bundle"`` (a MONAI bundle folder or
+        .zip with ``configs/inference.json|yaml`` defining ``network_def`` and ``models/model.pt``)
+        or ``"onnx"`` (ONNX Runtime; see :func:`load_network`).
     network_config : dict
         Constructor keywords for the MONAI architectures; ignored otherwise.
     preprocessing : Preprocessing or dict
@@ -673,15 +734,14 @@ def load_segmenter(
     ValueError
         Unknown architecture; missing weights file; a file that is not a state_dict or does not fit
         the network (missing/unexpected keys, shape mismatch); a bundle lacking its config, network
-        definition or weights, or whose network definition evaluates code or builds non-MONAI classes.
+        definition or weights, or whose network definition evaluates code or builds non-MONAI classes;
+        an ONNX file that fails :func:`annotation.ml.exchange.inspect_onnx`.
 
     Notes
     -----
     Weights are read with ``torch.load(weights_only=True)``, so a weights file cannot run code.
     A TorchScript file, by contrast, is a program: accept them only from trusted uploaders.
     """
-    from .networks import ARCHITECTURES, build_network
-
     name = (architecture or "").strip().lower()
     device = torch.device(device)
     if name == "classical_lung":
@@ -690,23 +750,8 @@ def load_segmenter(
         from .nodules import NoduleDetector
 
         return NoduleDetector(min_confidence=float((network_config or {}).get("min_confidence", 0.5)))
-    known = ("classical_lung", "classical_lung_nodule", *ARCHITECTURES, "torchscript", "bundle")
-    if name not in known:
-        raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(known)}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes counts the background too and must be at least 2, got {num_classes}")
     if isinstance(preprocessing, dict):
         preprocessing = Preprocessing.from_dict(preprocessing)
-    path = _require_file(weights_path, f"architecture {name!r}")
-    if name in ARCHITECTURES:
-        network = build_network(name, in_channels=1, out_channels=num_classes, config=network_config)
-        network = _load_weights(network, path, device)
-    elif name == "torchscript":
-        try:
-            network = torch.jit.load(str(path), map_location=device)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not a TorchScript file"
-            raise ValueError(f"cannot load TorchScript model {path.name}: {exc}") from exc
-    else:
-        network = _load_bundle(path, device)
+    network = load_network(architecture=name, network_config=network_config, num_classes=num_classes,
+                           weights_path=weights_path, device=device)
     return NetworkSegmenter(network, preprocessing, device=device)
-

@@ -39,6 +39,12 @@ from .inference import (
     inference_run_wait,
 )
 from .label_sets import label_set_create, label_set_update, label_upsert, segmentation_create_from_label_set
+from .model_exchange import (
+    EXPORT_MODEL_FORMATS,
+    IMPORT_BACKENDS,
+    segmentation_model_export_file,
+    segmentation_model_import,
+)
 from .research_export import patient_pseudonym_get_or_create, study_export_deidentified
 from .registry import segmentation_model_register, segmentation_model_weights_path, segmenter_for_model
 from .review import review_comment_add, segmentation_review, study_assign
@@ -55,7 +61,7 @@ from .versions import (
 )
 
 __all__ = [
-    "EXPORT_FORMATS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult", "SweepResult",
+    "EXPORT_FORMATS", "EXPORT_MODEL_FORMATS", "IMPORT_BACKENDS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult", "SweepResult",
     "dicom_completion_start", "dicom_listener_build", "dicom_peer_create", "dicom_received_series_import",
     "dicom_routing_apply", "dicom_spool", "patient_pseudonym_get_or_create", "study_export_deidentified",
     "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_lost",
@@ -64,7 +70,8 @@ __all__ = [
     "patient_get_or_create", "review_comment_add", "segmentation_change_map_nifti", "segmentation_create",
     "segmentation_create_blank", "segmentation_create_from_label_set", "segmentation_export",
     "segmentation_export_json", "segmentation_import", "segmentation_labelmap_load", "segmentation_layers",
-    "segmentation_make_current", "segmentation_model_export_bundle", "segmentation_model_register",
+    "segmentation_make_current", "segmentation_model_export_bundle", "segmentation_model_export_file",
+    "segmentation_model_import", "segmentation_model_register",
     "segmentation_model_weights_path", "segmentation_refine", "segmentation_review", "segmentation_save_diff",
     "segmenter_for_model", "series_geometry", "series_volume_load", "stored_file_to_path", "studies_export_zip",
     "study_assign", "study_import", "uncertainty_rank_start", "uncertainty_score_compute",

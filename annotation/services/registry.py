@@ -36,8 +36,11 @@ def segmentation_model_register(
     hospital: Hospital | None = None,
     shared_with: Iterable[Hospital] = (),
     user: User | None = None,
+    version: int | None = None,
 ) -> SegmentationModel:
     """Register a new version of a model (version = previous + 1) with its weights in storage.
+
+    ``version`` asks for that version number instead; a (name, version) already registered is refused.
 
     ``hospital`` owns the model and ``shared_with`` lists further hospitals that may list and run it;
     with neither, every hospital may (the shipped models).
@@ -67,7 +70,14 @@ def segmentation_model_register(
     indices = [entry.get("index") for entry in label_table]
     if not label_table or any(not isinstance(i, int) or i < 1 for i in indices) or len(set(indices)) != len(indices):
         raise ValidationError({"label_table": _("Labels need distinct positive integer indices.")})
-    version = (SegmentationModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
+    if version is not None:
+        if not isinstance(version, int) or version < 1:
+            raise ValidationError({"version": _("The version must be a positive whole number.")})
+        if SegmentationModel.objects.filter(name=name, version=version).exists():
+            raise ValidationError({"version": _("Model %(name)s version %(version)s is already registered.")
+                                   % {"name": name, "version": version}})
+    else:
+        version = (SegmentationModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
     model = SegmentationModel(
         name=name, version=version, display_name=display_name or name, body_part=body_part, modality=modality,
         architecture=architecture, kind=kind, network_config=network_config or {}, label_table=label_table,
