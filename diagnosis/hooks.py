@@ -112,6 +112,23 @@ def study_page_postprocessing(*, user, study) -> dict:
             "study_sections": ["diagnosis/_postprocessing.html"]}
 
 
+def study_page_prior_comparison(*, user, study) -> dict:
+    """Return the study page's comparison with the prior for clinicians: the stored comparison of the
+    latest compared prior, and the priors it can be compared with (same patient, modality, body part)."""
+    from portal.permissions import is_clinician
+
+    from .selectors import study_prior_candidates, study_prior_comparison
+
+    if not is_clinician(user):
+        return {}
+    candidates = study_prior_candidates(study=study)
+    comparison = study_prior_comparison(study=study)
+    if not candidates and comparison is None:
+        return {}
+    return {"prior_comparison": {"comparison": comparison, "candidates": candidates},
+            "study_sections": ["diagnosis/_prior_comparison.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -146,3 +163,4 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis-kg-terms", study_page_terms)
     hooks.study_page_context.register("diagnosis-findings-panel", study_page_findings_panel)
     hooks.study_page_context.register("diagnosis-postprocessing", study_page_postprocessing)
+    hooks.study_page_context.register("diagnosis-prior-comparison", study_page_prior_comparison)

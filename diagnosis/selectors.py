@@ -481,3 +481,28 @@ def study_prior_comparison(*, study) -> dict | None:
     row = (StudyRegistration.objects.filter(study=study).select_related("study", "prior")
            .order_by(F("prior__study_date").desc(nulls_last=True), "-prior_id").first())
     return None if row is None else study_comparison_payload(row)
+
+
+def study_prior_candidates(*, study) -> list:
+    """Return the earlier studies of the same patient that ``study`` can be compared with, newest first.
+
+    A candidate has a series of a modality the study has and, where both name a body part, the same
+    body part (DICOM BodyPartExamined (0018,0015)); it is dated before the study (studies without a
+    date are not candidates). The caller has already checked that the user may see ``study``.
+    """
+    from annotation.models import Study
+
+    series = list(study.series.all())
+    modalities = {s.modality.upper() for s in series if s.modality}
+    body_parts = {s.body_part.upper() for s in series if s.body_part}
+    if not study.study_date or not modalities:
+        return []
+    candidates = []
+    for prior in (Study.objects.filter(patient_id=study.patient_id, hospital_id=study.hospital_id,
+                                       study_date__lt=study.study_date)
+                  .prefetch_related("series").order_by("-study_date", "-pk")):
+        prior_series = [s for s in prior.series.all() if (s.modality or "").upper() in modalities]
+        prior_parts = {s.body_part.upper() for s in prior_series if s.body_part}
+        if prior_series and (not body_parts or not prior_parts or body_parts & prior_parts):
+            candidates.append(prior)
+    return candidates

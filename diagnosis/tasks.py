@@ -78,3 +78,16 @@ def result_send_task(self, send_id: int) -> str:
         result_send_retry_scheduled(send_id=send_id, countdown_s=countdown)
         raise self.retry(countdown=countdown)
     return send.state
+
+
+@shared_task(name="diagnosis.study_compare", acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1860)
+def study_compare_task(study_id: int, prior_id: int, user_id: int | None = None) -> int:
+    """Register a study to its prior and match their findings (:func:`diagnosis.services.study_compare`)."""
+    from annotation.models import Study
+    from portal.models import User
+
+    from .services import study_compare
+
+    user = User.objects.filter(pk=user_id).first() if user_id else None
+    study, prior = Study.objects.get(pk=study_id), Study.objects.get(pk=prior_id)
+    return study_compare(user=user, study=study, prior=prior).pk

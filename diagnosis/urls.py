@@ -10,5 +10,6 @@ urlpatterns = [
     path("<int:report_id>/lung-rads/", views.report_lung_rads_confirm, name="report-lung-rads-confirm"),
     path("<int:report_id>/pacs/resend/", views.report_results_resend, name="report-pacs-resend"),
     path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
+    path("compare/<int:study_id>/<int:prior_id>/", views.study_compare_start, name="study-compare"),
     path("postprocessing/<int:study_id>/run/", views.postprocessing_run_start, name="postprocessing-run-start"),
 ]

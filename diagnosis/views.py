@@ -149,3 +149,18 @@ def postprocessing_run_start(request, study_id: int):
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#postprocessing")
+
+
+@login_required
+@require_POST
+def study_compare_start(request, study_id: int, prior_id: int):
+    """Queue the comparison of the study with a prior (the study page's button) and go back to the page."""
+    _require_clinician(request.user)
+    study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+    prior = annotation_selectors.study_get(user=request.user, study_id=prior_id)
+    try:
+        services.study_compare_request(user=request.user, study=study, prior=prior)
+        messages.success(request, _("The comparison with the prior is running; reload the page in a minute."))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#prior-comparison")

@@ -41,7 +41,21 @@ StudyComparisonSerializer = inline_serializer("StudyComparison", {
 
 
 class StudyComparisonApi(APIView):
-    permission_classes = [IsHospitalStaff]
+    def get_permissions(self):
+        return [IsClinician()] if self.request.method == "POST" else [IsHospitalStaff()]
+
+    @extend_schema(request=None, responses={202: inline_serializer("StudyComparisonQueued", {
+                       "queued": serializers.BooleanField(), "study_id": serializers.IntegerField(),
+                       "prior_study_id": serializers.IntegerField()})},
+                   summary="Compare a study with a prior on a worker (register, then match findings)")
+    def post(self, request, study_id: int, prior_id: int):
+        from annotation import selectors as annotation_selectors
+
+        study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+        prior = annotation_selectors.study_get(user=request.user, study_id=prior_id)
+        services.study_compare_request(user=request.user, study=study, prior=prior)
+        return Response({"queued": True, "study_id": study.pk, "prior_study_id": prior.pk},
+                        status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=StudyComparisonSerializer, summary="A study compared with a prior (as stored)")
     def get(self, request, study_id: int, prior_id: int):

@@ -102,6 +102,8 @@ class PostProcessingScriptsApi(APIView):
     @extend_schema(request=UploadInputSerializer, responses={201: ScriptSerializer},
                    summary="Upload a post-processing script (hospital administrators)")
     def post(self, request):
+        # Who may upload is decided before what is uploaded: a doctor gets 403, not a validation error.
+        services.postprocessing_script_upload_allowed(user=request.user)
         serializer = self.UploadInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

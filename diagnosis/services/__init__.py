@@ -14,7 +14,7 @@ from .findings import (
     finding_reject,
     findings_from_detection,
 )
-from .longitudinal import finding_match_link, finding_match_unlink, study_compare
+from .longitudinal import finding_match_link, finding_match_unlink, study_compare, study_compare_request
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .pacs import (
     report_result_objects_build,
@@ -30,6 +30,7 @@ from .postprocessing import (
     postprocessing_runs_sweep,
     postprocessing_script_set_active,
     postprocessing_script_upload,
+    postprocessing_script_upload_allowed,
 )
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .reports import (
@@ -52,6 +53,7 @@ __all__ = [
     "finding_match_link",
     "finding_match_unlink",
     "study_compare",
+    "study_compare_request",
     "finding_accept",
     "finding_create",
     "finding_edit",
@@ -65,6 +67,7 @@ __all__ = [
     "postprocessing_runs_sweep",
     "postprocessing_script_set_active",
     "postprocessing_script_upload",
+    "postprocessing_script_upload_allowed",
     "luna16_annotations_import",
     "ReadsImport",
     "reads_import_payload",

@@ -298,3 +298,27 @@ def finding_match_unlink(*, user: User, match: FindingMatch) -> tuple[FindingMat
                                       linked_by=user, linked_at=now, details={"unlinked_from": pair[0]})
     _audit(user, registration, AuditLog.Action.UPDATE, {"unlink": pair})
     return resolved, new
+
+
+def study_compare_request(*, user: User, study: Study, prior: Study) -> None:
+    """Queue the comparison of ``study`` with ``prior`` on a worker (registration takes seconds to minutes).
+
+    The pair is checked here, so that a wrong pair is refused at once; the request is audit-logged and
+    the worker runs :func:`study_compare`.
+
+    Raises
+    ------
+    portal.api_errors.ServiceError
+        As :func:`study_compare`'s pair checks (``same_study``, ``other_hospital``, ``different_patient``,
+        ``prior_not_earlier``); ``queue_unavailable`` (503) when the broker cannot be reached.
+    """
+    from ..tasks import study_compare_task
+
+    _check_pair(study, prior)
+    try:
+        study_compare_task.delay(study.pk, prior.pk, user.pk)
+    except Exception as exc:  # noqa: BLE001 - kombu raises several types when the broker is down
+        raise ServiceError(_("The task queue cannot be reached; please try again later."), code="queue_unavailable",
+                           status_code=503) from exc
+    audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="study_registration", target_id=study.pk,
+                 hospital=study.hospital, detail={"prior": prior.pk, "queued": True})

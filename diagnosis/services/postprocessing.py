@@ -75,6 +75,13 @@ def sandbox_config() -> SandboxConfig:
 # --------------------------------------------------------------------------------------------
 
 
+def postprocessing_script_upload_allowed(*, user: User) -> None:
+    """Refuse anyone but a hospital administrator of a hospital (403 ``not_hospital_admin``)."""
+    if user.role != Role.HOSPITAL_ADMIN or user.hospital_id is None:
+        raise ServiceError(_("Only a hospital administrator can upload post-processing scripts."),
+                           code="not_hospital_admin", status_code=403)
+
+
 def postprocessing_script_upload(*, user: User, name: str, code: str | bytes, description: str = "") -> PostProcessingScript:
     """Store a script for the uploader's hospital (hospital administrators only).
 
@@ -84,9 +91,7 @@ def postprocessing_script_upload(*, user: User, name: str, code: str | bytes, de
         403 ``not_hospital_admin`` for anyone else; 400 ``script_too_large``, ``script_not_utf8``,
         ``script_syntax`` (with the line) or ``name_required``.
     """
-    if user.role != Role.HOSPITAL_ADMIN or user.hospital_id is None:
-        raise ServiceError(_("Only a hospital administrator can upload post-processing scripts."),
-                           code="not_hospital_admin", status_code=403)
+    postprocessing_script_upload_allowed(user=user)
     raw = code.encode("utf-8") if isinstance(code, str) else bytes(code)
     if len(raw) > settings.POSTPROCESS_SCRIPT_MAX_BYTES:
         raise ServiceError(_("The script is larger than %(max_bytes)s bytes."),

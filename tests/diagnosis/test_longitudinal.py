@@ -337,3 +337,55 @@ def test_the_report_compares_with_the_prior_on_the_page_and_in_the_signed_pdf(cl
     assert report.snapshot["prior_comparison"]["matches"] == content["matches"]  # frozen with the signature
     text = _pdf_text(services.report_pdf_bytes(user=doctor, report=report, language="zh-hans"), tmp_path)
     assert "前次检查比较" in text and "体积倍增时间" in text and f"{nodule['vdt_days']:.0f}" in text
+
+
+# --- comparing from the study page and the API -------------------------------------------------
+
+def test_the_study_page_offers_the_prior_and_the_api_queues_the_comparison(client, studies, doctor, annotator,
+                                                                           other_doctor):
+    from unittest import mock
+
+    prior, study, _, _ = studies
+    assert selectors.study_prior_candidates(study=study) == [prior]
+    assert selectors.study_prior_candidates(study=prior) == []  # nothing earlier than the baseline
+
+    client.force_login(doctor)
+    page = client.get(reverse("annotation:study-detail", args=[study.pk])).content.decode()
+    assert f'data-prior="{prior.pk}"' in page and 'id="prior-comparison"' in page
+
+    url = f"/api/studies/{study.pk}/comparisons/{prior.pk}/"
+    with mock.patch("diagnosis.tasks.study_compare_task.delay") as delay:
+        queued = api_client(doctor).post(url)
+        same = api_client(doctor).post(f"/api/studies/{study.pk}/comparisons/{study.pk}/")
+        backwards = api_client(doctor).post(f"/api/studies/{prior.pk}/comparisons/{study.pk}/")
+        by_annotator = api_client(annotator).post(url)
+        other_hospital = api_client(other_doctor).post(url)
+    assert queued.status_code == 202 and queued.json() == {"queued": True, "study_id": study.pk,
+                                                            "prior_study_id": prior.pk}
+    delay.assert_called_once_with(study.pk, prior.pk, doctor.pk)
+    assert same.status_code == 400 and same.json()["error"]["code"] == "same_study"
+    assert backwards.status_code == 400 and backwards.json()["error"]["code"] == "prior_not_earlier"
+    assert by_annotator.status_code == 403 and other_hospital.status_code == 404
+    assert AuditLog.objects.filter(target_type="study_registration", detail__queued=True).count() == 1
+    assert not StudyRegistration.objects.exists()
+
+
+def test_the_study_page_shows_the_stored_comparison(client, studies, compared, doctor):
+    prior, study, _, _ = studies
+    payload = selectors.study_comparison_payload(compared)
+    client.force_login(doctor)
+    page = client.get(reverse("annotation:study-detail", args=[study.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="prior-comparison-table"' in page
+    assert page.count('class="prior-match"') == len(payload["matches"])
+    assert page.count('class="prior-new"') == 1 and page.count('class="prior-resolved"') == 1
+
+
+def test_a_broken_queue_is_a_503_and_nothing_is_stored(studies, doctor):
+    from unittest import mock
+
+    prior, study, _, _ = studies
+    with mock.patch("diagnosis.tasks.study_compare_task.delay", side_effect=OSError("broker down")):
+        response = api_client(doctor).post(f"/api/studies/{study.pk}/comparisons/{prior.pk}/")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "queue_unavailable"
+    assert not StudyRegistration.objects.exists()
+    assert not AuditLog.objects.filter(target_type="study_registration", detail__queued=True).exists()

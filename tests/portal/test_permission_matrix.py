@@ -9,6 +9,7 @@ a row.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,18 @@ def world(hospital, doctor, annotator, patient_user, other_doctor, small_ct_stud
     from annotation import services as annotation_services
     from annotation.models import Patient, Segmentation
     from diagnosis import services as diagnosis_services
-    from diagnosis.models import Finding, Measurement
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from annotation.models import Series, Study
+    from diagnosis.models import (
+        Finding,
+        FindingMatch,
+        Measurement,
+        PostProcessingRun,
+        PostProcessingScript,
+        StudyRegistration,
+    )
     from followup import services as followup_services
     from followup.models import Conversation, Notification, PlanItem
     from portal.models import Role
@@ -161,7 +173,25 @@ def world(hospital, doctor, annotator, patient_user, other_doctor, small_ct_stud
         message = followup_services.attachment_send(
             sender=conversation_staff[0], conversation=conversation,
             upload=SimpleUploadedFile("片子.png", PNG, content_type="image/png"))
+        # A prior of the same patient with a stored comparison (one finding of the study is "new"), and a
+        # post-processing run with a plot.
+        prior = Study.objects.create(hospital=study.hospital, patient=study.patient, study_instance_uid=f"2.25.{study.pk}9",
+                                     study_date=dt.date(2020, 1, 1))
+        prior_series = Series.objects.get(pk=series.pk)  # a copy of the row (the images are not read here)
+        prior_series.pk, prior_series.study, prior_series.series_instance_uid = None, prior, f"2.25.{study.pk}8"
+        prior_series.save()
+        Study.objects.filter(pk=study.pk).update(study_date=dt.date(2021, 1, 1))
+        registration = StudyRegistration.objects.create(study=study, prior=prior, series=series,
+                                                        prior_series=prior_series, method="test", transform={},
+                                                        interval_days=366)
+        match = FindingMatch.objects.create(registration=registration, finding=finding, status=FindingMatch.Status.NEW)
+        script = PostProcessingScript.objects.create(hospital=study.hospital, name="volumes", code="pass",
+                                                     sha256="0" * 64, uploaded_by=doctor)
+        plot_key = default_storage.save(f"postprocessing/matrix-{study.pk}/plot.png", ContentFile(PNG))
+        run = PostProcessingRun.objects.create(script=script, study=study, series=series, status="succeeded",
+                                               plots=[{"name": "plot.png", "key": plot_key, "size": len(PNG), "sha256": hashlib.sha256(PNG).hexdigest()}])
         return {"study_id": study.pk, "series_id": series.pk, "segmentation_id": segmentation.pk,
+                "prior_id": prior.pk, "match_id": match.pk, "run_id": run.pk, "name": "plot.png",
                 "report_id": report.pk, "finding_id": finding.pk, "patient_id": patient.pk, "plan_id": plan.pk,
                 "occurrence_id": item.occurrences.get().pk, "assignment_id": assignment.pk,
                 "conversation_id": conversation.pk, "attachment_id": message.attachment.pk,
