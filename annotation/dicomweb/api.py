@@ -426,6 +426,9 @@ def _stow(view: DicomwebApi, request, study_uid: str | None) -> HttpResponse:
     200 when every instance was stored, 202 when some failed, 409 when none could be stored; the
     body lists them (ReferencedSOPSequence, FailedSOPSequence with FailureReason).
     """
+    if request.user.hospital is None:
+        raise ServiceError(_("Storing DICOM instances needs an account of a hospital."), code="no_hospital",
+                           status_code=403)
     media, params = content_type_parse(request.META.get("CONTENT_TYPE", ""))
     if media != "multipart/related" or params.get("type", "application/dicom").lower() != "application/dicom":
         raise ServiceError(_("STOW-RS takes multipart/related; type=\"application/dicom\"."),

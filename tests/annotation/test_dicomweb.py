@@ -6,6 +6,7 @@ stored. Data: four contiguous slices of LIDC-IDRI-0001 (shared data)."""
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pydicom
@@ -331,3 +332,44 @@ def test_platform_admin_without_hospital_cannot_stow(live_server, lidc_files):
         _client(live_server, admin).store_instances([pydicom.dcmread(lidc_files[0])])
 
     assert _status(excinfo) == 403
+
+
+# --- the permission matrix of docs/permissions.md, section DICOMweb --------------------------------
+
+def test_every_dicomweb_route_has_a_row():
+    from django.urls import URLResolver, get_resolver
+
+    from tests.portal.test_permission_matrix import parse_section
+
+    resolver = next(e for e in get_resolver().url_patterns if isinstance(e, URLResolver) and e.namespace == "dicomweb")
+    routes = {f"dicomweb:{e.name}" for e in resolver.url_patterns}
+    assert routes == {row.name for row in parse_section("DICOMweb")}
+
+
+@pytest.mark.django_db
+def test_dicomweb_follows_the_permission_matrix(hospital, doctor, annotator, patient_user, other_doctor, lidc_study,
+                                                lidc_files):
+    from django.urls import reverse
+
+    from tests.helpers import api_client
+    from tests.portal.test_permission_matrix import parse_section
+
+    original = pydicom.dcmread(lidc_files[0], stop_before_pixels=True)
+    values = {"study_uid": lidc_study.study_instance_uid, "series_uid": str(original.SeriesInstanceUID),
+              "sop_uid": str(original.SOPInstanceUID), "frames": "1"}
+    users = {"platform admin": UserFactory(role=Role.PLATFORM_ADMIN, hospital=None),
+             "hospital admin": UserFactory(role=Role.HOSPITAL_ADMIN, hospital=hospital), "doctor": doctor,
+             "annotator": annotator, "patient": patient_user, "other hospital's staff": other_doctor}
+    failures = []
+    for row in parse_section("DICOMweb"):
+        kwargs = {name: values[name] for name in re.findall(r"<(\w+)>", row.path)}
+        url = reverse(row.name, kwargs=kwargs)
+        for role, cell in row.cells.items():
+            client = api_client(users[role])
+            # An empty STOW body: 415 once the permission check lets the request through.
+            status = (client.get(url) if row.method == "GET" else client.post(url, b"", content_type="text/plain")).status_code
+            if cell == "denied" and status not in (403, 404):
+                failures.append(f"{row.method} {row.name} as {role}: expected denied, got {status}")
+            elif cell != "denied" and (status in (401, 403, 404, 405) or status >= 500):
+                failures.append(f"{row.method} {row.name} as {role}: expected {cell}, got {status}")
+    assert not failures, "DICOMweb differs from docs/permissions.md:\n" + "\n".join(failures)
