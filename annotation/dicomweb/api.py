@@ -408,8 +408,6 @@ class RenderedApi(DicomwebApi):
             low, high = float(values.min()), float(values.max())
             center, width = (low + high) / 2, max(high - low, 1.0)
         grey = apply_window(values, center, max(width, 1.0))
-        if grey.ndim == 3:  # colour images: the window applies per channel
-            grey = grey.astype(np.uint8)
         jpeg = "image/jpeg" in request.headers.get("Accept", "") and "image/png" not in request.headers.get("Accept", "")
         out = io.BytesIO()
         Image.fromarray(grey).save(out, format="JPEG" if jpeg else "PNG")
