@@ -352,7 +352,8 @@ class FramesApi(DicomwebApi):
         body = b"".join(multipart_encode_stream(raw, content_type="application/octet-stream", boundary=boundary))
         _audit(request, target_type="frames", target_id=instance.pk, hospital=instance.hospital,
                detail={"frames": numbers})
-        return HttpResponse(body, content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+        return HttpResponse(body, content_type=(
+            f'multipart/related; type="application/octet-stream"; boundary={boundary}'))
 
 
 def _window_param(text: str) -> tuple[float, float]:
@@ -386,7 +387,8 @@ class RenderedApi(DicomwebApi):
         pairs = _pairs(request)
         unknown = sorted({name for name, _value in pairs} - {"window", "quality"})
         if unknown:
-            raise ServiceError(_("Unknown parameter of a rendered resource: %(name)s."), params={"name": unknown[0][:64]},
+            raise ServiceError(_("Unknown parameter of a rendered resource: %(name)s."),
+                               params={"name": unknown[0][:64]},
                                code="invalid_query", status_code=400)
         instance = _instance_get(request, study_uid, series_uid, sop_uid)
         ds = _full_read(instance)
@@ -408,7 +410,8 @@ class RenderedApi(DicomwebApi):
             low, high = float(values.min()), float(values.max())
             center, width = (low + high) / 2, max(high - low, 1.0)
         grey = apply_window(values, center, max(width, 1.0))
-        jpeg = "image/jpeg" in request.headers.get("Accept", "") and "image/png" not in request.headers.get("Accept", "")
+        accept = request.headers.get("Accept", "")
+        jpeg = "image/jpeg" in accept and "image/png" not in accept
         out = io.BytesIO()
         Image.fromarray(grey).save(out, format="JPEG" if jpeg else "PNG")
         _audit(request, target_type="rendered", target_id=instance.pk, hospital=instance.hospital,

@@ -10,7 +10,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["MultipartError", "Part", "content_type_parse", "multipart_decode", "multipart_encode_stream", "new_boundary"]
+__all__ = ["MultipartError", "Part", "content_type_parse", "multipart_decode", "multipart_encode_stream",
+           "new_boundary"]
 
 
 class MultipartError(ValueError):

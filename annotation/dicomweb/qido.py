@@ -169,7 +169,8 @@ def qido_query_parse(params: list[tuple[str, str]], *, level: str, within: bool)
                 raise QidoError(f"unknown query parameter '{name[:64]}'")
             kind = allowed.get(keyword)
             if kind is None:
-                raise QidoError(f"{keyword} is not a matching key of this search; supported: {', '.join(sorted(allowed))}")
+                raise QidoError(f"{keyword} is not a matching key of this search; "
+                                f"supported: {', '.join(sorted(allowed))}")
             if keyword in match:
                 raise QidoError(f"the attribute {keyword} is given more than once")
             match[keyword] = _match_value(keyword, kind, value)

@@ -106,7 +106,8 @@ def dicomweb_instances_store(*, user: User, parts: list[Part], study_uid: str | 
                 (workdir / f"{n:05d}.dcm").write_bytes(data)
             imported = study_import(user=user, hospital=hospital, patient_mrn=patient_id, paths=[workdir])
         except (ImagingError, ServiceError) as exc:
-            reason = STATUS_DUPLICATE_SOP_INSTANCE if getattr(exc, "status_code", None) == 409 else STATUS_PROCESSING_FAILURE
+            duplicate = getattr(exc, "status_code", None) == 409
+            reason = STATUS_DUPLICATE_SOP_INSTANCE if duplicate else STATUS_PROCESSING_FAILURE
             message = f"{getattr(exc, 'code', 'error')}: {exc}"
             result.failed.extend(StowFailure(str(ds.SOPClassUID), str(ds.SOPInstanceUID), reason, message)
                                  for ds, _data in items)

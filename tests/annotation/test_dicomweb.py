@@ -367,9 +367,37 @@ def test_dicomweb_follows_the_permission_matrix(hospital, doctor, annotator, pat
         for role, cell in row.cells.items():
             client = api_client(users[role])
             # An empty STOW body: 415 once the permission check lets the request through.
-            status = (client.get(url) if row.method == "GET" else client.post(url, b"", content_type="text/plain")).status_code
+            response = client.get(url) if row.method == "GET" else client.post(url, b"", content_type="text/plain")
+            status = response.status_code
             if cell == "denied" and status not in (403, 404):
                 failures.append(f"{row.method} {row.name} as {role}: expected denied, got {status}")
             elif cell != "denied" and (status in (401, 403, 404, 405) or status >= 500):
                 failures.append(f"{row.method} {row.name} as {role}: expected {cell}, got {status}")
     assert not failures, "DICOMweb differs from docs/permissions.md:\n" + "\n".join(failures)
+
+
+# --- query counts ---------------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_study_and_series_searches_take_as_many_queries_for_two_studies_as_for_one(doctor, hospital, lidc_study):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from annotation import services
+    from tests.helpers import api_client
+
+    client = api_client(doctor)
+
+    def count(url: str, expected_results: int) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200 and len(response.json()) == expected_results
+        return len(queries)
+
+    one = (count(reverse("dicomweb:studies"), 1), count(reverse("dicomweb:series-search"), 1))
+    mr = contiguous_slices(shared_data("tcia_brain_tumor_progression_mr_dicom", "T1post"), 3)
+    services.study_import(user=doctor, hospital=hospital, patient_mrn="PGBM-002", paths=mr)
+    two = (count(reverse("dicomweb:studies"), 2), count(reverse("dicomweb:series-search"), 2))
+
+    assert one == two
