@@ -401,3 +401,47 @@ def test_study_and_series_searches_take_as_many_queries_for_two_studies_as_for_o
     two = (count(reverse("dicomweb:studies"), 2), count(reverse("dicomweb:series-search"), 2))
 
     assert one == two
+
+
+# --- STOW-RS failure reasons (through the test client) --------------------------------------------
+
+def _multipart(*files: bytes) -> tuple[bytes, str]:
+    from annotation.dicomweb.multipart import multipart_encode_stream
+
+    body = b"".join(multipart_encode_stream(list(files), content_type="application/dicom", boundary="b0undary"))
+    return body, 'multipart/related; type="application/dicom"; boundary=b0undary'
+
+
+@pytest.mark.django_db
+def test_stow_into_a_named_study_fails_instances_of_another_study(doctor, lidc_files):
+    from django.urls import reverse
+
+    from tests.helpers import api_client
+
+    body, content_type = _multipart(lidc_files[0].read_bytes())
+
+    response = api_client(doctor).post(reverse("dicomweb:study", args=["1.2.3.4"]), body, content_type=content_type)
+
+    assert response.status_code == 409
+    failed = pydicom.Dataset.from_json(response.json()).FailedSOPSequence
+    assert [item.FailureReason for item in failed] == [0xA900]
+    assert not Series.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stow_of_a_seg_is_sop_class_not_supported_and_a_repeated_instance_a_duplicate(doctor, lidc_files):
+    from django.urls import reverse
+
+    from tests.helpers import api_client
+
+    seg = shared_data("dcmqi_ct_dicom_seg", "seg", "liver.dcm")
+    ct = [p.read_bytes() for p in lidc_files[:3]]
+    body, content_type = _multipart(seg.read_bytes(), *ct, ct[0])
+
+    response = api_client(doctor).post(reverse("dicomweb:studies"), body, content_type=content_type)
+
+    assert response.status_code == 202, response.content
+    result = pydicom.Dataset.from_json(response.json())
+    assert [item.FailureReason for item in result.FailedSOPSequence] == [0x0122, 0x0111]
+    assert len(result.ReferencedSOPSequence) == 3
+    assert SourceFile.objects.count() == 3
