@@ -36,4 +36,5 @@ urlpatterns = [
     path("federation/", include("federation.urls")),
     path("followup/", include("followup.urls")),
     path("fhir/", include("diagnosis.fhir.urls")),
+    path("dicomweb/", include("annotation.dicomweb.urls")),
 ]
