@@ -6,7 +6,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Verify every entry of a task's ledger (hash chain, client and coordinator Ed25519 signatures)."
+    help = (
+        "Verify every entry of a task's ledger (hash chain, coordinator Ed25519 signatures, and each hospital's "
+        "signature against the certificate its node enrolled, not revoked when the entry was appended); exit "
+        "non-zero naming the first bad entry."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("task_id", type=int)
@@ -24,6 +28,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result))
         elif result["ok"]:
             self.stdout.write(f"ledger of task {task_id}: {result['entries']} entries, all valid")
+            if result.get("portal_held_keys"):
+                # Those hospitals never enrolled their own key: the portal holds the key that signs for them.
+                self.stdout.write(f"not enrolled (statements signed with portal-held keys): "
+                                  f"{', '.join(result['portal_held_keys'])}")
         if not result["ok"]:
             raise CommandError(
                 f"ledger of task {task_id}: entry {result['first_bad_index']} (id {result['entry_id']}) is bad: {result['reason']}"
