@@ -7,7 +7,7 @@ One module per domain, as in Zulip's ``zerver/actions/``: :mod:`.paths` (paths, 
 """
 
 from .enrolment import federation_ca, site_certificate_revoke, site_enrol, site_invite
-from .ledger import contribution_credits, ledger_refusal_record, ledger_statement_append, ledger_verify
+from .ledger import contribution_credits, ledger_portal_held_clients, ledger_refusal_record, ledger_statement_append, ledger_verify
 from .lifecycle import task_cancel, task_pause, task_start
 from .local_runs import task_create_local
 from .paths import task_dir, task_spec
@@ -29,6 +29,7 @@ from .tasks_invitations import (
 __all__ = [
     "FederationSweepResult",
     "federation_ca",
+    "ledger_portal_held_clients",
     "ledger_refusal_record",
     "ledger_statement_append",
     "site_certificate_revoke",

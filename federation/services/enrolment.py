@@ -22,6 +22,7 @@ from .paths import task_dir
 
 SITE_INVITATION_TTL = dt.timedelta(hours=24)
 SITE_CERTIFICATE_DAYS = 365
+_CLOSED = (FederatedTask.Status.CANCELLED, FederatedTask.Status.COMPLETED, FederatedTask.Status.FAILED)
 
 
 def _token_sha256(token: str) -> str:
@@ -69,7 +70,7 @@ def site_invite(*, task: FederatedTask, hospital: Hospital, user: User | None = 
     if participant is None or participant.status not in (Participant.Status.INVITED, Participant.Status.ACCEPTED):
         raise ServiceError(_("Hospital %(code)s is not a client of this task."), params={"code": hospital.code},
                            code="not_a_participant")
-    if task.status in (FederatedTask.Status.CANCELLED, FederatedTask.Status.COMPLETED, FederatedTask.Status.FAILED):
+    if task.status in _CLOSED:
         raise ServiceError(_("The task has ended; no site can enrol in it."), code="task_closed")
     token = f"{hospital.code}.{secrets.token_urlsafe(32)}"
     invitation = SiteInvitation(task=task, hospital=hospital, token_sha256=_token_sha256(token),
@@ -101,6 +102,12 @@ def _site_enrol(*, token: str, csr_pem: bytes) -> tuple[SiteCertificate, str]:
         raise refuse(_("This enrolment token was already used."), "token_used", 409)
     if invitation.expires_at <= timezone.now():
         raise refuse(_("This enrolment token has expired."), "token_expired", 410)
+    participant = Participant.objects.filter(task=invitation.task, hospital=invitation.hospital).first()
+    if participant is None or participant.status not in (Participant.Status.INVITED, Participant.Status.ACCEPTED):
+        raise refuse(_("Hospital %(code)s is not a client of this task."), "not_a_participant", 403,
+                     {"code": invitation.hospital.code})
+    if invitation.task.status in _CLOSED:
+        raise refuse(_("The task has ended; no site can enrol in it."), "task_closed", 409)
     try:
         csr = enrolment.csr_check(csr_pem, hospital_code=invitation.hospital.code)
     except enrolment.EnrolmentError as exc:
@@ -134,7 +141,8 @@ def site_enrol(*, token: str, csr_pem: bytes | str) -> tuple[SiteCertificate, st
     Raises
     ------
     ServiceError
-        ``invalid_token`` (403), ``token_used`` (409), ``token_expired`` (410), ``invalid_csr`` or
+        ``invalid_token`` (403), ``token_used`` (409), ``token_expired`` (410), ``not_a_participant``
+        (403: the hospital was revoked or declined since), ``task_closed`` (409), ``invalid_csr`` or
         ``csr_wrong_hospital`` (400). Each refusal is audit-logged; nothing stored changes and the token
         stays usable unless it was the reason.
     """

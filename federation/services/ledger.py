@@ -7,7 +7,7 @@ Whose key verifies a client update: once a hospital has enrolled its own key for
 (:mod:`.enrolment`), only its enrolled certificates that were issued by the task's CA and not revoked
 when the entry was appended; the coordinator holds no private key that can sign for it. A hospital that
 never enrolled is verified with the key the portal generated for it (``Participant.signing_public_key``),
-and :func:`ledger_verify` names such clients under ``portal_held_keys``.
+and :func:`ledger_portal_held_clients` names such clients.
 """
 
 from __future__ import annotations
@@ -122,7 +122,12 @@ def ledger_verify(*, task: FederatedTask) -> dict:
         row = rows[exc.index] if exc.index < len(rows) else None
         return {"ok": False, "entries": len(rows), "first_bad_index": exc.index,
                 "entry_id": row.pk if row else None, "reason": exc.reason}
-    return {"ok": True, "entries": len(rows), "portal_held_keys": sorted(keys.portal_held)}
+    return {"ok": True, "entries": len(rows)}
+
+
+def ledger_portal_held_clients(*, task: FederatedTask) -> list[str]:
+    """Return the client ids whose statements verify with a key the portal generated (never enrolled)."""
+    return sorted(_ClientKeys(task).portal_held)
 
 
 def ledger_statement_append(

@@ -157,6 +157,31 @@ def test_an_unknown_token_is_refused_in_chinese_and_audited(task, partner):
     assert _refusals("invalid_token").count() == 1
 
 
+def test_a_hospital_revoked_after_its_invitation_cannot_enrol(task, partner, annotator):
+    token = _invite(task, partner)
+    services.participant_revoke(participant=task.participants.get(hospital=partner), user=annotator)
+
+    response = _enrol(token, enrolment.site_csr_create(partner.code).csr_pem)
+
+    assert response.status_code == 403 and response.json()["error"]["code"] == "not_a_participant"
+    assert not SiteCertificate.objects.exists() and SiteInvitation.objects.get().used_at is None
+    assert _refusals("not_a_participant").filter(hospital=partner).count() == 1
+    with pytest.raises(CommandError, match=partner.code):
+        _invite(task, partner)
+
+
+def test_a_closed_task_takes_no_enrolment(task, partner):
+    token = _invite(task, partner)
+    task.status = "completed"
+    task.save(update_fields=["status"])
+
+    response = _enrol(token, enrolment.site_csr_create(partner.code).csr_pem)
+
+    assert response.status_code == 409 and response.json()["error"]["code"] == "task_closed"
+    assert not SiteCertificate.objects.exists()
+    assert _refusals("task_closed").count() == 1
+
+
 def test_enrolment_needs_a_token_and_a_csr(task):
     response = APIClient().post(reverse("federation-site-enrol"), {"token": "x"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
@@ -317,3 +342,39 @@ def test_a_certificate_row_not_issued_by_the_task_ca_certifies_nothing(task, enr
 def test_revoking_a_participant_revokes_its_certificates(task, enrolled, partner, annotator):
     services.participant_revoke(participant=task.participants.get(hospital=partner), user=annotator)
     assert SiteCertificate.objects.get().revoked_at is not None
+
+
+def test_a_round_whose_hospital_statement_the_portal_signed_is_refused_whole(task, enrolled, tmp_path):
+    """The runner's SuperNodes sign with portal-held keys: for an enrolled hospital that is refused."""
+    from federation.fl.flower_app import _save_arrays
+    from federation.fl.local import arrays_sha256, initial_arrays
+    from federation.models import Round
+
+    site_key, coordinator_key, client_id = enrolled
+    arrays = initial_arrays(services.task_spec(task))
+    weights = tmp_path / "round-1.npz"
+    _save_arrays(weights, arrays)
+    portal_held = fl_ledger.load_private_key(
+        (services.task_dir(task) / "pki" / "clients" / client_id / "signing.pem").read_bytes())
+
+    def record(key):
+        statement = _statement(task, client_id, 1, key)
+        return {"round_number": 1, "global_sha256": arrays_sha256(arrays), "num_examples": 4,
+                "metrics": {"val_dice": 0.5},
+                "clients": {client_id: {"status": "answered", "num_examples": 4, "metrics": statement["metrics"],
+                                        "sha256": statement["update_sha256"],
+                                        "signature": statement["client_signature"]}}}
+
+    with pytest.raises(ServiceError) as caught:
+        services.round_ingest(task=task, record=record(portal_held), weights_path=weights,
+                              coordinator_key=coordinator_key)
+
+    assert caught.value.code == "bad_signature"
+    assert not Round.objects.filter(task=task).exists() and not LedgerEntry.objects.filter(task=task).exists()
+    assert AuditLog.objects.filter(target_type="federated_ledger", detail__refused="bad_signature",
+                                   detail__client=client_id, detail__round_number=1).count() == 1
+
+    services.round_ingest(task=task, record=record(site_key), weights_path=weights, coordinator_key=coordinator_key)
+    assert Round.objects.filter(task=task).count() == 1
+    assert list(LedgerEntry.objects.filter(task=task).values_list("kind", flat=True)) == ["client_update", "aggregation"]
+    assert "2 entries, all valid" in _verify_ledger(task)

@@ -31,7 +31,8 @@ class Command(BaseCommand):
         enrol = sub.add_parser("enrol", help="generate the node's key and CSR here and get the CSR certified")
         enrol.add_argument("--coordinator", required=True, help="the coordinator portal's base URL")
         enrol.add_argument("--token", required=True, help="the token printed by federation_invite")
-        enrol.add_argument("--out", type=Path, default=None, help="the node's data directory (default FEDERATION_NODE_DIR)")
+        enrol.add_argument("--out", type=Path, default=None,
+                           help="the node's data directory (default FEDERATION_NODE_DIR)")
         enrol.add_argument("--hospital", default=None, help="this hospital's code (default: the one in the token)")
         enrol.add_argument("--cacert", type=Path, default=None, help="CA bundle for an https coordinator")
         enrol.add_argument("--timeout", type=float, default=30.0)
@@ -43,7 +44,12 @@ class Command(BaseCommand):
     def _enrol(self, *, coordinator, token, out, hospital, cacert, timeout, **_):
         from django.conf import settings
 
-        from federation.fl.enrolment import certificate_fingerprint, certificate_load, private_key_write, site_csr_create
+        from federation.fl.enrolment import (
+            certificate_fingerprint,
+            certificate_load,
+            private_key_write,
+            site_csr_create,
+        )
 
         hospital = hospital or token.rpartition(".")[0]
         if not hospital:
@@ -79,7 +85,9 @@ class Command(BaseCommand):
         try:
             private_key_write(folder / "node.key", identity.private_key)
         except FileExistsError as exc:
-            raise CommandError(f"{folder / 'node.key'} exists: this node is already enrolled in task {task_id}") from exc
+            raise CommandError(
+                f"{folder / 'node.key'} exists: this node is already enrolled in task {task_id}"
+            ) from exc
         (folder / "node.crt").write_text(answer["certificate"])
         (folder / "ca.crt").write_text(answer["ca_certificate"])
         self.stdout.write(json.dumps({"task_id": task_id, "hospital": hospital, "dir": str(folder),
