@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from portal.admin import ReadOnlyAdmin
 
-from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
+from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round, SiteCertificate, SiteInvitation
 
 
 class ParticipantInline(admin.TabularInline):
@@ -33,3 +33,17 @@ class ClientUpdateAdmin(admin.ModelAdmin):
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ("task", "index", "round_number", "kind", "client", "entry_hash")
+
+
+@admin.register(SiteInvitation)
+class SiteInvitationAdmin(ReadOnlyAdmin):
+    """Tokens are shown once by ``federation_invite``; here only their hash, expiry and use."""
+
+    list_display = ("task", "hospital", "expires_at", "used_at", "created_at")
+
+
+@admin.register(SiteCertificate)
+class SiteCertificateAdmin(ReadOnlyAdmin):
+    """Revoke with ``federation_revoke`` (audit-logged), not by editing rows."""
+
+    list_display = ("task", "hospital", "fingerprint_sha256", "enrolled_at", "revoked_at")

@@ -7,8 +7,10 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
+from portal.api import AuthRateThrottle
 from portal.api_errors import ServiceError
 from portal.models import Hospital
 from portal.permissions import IsHospitalStaff
@@ -270,3 +272,40 @@ class InvitationRespondApi(APIView):
         serializer.is_valid(raise_exception=True)
         participant = services.invitation_respond(user=request.user, participant=participant, **serializer.validated_data)
         return Response({"id": participant.pk, "status": participant.status, "label_statistics": participant.label_statistics})
+
+
+class SiteEnrolApi(APIView):
+    """A site node's enrolment: a one-time token and a CSR for the node's own key → its certificate.
+
+    No login: the token is the credential (throttled like the login endpoints). The private key never
+    travels; only the CSR does.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AuthRateThrottle]
+    throttle_scope = "auth"
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "FederationSiteEnrolment"
+
+        token = serializers.CharField(max_length=200)
+        csr = serializers.CharField(max_length=20000, help_text="PEM PKCS #10 CSR, subject CN = the hospital's code")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: inline_serializer("FederationSiteCertificate", {
+            "task_id": serializers.IntegerField(), "hospital": serializers.CharField(),
+            "certificate": serializers.CharField(), "ca_certificate": serializers.CharField(),
+            "fingerprint_sha256": serializers.CharField()}),
+            400: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer},
+        summary="Enrol a site node (certify its own key)",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        cert, ca_pem = services.site_enrol(token=serializer.validated_data["token"], csr_pem=serializer.validated_data["csr"])
+        return Response({"task_id": cert.task_id, "hospital": cert.hospital.code, "certificate": cert.certificate_pem,
+                         "ca_certificate": ca_pem, "fingerprint_sha256": cert.fingerprint_sha256},
+                        status=status.HTTP_201_CREATED)

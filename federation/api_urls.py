@@ -13,6 +13,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/cancel/", api.TaskCancelApi.as_view(), name="federation-task-cancel"),
     path("tasks/<int:task_id>/register-model/", api.TaskRegisterModelApi.as_view(), name="federation-task-register-model"),
     path("tasks/<int:task_id>/ledger/", api.TaskLedgerApi.as_view(), name="federation-task-ledger"),
+    path("enrol/", api.SiteEnrolApi.as_view(), name="federation-site-enrol"),
     path("invitations/", api.InvitationListApi.as_view(), name="federation-invitation-list"),
     path("invitations/<int:participant_id>/respond/", api.InvitationRespondApi.as_view(), name="federation-invitation-respond"),
 ]

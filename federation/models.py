@@ -180,3 +180,44 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"ledger {self.task_id}#{self.index} {self.kind} {self.client}"
+
+
+class SiteInvitation(models.Model):
+    """A one-time enrolment token for one hospital's node in one task; only its SHA-256 is stored."""
+
+    task = models.ForeignKey(FederatedTask, on_delete=models.CASCADE, related_name="site_invitations")
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="+")
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"site invitation of {self.hospital_id} to task {self.task_id}"
+
+
+class SiteCertificate(models.Model):
+    """The certificate the federation's CA issued for a hospital's own Ed25519 key (the key stays at the site).
+
+    A hospital's ledger statements verify only against a certificate that was not revoked when the
+    statement was appended.
+    """
+
+    task = models.ForeignKey(FederatedTask, on_delete=models.CASCADE, related_name="site_certificates")
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="+")
+    invitation = models.OneToOneField(SiteInvitation, on_delete=models.PROTECT, related_name="certificate")
+    certificate_pem = models.TextField()
+    serial_number = models.CharField(max_length=64)
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "hospital", "enrolled_at"]
+
+    def __str__(self) -> str:
+        return f"certificate {self.fingerprint_sha256[:12]} of {self.hospital_id} in task {self.task_id}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +30,7 @@ __all__ = [
     "LedgerError",
     "canonical_payload",
     "client_statement",
+    "statement_verify",
     "sign_entry",
     "verify_chain",
     "generate_signing_key",
@@ -199,6 +200,12 @@ def sign_entry(
     )
 
 
+def statement_verify(entry: LedgerEntry, client_signature: str, public_keys: Sequence[Ed25519PublicKey]) -> bool:
+    """Return whether ``client_signature`` (hex) over ``entry``'s client statement verifies with one of the keys."""
+    statement = _statement_of(entry)
+    return any(_verify(key, client_signature, statement) for key in public_keys)
+
+
 def _verify(public_key: Ed25519PublicKey, signature_hex: str, data: bytes) -> bool:
     try:
         public_key.verify(bytes.fromhex(signature_hex), data)
@@ -212,8 +219,13 @@ def verify_chain(
     *,
     coordinator_public_key: Ed25519PublicKey,
     client_public_keys: Mapping[str, Ed25519PublicKey],
+    client_keys_for: Callable[[LedgerEntry], Sequence[Ed25519PublicKey]] | None = None,
 ) -> None:
     """Check a whole chain, in order.
+
+    ``client_keys_for``, when given, replaces ``client_public_keys`` for client updates: it returns the
+    keys that may have signed that entry (e.g. the hospital's enrolled certificates that were not revoked
+    when it was appended); the client signature must verify with one of them.
 
     Checks, for entry ``i``: its index is ``i``; ``prev_hash`` equals entry ``i − 1``'s hash
     (:data:`GENESIS_HASH` for the first); the client's signature over its statement verifies with that
@@ -236,14 +248,16 @@ def verify_chain(
         except (TypeError, ValueError) as exc:
             raise LedgerError(position, f"unreadable payload: {exc}") from exc
         if entry.kind == KIND_AGGREGATION:
-            signer = coordinator_public_key
+            signers = [coordinator_public_key]
         elif entry.kind == KIND_CLIENT_UPDATE:
-            signer = client_public_keys.get(entry.client)
-            if signer is None:
+            signers = list(client_keys_for(entry)) if client_keys_for is not None else (
+                [client_public_keys[entry.client]] if entry.client in client_public_keys else [])
+            if not signers:
                 raise LedgerError(position, f"no public key for client {entry.client!r}")
         else:
             raise LedgerError(position, f"unknown kind {entry.kind!r}")
-        if not _verify(signer, entry.client_signature, _statement_of(entry)):
+        statement = _statement_of(entry)
+        if not any(_verify(key, entry.client_signature, statement) for key in signers):
             raise LedgerError(position, "client signature does not verify")
         try:
             cosigned = payload + bytes.fromhex(entry.client_signature)

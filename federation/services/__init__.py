@@ -2,11 +2,12 @@
 the runner that drives a federation's processes. Plain-Python work lives in :mod:`federation.fl`.
 
 One module per domain, as in Zulip's ``zerver/actions/``: :mod:`.paths` (paths, specs),
-:mod:`.tasks_invitations`, :mod:`.lifecycle`, :mod:`.ledger`, :mod:`.rounds`, :mod:`.runner` and
+:mod:`.tasks_invitations`, :mod:`.lifecycle`, :mod:`.enrolment` (site nodes' own keys), :mod:`.ledger`, :mod:`.rounds`, :mod:`.runner` and
 :mod:`.local_runs` (local runs from the command line). Callers import from ``federation.services``.
 """
 
-from .ledger import contribution_credits, ledger_verify
+from .enrolment import federation_ca, site_certificate_revoke, site_enrol, site_invite
+from .ledger import contribution_credits, ledger_portal_held_clients, ledger_refusal_record, ledger_statement_append, ledger_verify
 from .lifecycle import task_cancel, task_pause, task_start
 from .local_runs import task_create_local
 from .paths import task_dir, task_spec
@@ -27,6 +28,13 @@ from .tasks_invitations import (
 
 __all__ = [
     "FederationSweepResult",
+    "federation_ca",
+    "ledger_portal_held_clients",
+    "ledger_refusal_record",
+    "ledger_statement_append",
+    "site_certificate_revoke",
+    "site_enrol",
+    "site_invite",
     "federated_tasks_sweep",
     "orphans_kill",
     "task_claim",

@@ -19,7 +19,7 @@ from portal.services import audit_record
 from .. import events
 from ..fl import ledger as fl_ledger
 from ..models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
-from .ledger import _ledger_append, ledger_verify
+from .ledger import _ledger_append, ledger_refusal_record, ledger_verify
 from .paths import task_spec
 from .tasks_invitations import _require_staff
 
@@ -29,6 +29,17 @@ def _round_key(task: FederatedTask, round_number: int) -> str:
 
 
 def round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coordinator_key) -> Round:
+    """Store a completed round (see :func:`_round_ingest`); a refused client statement is audit-logged."""
+    try:
+        return _round_ingest(task=task, record=record, weights_path=weights_path, coordinator_key=coordinator_key)
+    except ServiceError as exc:
+        if getattr(exc, "client_id", None):
+            ledger_refusal_record(task=task, client_id=exc.client_id, round_number=int(record["round_number"]),
+                                  code=exc.code)
+        raise
+
+
+def _round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coordinator_key) -> Round:
     """Store a completed round: the global weights in S3, the round and client rows, and the ledger
     entries (each answering client's update with its own signature, then the aggregation).
 
@@ -82,12 +93,15 @@ def round_ingest(*, task: FederatedTask, record: dict, weights_path: Path, coord
                         client=client_id, update_sha256=info["sha256"], num_examples=int(info["num_examples"]),
                         metrics=info["metrics"], reputation=info.get("reputation"),
                     ),
-                    coordinator_key=coordinator_key, client_signature=info["signature"],
+                    coordinator_key=coordinator_key, client_signature=info.get("signature"),
                 )
             except ValueError as exc:
                 raise ServiceError(_("round %(round_number)s: bad update of %(client_id)s: %(exc)s"),
                                    params={"round_number": round_number, "client_id": client_id,
                                            "exc": exc}, code="bad_signature") from exc
+            except ServiceError as exc:
+                exc.client_id = client_id  # audit-logged by round_ingest once the round is rolled back
+                raise
         _ledger_append(
             task,
             fl_ledger.LedgerEntry(

@@ -238,11 +238,16 @@ def participant_data_dirs(participant: Participant) -> list[Path]:
 
 @transaction.atomic
 def participant_revoke(*, participant: Participant, user: User | None) -> Participant:
-    """Revoke a client: the coordinator stops accepting its SuperNode (its key is unregistered)."""
+    """Revoke a client: the coordinator stops accepting its SuperNode (its key is unregistered) and its
+    enrolled certificates are revoked."""
     if user is not None:
         _require_staff(user, participant.task.owner_hospital_id)
+    from .enrolment import site_certificate_revoke
+
     participant.status = Participant.Status.REVOKED
     participant.save(update_fields=["status"])
+    # Its node's enrolled certificates stop verifying its statements from now on.
+    site_certificate_revoke(task=participant.task, hospital=participant.hospital, user=user)
     audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="federated_participant", target_id=participant.pk,
                  detail={"revoked": True})
     return participant

@@ -504,6 +504,8 @@ CELERY_BEAT_SCHEDULE = {
 # folders under <root>/<hospital code>/<name>); the SuperLink port (0: any free port).
 FEDERATION_DIR = Path(env.str("FEDERATION_DIR", default=str(VAR_DIR / "federation")))
 FEDERATION_DATASETS_ROOT = Path(env.str("FEDERATION_DATASETS_ROOT", default=str(VAR_DIR / "federation-datasets")))
+# A hospital node's own key, certificate and the federation CA (federation_node enrol), per task.
+FEDERATION_NODE_DIR = Path(env.str("FEDERATION_NODE_DIR", default=str(VAR_DIR / "federation-node")))
 FEDERATION_PORT = env.int("FEDERATION_PORT", default=0)
 FEDERATION_ROUND_TIMEOUT_S = env.float("FEDERATION_ROUND_TIMEOUT_S", default=900.0)
 FEDERATION_THREADS_PER_CLIENT = env.int("FEDERATION_THREADS_PER_CLIENT", default=1)
