@@ -66,6 +66,17 @@ def test_each_language_is_cached_under_its_own_key():
     assert "max-age=86400" in second_chinese["Cache-Control"]
 
 
+def test_the_language_the_url_names_wins_over_the_cookie():
+    client = Client()
+    client.cookies["django_language"] = "zh-hans"
+
+    english = client.get(reverse("javascript-catalog"), {"l": "en", "v": "test"})
+    unknown = client.get(reverse("javascript-catalog"), {"l": "xx", "v": "test"})
+
+    assert _catalogue(english) == {}
+    assert _catalogue(unknown)["Saved"] == "已保存"  # an unknown language: the request's
+
+
 def test_an_unchanged_catalogue_answers_not_modified():
     first = _get("zh-hans")
 
