@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from diagnosis import views as diagnosis_views
 
 from . import api, views
+from .jsi18n import javascript_catalog
 
 api_patterns = [
     path("auth/token/", api.TokenObtainApi.as_view(), name="token-obtain"),
@@ -27,6 +28,7 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", javascript_catalog, name="javascript-catalog"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("studies/", include("annotation.urls")),

@@ -4,7 +4,10 @@ Renders the real partials (templates/annotation/_viewer.html, _upload_widget.htm
 Django's template engine, serves static/ (portal.css and the esbuild output) and fakes
 the endpoints the scripts call: study detail, measurements, inference runs with a
 websocket that pushes progress, and the upload endpoint. Data stays outside the repo:
-``--data-dir`` receives a copy of the CT and a generated label map.
+``--data-dir`` receives a copy of the CT and a generated label map. The pages are Chinese: the
+project's catalogues (``locale/zh_Hans/LC_MESSAGES/django.po`` for the partials, ``djangojs.po`` for
+the scripts, served at ``/jsi18n/`` as Django's JavaScript catalogue) are compiled into ``--data-dir``
+when msgfmt is installed; without it the pages and scripts fall back to the English msgids.
 
 Usage (from the repository root, after ``npm run build``)::
 
@@ -170,7 +173,14 @@ def make_handler(state: MockState, pages: dict[str, str]):
         def do_GET(self):
             url = urlparse(self.path)
             p = url.path
-            if p in ("/study/", "/upload/"):
+            if p == "/jsi18n/":
+                body = pages["jsi18n"].encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/javascript; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif p in ("/study/", "/upload/"):
                 name = p.strip("/")
                 if name == "study" and parse_qs(url.query).get("ws") == ["off"]:
                     name = "study-nows"
@@ -298,14 +308,16 @@ def serve_websocket(state: MockState, port: int) -> None:
 
 
 def compile_translations(data_dir: Path) -> list[str]:
-    """Compile frontend/i18n/zh_Hans.po (when msgfmt is installed) so the pages render in Chinese."""
-    po = REPO / "frontend" / "i18n" / "zh_Hans.po"
+    """Compile the project's zh_Hans catalogues (django and djangojs, when msgfmt is installed) into
+    ``data_dir``; return the locale paths to use (none without msgfmt: the pages stay English)."""
     msgfmt = shutil.which("msgfmt")
-    if not (po.exists() and msgfmt):
+    if not msgfmt:
         return []
     out = data_dir / "locale" / "zh_Hans" / "LC_MESSAGES"
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([msgfmt, "-o", str(out / "django.mo"), str(po)], check=True)
+    for domain in ("django", "djangojs"):
+        po = REPO / "locale" / "zh_Hans" / "LC_MESSAGES" / f"{domain}.po"
+        subprocess.run([msgfmt, "-o", str(out / f"{domain}.mo"), str(po)], check=True)
     return [str(data_dir / "locale")]
 
 
@@ -316,6 +328,7 @@ def render_pages(ws_port: int, locale_paths: list[str]) -> dict[str, str]:
     if not settings.configured:
         settings.configure(
             DEBUG=True, USE_I18N=True, LANGUAGE_CODE="zh-hans", STATIC_URL="/static/", LOCALE_PATHS=locale_paths,
+            ALLOWED_HOSTS=["*"],
             INSTALLED_APPS=[], TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates",
                                            "DIRS": [str(REPO / "templates")]}],
         )
@@ -331,7 +344,7 @@ def render_pages(ws_port: int, locale_paths: list[str]) -> dict[str, str]:
     engine = engines["django"]
     page = """<!DOCTYPE html><html lang="zh-hans"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>harness</title>
-<link rel="stylesheet" href="/static/css/portal.css"></head><body>
+<link rel="stylesheet" href="/static/css/portal.css"><script src="/jsi18n/" defer></script></head><body>
 <header class="site-header"><a class="brand" href="#">医心相印 <small>Yixin Portal</small></a>
 <nav class="site-nav"><a href="/study/" class="active">检查</a><a href="/upload/">上传</a><span class="who">doctor · 示例医院</span></nav></header>
 <main class="container">%s</main><script src="/static/build/%s" defer></script></body></html>"""
@@ -345,7 +358,7 @@ def render_pages(ws_port: int, locale_paths: list[str]) -> dict[str, str]:
         "models": [{"id": 1, "name": "ct-lung", "display_name": "CT lung (classical)", "version": 1},
                    {"id": 99, "name": "broken", "display_name": "Unavailable model", "version": 3}],
         "runsUrl": "/api/series/2/inference-runs/", "studyApiUrl": "/api/studies/1/",
-        "csrfToken": "harness-token", "i18n": {},
+        "csrfToken": "harness-token",
     }
     viewer = engine.get_template("annotation/_viewer.html").render({})
     upload = engine.get_template("annotation/_upload_widget.html").render(
@@ -356,6 +369,11 @@ def render_pages(ws_port: int, locale_paths: list[str]) -> dict[str, str]:
         content = "<div class='page-head'><h1>检查 #1</h1></div>" + str(json_script(config, "viewer-config")) + viewer
         pages[name] = page % (content, "study.js")
     pages["upload"] = page % ("<h1>上传检查</h1>" + upload, "upload.js")
+    from django.test import RequestFactory
+    from django.views.i18n import JavaScriptCatalog
+
+    catalogue = JavaScriptCatalog.as_view(domain="djangojs")(RequestFactory().get("/jsi18n/"))
+    pages["jsi18n"] = catalogue.content.decode()
     return pages
 
 

@@ -7,18 +7,23 @@
 // after a reconnect never duplicates.
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { csrfTokenFromCookie, requestJson } from "./lib/api.js";
-import { makeTranslator, readTemplateStrings } from "./lib/i18n.js";
+import { gettext, interpolate } from "./lib/i18n.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
-const t = makeTranslator(
-  {
-    open: "已连接", connecting: "连接中…", closed: "离线，正在重连…", stopped: "已断开", typing: "{name} 正在输入…",
-    read: "已读", delivered: "已送达", sending: "发送中…", failed: "未发送", assistant: "知识图谱助手",
-    handover: "已转交医生", attachment: "附件", report: "报告", study: "检查", no_results: "没有找到消息。",
-    ask_prompt: "请输入想问助手的问题：",
-  },
-  readTemplateStrings("fu-chat-i18n"),
-);
+const SOCKET_STATE = {
+  open: () => gettext("Connected"),
+  connecting: () => gettext("Connecting…"),
+  closed: () => gettext("Offline, reconnecting…"),
+  stopped: () => gettext("Disconnected"),
+};
+const LINK_TYPE = {
+  report: () => gettext("Report"),
+  study: () => gettext("Study"),
+};
+
+function labelOf(table, value) {
+  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
+}
 
 const els = {
   messages: document.getElementById("messages"),
@@ -78,7 +83,7 @@ function messageBody(payload, element) {
     const base = payload.link.type === "report" ? config.report_url : config.study_url;
     a.href = `${base}${payload.link.id}${base.endsWith("#report-") || base.endsWith("#study-") ? "" : "/"}`;
     a.className = "record-link";
-    a.textContent = `${t(payload.link.type)} #${payload.link.id}`;
+    a.textContent = `${labelOf(LINK_TYPE, payload.link.type)} #${payload.link.id}`;
     element.append(a);
     if (payload.body) element.append(document.createTextNode(`\n${payload.body}`));
   } else {
@@ -103,7 +108,7 @@ function renderMessage(payload, { prepend = false } = {}) {
   messageBody(payload, element);
   const meta = document.createElement("span");
   meta.className = "fu-meta";
-  const who = payload.kind === "assistant" ? t("assistant") : payload.sender ? payload.sender.name : "";
+  const who = payload.kind === "assistant" ? gettext("Knowledge-graph assistant") : payload.sender ? payload.sender.name : "";
   meta.textContent = `${mine ? "" : `${who} · `}${formatTime(payload.created_at)}`;
   if (mine) {
     const receipt = document.createElement("span");
@@ -114,7 +119,7 @@ function renderMessage(payload, { prepend = false } = {}) {
   if (payload.kind === "assistant" && payload.meta && payload.meta.handover) {
     const handover = document.createElement("span");
     handover.className = "fu-handover";
-    handover.textContent = t("handover");
+    handover.textContent = gettext("Handed over to your doctor");
     element.append(handover);
   }
   state.rendered.set(payload.id, element);
@@ -141,7 +146,7 @@ function updateReceipts() {
     const id = Number(el.dataset.id);
     const receipt = el.querySelector(".receipt");
     if (!receipt) return;
-    receipt.textContent = id <= readMax ? ` · ${t("read")}` : id <= deliveredMax ? ` · ${t("delivered")}` : "";
+    receipt.textContent = id <= readMax ? ` · ${gettext("Read")}` : id <= deliveredMax ? ` · ${gettext("Delivered")}` : "";
     el.dataset.receipt = id <= readMax ? "read" : id <= deliveredMax ? "delivered" : "sent";
   });
 }
@@ -193,7 +198,7 @@ function onMessage(frame) {
       break;
     case "typing":
       if (frame.user_id === config.user_id) break;
-      els.typing.textContent = frame.is_typing ? t("typing", { name: frame.name }) : "";
+      els.typing.textContent = frame.is_typing ? interpolate(gettext("%(name)s is typing…"), { name: frame.name }) : "";
       clearTimeout(state.typingTimer);
       if (frame.is_typing) state.typingTimer = setTimeout(() => { els.typing.textContent = ""; }, 5000);
       break;
@@ -240,7 +245,7 @@ function queue(frame, previewText) {
   element.textContent = previewText;
   const meta = document.createElement("span");
   meta.className = "fu-meta";
-  meta.textContent = t("sending");
+  meta.textContent = gettext("Sending…");
   element.append(meta);
   els.messages.append(element);
   scrollToEnd();
@@ -257,7 +262,7 @@ const socket = new ReconnectingSocket(websocketUrl(config.websocket), {
   },
   onStateChange: (s) => {
     els.state.dataset.state = s;
-    els.state.textContent = t(s);
+    els.state.textContent = labelOf(SOCKET_STATE, s);
     document.body.dataset.socketState = s;
   },
 });
@@ -315,7 +320,7 @@ if (els.link) {
 }
 
 els.ask.addEventListener("click", () => {
-  const question = els.input.value.trim() || (window.prompt(t("ask_prompt")) || "").trim();
+  const question = els.input.value.trim() || (window.prompt(gettext("Your question for the assistant:")) || "").trim();
   if (!question) return;
   els.input.value = "";
   queue({ type: "ask_assistant", question }, question);
@@ -367,7 +372,7 @@ async function runSearch() {
   }
   const page = await requestJson(`${config.messages_api}?q=${encodeURIComponent(query)}&limit=50`);
   els.searchResults.textContent = "";
-  if (!page.results.length) els.searchResults.textContent = t("no_results");
+  if (!page.results.length) els.searchResults.textContent = gettext("No message found.");
   page.results.forEach((m) => {
     const row = document.createElement("div");
     row.className = "fu-msg search-hit";
@@ -375,7 +380,7 @@ async function runSearch() {
     row.append(highlight(m.body, query));
     const meta = document.createElement("span");
     meta.className = "fu-meta";
-    meta.textContent = `${m.sender ? m.sender.name : t("assistant")} · ${formatTime(m.created_at)}`;
+    meta.textContent = `${m.sender ? m.sender.name : gettext("Knowledge-graph assistant")} · ${formatTime(m.created_at)}`;
     row.append(meta);
     els.searchResults.append(row);
   });

@@ -2,7 +2,7 @@
 // participation, credits) and per-round charts. The database is the truth: the websocket
 // only says "something changed" and the page re-reads the task through the API.
 import { requestJson, csrfTokenFromCookie } from "./lib/api.js";
-import { readTemplateStrings, makeTranslator } from "./lib/i18n.js";
+import { gettext } from "./lib/i18n.js";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { drawLines } from "./lib/fed-charts.js";
 
@@ -11,7 +11,31 @@ import { wireTaskForm } from "./lib/fed-task-form.js";
 
 const configElement = document.getElementById("federation-config");
 const config = configElement ? JSON.parse(configElement.textContent) : null;
-const t = makeTranslator({}, readTemplateStrings("federation-strings"));
+// Labels of the codes the task API sends (federation.models' choices), looked up when shown.
+const TASK_STATUS = {
+  draft: () => gettext("Draft"),
+  queued: () => gettext("Queued"),
+  running: () => gettext("Running"),
+  paused: () => gettext("Paused"),
+  cancelled: () => gettext("Cancelled"),
+  completed: () => gettext("Completed"),
+  failed: () => gettext("Failed"),
+};
+const CLIENT_STATUS = {
+  answered: () => gettext("Answered"),
+  absent: () => gettext("Absent"),
+  failed: () => gettext("Failed"),
+  not_selected: () => gettext("Not selected"),
+};
+const SOCKET_STATE = {
+  open: () => gettext("Live"),
+  connecting: () => gettext("Connecting…"),
+  closed: () => gettext("Reconnecting…"),
+};
+
+function labelOf(table, value) {
+  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
+}
 const charts = new Map();
 
 function fmt(value, digits = 3) {
@@ -19,7 +43,7 @@ function fmt(value, digits = 3) {
 }
 
 function render(task) {
-  document.getElementById("task-status").textContent = t(`status.${task.status}`) || task.status;
+  document.getElementById("task-status").textContent = labelOf(TASK_STATUS, task.status);
   document.getElementById("task-status").className = `badge badge-${task.status}`;
   document.getElementById("task-round").textContent = task.current_round;
   const rounds = task.rounds_completed || [];
@@ -34,7 +58,7 @@ function render(task) {
   for (const tr of document.querySelectorAll("#clients tbody tr")) {
     const id = tr.dataset.client;
     const c = last ? last.clients.find((x) => x.client_id === id) : null;
-    tr.querySelector(".state").textContent = c ? t(`client.${c.status}`) || c.status : "—";
+    tr.querySelector(".state").textContent = c ? labelOf(CLIENT_STATUS, c.status) : "—";
     tr.querySelector(".loss").textContent = c ? fmt(c.metrics.loss) : "—";
     tr.querySelector(".dice").textContent = c ? fmt(c.metrics["dice-local"]) : "—";
     tr.querySelector(".reputation").textContent = c && c.reputation != null ? fmt(c.reputation) : "—";
@@ -43,18 +67,18 @@ function render(task) {
     const credit = (task.credits || {})[id];
     tr.querySelector(".credit").textContent = credit ? `${(credit.share * 100).toFixed(1)} %` : "—";
   }
-  document.getElementById("ledger-state").textContent = task.ledger_verified ? "✔ ledger verified" : "✘ ledger check failed";
+  document.getElementById("ledger-state").textContent = task.ledger_verified ? `✔ ${gettext("ledger verified")}` : `✘ ${gettext("ledger check failed")}`;
   const labels = rounds.map((r) => r.round_number);
   const clientIds = [...document.querySelectorAll("#clients tbody tr")].map((tr) => tr.dataset.client);
   drawLines(document.getElementById("chart-loss"), charts, {
-    labels, yLabel: t("chart.loss"),
+    labels, yLabel: gettext("Training loss"),
     series: clientIds.map((id) => ({ label: id, values: rounds.map((r) => r.clients.find((c) => c.client_id === id)?.metrics?.loss ?? null) })),
   });
   drawLines(document.getElementById("chart-dice"), charts, {
-    labels, yLabel: t("chart.dice"),
+    labels, yLabel: gettext("Validation Dice"),
     series: [
-      { label: t("chart.dice"), values: rounds.map((r) => r.metrics.val_dice ?? null) },
-      { label: t("chart.localDice"), values: rounds.map((r) => r.metrics.dice_local ?? null) },
+      { label: gettext("Validation Dice"), values: rounds.map((r) => r.metrics.val_dice ?? null) },
+      { label: gettext("Dice on own data"), values: rounds.map((r) => r.metrics.dice_local ?? null) },
     ],
   });
 }
@@ -88,11 +112,11 @@ if (registerButton) registerButton.addEventListener("click", () => act(config.re
 new ReconnectingSocket(websocketUrl(config.ws_path), {
   onOpen: refresh,
   onMessage: refresh,
-  onStateChange: (state) => { document.getElementById("ws-state").textContent = t(`ws.${state}`) || ""; },
+  onStateChange: (state) => { document.getElementById("ws-state").textContent = SOCKET_STATE[state] ? SOCKET_STATE[state]() : ""; },
 }).start();
 refresh();
 }
 
 if (config) startTaskPage();
 wireInvitations(document.getElementById("invitations"));
-wireTaskForm(document.getElementById("task-create-form"), t);
+wireTaskForm(document.getElementById("task-create-form"));

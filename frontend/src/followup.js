@@ -5,6 +5,7 @@ import annotationPlugin from "chartjs-plugin-annotation";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { requestJson } from "./lib/api.js";
 import { formatDate } from "./lib/format.js";
+import { gettext } from "./lib/i18n.js";
 
 Chart.register(...registerables, annotationPlugin);
 
@@ -223,12 +224,18 @@ if (builderConfig) {
     box.className = "fu-builder-item";
     box.innerHTML = `<div class="form-row"><strong>q${index} · ${type}</strong> <label><input type="checkbox" class="b-required"> *</label></div>
       <div class="form-row"><input class="b-text input-wide" placeholder="?"></div>
-      ${["single_choice", "multiple_choice"].includes(type) ? '<div class="form-row"><textarea class="b-options" rows="3" placeholder="0|否|0\n1|是|1"></textarea></div>' : ""}
+      ${["single_choice", "multiple_choice"].includes(type) ? '<div class="form-row"><textarea class="b-options" rows="3"></textarea></div>' : ""}
       ${type === "likert" ? '<div class="form-row"><input class="b-min" type="number" value="1"> – <input class="b-max" type="number" value="5"></div>' : ""}
-      ${type === "number" ? '<div class="form-row"><input class="b-unit" placeholder="kg"> <input class="b-min" type="number" placeholder="min"> <input class="b-max" type="number" placeholder="max"></div>' : ""}
+      ${type === "number" ? '<div class="form-row"><input class="b-unit" placeholder="kg"> <input class="b-min" type="number"> <input class="b-max" type="number"></div>' : ""}
       <div class="form-row"><input class="b-when" placeholder="q1=1"></div>`;
     list.append(box);
     const q = (sel) => box.querySelector(sel);
+    // Placeholders in the page's language, set through the DOM (translations are not HTML).
+    if (q(".b-options")) q(".b-options").placeholder = gettext("0|No|0\n1|Yes|1");
+    if (type === "number") {
+      q(".b-min").placeholder = gettext("min");
+      q(".b-max").placeholder = gettext("max");
+    }
     items.push({
       toItem() {
         const item = { link_id: `q${index}`, type, text: q(".b-text").value || `q${index}`, required: q(".b-required").checked };

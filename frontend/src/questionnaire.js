@@ -1,14 +1,16 @@
 // Fill in a questionnaire on the phone: conditional display, autosave (to the server, and to the
 // phone while offline), resume later, submit and see the score.
 import { requestJson } from "./lib/api.js";
-import { isChinesePage, makeTranslator, readTemplateStrings } from "./lib/i18n.js";
+import { gettext, isChinesePage } from "./lib/i18n.js";
 import { visibleItems } from "./lib/fu-conditions.js";
 
 const config = JSON.parse(document.getElementById("questionnaire-config").textContent);
-const t = makeTranslator(
-  { saved: "已保存", saving: "保存中…", offline: "尚未保存（离线），已暂存在本机", required: "请回答此题。", submitted: "已提交", score: "得分" },
-  readTemplateStrings("fu-q-i18n"),
-);
+const SAVE_STATE = {
+  saved: () => gettext("Saved"),
+  saving: () => gettext("Saving…"),
+  offline: () => gettext("Not saved yet (offline); kept on this phone"),
+  submitted: () => gettext("Submitted"),
+};
 const form = document.getElementById("questionnaire-form");
 const saveState = document.getElementById("save-state");
 const errorBox = document.getElementById("form-error");
@@ -27,7 +29,7 @@ function keepLocal() {
 }
 
 function setSaveState(key) {
-  saveState.textContent = t(key);
+  saveState.textContent = SAVE_STATE[key]();
   saveState.dataset.state = key;
 }
 
@@ -196,7 +198,7 @@ submitButton.addEventListener("click", async () => {
   const shown = visibleItems(definition, answers);
   const missing = definition.items.filter((i) => i.required && shown.includes(i.link_id) && (answers[i.link_id] === undefined));
   if (missing.length) {
-    missing.forEach((i) => { form.querySelector(`[data-link-id="${i.link_id}"] .fu-error`).textContent = t("required"); });
+    missing.forEach((i) => { form.querySelector(`[data-link-id="${i.link_id}"] .fu-error`).textContent = gettext("Please answer this question."); });
     form.querySelector(`[data-link-id="${missing[0].link_id}"]`).scrollIntoView({ behavior: "smooth", block: "center" });
     return;
   }

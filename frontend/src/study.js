@@ -6,7 +6,7 @@
 import { tinykeys } from "tinykeys";
 import { StudyViewer, calRangeToWindow } from "./lib/viewer.js";
 import { requestJson } from "./lib/api.js";
-import { readTemplateStrings, makeTranslator, isChinesePage } from "./lib/i18n.js";
+import { gettext, interpolate, isChinesePage } from "./lib/i18n.js";
 import { formatNumber, formatBytes } from "./lib/format.js";
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { Workbench } from "./lib/wb-workbench.js";
@@ -16,49 +16,47 @@ const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const POLL_MS = 4000;
 
-// Fallbacks only; the template supplies translated strings (see _viewer.html).
-const DEFAULT_STRINGS = {
-  "status.idle": "尚未运行 / Not started",
-  "status.queued": "排队中 / Queued",
-  "status.running": "运行中 / Running",
-  "status.succeeded": "已完成 / Succeeded",
-  "status.failed": "失败 / Failed",
-  "status.cancelled": "已取消 / Cancelled",
-  "run.submitting": "正在提交… / Submitting…",
-  "run.failed": "分割失败 / Segmentation failed: {message}",
-  "run.cancelled": "分割已取消 / Segmentation cancelled",
-  "run.succeeded": "分割完成 / Segmentation finished",
-  "run.noModels": "没有适合此序列的模型 / No model fits this series",
-  "wl.dicom": "DICOM 窗 / DICOM window",
-  "load.downloading": "正在下载影像 {received} / {total}",
-  "load.downloadingUnknown": "正在下载影像 {received}",
-  "load.decoding": "正在解码体数据… / Decoding…",
-  "load.rendering": "正在准备显示… / Preparing the display…",
-  "error.config": "页面缺少查看器配置 / Viewer configuration missing",
-  "error.webgl": "此浏览器无法使用 WebGL2 / WebGL2 is not available in this browser",
-  "error.volume": "无法加载影像 / Could not load the image: {message}",
-  "error.overlay": "无法加载分割 / Could not load the segmentation: {message}",
-  "error.measurements": "无法读取测量 / Could not load measurements: {message}",
-  "error.start": "无法开始分割 / Could not start segmentation: {message}",
-  "error.cancel": "无法取消 / Could not cancel: {message}",
-  "error.refresh": "无法刷新状态 / Could not refresh the study: {message}",
-  "ws.open": "实时更新 / Live",
-  "ws.connecting": "连接中… / Connecting…",
-  "ws.closed": "重连中… / Reconnecting…",
-  "seg.none": "不显示 / None",
-  "seg.option": "{name} · v{version}",
-  "legend.empty": "暂无分割 / No segmentation",
-  "measure.empty": "暂无测量结果 / No measurements",
-  "measure.locate": "定位到中心 / Go to centroid",
-  "wl.readout": "窗位 L {center} / 窗宽 W {width}",
-  "wl.custom": "自定义 / Custom",
-  "wl.preset.lung": "肺窗 / Lung",
-  "wl.preset.mediastinum": "纵隔窗 / Mediastinum",
-  "wl.preset.abdomen": "腹部 / Abdomen",
-  "wl.preset.bone": "骨窗 / Bone",
-  "wl.preset.brain": "脑窗 / Brain",
-  "value.outside": "—",
+// Labels of the values the server sends, looked up when shown (see lib/i18n.js).
+const RUN_STATUS = {
+  idle: () => gettext("Not started"),
+  queued: () => gettext("Queued"),
+  running: () => gettext("Running"),
+  succeeded: () => gettext("Succeeded"),
+  failed: () => gettext("Failed"),
+  cancelled: () => gettext("Cancelled"),
 };
+const RUN_STAGE = {
+  loading: () => gettext("Loading the image"),
+  preprocessing: () => gettext("Preprocessing"),
+  inference: () => gettext("Running the model"),
+  lungs: () => gettext("Segmenting the lungs"),
+  detection: () => gettext("Finding nodules…"),
+  postprocessing: () => gettext("Postprocessing"),
+  saving: () => gettext("Saving the label map"),
+  measuring: () => gettext("Measuring"),
+  done: () => gettext("Done"),
+};
+const LOAD_STAGE = {
+  decoding: () => gettext("Decoding the volume…"),
+  rendering: () => gettext("Preparing the display…"),
+};
+const WINDOW_PRESET = {
+  lung: () => gettext("Lung"),
+  mediastinum: () => gettext("Mediastinum"),
+  abdomen: () => gettext("Abdomen"),
+  bone: () => gettext("Bone"),
+  brain: () => gettext("Brain"),
+};
+const SOCKET_STATE = {
+  open: () => gettext("Live"),
+  connecting: () => gettext("Connecting…"),
+  closed: () => gettext("Reconnecting…"),
+};
+
+/** The label of `value` in `table`, or `value` itself when the table does not know it. */
+function labelOf(table, value) {
+  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
+}
 
 function $(id) {
   return document.getElementById(id);
@@ -115,7 +113,6 @@ function runSeriesId(run) {
 class StudyPage {
   constructor(config) {
     this.config = config;
-    this.t = makeTranslator(DEFAULT_STRINGS, readTemplateStrings("viewer-strings"), config.i18n);
     this.zh = isChinesePage();
     this.isCT = String(config.modality || "").toUpperCase() === "CT";
     this.segmentations = currentOnly(config.segmentations || []);
@@ -173,7 +170,7 @@ class StudyPage {
     const loading = $("viewer-loading");
     if (!hasWebGL2()) {
       if (loading) loading.hidden = true;
-      this.showError(this.t("error.webgl"));
+      this.showError(gettext("This browser cannot use WebGL2, so the image cannot be shown."));
       throw new Error("WebGL2 unavailable");
     }
     this.viewer = new StudyViewer(canvas);
@@ -190,7 +187,7 @@ class StudyPage {
         onStage: (stage) => this.showLoadStage(stage),
       });
     } catch (err) {
-      this.showError(this.t("error.volume", { message: err.message }));
+      this.showError(interpolate(gettext("Could not load the image: %(message)s"), { message: err.message }));
       throw err;
     } finally {
       if (loading) loading.hidden = true;
@@ -220,8 +217,11 @@ class StudyPage {
     if (loading) loading.dataset.stage = "downloading";
     if (stage) {
       stage.textContent = total
-        ? this.t("load.downloading", { received: formatBytes(received), total: formatBytes(total) })
-        : this.t("load.downloadingUnknown", { received: formatBytes(received) });
+        ? interpolate(gettext("Downloading the image: %(received)s of %(total)s"), {
+            received: formatBytes(received),
+            total: formatBytes(total),
+          })
+        : interpolate(gettext("Downloading the image: %(received)s"), { received: formatBytes(received) });
     }
     if (bar) {
       if (total) bar.value = Math.round((100 * received) / total);
@@ -235,7 +235,7 @@ class StudyPage {
     const loading = $("viewer-loading");
     const bar = $("viewer-loading-progress");
     if (loading) loading.dataset.stage = name;
-    if (stage) stage.textContent = this.t(`load.${name}`);
+    if (stage) stage.textContent = labelOf(LOAD_STAGE, name);
     if (bar && name === "decoding") bar.value = 100;
   }
 
@@ -380,8 +380,7 @@ class StudyPage {
       option.dataset.hu = "";
       option.dataset.center = String(center);
       option.dataset.width = String(width);
-      const key = `wl.preset.${name}`;
-      const label = this.t(key) === key ? name : this.t(key);
+      const label = labelOf(WINDOW_PRESET, name);
       option.textContent = `${label} (${center}/${width})`;
       select.insertBefore(option, before);
     }
@@ -399,7 +398,7 @@ class StudyPage {
       option.value = "dicom";
       option.dataset.center = String(initial.center);
       option.dataset.width = String(initial.width);
-      option.textContent = `${this.t("wl.dicom")} (${initial.center}/${initial.width})`;
+      option.textContent = `${gettext("DICOM window")} (${initial.center}/${initial.width})`;
       select.insertBefore(option, select.options[1] || null);
       return "dicom";
     }
@@ -432,7 +431,7 @@ class StudyPage {
     const base = this.viewer && this.viewer.base;
     if (!out || !base) return;
     const { center, width } = calRangeToWindow(base.cal_min, base.cal_max);
-    out.textContent = this.t("wl.readout", { center: Math.round(center), width: Math.round(width) });
+    out.textContent = interpolate(gettext("L %(center)s / W %(width)s"), { center: Math.round(center), width: Math.round(width) });
     out.dataset.center = String(center);
     out.dataset.width = String(width);
     const select = $("wl-preset");
@@ -459,7 +458,7 @@ class StudyPage {
         valueEl.textContent = text;
         valueEl.dataset.value = String(v);
       } else {
-        valueEl.textContent = this.t("value.outside");
+        valueEl.textContent = "—";
         delete valueEl.dataset.value;
       }
     }
@@ -484,10 +483,10 @@ class StudyPage {
     const select = $("segmentation-select");
     if (!select) return;
     select.textContent = "";
-    const none = new Option(this.t("seg.none"), "");
+    const none = new Option(gettext("None"), "");
     select.add(none);
     for (const seg of this.segmentations) {
-      select.add(new Option(this.t("seg.option", { name: seg.name, version: seg.version }), String(seg.id)));
+      select.add(new Option(`${seg.name} · v${seg.version}`, String(seg.id)));
     }
     select.value = this.activeSegmentationId ? String(this.activeSegmentationId) : "";
     select.disabled = this.segmentations.length === 0;
@@ -520,7 +519,7 @@ class StudyPage {
       });
       if (shown) document.body.dataset.overlayLoaded = String(seg.id);
     } catch (err) {
-      this.showError(this.t("error.overlay", { message: err.message }));
+      this.showError(interpolate(gettext("Could not load the segmentation: %(message)s"), { message: err.message }));
     }
   }
 
@@ -531,7 +530,7 @@ class StudyPage {
     if (!seg || seg.labels.length === 0) {
       const li = document.createElement("li");
       li.className = "legend-empty";
-      li.textContent = this.t("legend.empty");
+      li.textContent = gettext("No segmentation shown");
       list.appendChild(li);
       return;
     }
@@ -582,7 +581,7 @@ class StudyPage {
     } catch (err) {
       if (token !== this.measurementsToken) return;
       this.renderMeasurements(tbody, []);
-      this.showError(this.t("error.measurements", { message: err.message }));
+      this.showError(interpolate(gettext("Could not load measurements: %(message)s"), { message: err.message }));
     } finally {
       if (token === this.measurementsToken) table.removeAttribute("aria-busy");
     }
@@ -605,7 +604,7 @@ class StudyPage {
         // LPS (DICOM) to RAS (NIfTI, NiiVue's world frame): negate x and y.
         const [x, y, z] = s.centroid_lps_mm.map(Number);
         tr.dataset.centroidRas = JSON.stringify([-x, -y, z]);
-        tr.title = this.t("measure.locate");
+        tr.title = gettext("Go to centroid");
         tr.classList.add("is-clickable");
       }
       const cell = (text, className) => {
@@ -656,15 +655,13 @@ class StudyPage {
     if (button) button.disabled = models.length === 0;
     if (!models.length) {
       const stage = $("run-stage");
-      if (stage) stage.textContent = this.t("run.noModels");
+      if (stage) stage.textContent = gettext("No model fits this series: see below how to get one.");
     }
   }
 
-  /** Translate a pipeline stage when the template knows it ("stage.<name>"), else show it as sent. */
+  /** Translate a pipeline stage the page knows, else show it as sent. */
   stageText(stage) {
-    const key = `stage.${stage}`;
-    const text = this.t(key);
-    return text === key ? stage : text;
+    return labelOf(RUN_STAGE, stage);
   }
 
   trackedRun() {
@@ -688,7 +685,7 @@ class StudyPage {
     const panel = $("run-panel");
     if (panel) panel.dataset.status = status;
     if (badge) {
-      badge.textContent = this.t(`status.${status || "idle"}`);
+      badge.textContent = labelOf(RUN_STATUS, status || "idle");
       badge.className = `badge badge-${status || "idle"}`;
     }
     const pct = $("run-percent");
@@ -696,12 +693,12 @@ class StudyPage {
     if (stage) {
       let text = "";
       if (run) {
-        if (status === "failed") text = this.t("run.failed", { message: run.error_message || "" });
-        else if (status === "cancelled") text = this.t("run.cancelled");
-        else if (status === "succeeded") text = this.t("run.succeeded");
-        else text = run.stage ? this.stageText(run.stage) : this.t(`status.${status}`);
+        if (status === "failed") text = interpolate(gettext("Segmentation failed: %(message)s"), { message: run.error_message || "" });
+        else if (status === "cancelled") text = gettext("Segmentation cancelled");
+        else if (status === "succeeded") text = gettext("Segmentation finished");
+        else text = run.stage ? this.stageText(run.stage) : labelOf(RUN_STATUS, status);
       } else if (!(this.config.models || []).length) {
-        text = this.t("run.noModels");
+        text = gettext("No model fits this series: see below how to get one.");
       }
       stage.textContent = text;
     }
@@ -739,7 +736,7 @@ class StudyPage {
       return;
     }
     document.dispatchEvent(new CustomEvent("yixin:run-finished", { detail: { run } }));
-    if (run.status === "failed") this.showError(this.t("run.failed", { message: run.error_message || "" }));
+    if (run.status === "failed") this.showError(interpolate(gettext("Segmentation failed: %(message)s"), { message: run.error_message || "" }));
     if (run.status === "succeeded" && run.segmentation_id != null) {
       const id = Number(run.segmentation_id);
       if (this.segmentations.some((s) => s.id === id)) await this.selectSegmentation(id);
@@ -752,7 +749,7 @@ class StudyPage {
     try {
       await this.startRunWithModel(Number(select.value));
     } catch (err) {
-      this.showError(this.t("error.start", { message: err.message }));
+      this.showError(interpolate(gettext("Could not start segmentation: %(message)s"), { message: err.message }));
     }
   }
 
@@ -765,7 +762,7 @@ class StudyPage {
     this.clearError();
     if (button) button.disabled = true;
     const stage = $("run-stage");
-    if (stage) stage.textContent = this.t("run.submitting");
+    if (stage) stage.textContent = gettext("Submitting…");
     try {
       const run = await requestJson(this.config.runsUrl, {
         method: "POST",
@@ -793,7 +790,7 @@ class StudyPage {
       const updated = await requestJson(url, { method: "POST", csrfToken: this.config.csrfToken });
       this.acceptRun(updated, { fromApi: true });
     } catch (err) {
-      this.showError(this.t("error.cancel", { message: err.message }));
+      this.showError(interpolate(gettext("Could not cancel: %(message)s"), { message: err.message }));
       this.renderRun(this.trackedRun());
     }
   }
@@ -810,7 +807,7 @@ class StudyPage {
         const state = await requestJson(this.config.studyApiUrl);
         this.applyState(state, { initial });
       } catch (err) {
-        if (!initial) this.showError(this.t("error.refresh", { message: err.message }));
+        if (!initial) this.showError(interpolate(gettext("Could not refresh the study: %(message)s"), { message: err.message }));
       }
     })();
     try {
@@ -879,7 +876,7 @@ class StudyPage {
       onStateChange: (state) => {
         if (indicator) {
           indicator.dataset.state = state;
-          indicator.textContent = this.t(state === "open" ? "ws.open" : state === "connecting" ? "ws.connecting" : "ws.closed");
+          indicator.textContent = (SOCKET_STATE[state] || SOCKET_STATE.closed)();
         }
         this.updatePolling();
       },

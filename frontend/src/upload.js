@@ -5,25 +5,8 @@
 // show upload progress. The server answers 201 with the created studies or 4xx with
 // {"error": {"code", "message", "filename"}}.
 import { errorFromResponse, csrfTokenFromCookie } from "./lib/api.js";
-import { readTemplateStrings, makeTranslator } from "./lib/i18n.js";
+import { gettext, interpolate, ngettext } from "./lib/i18n.js";
 import { formatBytes } from "./lib/format.js";
-
-const DEFAULT_STRINGS = {
-  "files.summary": "{count} 个文件，共 {size} / {count} files, {size}",
-  "files.none": "尚未选择文件 / No files chosen",
-  "files.remove": "移除 / Remove",
-  "error.mrn": "请填写病历号 / Enter the patient MRN",
-  "error.noFiles": "请选择要上传的文件 / Choose files to upload",
-  "error.tooLarge": "文件总大小超过 {size} 上限 / Total size exceeds {size}",
-  "error.network": "网络错误，上传未完成 / Network error: upload did not finish",
-  "error.aborted": "上传已取消 / Upload cancelled",
-  "error.file": "文件 / File: {filename}",
-  "result.created": "已创建 {count} 个检查 / Created {count} studies",
-  "result.study": "检查 / Study #{id}",
-  "result.skipped": "已跳过 {count} 个文件 / Skipped {count} files",
-  uploading: "上传中… {percent} / Uploading… {percent}",
-  processing: "服务器处理中… / Processing on the server…",
-};
 
 function fileKey(entry) {
   return `${entry.path}\u0000${entry.file.size}\u0000${entry.file.lastModified}`;
@@ -62,7 +45,6 @@ async function filesFromDataTransfer(dt) {
 class UploadWidget {
   constructor(root) {
     this.root = root;
-    this.t = makeTranslator(DEFAULT_STRINGS, readTemplateStrings("upload-strings"));
     this.entries = [];
     this.xhr = null;
     this.maxBytes = Number(root.dataset.maxUploadBytes) || 0;
@@ -155,7 +137,7 @@ class UploadWidget {
     const count = this.entries.length;
     const total = this.totalBytes();
     if (summary) {
-      summary.textContent = count ? this.t("files.summary", { count, size: formatBytes(total) }) : this.t("files.none");
+      summary.textContent = count ? interpolate(ngettext("%(count)s file, %(size)s in total", "%(count)s files, %(size)s in total", count), { count, size: formatBytes(total) }) : gettext("No files chosen");
       summary.dataset.count = String(count);
       summary.dataset.totalBytes = String(total);
     }
@@ -175,7 +157,7 @@ class UploadWidget {
         remove.type = "button";
         remove.className = "btn btn-link btn-sm";
         remove.dataset.index = String(index);
-        remove.textContent = this.t("files.remove");
+        remove.textContent = gettext("Remove");
         li.append(name, size, remove);
         list.appendChild(li);
       });
@@ -202,7 +184,7 @@ class UploadWidget {
     if (filename) {
       const file = document.createElement("span");
       file.className = "error-filename";
-      file.textContent = ` (${this.t("error.file", { filename })})`;
+      file.textContent = ` (${interpolate(gettext("file: %(filename)s"), { filename })})`;
       box.appendChild(file);
     }
     box.hidden = false;
@@ -238,16 +220,16 @@ class UploadWidget {
     const nameInput = this.el("patient-name");
     const mrn = mrnInput ? mrnInput.value.trim() : "";
     if (!mrn) {
-      this.showError(this.t("error.mrn"));
+      this.showError(gettext("Enter the patient MRN."));
       if (mrnInput) mrnInput.focus();
       return;
     }
     if (!this.entries.length) {
-      this.showError(this.t("error.noFiles"));
+      this.showError(gettext("Choose files to upload."));
       return;
     }
     if (this.maxBytes && this.totalBytes() > this.maxBytes) {
-      this.showError(this.t("error.tooLarge", { size: formatBytes(this.maxBytes) }));
+      this.showError(interpolate(gettext("The files exceed the %(size)s limit."), { size: formatBytes(this.maxBytes) }));
       return;
     }
     const form = new FormData();
@@ -263,15 +245,15 @@ class UploadWidget {
     xhr.upload.onprogress = (event) => {
       if (!event.lengthComputable) return;
       const percent = Math.round((100 * event.loaded) / event.total);
-      this.setProgress(percent, percent >= 100 ? this.t("processing") : this.t("uploading", { percent: `${percent}%` }));
+      this.setProgress(percent, percent >= 100 ? gettext("Processing on the server…") : interpolate(gettext("Uploading… %(percent)s"), { percent: `${percent}%` }));
     };
-    xhr.upload.onload = () => this.setProgress(100, this.t("processing"));
+    xhr.upload.onload = () => this.setProgress(100, gettext("Processing on the server…"));
     xhr.onload = () => this.finish(xhr);
-    xhr.onerror = () => this.fail(this.t("error.network"));
-    xhr.onabort = () => this.fail(this.t("error.aborted"));
+    xhr.onerror = () => this.fail(gettext("Network error: the upload did not finish."));
+    xhr.onabort = () => this.fail(gettext("Upload cancelled."));
     this.root.dataset.state = "uploading";
     this.toggleBusy(true);
-    this.setProgress(0, this.t("uploading", { percent: "0%" }));
+    this.setProgress(0, interpolate(gettext("Uploading… %(percent)s"), { percent: "0%" }));
     xhr.send(form);
   }
 
@@ -319,7 +301,7 @@ class UploadWidget {
       : (data.study_ids || []).map((id) => ({ id, url: null }));
     const heading = document.createElement("p");
     heading.className = "result-heading";
-    heading.textContent = this.t("result.created", { count: studies.length });
+    heading.textContent = interpolate(ngettext("Created %(count)s study:", "Created %(count)s studies:", studies.length), { count: studies.length });
     result.appendChild(heading);
     const list = document.createElement("ul");
     list.className = "study-links";
@@ -329,7 +311,7 @@ class UploadWidget {
       link.className = "study-link";
       if (study.url) link.href = study.url;
       link.dataset.studyId = String(study.id);
-      link.textContent = this.t("result.study", { id: study.id });
+      link.textContent = interpolate(gettext("Study #%(id)s"), { id: study.id });
       li.appendChild(link);
       list.appendChild(li);
     }
@@ -339,7 +321,7 @@ class UploadWidget {
       const details = document.createElement("details");
       details.className = "skipped-files";
       const summary = document.createElement("summary");
-      summary.textContent = this.t("result.skipped", { count: skipped.length });
+      summary.textContent = interpolate(ngettext("%(count)s file skipped", "%(count)s files skipped", skipped.length), { count: skipped.length });
       details.appendChild(summary);
       const ul = document.createElement("ul");
       for (const item of skipped) {

@@ -73,7 +73,7 @@ def test_live_task_page_follows_a_real_run(portal_server, browser_page, tmp_path
         assert rows.first.locator(".state").inner_text() == "已应答"
         shares = [float(r.replace("%", "").strip()) for r in page.locator("#clients .credit").all_inner_texts()]
         assert sum(shares) == pytest.approx(100.0, abs=0.2) and shares[0] > shares[1]  # 4 cases vs 3
-        assert "ledger verified" in page.locator("#ledger-state").inner_text()
+        assert "账本校验通过" in page.locator("#ledger-state").inner_text()  # the script's string, from /jsi18n/
         # Chart.js drew both charts (a blank canvas encodes to a short PNG).
         for canvas in ("chart-loss", "chart-dice"):
             assert page.evaluate(f"() => document.getElementById('{canvas}').toDataURL().length") > 5000

@@ -63,7 +63,7 @@ def test_report_page_marks_the_impression_and_the_finding_kinds_for_linking(star
 
     assert 'id="report-impression" data-kg-text>' + IMPRESSION in html
     assert 'data-kg-term="肺结节"' in html
-    assert 'id="kg-panel"' in html and 'id="kg-strings"' in html
+    assert 'id="kg-panel"' in html and '<script src="/jsi18n/?l=' in html
 
 
 def test_study_page_has_its_own_terms_section(starter_graph, doctor, signed_report, small_ct_study):

@@ -2,7 +2,10 @@
 //
 // The portal's API answers errors as {"error": {"code", "message", ...}}; DRF's own
 // authentication/permission failures may still come back as {"detail": "..."}. Both are
-// turned into an ApiError whose message can be shown to the user as is.
+// turned into an ApiError whose message can be shown to the user as is: the server translates
+// it into the request's language, so the page keeps no table of its own by error code. Only the
+// failures without a portal answer (no connection, a proxy's bare error page) get a message here.
+import { gettext, interpolate } from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(status, code, message, payload = null) {
@@ -28,7 +31,19 @@ export function errorFromResponse(status, statusText, data) {
   if (data && typeof data === "object" && typeof data.detail === "string") {
     return new ApiError(status, `http_${status}`, data.detail, data);
   }
-  return new ApiError(status, `http_${status}`, `HTTP ${status}${statusText ? ` ${statusText}` : ""}`, data);
+  return new ApiError(
+    status,
+    `http_${status}`,
+    interpolate(gettext("The server answered with an error (HTTP %(status)s)."), { status }),
+    data,
+  );
+}
+
+/** The ApiError (status 0) of a request that got no answer at all; the browser's own text stays in `cause`. */
+function networkError(err) {
+  const error = new ApiError(0, "network_error", gettext("The server could not be reached; check the connection and try again."));
+  error.cause = err;
+  return error;
 }
 
 function parseJson(text) {
@@ -61,7 +76,7 @@ export async function requestJson(url, { method = "GET", body, csrfToken = "", s
     });
   } catch (err) {
     if (err && err.name === "AbortError") throw err;
-    throw new ApiError(0, "network_error", String((err && err.message) || err));
+    throw networkError(err);
   }
   const data = parseJson(await response.text());
   if (!response.ok) throw errorFromResponse(response.status, response.statusText, data);
@@ -79,7 +94,7 @@ export async function fetchArrayBuffer(url, { signal, onProgress } = {}) {
     response = await fetch(url, { credentials: "same-origin", signal });
   } catch (err) {
     if (err && err.name === "AbortError") throw err;
-    throw new ApiError(0, "network_error", String((err && err.message) || err));
+    throw networkError(err);
   }
   if (!response.ok) {
     throw errorFromResponse(response.status, response.statusText, parseJson(await response.text()));

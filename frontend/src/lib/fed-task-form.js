@@ -2,6 +2,7 @@
 // POST /api/federation/tasks/, keep secure aggregation and RTIFed apart (the server refuses the
 // pair too), and show the API's errors next to the fields while the values stay as typed.
 import { requestJson } from "./api.js";
+import { gettext } from "./i18n.js";
 
 const DP_FIELDS = ["dp_clipping_norm", "dp_epsilon", "dp_delta"];
 
@@ -44,9 +45,8 @@ export function taskFormBody(form) {
 }
 
 class TaskForm {
-  constructor(form, t) {
+  constructor(form) {
     this.form = form;
-    this.t = t;
     this.alert = form.querySelector("#task-create-error");
     this.submit = form.querySelector("#task-create-submit");
     this.rows = form.querySelector("#label-rows tbody");
@@ -122,18 +122,19 @@ class TaskForm {
     return true;
   }
 
-  /** Show an ApiError: a Chinese summary by error code, the server's own message, field errors in place. */
+  /**
+   * Show an ApiError: the server's message (already in the page's language), or for a validation
+   * failure a pointer to the fields, whose messages go under each field.
+   */
   showError(err) {
-    const key = `error.${err.code}`;
-    const summary = this.t(key) !== key ? this.t(key) : err.message;
+    const invalid = err.code === "invalid_input";
+    const summary = invalid ? gettext("Please correct the fields marked below.") : err.message;
     const lines = [];
-    if (err.code === "invalid_input") {
+    if (invalid) {
       for (const [name, value] of Object.entries((err.payload && err.payload.fields) || {})) {
         const messages = flattenMessages(value);
         if (!this.showFieldError(name, messages)) lines.push(...messages.map((m) => `${name}: ${m}`));
       }
-    } else if (summary !== err.message) {
-      lines.push(this.t("form.server", { message: err.message }));
     }
     const strong = document.createElement("strong");
     strong.textContent = summary;
@@ -152,7 +153,7 @@ class TaskForm {
     this.clearErrors();
     const body = taskFormBody(this.form);
     if (body.label_table.some((label) => !label.name)) {
-      this.showFieldError("label_table", [this.t("form.labelName")]);
+      this.showFieldError("label_table", [gettext("Every label needs a name.")]);
       this.showError({ code: "invalid_input", message: "", payload: {} });
       return;
     }
@@ -168,7 +169,7 @@ class TaskForm {
   }
 }
 
-/** Wire the task-creation form (absent for users who cannot create tasks); ``t`` translates UI strings. */
-export function wireTaskForm(form, t) {
-  if (form) new TaskForm(form, t).wire();
+/** Wire the task-creation form (absent for users who cannot create tasks). */
+export function wireTaskForm(form) {
+  if (form) new TaskForm(form).wire();
 }

@@ -6,24 +6,41 @@
 // and starts the detector ("find nodules") as an ordinary one-click run of the study page.
 // Other panels learn the selection from the "yixin:finding-selected" event on document.
 import { requestJson, fetchArrayBuffer } from "./api.js";
-import { readTemplateStrings, makeTranslator } from "./i18n.js";
+import { gettext, interpolate, ngettext, pgettext } from "./i18n.js";
 import { formatNumber } from "./format.js";
 import { labelShellIndices, boxShellIndices } from "./viewer.js";
 import { NVImage } from "@niivue/niivue";
 
-const DEFAULT_STRINGS = {
-  size: "{long} × {short} mm",
-  volume: "{volume} mL",
-  confidence: "置信度 / confidence {value}",
-  agreement: "读片医师一致 / readers' agreement {count} of 4",
-  "agreement.none": "无读片结节 / no readers' nodule here",
-  accept: "接受 / Accept",
-  reject: "排除 / Reject",
-  detecting: "正在查找结节… / Finding nodules…",
-  detected: "检测完成 / Detection finished: {count}",
-  "error.load": "无法读取发现 / Could not load the findings: {message}",
-  "error.decide": "无法保存 / Could not save the decision: {message}",
-  "error.detect": "无法开始检测 / Could not start the detection: {message}",
+// Labels of the codes the findings API sends (diagnosis.models' choices), looked up when shown.
+const LABELS = {
+  kind: {
+    lung_nodule: () => gettext("Lung nodule"),
+    lesion: () => gettext("Lesion"),
+    non_nodule: () => gettext("Non-nodule"),
+    other: () => gettext("Other"),
+  },
+  composition: {
+    solid: () => gettext("Solid"),
+    part_solid: () => gettext("Part-solid"),
+    ground_glass: () => gettext("Ground-glass"),
+  },
+  status: {
+    suggested: () => gettext("Suggested"),
+    accepted: () => gettext("Accepted"),
+    rejected: () => pgettext("finding status", "Rejected"),
+    edited: () => gettext("Edited"),
+  },
+  source: {
+    detector: () => gettext("Detector"),
+    reader: () => gettext("Reader"),
+    consensus: () => gettext("Readers' consensus"),
+    import: () => gettext("Import"),
+    manual: () => gettext("By hand"),
+  },
+};
+const ACTIONS = {
+  accept: () => gettext("Accept"),
+  reject: () => gettext("Reject"),
 };
 
 // Readers' individual marks are summarised by their consensus (with its agreement): not listed.
@@ -48,7 +65,6 @@ export class FindingsPanel {
   constructor(page, config) {
     this.page = page;
     this.config = config;
-    this.t = makeTranslator(DEFAULT_STRINGS, readTemplateStrings("findings-strings"));
     this.findings = [];
     this.agreement = new Map(); // finding id -> number of readers
     this.selectedId = null;
@@ -100,7 +116,7 @@ export class FindingsPanel {
       this.agreement = agreementByFinding(comparison);
       this.render();
     } catch (err) {
-      if (token === this.loadToken) this.page.showError(this.t("error.load", { message: err.message }));
+      if (token === this.loadToken) this.page.showError(interpolate(gettext("Could not load the findings: %(message)s"), { message: err.message }));
     }
   }
 
@@ -108,9 +124,8 @@ export class FindingsPanel {
 
   label(prefix, value) {
     if (!value) return "";
-    const key = `${prefix}.${value}`;
-    const text = this.t(key);
-    return text === key ? value : text;
+    const table = LABELS[prefix];
+    return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
   }
 
   render() {
@@ -146,11 +161,11 @@ export class FindingsPanel {
     facts.className = "finding-facts";
     const parts = [];
     if (f.long_axis_mm != null) {
-      parts.push(this.t("size", { long: formatNumber(f.long_axis_mm, 1), short: formatNumber(f.short_axis_mm, 1) }));
+      parts.push(interpolate(gettext("%(long)s × %(short)s mm"), { long: formatNumber(f.long_axis_mm, 1), short: formatNumber(f.short_axis_mm, 1) }));
     }
-    if (f.volume_ml != null) parts.push(this.t("volume", { volume: formatNumber(f.volume_ml, 3) }));
+    if (f.volume_ml != null) parts.push(interpolate(gettext("%(volume)s mL"), { volume: formatNumber(f.volume_ml, 3) }));
     if (f.composition) parts.push(this.label("composition", f.composition));
-    if (f.confidence != null) parts.push(this.t("confidence", { value: formatNumber(f.confidence, 2) }));
+    if (f.confidence != null) parts.push(interpolate(gettext("confidence %(value)s"), { value: formatNumber(f.confidence, 2) }));
     parts.push(this.label("source", f.source));
     facts.textContent = parts.join(" · ");
     li.append(head, facts);
@@ -158,7 +173,7 @@ export class FindingsPanel {
       const agree = document.createElement("div");
       agree.className = "finding-agreement";
       const n = this.agreement.get(f.id);
-      agree.textContent = n ? this.t("agreement", { count: n }) : this.t("agreement.none");
+      agree.textContent = n ? interpolate(gettext("readers' agreement %(count)s of 4"), { count: n }) : gettext("no readers' nodule here");
       agree.dataset.agreement = n ? String(n) : "0";
       li.appendChild(agree);
     }
@@ -170,7 +185,7 @@ export class FindingsPanel {
         b.type = "button";
         b.className = `btn btn-tool finding-${action}`;
         b.dataset.action = action;
-        b.textContent = this.t(action);
+        b.textContent = ACTIONS[action]();
         b.disabled = (action === "accept" && f.status === "accepted") || (action === "reject" && f.status === "rejected");
         buttons.appendChild(b);
       }
@@ -288,7 +303,7 @@ export class FindingsPanel {
       this.render();
       document.dispatchEvent(new CustomEvent("yixin:finding-decided", { detail: { finding: updated } }));
     } catch (err) {
-      this.page.showError(this.t("error.decide", { message: err.message }));
+      this.page.showError(interpolate(gettext("Could not save the decision: %(message)s"), { message: err.message }));
     }
   }
 
@@ -296,13 +311,13 @@ export class FindingsPanel {
     const button = $("find-nodules");
     const state = $("findings-state");
     if (button) button.disabled = true;
-    if (state) state.textContent = this.t("detecting");
+    if (state) state.textContent = gettext("Finding nodules…");
     try {
       const run = await this.page.startRunWithModel(Number(this.config.detector.id));
       this.detectionRunId = run ? run.id : null;
     } catch (err) {
       if (state) state.textContent = "";
-      this.page.showError(this.t("error.detect", { message: err.message }));
+      this.page.showError(interpolate(gettext("Could not start the detection: %(message)s"), { message: err.message }));
     } finally {
       if (button) button.disabled = false;
     }
@@ -312,7 +327,13 @@ export class FindingsPanel {
     await this.refresh();
     if (run && run.id === this.detectionRunId) {
       const state = $("findings-state");
-      if (state) state.textContent = this.t("detected", { count: this.findings.filter((f) => f.source === "detector").length });
+      if (state) {
+        const count = this.findings.filter((f) => f.source === "detector").length;
+        state.textContent = interpolate(
+          ngettext("Detection finished: %(count)s finding", "Detection finished: %(count)s findings", count),
+          { count },
+        );
+      }
     }
   }
 }

@@ -1,31 +1,43 @@
-// UI strings for the scripts.
+// UI strings for the scripts: Django's JavaScript catalogue.
 //
-// Visible strings are translated server-side: a template renders them inside
-// <template id="..."> as <span data-i18n="key">translated text</span>, and the study
-// page's viewer_config may add an "i18n" object. The bilingual defaults below only
-// cover a template that forgot a key.
+// templates/base.html loads /jsi18n/ (portal/jsi18n.py, domain "djangojs") before every bundle; it
+// defines window.django.gettext & co. with the Chinese of locale/zh_Hans/LC_MESSAGES/djangojs.po under
+// zh-hans and the msgids under English. msgids are English. Bundles import these wrappers instead of
+// touching the globals; without a catalogue (the front-end harness, a failed load) they return the
+// msgid, so the page still reads in English.
+//
+// Every call takes string literals, so that tests/test_translations_complete.py (xgettext) finds each
+// msgid and fails when djangojs.po has no Chinese for it. Placeholders are Django's named ones,
+// "%(name)s", filled by interpolate().
 
-export function readTemplateStrings(templateId) {
-  const strings = {};
-  const tpl = document.getElementById(templateId);
-  const root = tpl && (tpl.content || tpl);
-  if (!root) return strings;
-  root.querySelectorAll("[data-i18n]").forEach((el) => {
-    strings[el.getAttribute("data-i18n")] = el.textContent.trim();
-  });
-  return strings;
+function catalogue() {
+  const django = globalThis.django;
+  return django && typeof django.gettext === "function" ? django : null;
 }
 
-/** Return a translate function over defaults <- template strings <- extra strings. */
-export function makeTranslator(defaults, ...sources) {
-  const table = Object.assign({}, defaults, ...sources.filter(Boolean));
-  return function t(key, params) {
-    let text = Object.prototype.hasOwnProperty.call(table, key) ? table[key] : key;
-    if (params) {
-      text = text.replace(/\{(\w+)\}/g, (m, name) => (params[name] === undefined ? m : String(params[name])));
-    }
-    return text;
-  };
+/** Translate `msgid`. */
+export function gettext(msgid) {
+  const c = catalogue();
+  return c ? c.gettext(msgid) : msgid;
+}
+
+/** Translate a message with a count: `singular` when `count` is 1 in English; Chinese has one form. */
+export function ngettext(singular, plural, count) {
+  const c = catalogue();
+  return c ? c.ngettext(singular, plural, count) : count === 1 ? singular : plural;
+}
+
+/** Translate `msgid` in `context` (the msgctxt that separates two meanings of one English word). */
+export function pgettext(context, msgid) {
+  const c = catalogue();
+  return c && typeof c.pgettext === "function" ? c.pgettext(context, msgid) : msgid;
+}
+
+/** Fill the "%(name)s" placeholders of a translated `format` from `params` (unknown names stay as they are). */
+export function interpolate(format, params) {
+  return String(format).replace(/%\((\w+)\)s/g, (m, name) =>
+    params && params[name] !== undefined && params[name] !== null ? String(params[name]) : m,
+  );
 }
 
 export function isChinesePage() {

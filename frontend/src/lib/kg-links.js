@@ -13,15 +13,7 @@
 // style), so the Content-Security-Policy holds.
 
 import { requestJson } from "./api.js";
-import { makeTranslator, readTemplateStrings } from "./i18n.js";
-
-const DEFAULTS = {
-  close: "关闭 Close",
-  loading: "加载中… Loading…",
-  failed: "无法加载 Could not load",
-  more: "在知识图谱中查看 Open in the knowledge graph",
-  empty: "—",
-};
+import { gettext, interpolate } from "./i18n.js";
 
 function termButton(text, label, name, lay) {
   const button = document.createElement("button");
@@ -62,10 +54,10 @@ function section(title, content) {
   return block;
 }
 
-function nameList(names, label, lay, t) {
+function nameList(names, label, lay) {
   if (!names.length) {
     const p = document.createElement("p");
-    p.textContent = t("empty");
+    p.textContent = "—";
     return p;
   }
   const ul = document.createElement("ul");
@@ -79,9 +71,8 @@ function nameList(names, label, lay, t) {
 }
 
 export class KgPanel {
-  constructor(root, t) {
+  constructor(root) {
     this.root = root;
-    this.t = t;
     this.body = root.querySelector(".kg-panel-body");
     this.title = root.querySelector(".kg-panel-title");
     this.root.querySelector(".kg-panel-close").addEventListener("click", () => this.close());
@@ -104,7 +95,7 @@ export class KgPanel {
     this.title.textContent = name;
     const status = document.createElement("p");
     status.className = "kg-panel-status";
-    status.textContent = this.t("loading");
+    status.textContent = gettext("Loading…");
     this.body.replaceChildren(status);
     const url = `/api/kg/panel/${encodeURIComponent(label)}/${encodeURIComponent(name)}/${lay ? "?lay=1" : ""}`;
     let panel;
@@ -112,7 +103,7 @@ export class KgPanel {
       panel = await requestJson(url, { signal: this.controller.signal });
     } catch (err) {
       if (err && err.name === "AbortError") return;
-      status.textContent = `${this.t("failed")}: ${err.message}`;
+      status.textContent = interpolate(gettext("Could not load: %(message)s"), { message: err.message });
       status.classList.add("kg-panel-error");
       return;
     }
@@ -129,19 +120,19 @@ export class KgPanel {
     const describe = (key, text) => {
       const p = document.createElement("p");
       p.className = `kg-panel-${key}`;
-      p.textContent = text || this.t("empty");
+      p.textContent = text || "—";
       parts.push(section(s[key] || key, p));
     };
     if (lay && panel.lay_text) describe("lay_text", panel.lay_text);
     else describe("description", panel.description);
-    parts.push(section(s.checks || "checks", nameList(panel.checks, "Check", lay, this.t)));
-    parts.push(section(s.departments || "departments", nameList(panel.departments, "", lay, this.t)));
-    parts.push(section(s.related_diseases || "related_diseases", nameList(panel.related_diseases, "Disease", lay, this.t)));
+    parts.push(section(s.checks || "checks", nameList(panel.checks, "Check", lay)));
+    parts.push(section(s.departments || "departments", nameList(panel.departments, "", lay)));
+    parts.push(section(s.related_diseases || "related_diseases", nameList(panel.related_diseases, "Disease", lay)));
     if (!lay) {
       const more = document.createElement("a");
       more.className = "kg-panel-more";
       more.href = `/kg/entity/${encodeURIComponent(panel.label)}/${encodeURIComponent(panel.name)}/`;
-      more.textContent = this.t("more");
+      more.textContent = gettext("Open in the knowledge graph");
       parts.push(more);
     }
     this.body.replaceChildren(...parts);
@@ -153,8 +144,7 @@ export class KgPanel {
 export async function initKgLinks(root = document) {
   const panelRoot = document.getElementById("kg-panel");
   if (!panelRoot) return null;
-  const t = makeTranslator(DEFAULTS, readTemplateStrings("kg-strings"));
-  const panel = new KgPanel(panelRoot, t);
+  const panel = new KgPanel(panelRoot);
   document.addEventListener("click", (event) => {
     const button = event.target.closest && event.target.closest(".kg-term");
     if (!button) return;

@@ -6,8 +6,9 @@
 // The edited label map lives in NiiVue's RAS order (see wb-tools.js); the server keeps
 // [k, j, i] label maps, and the diff is computed in that native order.
 import { NVImage } from "@niivue/niivue";
-import { fetchArrayBuffer, requestJson } from "./api.js";
+import { errorFromResponse, fetchArrayBuffer, requestJson } from "./api.js";
 import { formatDate, hexToRgb } from "./format.js";
+import { gettext, interpolate, ngettext } from "./i18n.js";
 import {
   EditHistory, applyValue, brushIndices, diffRuns, encodeRuns, floodIndices, nativeOrder, planeAxis,
   polygonIndices, toNative,
@@ -30,11 +31,37 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Labels of the codes the server sends (annotation.models' choices), looked up when shown.
+const DECISION = {
+  comment: () => gettext("comment"),
+  submit: () => gettext("submitted"),
+  approve: () => gettext("approved"),
+  reject: () => gettext("rejected"),
+};
+const REVIEW_STATUS = {
+  draft: () => gettext("Draft"),
+  submitted: () => gettext("Submitted"),
+  approved: () => gettext("Approved"),
+  rejected: () => gettext("Rejected"),
+};
+const ASSIGNMENT_STATUS = {
+  assigned: () => gettext("Assigned"),
+  submitted: () => gettext("Submitted"),
+  done: () => gettext("Done"),
+};
+
+function labelOf(table, value) {
+  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
+}
+
+function decisionLabel(decision) {
+  return labelOf(DECISION, decision);
+}
+
 export class Workbench {
   constructor(page, config) {
     this.page = page;
     this.config = config;
-    this.t = page.t;
     this.viewer = null;
     this.editing = null; // {seg, labels (RAS Uint8Array), original (native Uint8Array), order, dims, spacing, shapeKji}
     this.history = new EditHistory();
@@ -158,20 +185,20 @@ export class Workbench {
 
   async startEditing(seg) {
     if (!seg || !this.viewer || !this.viewer.base) {
-      this.status(this.t("wb.pickSegmentation"), "error");
+      this.status(gettext("Choose a segmentation to edit first."), "error");
       return;
     }
     if (seg.labels.some((l) => l.index > 255)) {
-      this.status(this.t("wb.tooManyLabels"), "error");
+      this.status(gettext("Labels above 255 cannot be edited in the browser."), "error");
       return;
     }
-    this.status(this.t("wb.loading"));
+    this.status(gettext("Loading the label map…"));
     const buffer = await fetchArrayBuffer(seg.labelmapUrl);
     const image = await NVImage.loadFromUrl({ url: buffer, name: `edit-${seg.id}.nii.gz` });
     const base = this.viewer.base;
     const dims = base.dimsRAS.slice(1, 4);
     if (image.dimsRAS.slice(1, 4).join() !== dims.join()) {
-      this.status(this.t("wb.wrongGrid"), "error");
+      this.status(gettext("The label map is not on this series' grid."), "error");
       return;
     }
     const order = nativeOrder(image);
@@ -197,7 +224,7 @@ export class Workbench {
     this.updateLut();
     this.renderLabelControls();
     document.body.dataset.editing = String(seg.id);
-    this.status(this.t("wb.editing", { name: seg.name, version: seg.version }));
+    this.status(interpolate(gettext("Editing %(name)s v%(version)s"), { name: seg.name, version: seg.version }));
     this.updateButtons();
     this.renderVersions();
   }
@@ -277,7 +304,7 @@ export class Workbench {
       if (this.polygon.length && planeAxis(this.polygon.axCorSag) !== axis) this.polygon = [];
       this.polygon.axCorSag = axCorSag;
       this.polygon.push(vox);
-      this.status(this.t("wb.polygonPoints", { count: this.polygon.length }));
+      this.status(interpolate(ngettext("Polygon: %(count)s point", "Polygon: %(count)s points", this.polygon.length), { count: this.polygon.length }));
     }
   }
 
@@ -292,7 +319,7 @@ export class Workbench {
       change = applyValue(e.labels, idx, 0, { locked: this.locked });
     } else {
       if (!label || this.locked.has(label)) {
-        this.status(this.t("wb.labelLocked"), "error");
+        this.status(gettext("Choose a label that is not locked."), "error");
         return;
       }
       const range = tool === "threshold" ? this.huRange() : null;
@@ -305,7 +332,7 @@ export class Workbench {
     const e = this.editing;
     const label = this.currentLabel();
     if (!label || this.locked.has(label)) {
-      this.status(this.t("wb.labelLocked"), "error");
+      this.status(gettext("Choose a label that is not locked."), "error");
       return;
     }
     const range = this.huRange();
@@ -319,7 +346,7 @@ export class Workbench {
 
   closePolygon() {
     if (!this.editing || this.polygon.length < 3) {
-      this.status(this.t("wb.polygonNeeds3"), "error");
+      this.status(gettext("A polygon needs at least three points on one slice."), "error");
       return;
     }
     const label = this.currentLabel();
@@ -361,7 +388,7 @@ export class Workbench {
     const after = this.nativeLabels();
     const runs = diffRuns(e.original, after);
     if (!runs.length) {
-      this.status(this.t("wb.nothingToSave"));
+      this.status(gettext("Nothing changed."));
       return;
     }
     const diff = await encodeRuns(runs, e.shapeKji);
@@ -371,18 +398,18 @@ export class Workbench {
       tool: [...this.toolsUsed].sort().join("+").slice(0, 64),
       locked_labels: [...this.locked],
     };
-    this.status(this.t("wb.saving"));
+    this.status(gettext("Saving…"));
     try {
       const saved = await requestJson(`/api/segmentations/${e.seg.id}/versions/`, {
         method: "POST", body, csrfToken: this.config.csrfToken,
       });
-      this.status(this.t("wb.saved", { version: saved.version, voxels: saved.parameters.changed_voxels }), "ok");
+      this.status(interpolate(gettext("Saved as version %(version)s (%(voxels)s voxels changed)"), { version: saved.version, voxels: saved.parameters.changed_voxels }), "ok");
       await this.reloadAndEdit(saved.id);
       // Set once the new version is loaded for editing (the tests wait on these).
       document.body.dataset.savedVersion = String(saved.id);
       document.body.dataset.savedDiffBytes = String(diff.runs.length);
     } catch (err) {
-      this.status(this.t("wb.saveFailed", { message: err.message }), "error");
+      this.status(interpolate(gettext("Could not save: %(message)s"), { message: err.message }), "error");
     }
   }
 
@@ -411,7 +438,7 @@ export class Workbench {
     for (const label of seg.labels) {
       if (select) select.add(new Option(`${label.index} · ${label.name}`, String(label.index)));
       if (!list) continue;
-      const visible = el("input", { type: "checkbox", checked: !this.hidden.has(label.index), title: this.t("wb.visible") });
+      const visible = el("input", { type: "checkbox", checked: !this.hidden.has(label.index), title: gettext("show") });
       visible.dataset.label = String(label.index);
       visible.dataset.role = "visible";
       visible.addEventListener("change", () => {
@@ -419,7 +446,7 @@ export class Workbench {
         else this.hidden.add(label.index);
         this.updateLut();
       });
-      const lock = el("input", { type: "checkbox", checked: this.locked.has(label.index), title: this.t("wb.lock") });
+      const lock = el("input", { type: "checkbox", checked: this.locked.has(label.index), title: gettext("lock") });
       lock.dataset.label = String(label.index);
       lock.dataset.role = "lock";
       lock.addEventListener("change", () => {
@@ -429,7 +456,7 @@ export class Workbench {
       const swatch = el("span", { className: "swatch" });
       swatch.style.backgroundColor = label.color;
       list.append(el("li", { dataset: { label: String(label.index) } },
-        el("label", {}, visible, " ", this.t("wb.visible")), el("label", {}, lock, " ", this.t("wb.lock")), swatch,
+        el("label", {}, visible, " ", gettext("show")), el("label", {}, lock, " ", gettext("lock")), swatch,
         el("span", { className: "label-name" }, label.name)));
     }
   }
@@ -500,18 +527,18 @@ export class Workbench {
       if ([...other.options].some((o) => o.value === keep)) other.value = keep;
     }
     for (const v of versions) {
-      const current = v.is_current ? ` · ${this.t("wb.current")}` : "";
+      const current = v.is_current ? ` · ${gettext("current")}` : "";
       const row = el("li", { dataset: { version: String(v.version), id: String(v.id), current: String(v.is_current) } },
         el("span", { className: "wb-version-head" }, `v${v.version}${current}`),
-        el("span", { className: "muted" }, ` ${v.tool || v.source} · ${v.author || "—"} · ${formatDate(v.created_at, { time: true })} · ${v.review_status}`));
+        el("span", { className: "muted" }, ` ${v.tool || v.source} · ${v.author || "—"} · ${formatDate(v.created_at, { time: true })} · ${labelOf(REVIEW_STATUS, v.review_status)}`));
       if (v.comment) row.append(el("div", { className: "wb-version-comment" }, v.comment));
       const actions = el("div", { className: "wb-version-actions" });
-      const edit = el("button", { type: "button", className: "btn btn-tool", textContent: this.t("wb.editThis") });
+      const edit = el("button", { type: "button", className: "btn btn-tool", textContent: gettext("Edit (branch)") });
       edit.dataset.action = "edit";
       edit.addEventListener("click", () => this.editVersion(v));
       actions.append(edit);
       if (!v.is_current) {
-        const back = el("button", { type: "button", className: "btn btn-tool", textContent: this.t("wb.makeCurrent") });
+        const back = el("button", { type: "button", className: "btn btn-tool", textContent: gettext("Make current") });
         back.dataset.action = "make-current";
         back.addEventListener("click", () => this.makeCurrent(v.id));
         actions.append(back);
@@ -534,7 +561,7 @@ export class Workbench {
   async makeCurrent(id) {
     try {
       await requestJson(`/api/segmentations/${id}/make-current/`, { method: "POST", csrfToken: this.config.csrfToken });
-      this.status(this.t("wb.rolledBack"), "ok");
+      this.status(gettext("This version is current again."), "ok");
       await this.page.refreshState();
       this.renderVersions();
     } catch (err) {
@@ -564,12 +591,12 @@ export class Workbench {
       params.mode = $("wb-refine-mode").value;
       params.axis = 0;
     }
-    this.status(this.t("wb.refining"));
+    this.status(gettext("Refining…"));
     try {
       const created = await requestJson(`/api/segmentations/${id}/refine/`, {
         method: "POST", body: { operation, params }, csrfToken: this.config.csrfToken,
       });
-      this.status(this.t("wb.refined", { version: created.version }), "ok");
+      this.status(interpolate(gettext("Refined: version %(version)s"), { version: created.version }), "ok");
       if (this.editing) await this.reloadAndEdit(created.id);
       else {
         await this.page.refreshState();
@@ -604,7 +631,7 @@ export class Workbench {
       document.body.dataset.compared = `${b}-${a}`;
       await this.viewer.showLabelmap({
         id: `compare-${b}-${a}`, url: result.changes_url,
-        labels: [{ index: 1, name: this.t("wb.added"), color: "#22c55e" }, { index: 2, name: this.t("wb.removed"), color: "#ef4444" }],
+        labels: [{ index: 1, name: gettext("added"), color: "#22c55e" }, { index: 2, name: gettext("removed"), color: "#ef4444" }],
       });
     } catch (err) {
       this.status(err.message, "error");
@@ -658,19 +685,19 @@ export class Workbench {
     if (!file || !this.config.workbench) return;
     const form = new FormData();
     form.append("file", file, file.name);
-    this.status(this.t("wb.importing"));
+    this.status(gettext("Importing…"));
     try {
       const response = await fetch(this.config.workbench.importUrl, {
         method: "POST", body: form, credentials: "same-origin", headers: { "X-CSRFToken": this.config.csrfToken },
       });
       const data = await response.json().catch(() => null);
-      if (!response.ok) throw new Error((data && data.error && data.error.message) || `HTTP ${response.status}`);
+      if (!response.ok) throw errorFromResponse(response.status, response.statusText, data);
       await this.page.refreshState();
       await this.page.selectSegmentation(data.results[0].id);
-      this.status(this.t("wb.imported", { count: data.results.length }), "ok");
+      this.status(interpolate(ngettext("Imported (%(count)s layer)", "Imported (%(count)s layers)", data.results.length), { count: data.results.length }), "ok");
       document.body.dataset.importedSegmentation = String(data.results[0].id);
     } catch (err) {
-      this.status(this.t("wb.importFailed", { message: err.message }), "error");
+      this.status(interpolate(gettext("Could not import: %(message)s"), { message: err.message }), "error");
     }
   }
 
@@ -684,7 +711,7 @@ export class Workbench {
         method: "POST", csrfToken: this.config.csrfToken,
         body: { decision, text: ($("wb-review-text") || {}).value || "" },
       });
-      this.status(this.t("wb.reviewed", { status: result.review_status }), "ok");
+      this.status(interpolate(gettext("Review status: %(status)s"), { status: labelOf(REVIEW_STATUS, result.review_status) }), "ok");
       this.renderVersions();
       this.loadReview();
     } catch (err) {
@@ -701,7 +728,7 @@ export class Workbench {
         method: "POST", csrfToken: this.config.csrfToken,
         body: { annotator: user, review_only: !!($("wb-assign-review-only") || {}).checked },
       });
-      this.status(this.t("wb.assigned"), "ok");
+      this.status(gettext("Assigned."), "ok");
       this.loadReview();
     } catch (err) {
       this.status(err.message, "error");
@@ -721,7 +748,7 @@ export class Workbench {
       list.textContent = "";
       for (const a of data.results) {
         list.append(el("li", { dataset: { annotator: String(a.annotator) } },
-          `${a.annotator_name} · ${a.status}${a.review_only ? " · " + this.t("wb.reviewOnly") : ""}`));
+          `${a.annotator_name} · ${labelOf(ASSIGNMENT_STATUS, a.status)}${a.review_only ? " · " + gettext("review only") : ""}`));
       }
     } catch (_) {
       /* shown only to doctors; an error leaves the list empty */
@@ -742,7 +769,7 @@ export class Workbench {
     if (comments) {
       comments.textContent = "";
       for (const c of data.comments) {
-        comments.append(el("li", { dataset: { decision: c.decision } }, `${formatDate(c.created_at, { time: true })} · ${c.author || "—"} · ${this.t("wb.decision." + c.decision)}${c.text ? ": " + c.text : ""}`));
+        comments.append(el("li", { dataset: { decision: c.decision } }, `${formatDate(c.created_at, { time: true })} · ${c.author || "—"} · ${decisionLabel(c.decision)}${c.text ? ": " + c.text : ""}`));
       }
     }
     const agreement = $("wb-agreement");
