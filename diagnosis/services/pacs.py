@@ -252,7 +252,9 @@ def result_send_execute(*, send_id: int) -> ResultSend:
     from ..pacs.scu import PacsDestination, StoreError, store_instances
 
     with transaction.atomic():
-        send = ResultSend.objects.select_for_update().select_related("report", "report__study", "peer").get(pk=send_id)
+        # of=("self",): PostgreSQL cannot lock the nullable side of the outer join to the peer.
+        send = (ResultSend.objects.select_for_update(of=("self",))
+                .select_related("report", "report__study", "peer").get(pk=send_id))
         if send.state in (ResultSend.State.SENT, ResultSend.State.NO_DESTINATION):
             return send
         send.attempts += 1
@@ -284,7 +286,7 @@ def result_send_execute(*, send_id: int) -> ResultSend:
             logger.exception("result send %s: the DICOM objects could not be built or sent", send_id)
             error = ("build_failed", f"{type(exc).__name__}: {exc}", None)
     with transaction.atomic():
-        send = ResultSend.objects.select_for_update().select_related("report__study").get(pk=send_id)
+        send = ResultSend.objects.select_for_update(of=("self",)).select_related("report__study").get(pk=send_id)
         if error is None:
             send.state, send.sent_at = ResultSend.State.SENT, timezone.now()
             send.error_code, send.last_error, send.last_status = "", "", None

@@ -24,6 +24,7 @@ from diagnosis.models import Measurement, ResultSend
 from diagnosis.pacs import codes
 from diagnosis.pacs.pdf import ENCAPSULATED_PDF_SOP_CLASS_UID
 from diagnosis.tasks import result_send_task
+from tests.annotation.dicomnet.conftest import dcmtk
 from tests.conftest import shared_data
 from tests.helpers import api_client
 
@@ -58,12 +59,12 @@ class StoreSCP:
     """dcmtk's storescp on a loopback port, writing what it receives into ``folder``."""
 
     def __init__(self, folder: Path, port: int, *extra: str):
-        if shutil.which("storescp") is None:
-            pytest.skip("dcmtk's storescp is not installed (apt-get install dcmtk; scripts/setup.sh installs it)")
+        # dcmtk's storescp, not pynetdicom's app of the same name in the virtualenv's bin (first on PATH).
+        program = dcmtk("storescp")
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.port = folder, port
         self.process = subprocess.Popen(
-            ["storescp", "--aetitle", "PACS", "--output-directory", str(folder), *extra, str(port)],
+            [program, "--aetitle", "PACS", "--output-directory", str(folder), *extra, str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 10
