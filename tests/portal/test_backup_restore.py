@@ -106,6 +106,17 @@ def _federated_task(tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _own_bucket(settings):
+    """Give each test a bucket of its own before any object is stored: a backup copies its whole bucket,
+    and the session's bucket holds what every earlier test stored (gigabytes late in a full run)."""
+    bucket = f"yixin-backup-{uuid.uuid4().hex[:12]}"
+    settings.S3_BUCKET = bucket
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        **settings.STORAGES["default"], "OPTIONS": {**settings.STORAGES["default"]["OPTIONS"], "bucket_name": bucket}}}
+    storage_ensure_bucket()
+
+
+@pytest.fixture(autouse=True)
 def _graph_left_empty():
     """Leave the graph empty, and tell the knowledge-graph tests that their starter graph must be loaded
     again (they load it once per session otherwise)."""
