@@ -7,7 +7,7 @@
 // after a reconnect never duplicates.
 import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
 import { csrfTokenFromCookie, requestJson } from "./lib/api.js";
-import { gettext, interpolate } from "./lib/i18n.js";
+import { gettext, interpolate, labelOf } from "./lib/i18n.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const SOCKET_STATE = {
@@ -21,9 +21,6 @@ const LINK_TYPE = {
   study: () => gettext("Study"),
 };
 
-function labelOf(table, value) {
-  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
-}
 
 const els = {
   messages: document.getElementById("messages"),

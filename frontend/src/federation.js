@@ -2,8 +2,8 @@
 // participation, credits) and per-round charts. The database is the truth: the websocket
 // only says "something changed" and the page re-reads the task through the API.
 import { requestJson, csrfTokenFromCookie } from "./lib/api.js";
-import { gettext } from "./lib/i18n.js";
-import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
+import { gettext, labelOf } from "./lib/i18n.js";
+import { ReconnectingSocket, SOCKET_STATE_LABELS, websocketUrl } from "./lib/socket.js";
 import { drawLines } from "./lib/fed-charts.js";
 
 import { wireInvitations } from "./lib/fed-invitations.js";
@@ -27,15 +27,7 @@ const CLIENT_STATUS = {
   failed: () => gettext("Failed"),
   not_selected: () => gettext("Not selected"),
 };
-const SOCKET_STATE = {
-  open: () => gettext("Live"),
-  connecting: () => gettext("Connecting…"),
-  closed: () => gettext("Reconnecting…"),
-};
 
-function labelOf(table, value) {
-  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
-}
 const charts = new Map();
 
 function fmt(value, digits = 3) {
@@ -112,7 +104,7 @@ if (registerButton) registerButton.addEventListener("click", () => act(config.re
 new ReconnectingSocket(websocketUrl(config.ws_path), {
   onOpen: refresh,
   onMessage: refresh,
-  onStateChange: (state) => { document.getElementById("ws-state").textContent = SOCKET_STATE[state] ? SOCKET_STATE[state]() : ""; },
+  onStateChange: (state) => { document.getElementById("ws-state").textContent = SOCKET_STATE_LABELS[state] ? SOCKET_STATE_LABELS[state]() : ""; },
 }).start();
 refresh();
 }

@@ -6,9 +6,9 @@
 import { tinykeys } from "tinykeys";
 import { StudyViewer, calRangeToWindow } from "./lib/viewer.js";
 import { requestJson } from "./lib/api.js";
-import { gettext, interpolate, isChinesePage } from "./lib/i18n.js";
+import { gettext, interpolate, isChinesePage, labelOf } from "./lib/i18n.js";
 import { formatNumber, formatBytes } from "./lib/format.js";
-import { ReconnectingSocket, websocketUrl } from "./lib/socket.js";
+import { ReconnectingSocket, SOCKET_STATE_LABELS, websocketUrl } from "./lib/socket.js";
 import { Workbench } from "./lib/wb-workbench.js";
 import { startFindingsPanel } from "./lib/findings-panel.js";
 
@@ -47,16 +47,7 @@ const WINDOW_PRESET = {
   bone: () => gettext("Bone"),
   brain: () => gettext("Brain"),
 };
-const SOCKET_STATE = {
-  open: () => gettext("Live"),
-  connecting: () => gettext("Connecting…"),
-  closed: () => gettext("Reconnecting…"),
-};
 
-/** The label of `value` in `table`, or `value` itself when the table does not know it. */
-function labelOf(table, value) {
-  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
-}
 
 function $(id) {
   return document.getElementById(id);
@@ -876,7 +867,7 @@ class StudyPage {
       onStateChange: (state) => {
         if (indicator) {
           indicator.dataset.state = state;
-          indicator.textContent = (SOCKET_STATE[state] || SOCKET_STATE.closed)();
+          indicator.textContent = (SOCKET_STATE_LABELS[state] || SOCKET_STATE_LABELS.closed)();
         }
         this.updatePolling();
       },

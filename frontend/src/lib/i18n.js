@@ -43,3 +43,9 @@ export function interpolate(format, params) {
 export function isChinesePage() {
   return (document.documentElement.lang || "zh-hans").toLowerCase().startsWith("zh");
 }
+
+/** The label of `value` in `table` (code → function returning the translated label), or `value`
+ * itself when the table does not know it. */
+export function labelOf(table, value) {
+  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
+}

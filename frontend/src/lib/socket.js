@@ -3,6 +3,15 @@
 // The socket only notifies: the caller re-reads state through the API whenever a
 // connection (re)opens, so nothing is lost while it was down.
 
+import { gettext } from "./i18n.js";
+
+/** Labels of a ReconnectingSocket's states for a page's live indicator. */
+export const SOCKET_STATE_LABELS = {
+  open: () => gettext("Live"),
+  connecting: () => gettext("Connecting…"),
+  closed: () => gettext("Reconnecting…"),
+};
+
 export function websocketUrl(path) {
   if (/^wss?:\/\//.test(path)) return path;
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";

@@ -8,7 +8,7 @@
 import { NVImage } from "@niivue/niivue";
 import { errorFromResponse, fetchArrayBuffer, requestJson } from "./api.js";
 import { formatDate, hexToRgb } from "./format.js";
-import { gettext, interpolate, ngettext } from "./i18n.js";
+import { gettext, interpolate, labelOf, ngettext } from "./i18n.js";
 import {
   EditHistory, applyValue, brushIndices, diffRuns, encodeRuns, floodIndices, nativeOrder, planeAxis,
   polygonIndices, toNative,
@@ -50,9 +50,6 @@ const ASSIGNMENT_STATUS = {
   done: () => gettext("Done"),
 };
 
-function labelOf(table, value) {
-  return Object.prototype.hasOwnProperty.call(table, value) ? table[value]() : value;
-}
 
 function decisionLabel(decision) {
   return labelOf(DECISION, decision);
