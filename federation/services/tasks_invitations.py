@@ -36,8 +36,8 @@ def _check_options(*, strategy: str, secure_aggregation: bool, min_clients: int,
     """Refuse option combinations a task cannot run with (ServiceError, HTTP 400, with a code)."""
     if secure_aggregation and strategy == FederatedTask.Strategy.RTIFED:
         raise ServiceError(
-            _("Secure aggregation and RTIFed cannot be combined: Shapley reputation needs each client's update, "
-              "which SecAgg+ hides from the coordinator."),
+            _("Secure aggregation (SecAgg+) and RTIFed reputation exclude each other: Shapley reputation needs "
+              "each client's update, which secure aggregation hides."),
             code="secagg_excludes_reputation",
         )
     if secure_aggregation and min_clients < SECAGG_MIN_CLIENTS:

@@ -34,6 +34,9 @@ def test_doctor_segments_measures_and_reports_a_chest_ct(portal_server, browser_
     page.goto(base + link.get_attribute("href"))
 
     wait_for_js(page, "window.yixinViewer && window.yixinViewer.nv", timeout=60_000)
+    # As a doctor would, wait for the image: while the browser decodes it the page answers no clicks, and on
+    # a loaded machine that took longer than a click's 30 s.
+    page.wait_for_selector("#viewer-loading", state="hidden", timeout=120_000)
     lung_model = page.eval_on_selector(
         "#model-select", "s => [...s.options].find(o => /lung|肺/i.test(o.textContent)).value")
     page.select_option("#model-select", value=lung_model)
