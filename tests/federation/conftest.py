@@ -57,9 +57,14 @@ def coordinator_status(outbox) -> dict:
         return {}
 
 
-def start_runner(task, port: int, events: list, *, round_timeout_s: float = 25) -> threading.Thread:
+def start_runner(task, port: int, events: list, *, round_timeout_s: float = 60) -> threading.Thread:
     """Run ``services.task_execute`` for ``task`` in a thread (its events appended to ``events``), as the
-    Celery worker would, so that the test can kill processes meanwhile."""
+    Celery worker would, so that the test can kill processes meanwhile.
+
+    ``round_timeout_s`` is how long a round (each SecAgg+ stage) waits for its clients. A killed client
+    costs a round that long, but a live one must never miss it: in the first round every ClientApp
+    imports PyTorch and MONAI before it trains, and with four of them on two loaded cores 25 s was
+    once too short, which failed a round of survivors in CI."""
     from django.db import connection
 
     from federation import services

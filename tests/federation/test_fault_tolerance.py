@@ -29,11 +29,11 @@ def test_round_survives_a_killed_client_which_rejoins_and_a_killed_coordinator_r
     os.killpg(started["supernode_pids"]["fedsite-3"], signal.SIGKILL)
 
     # Round 3 in progress: crash the coordinator (SuperLink and the ServerApp it runs).
-    wait_for(lambda: coordinator_status(outbox).get("state") == "training" and coordinator_status(outbox).get("round") == 3, 240, "round 3")
+    wait_for(lambda: coordinator_status(outbox).get("state") == "training" and coordinator_status(outbox).get("round") == 3, 480, "round 3")
     started = [d for k, d in events if k == "started"][-1]
     os.killpg(started["superlink_pid"], signal.SIGKILL)
 
-    runner.join(timeout=300)
+    runner.join(timeout=480)
     assert not runner.is_alive()
     task.refresh_from_db()
     assert task.status == FederatedTask.Status.COMPLETED, task.error
@@ -46,9 +46,10 @@ def test_round_survives_a_killed_client_which_rejoins_and_a_killed_coordinator_r
     # Round 1 completed with the two hospitals that answered; the crashed one is marked absent.
     assert status[(1, "fedsite-1")] == status[(1, "fedsite-2")] == "answered"
     assert status[(1, "fedsite-3")] == "absent"
-    # It rejoined (a new SuperNode with the same key) and answered again later.
+    # It rejoined (a new SuperNode with the same key, once round 1 had timed out) and answered again later:
+    # in round 2 when its SuperNode was back before that round began, else in round 3.
     assert any(k == "rejoin" and d["client"] == "fedsite-3" for k, d in events)
-    assert "answered" in {status[(2, "fedsite-3")], status[(3, "fedsite-3")]}
+    assert "answered" in {status.get((2, "fedsite-3")), status.get((3, "fedsite-3"))}
     # The coordinator restarted once, from the last completed round (2), not from scratch.
     restarts = [d for k, d in events if k == "restart"]
     assert restarts and restarts[0]["after_round"] == 2

@@ -109,7 +109,7 @@ def test_secagg_round_survives_a_hospital_killed_mid_round(when, federation_sett
         log = Path(started["work_dir"]) / "logs" / "supernode-fedsite-4.log"
         wait_for(lambda: "fedsite-4: training round 1" in log.read_text(errors="replace"), 120, "hospital 4 training")
     os.killpg(started["supernode_pids"]["fedsite-4"], signal.SIGKILL)
-    runner.join(timeout=300)
+    runner.join(timeout=480)
     assert not runner.is_alive()
     task.refresh_from_db()
     assert task.status == FederatedTask.Status.COMPLETED, task.error
