@@ -155,3 +155,47 @@ def test_the_api_reads_for_staff_and_writes_for_clinicians_of_the_hospital(studi
     assert api_client(patient_user).get(url).status_code == 403
     assert AuditLog.objects.filter(actor=annotator, action=AuditLog.Action.VIEW,
                                    target_type="recist_selection").exists()
+
+
+# --- the study page and the report ------------------------------------------------------------------
+
+def test_the_study_page_chooses_and_shows_recist(client, studies, compared, doctor):
+    prior, study, (nodule, sphere), _ = studies
+    client.force_login(doctor)
+    page = client.get(reverse("annotation:study-detail", args=[prior.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="recist-form"' in page and f'name="role_{nodule.pk}"' in page
+    response = client.post(reverse("diagnosis:study-recist-set", args=[prior.pk]),
+                           {f"role_{nodule.pk}": "target", f"organ_{nodule.pk}": "lung",
+                            f"role_{sphere.pk}": "non_target", f"organ_{sphere.pk}": "lung"})
+    assert response.status_code == 302
+    assert _stored(prior) == sorted([(nodule.pk, "target", "lung"), (sphere.pk, "non_target", "lung")])
+    small = _extra(prior, "liver", 8.0)
+    refused = client.post(reverse("diagnosis:study-recist-set", args=[prior.pk]), {f"role_{small.pk}": "target"},
+                          follow=True, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Not measurable" in refused
+    assert _stored(prior) == sorted([(nodule.pk, "target", "lung"), (sphere.pk, "non_target", "lung")])
+
+    page = client.get(reverse("annotation:study-detail", args=[study.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="recist"' in page and 'class="table recist-table"' in page
+    assert page.count('class="recist-target"') == 1 and "Overall PD: a new lesion" in page and "(baseline)" in page
+
+
+def test_the_report_shows_recist_on_the_page_and_in_the_signed_pdf(client, studies, compared, doctor, tmp_path):
+    from tests.diagnosis.test_reports import _pdf_text
+
+    prior, study, (nodule, sphere), _ = studies
+    services.recist_selection_set(user=doctor, study=prior, targets=[{"finding": nodule.pk}],
+                                  non_targets=[{"finding": sphere.pk}])
+    report = services.report_create_draft(user=doctor, study=study)
+    services.report_update(user=doctor, report=report, impression="靶病灶进展。")
+    content = services.report_content(report)["recist"]
+    assert [p["overall_response"] for p in content["time_points"]] == [None, "PD"]
+    client.force_login(doctor)
+    page = client.get(reverse("diagnosis:report-detail", args=[report.pk]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'id="report-recist"' in page and "Sum of diameters (mm)" in page and "RECIST 1.1 §4.3.1" in page
+
+    services.report_finalize(user=doctor, report=report)
+    report.refresh_from_db()
+    assert report.snapshot["recist"]["time_points"] == content["time_points"]  # frozen with the signature
+    text = _pdf_text(services.report_pdf_bytes(user=doctor, report=report, language="zh-hans"), tmp_path)
+    assert "RECIST 1.1" in text and "靶病灶" in text and "PD" in text
