@@ -21,6 +21,7 @@ urlpatterns = [
          name="study-comparison"),
     path("studies/<int:study_id>/comparisons/<int:prior_id>/links/", api.StudyComparisonLinkApi.as_view(),
          name="study-comparison-link"),
+    path("studies/<int:study_id>/recist/", api.StudyRecistApi.as_view(), name="study-recist"),
     path("finding-matches/<int:match_id>/unlink/", api.FindingMatchUnlinkApi.as_view(), name="finding-match-unlink"),
     path("findings/<int:finding_id>/", api.FindingDetailApi.as_view(), name="finding-detail"),
     path("findings/<int:finding_id>/accept/", api.FindingAcceptApi.as_view(), name="finding-accept"),

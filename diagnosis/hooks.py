@@ -129,6 +129,32 @@ def study_page_prior_comparison(*, user, study) -> dict:
             "study_sections": ["diagnosis/_prior_comparison.html"]}
 
 
+def study_page_recist(*, user, study) -> dict:
+    """Return the study page's RECIST 1.1 section for clinicians: the assessment that applies to the study
+    and, when the study is (or may become) the baseline, its findings to choose target lesions from."""
+    from portal.permissions import is_clinician
+
+    from .models import Finding, RecistLesion
+    from .selectors import recist_assessment
+    from .services.recist import default_organ
+
+    if not is_clinician(user):
+        return {}
+    assessment = recist_assessment(study=study)
+    findings = []
+    if assessment is None or assessment["baseline_study_id"] == study.pk:
+        chosen = {le.finding_id: le for le in RecistLesion.objects.filter(selection__study=study)}
+        for f in Finding.objects.filter(study=study).exclude(status=Finding.Status.REJECTED).order_by("pk"):
+            le = chosen.get(f.pk)
+            findings.append({"id": f.pk, "kind": f.kind, "long_axis_mm": f.long_axis_mm,
+                             "role": le.role if le else "", "organ": le.organ if le else default_organ(f),
+                             "lymph_node": le.lymph_node if le else False})
+    if assessment is None and not findings:
+        return {}
+    return {"recist": {"assessment": assessment, "findings": findings},
+            "study_sections": ["diagnosis/_recist.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -164,3 +190,4 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis-findings-panel", study_page_findings_panel)
     hooks.study_page_context.register("diagnosis-postprocessing", study_page_postprocessing)
     hooks.study_page_context.register("diagnosis-prior-comparison", study_page_prior_comparison)
+    hooks.study_page_context.register("diagnosis-recist", study_page_recist)

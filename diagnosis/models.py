@@ -363,3 +363,54 @@ class ResultSend(models.Model):
 
     def __str__(self) -> str:
         return f"Report {self.report_id} → {self.destination or '—'} ({self.state})"
+
+
+class RecistSelection(models.Model):
+    """The doctor's RECIST 1.1 choice of lesions on a patient's baseline study (``study``).
+
+    Its lesions (:class:`RecistLesion`) are findings of ``study``; the rules of the choice (at most 5
+    targets, 2 per organ, measurable) are Eisenhauer et al., Eur J Cancer 45:228–247, 2009, §3–4 (checked
+    by :func:`diagnosis.longitudinal.recist.validate_targets`). Later studies follow each lesion through
+    the stored comparisons (:class:`FindingMatch`).
+    """
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="recist_selection")
+    chosen_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
+    chosen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["study"]
+        verbose_name = _("RECIST 1.1 selection")
+        verbose_name_plural = _("RECIST 1.1 selections")
+
+    def __str__(self) -> str:
+        return f"RECIST selection of study {self.study_id}"
+
+
+class RecistLesion(models.Model):
+    """A finding of the baseline chosen as a RECIST 1.1 target or non-target lesion.
+
+    ``organ`` is the organ it counts against for the 2-per-organ limit (both lungs are one organ, all
+    lymph nodes another); a ``lymph_node`` is measured by its short axis (mm), any other lesion by its
+    long axis (mm).
+    """
+
+    class Role(models.TextChoices):
+        TARGET = "target", _("Target")
+        NON_TARGET = "non_target", _("Non-target")
+
+    selection = models.ForeignKey(RecistSelection, on_delete=models.CASCADE, related_name="lesions")
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="+")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    organ = models.CharField(_("organ"), max_length=64)
+    lymph_node = models.BooleanField(_("lymph node"), default=False)
+
+    class Meta:
+        ordering = ["selection", "role", "pk"]
+        constraints = [models.UniqueConstraint(fields=["selection", "finding"], name="recist_lesion_unique_finding")]
+        verbose_name = _("RECIST 1.1 lesion")
+        verbose_name_plural = _("RECIST 1.1 lesions")
+
+    def __str__(self) -> str:
+        return f"{self.role}: finding {self.finding_id} ({self.organ})"

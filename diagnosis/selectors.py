@@ -21,6 +21,8 @@ from .models import (
     Measurement,
     PostProcessingRun,
     PostProcessingScript,
+    RecistLesion,
+    RecistSelection,
     Report,
     ResultSend,
     StudyRegistration,
@@ -506,3 +508,183 @@ def study_prior_candidates(*, study) -> list:
         if prior_series and (not body_parts or not prior_parts or body_parts & prior_parts):
             candidates.append(prior)
     return candidates
+
+
+# --- RECIST 1.1 over the patient's studies --------------------------------------------------------
+
+def recist_selection_for(*, study) -> RecistSelection | None:
+    """Return the RECIST 1.1 selection that applies to ``study``: its own, else that of the latest earlier
+    study of the same patient and hospital (by study date) that has one, or None."""
+    own = RecistSelection.objects.filter(study=study).first()
+    if own is not None or not study.study_date:
+        return own
+    return (RecistSelection.objects.filter(study__patient_id=study.patient_id, study__hospital_id=study.hospital_id,
+                                           study__study_date__lt=study.study_date)
+            .select_related("study").order_by("-study__study_date", "-study_id").first())
+
+
+def _pct(value):
+    return "—" if value is None else f"{abs(value):.0f}"
+
+
+def recist_rule_text(point: dict) -> str:
+    """Return the RECIST 1.1 rule that gave a time point its response, with its figures, in the active
+    language (Eisenhauer et al., Eur J Cancer 45:228–247, 2009: §4.3.1 target response, §4.3.2 non-target
+    response, §4.3.3 and Table 1 overall response). ``point`` is a row of :func:`recist_assessment`."""
+    from django.utils.translation import gettext
+
+    target = point.get("target_response")
+    figures = {"sum": "—" if point.get("sum_mm") is None else f"{point['sum_mm']:.1f}",
+               "nadir": "—" if point.get("nadir_mm") is None else f"{point['nadir_mm']:.1f}",
+               "pct_base": _pct(point.get("change_from_baseline_pct")),
+               "pct_nadir": _pct(point.get("change_from_nadir_pct")),
+               "mm_nadir": "—" if point.get("change_from_nadir_mm") is None else f"{point['change_from_nadir_mm']:.1f}",
+               "overall": point.get("overall_response") or "", "non_target": point.get("non_target_response") or ""}
+    base_up = (point.get("change_from_baseline_pct") or 0) > 0
+    if target is None:
+        return gettext("Baseline: the sum of the diameters of the target lesions is %(sum)s mm.") % figures
+    texts = {
+        "CR": gettext("Every target lesion gone and every lymph node < 10 mm short axis: CR (RECIST 1.1 §4.3.1)."),
+        "PR": gettext("Sum %(sum)s mm, %(pct_base)s %% below baseline: PR (≥ 30 %% decrease, RECIST 1.1 §4.3.1)."),
+        "PD": gettext("Sum %(sum)s mm, %(pct_nadir)s %% and %(mm_nadir)s mm above the nadir of %(nadir)s mm: PD "
+                      "(≥ 20 %% and ≥ 5 mm increase, RECIST 1.1 §4.3.1)."),
+        "SD": (gettext("Sum %(sum)s mm, %(pct_base)s %% above baseline and %(mm_nadir)s mm from the nadir of "
+                       "%(nadir)s mm: SD (neither ≥ 30 %% decrease nor ≥ 20 %% and ≥ 5 mm increase, RECIST 1.1 "
+                       "§4.3.1).") if base_up else
+               gettext("Sum %(sum)s mm, %(pct_base)s %% below baseline and %(mm_nadir)s mm from the nadir of "
+                       "%(nadir)s mm: SD (neither ≥ 30 %% decrease nor ≥ 20 %% and ≥ 5 mm increase, RECIST 1.1 "
+                       "§4.3.1).")),
+        "NE": gettext("A target lesion was not measured: NE (RECIST 1.1 §4.3.1)."),
+    }
+    text = texts[target] % figures
+    overall = point.get("overall_response")
+    if point.get("new_lesions"):
+        text += " " + gettext("Overall PD: a new lesion (RECIST 1.1 §4.3.3, Table 1).")
+    elif overall and overall != target:
+        text += " " + gettext("Overall %(overall)s: non-target lesions %(non_target)s (RECIST 1.1 Table 1).") % figures
+    return text
+
+
+_GONE = "gone"  # a lesion resolved at a time point (0 mm from then on)
+
+
+def _recist_chain(selection: RecistSelection, until) -> list[tuple]:
+    """The later studies followed from the baseline: (study, registration), each registered to the
+    latest earlier time point of the chain (the baseline or a follow-up already in it)."""
+    from annotation.models import Study
+
+    baseline = selection.study
+    if not baseline.study_date:
+        return []
+    later = Study.objects.filter(patient_id=baseline.patient_id, hospital_id=baseline.hospital_id,
+                                 study_date__gt=baseline.study_date)
+    if until is not None and until.study_date:
+        later = later.filter(study_date__lte=until.study_date)
+    chain, dates = [], {baseline.pk: baseline.study_date}
+    for study in later.order_by("study_date", "pk"):
+        registration = (StudyRegistration.objects.filter(study=study, prior_id__in=list(dates))
+                        .select_related("prior").order_by(F("prior__study_date").desc(), "-prior_id").first())
+        if registration is not None:
+            chain.append((study, registration))
+            dates[study.pk] = study.study_date
+    return chain
+
+
+def recist_assessment(*, study, until=None) -> dict | None:
+    """Return the RECIST 1.1 assessment that applies to ``study``, or None when no selection applies.
+
+    The baseline is the study of :func:`recist_selection_for`; each later study of the patient (up to
+    ``until``, a study, when given) that was compared with an earlier time point follows every lesion
+    through the stored :class:`~diagnosis.models.FindingMatch` rows: a matched finding gives its diameter
+    (long axis, mm; a lymph node's short axis), a resolved one 0 mm, a lesion not followed none (NE). New
+    findings of a comparison (not rejected) are new lesions (PD). The non-target response is CR when every
+    non-target lesion resolved (or there is none), NE when one was not followed, else non-CR/non-PD
+    (unequivocal progression is the doctor's judgement and is not derived). The figures and responses are
+    :func:`diagnosis.longitudinal.recist.evaluate`'s (Eisenhauer et al., Eur J Cancer 45:228–247, 2009).
+
+    Returns
+    -------
+    dict
+        ``baseline_study_id``, ``chosen_by``, ``chosen_at``, ``lesions`` (finding id, kind, role, organ,
+        lymph_node), ``time_points`` (study id and date, per-target ``diameters_mm``, ``sum_mm``,
+        ``nadir_mm``, changes in % and mm, target/non-target/overall responses, ``new_lesions`` and the
+        ``rule`` applied), ``error`` (a RECIST rule the stored selection now breaks, else None).
+    """
+    from .longitudinal.recist import (
+        CR,
+        NE,
+        NON_CR_NON_PD,
+        RecistError,
+        TargetLesion,
+        TimePoint,
+        evaluate,
+    )
+
+    selection = recist_selection_for(study=study)
+    if selection is None:
+        return None
+    baseline = selection.study
+    lesions = list(selection.lesions.select_related("finding", "finding__series").order_by("role", "pk"))
+    targets = [le for le in lesions if le.role == RecistLesion.Role.TARGET]
+    others = [le for le in lesions if le.role == RecistLesion.Role.NON_TARGET]
+    where = {baseline.pk: {le.finding_id: le.finding_id for le in lesions}}  # baseline finding → finding now
+    points, rows = [], []
+    for later, registration in _recist_chain(selection, until):
+        matches = list(registration.matches.select_related("finding"))
+        by_prior = {m.prior_finding_id: m for m in matches if m.prior_finding_id}
+        found = {m.finding_id: m.finding for m in matches if m.finding_id}
+        now = {}
+        for origin, at_prior in where[registration.prior_id].items():
+            if at_prior in (_GONE, None):
+                now[origin] = at_prior  # gone stays gone, lost stays lost
+                continue
+            match = by_prior.get(at_prior)
+            now[origin] = None if match is None else (
+                match.finding_id if match.status == FindingMatch.Status.MATCHED else _GONE)
+        where[later.pk] = now
+
+        def diameter(lesion):
+            state = now[lesion.finding_id]
+            if state is None or state == _GONE:
+                return None if state is None else 0.0
+            finding = found[state]
+            return finding.short_axis_mm if lesion.lymph_node else finding.long_axis_mm
+
+        diameters = {str(t.finding_id): diameter(t) for t in targets}
+        states = [now[o.finding_id] for o in others]
+        non_target = (NE if any(s is None for s in states) else
+                      CR if all(s == _GONE for s in states) else NON_CR_NON_PD)
+        new = any(m.status == FindingMatch.Status.NEW and m.finding.status != Finding.Status.REJECTED
+                  for m in matches)
+        points.append(TimePoint(label=str(later.pk), diameters_mm=diameters, non_target=non_target, new_lesions=new))
+        rows.append({"study_id": later.pk, "study_date": later.study_date.isoformat() if later.study_date else None,
+                     "diameters_mm": {k: _finite(v, 1) for k, v in diameters.items()}})
+    body = {
+        "baseline_study_id": baseline.pk,
+        "baseline_study_date": baseline.study_date.isoformat() if baseline.study_date else None,
+        "chosen_by": str(selection.chosen_by) if selection.chosen_by else None,
+        "chosen_at": selection.chosen_at.isoformat(),
+        "lesions": [{"finding_id": le.finding_id, "finding_kind": le.finding.kind, "role": le.role,
+                     "organ": le.organ, "lymph_node": le.lymph_node,
+                     "baseline_mm": _finite(le.finding.short_axis_mm if le.lymph_node else le.finding.long_axis_mm, 1)}
+                    for le in lesions],
+        "time_points": [], "error": None,
+        "source": "RECIST 1.1: Eisenhauer et al., Eur J Cancer 45:228–247, 2009",
+    }
+    thickness = max([float((t.finding.series.spacing_mm or [5.0])[0]) for t in targets] or [5.0])
+    try:
+        assessed = evaluate([TargetLesion(key=str(t.finding_id), organ=t.organ,
+                                          long_axis_mm=t.finding.long_axis_mm or 0.0,
+                                          short_axis_mm=t.finding.short_axis_mm or 0.0, lymph_node=t.lymph_node)
+                             for t in targets], points, slice_thickness_mm=thickness)
+    except RecistError as exc:
+        body["error"] = exc.code
+        return body
+    baseline_row = {"study_id": baseline.pk, "study_date": body["baseline_study_date"],
+                    "diameters_mm": {str(t.finding_id): next(le["baseline_mm"] for le in body["lesions"]
+                                                             if le["finding_id"] == t.finding_id) for t in targets}}
+    for row, figures in zip([baseline_row, *rows], assessed):
+        point = {**row, **{k: v for k, v in figures.to_dict().items() if k not in ("label", "rule")}}
+        point["rule"] = recist_rule_text(point)
+        body["time_points"].append(point)
+    return body

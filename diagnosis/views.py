@@ -164,3 +164,25 @@ def study_compare_start(request, study_id: int, prior_id: int):
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#prior-comparison")
+
+
+@login_required
+@require_POST
+def study_recist_set(request, study_id: int):
+    """Store the RECIST 1.1 lesions chosen in the study page's form (``role_<finding>``, ``organ_<finding>``,
+    ``lymph_node_<finding>``) and go back to the page; a refusal is shown as a message."""
+    _require_clinician(request.user)
+    study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+    chosen = {"target": [], "non_target": []}
+    for key, role in request.POST.items():
+        if key.startswith("role_") and role in chosen and key[5:].isdigit():
+            finding = key[5:]
+            chosen[role].append({"finding": int(finding), "organ": request.POST.get(f"organ_{finding}", ""),
+                                 "lymph_node": bool(request.POST.get(f"lymph_node_{finding}"))})
+    try:
+        services.recist_selection_set(user=request.user, study=study, targets=chosen["target"],
+                                      non_targets=chosen["non_target"])
+        messages.success(request, _("The RECIST 1.1 lesions are saved."))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#recist")

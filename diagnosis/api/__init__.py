@@ -1,6 +1,7 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports),
 :mod:`.findings` (findings and the doctor's decisions on them), :mod:`.postprocessing` (doctors'
-scripts run in the sandbox), :mod:`.longitudinal` (a study compared with its prior) and :mod:`.pacs`
+scripts run in the sandbox), :mod:`.longitudinal` (a study compared with its prior), :mod:`.recist`
+(RECIST 1.1 lesions and response) and :mod:`.pacs`
 (deliveries of signed reports to the PACS)."""
 
 from .findings import (
@@ -21,6 +22,7 @@ from .postprocessing import (
     StudyPostProcessingRunsApi,
 )
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
+from .recist import StudyRecistApi
 from .reports import (
     ReportAmendApi,
     ReportDetailApi,
@@ -31,6 +33,7 @@ from .reports import (
 )
 
 __all__ = [
+    "StudyRecistApi",
     "FindingMatchUnlinkApi",
     "StudyComparisonApi",
     "StudyComparisonLinkApi",

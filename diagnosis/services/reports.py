@@ -196,6 +196,24 @@ def report_prior_comparison(study: Study) -> dict | None:
     }
 
 
+def report_recist(study: Study) -> dict | None:
+    """Return the report's RECIST 1.1 table, or None when no selection applies to the study.
+
+    :func:`diagnosis.selectors.recist_assessment` up to this study: the lesions (finding id, kind code,
+    role, organ) and per time point the diameters and sum (mm), nadir (mm), changes and the
+    target/non-target/overall response codes (Eisenhauer et al., Eur J Cancer 45:228–247, 2009). The
+    rule sentence is rendered from the figures in the reader's language (``recist_rule`` filter).
+    """
+    from ..selectors import recist_assessment
+
+    assessment = recist_assessment(study=study, until=study)
+    if assessment is None:
+        return None
+    for point in assessment["time_points"]:
+        point.pop("rule", None)
+    return assessment
+
+
 def report_content(report: Report) -> dict:
     """Return the structured content of a report (the JSON form, and what the PDF shows)."""
     if report.status != Report.Status.DRAFT and report.snapshot:
@@ -237,6 +255,8 @@ def report_content(report: Report) -> dict:
         "accepted_findings": report_accepted_findings(report),
         # "Compared with prior of DATE": the latest stored comparison of this study (frozen at signing).
         "prior_comparison": report_prior_comparison(study),
+        # RECIST 1.1 of the doctor's target lesions up to this study (frozen at signing with the rest).
+        "recist": report_recist(study),
         # What the software suggests, kept beside (never in place of) the doctor's confirmed category.
         "lung_rads_suggestion": _lung_rads_suggestion(report),
         # Only ever set by the doctor's confirmation (report_lung_rads_confirm), never by the suggestion.

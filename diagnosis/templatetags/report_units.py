@@ -36,3 +36,31 @@ def growth_label(code):
     labels = {"stable": gettext("stable"), "shrinking": gettext("shrinking"), "slow": gettext("slow growth"),
               "intermediate": gettext("intermediate growth"), "fast": gettext("fast growth")}
     return labels.get(code, code or "")
+
+
+@register.filter
+def recist_rule(point):
+    """Return the RECIST 1.1 rule of a time point (a row of ``recist_assessment``) in the active language."""
+    from diagnosis.selectors import recist_rule_text
+
+    return recist_rule_text(point) if isinstance(point, dict) else ""
+
+
+@register.filter
+def recist_diameter(point, finding_id):
+    """Return a time point's diameter (mm) of the target lesion ``finding_id``, or None."""
+    try:
+        return point["diameters_mm"].get(str(finding_id))
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+@register.filter
+def recist_role_label(code):
+    """Return the label of a RECIST lesion role (``target``, ``non_target``) in the active language."""
+    from diagnosis.models import RecistLesion
+
+    try:
+        return RecistLesion.Role(code).label
+    except ValueError:
+        return code or ""
