@@ -7,7 +7,6 @@ import math
 import numpy as np
 from django.db.models import F, QuerySet
 from django.http import Http404
-from django.utils.translation import gettext_lazy as _
 
 from annotation.selectors import study_visible_queryset
 from portal.models import Role, User
@@ -27,6 +26,7 @@ from .models import (
     ResultSend,
     StudyRegistration,
 )
+from .selectors_lung_rads import _lung_rads_rule_texts, _lung_rads_suggestion
 
 
 def report_visible_queryset(user: User) -> QuerySet[Report]:
@@ -190,75 +190,21 @@ def finding_comparison(*, user: User, study) -> dict:
     }
 
 
-# LIDC calcification ratings of a benign pattern: 1 popcorn, 2 laminated, 3 solid, 5 central (4 non-central
-# and 6 absent are not).
-_BENIGN_CALCIFICATION = {1, 2, 3, 5}
-
-
-def _lung_rads_rule_texts() -> dict:
-    return {
-        "no_nodules": _("No lung nodules."),
-        "benign_calcification": _("Nodule with a benign pattern of calcification (complete, central, popcorn, "
-                                  "concentric rings) or fat."),
-        "solid_baseline_lt6": _("Solid nodule < 6 mm at baseline."),
-        "solid_new_lt4": _("New solid nodule < 4 mm."),
-        "solid_baseline_6_8": _("Solid nodule ≥ 6 to < 8 mm at baseline."),
-        "solid_new_4_6": _("New solid nodule 4 to < 6 mm."),
-        "solid_baseline_8_15": _("Solid nodule ≥ 8 to < 15 mm at baseline."),
-        "solid_new_6_8": _("New solid nodule 6 to < 8 mm."),
-        "solid_growing_lt8": _("Growing solid nodule < 8 mm."),
-        "solid_baseline_ge15": _("Solid nodule ≥ 15 mm at baseline."),
-        "solid_new_or_growing_ge8": _("New or growing solid nodule ≥ 8 mm."),
-        "part_solid_baseline_lt6": _("Part-solid nodule < 6 mm total diameter at baseline."),
-        "part_solid_baseline_solid_lt6": _("Part-solid nodule ≥ 6 mm total diameter with a solid component < 6 mm "
-                                           "at baseline."),
-        "part_solid_new_lt6": _("New part-solid nodule < 6 mm total diameter."),
-        "part_solid_baseline_solid_6_8": _("Part-solid nodule ≥ 6 mm with a solid component ≥ 6 to < 8 mm at "
-                                           "baseline."),
-        "part_solid_new_or_growing_solid_lt4": _("New or growing part-solid nodule with a solid component < 4 mm."),
-        "part_solid_baseline_solid_ge8": _("Part-solid nodule with a solid component ≥ 8 mm at baseline."),
-        "part_solid_new_or_growing_solid_ge4": _("New or growing part-solid nodule with a solid component ≥ 4 mm."),
-        "part_solid_solid_unmeasured": _("Part-solid nodule ≥ 6 mm whose solid component is not measured: at least "
-                                         "category 3; measure the solid component to decide 3, 4A or 4B."),
-        "ground_glass_lt30": _("Non-solid (ground-glass) nodule < 30 mm at baseline, new or growing."),
-        "ground_glass_ge30_stable": _("Non-solid (ground-glass) nodule ≥ 30 mm, unchanged."),
-        "ground_glass_ge30": _("Non-solid (ground-glass) nodule ≥ 30 mm at baseline, new or growing (a slowly "
-                               "growing one is category 2: the doctor judges the pace)."),
-        "stable_3_months": _("Category 3 or 4 nodule unchanged for ≥ 3 months."),
-    }
-
-
-def _lung_rads_nodules(findings: QuerySet[Finding], study) -> tuple[list, list[dict]]:
-    from .measurements.lung_rads import LungRadsNodule, mean_diameter_mm
-
-    findings = (findings
-                .filter(study=study, kind=Finding.Kind.LUNG_NODULE,
-                        status__in=[Finding.Status.ACCEPTED, Finding.Status.EDITED])
-                .order_by("pk"))
-    nodules, unassessed = [], []
-    for f in findings:
-        if not f.long_axis_mm:
-            unassessed.append({"finding_id": f.pk, "reason": "no_size"})
-            continue
-        if not f.composition:
-            unassessed.append({"finding_id": f.pk, "reason": "no_composition"})
-            continue
-        calcification = (f.characteristics or {}).get("calcification")
-        nodules.append(LungRadsNodule(
-            mean_diameter_mm=mean_diameter_mm(f.long_axis_mm, f.short_axis_mm), composition=f.composition,
-            solid_component_mm=f.solid_component_mm, centre_lps_mm=tuple(f.centroid_lps_mm),
-            benign_calcification=calcification in _BENIGN_CALCIFICATION, key=f.pk,
-        ))
-    return nodules, unassessed
-
-
 def lung_rads_suggestion(*, user: User, study, prior_study=None) -> dict:
     """Suggest a Lung-RADS v2022 category from a study's accepted (or edited) lung nodules.
 
-    With ``prior_study`` (the same patient's earlier study) its accepted nodules decide which nodules
-    are new, growing or stable (:func:`diagnosis.measurements.lung_rads.lung_rads_suggest`), and the
-    months between the study dates whether a stable nodule is category 2. Nothing is stored: the
-    doctor confirms a category with :func:`diagnosis.services.report_lung_rads_confirm`.
+    With a prior (``prior_study``, the same patient's earlier study; without it, the latest prior
+    this study was compared with, if any) each nodule is new, growing or stable
+    (:func:`diagnosis.measurements.lung_rads.lung_rads_suggest`, ACR Lung-RADS v2022: growing is a
+    mean diameter increase > 1.5 mm), and the months between the study dates decide whether a stable
+    nodule is category 2. Which prior nodule a nodule is comes from the stored comparison
+    (:class:`diagnosis.models.StudyRegistration`: its ``matched`` / ``new`` FindingMatch rows, so the
+    doctor's re-link or unlink changes the course; ``"matching": "registered"``), or without one from
+    centroid distance to the prior's accepted nodules (``"matching": "distance"``). Each nodule also
+    reports ``matched_prior_finding_id``, and, when both volumes and the dates are known,
+    ``vdt_days`` (volume doubling time, Schwartz 1961), ``growth_category`` and ``volume_change_pct``
+    (:mod:`diagnosis.longitudinal.growth`), beside its category, which they do not change. Nothing is
+    stored: the doctor confirms a category with :func:`diagnosis.services.report_lung_rads_confirm`.
 
     Raises
     ------
@@ -272,7 +218,8 @@ def report_lung_rads_suggestion(*, report: Report) -> dict:
     """Suggest the Lung-RADS v2022 category of a report's study from its accepted (or edited) nodules.
 
     The report's visibility was checked when it was read, and every finding of its study belongs to
-    it, so no further scoping applies. Same result as :func:`lung_rads_suggestion` without a prior.
+    it, so no further scoping applies. Same result as :func:`lung_rads_suggestion` without a prior
+    (so against the latest prior the study was compared with, if any).
     """
     return _lung_rads_suggestion(Finding.objects.all(), report.study, None)
 
@@ -282,39 +229,6 @@ def lung_rads_rule_text(rule_code: str) -> str:
     ``""`` for an unknown code (a report signed with a rule this version no longer has)."""
     text = _lung_rads_rule_texts().get(rule_code)
     return str(text) if text is not None else ""
-
-
-def _lung_rads_suggestion(visible: QuerySet[Finding], study, prior_study) -> dict:
-    from portal.api_errors import ServiceError
-
-    from .measurements.lung_rads import SOURCE, lung_rads_suggest
-
-    nodules, unassessed = _lung_rads_nodules(visible, study)
-    prior, interval = None, None
-    if prior_study is not None:
-        if prior_study.patient_id != study.patient_id or prior_study.pk == study.pk:
-            raise ServiceError(_("The prior study must be another study of the same patient."), code="prior_mismatch")
-        if study.study_date and prior_study.study_date:
-            if prior_study.study_date >= study.study_date:
-                raise ServiceError(_("The prior study must be earlier than this one."), code="prior_mismatch")
-            interval = round((study.study_date - prior_study.study_date).days / 30.4375, 1)
-        prior, _unused = _lung_rads_nodules(visible, prior_study)
-    result = lung_rads_suggest(nodules, prior=prior, prior_interval_months=interval)
-    texts = _lung_rads_rule_texts()
-    return {
-        "category": result.category,
-        "rule_code": result.rule_code,
-        "rule": str(texts[result.rule_code]),
-        "source": SOURCE,
-        "nodules": [{"finding_id": n.key, "category": n.category, "rule_code": n.rule_code,
-                     "rule": str(texts[n.rule_code]), "course": n.course,
-                     "mean_diameter_mm": next(x.mean_diameter_mm for x in nodules if x.key == n.key)}
-                    for n in result.nodules],
-        "unassessed": unassessed,
-        "prior_study_id": prior_study.pk if prior_study is not None else None,
-        "prior_interval_months": interval,
-        "suggestion_only": True,
-    }
 
 
 # --- Post-processing scripts and runs -----------------------------------------------------------

@@ -199,7 +199,8 @@ class StudyLungRadsApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("prior", int, required=False,
-                                     description="An earlier study of the same patient, for new / growing nodules")],
+                                     description="An earlier study of the same patient, for new / growing nodules "
+                                                 "(default: the latest prior this study was compared with)")],
         responses=inline_serializer("LungRadsSuggestion", {
             "category": serializers.CharField(), "rule_code": serializers.CharField(),
             "rule": serializers.CharField(), "source": serializers.CharField(),
@@ -207,6 +208,10 @@ class StudyLungRadsApi(APIView):
             "unassessed": serializers.ListField(child=serializers.DictField()),
             "prior_study_id": serializers.IntegerField(allow_null=True),
             "prior_interval_months": serializers.FloatField(allow_null=True),
+            "matching": serializers.ChoiceField(choices=["registered", "distance"], allow_null=True,
+                                                help_text="How each nodule's prior nodule was found: the "
+                                                          "stored comparison's matches, or centroid distance"),
+            "registration_id": serializers.IntegerField(allow_null=True),
             "suggestion_only": serializers.BooleanField(),
         }),
         summary="Suggest a Lung-RADS v2022 category from the accepted nodules (nothing is stored)",

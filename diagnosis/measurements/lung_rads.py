@@ -11,6 +11,15 @@ and non-solid (ground-glass) nodules at baseline, new and growing, with the v202
   nodule or its solid component);
 - the exam's category is that of its most suspicious nodule.
 
+Which prior nodule a nodule is (and so whether it is new) is decided either by the caller, from
+pairings made elsewhere (the registered comparison of :mod:`diagnosis.longitudinal` with the
+doctor's re-links, ``matches``), or here, by centroid distance (the fallback). The course
+"growing" is always Lung-RADS v2022's diameter rule above; beside it each paired nodule with
+volumes at both time points gets its volume doubling time, VDT = Δt · ln 2 / ln(V₂ / V₁) (Schwartz,
+Cancer 14:1272–1294, 1961), and the growth category it implies
+(:func:`diagnosis.longitudinal.growth.growth_category`: NELSON / BTS 2015). The VDT is shown to
+the doctor; it changes no Lung-RADS category (v2022 has no VDT threshold).
+
 Not decided here (the doctor's judgement): category 0 (incomplete exam, or a possibly infectious or
 inflammatory finding), 4X (a category 3 or 4 nodule with additional features suspicious for cancer),
 the S modifier, airway and atypical-cyst findings, and perifissural nodules. The result is a
@@ -20,10 +29,12 @@ suggestion that the doctor confirms or changes; it is never a diagnosis.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..longitudinal.growth import growth
 
 __all__ = [
     "CATEGORIES",
@@ -118,6 +129,8 @@ class LungRadsNodule:
         A benign pattern of calcification (complete, central, popcorn, concentric rings) or fat.
     key : any
         The caller's id for the nodule (a finding id), returned with its category.
+    volume_ml : float or None
+        The nodule's segmented volume, for the volume doubling time against its prior nodule.
     """
 
     mean_diameter_mm: float
@@ -126,17 +139,40 @@ class LungRadsNodule:
     centre_lps_mm: Sequence[float] | None = None
     benign_calcification: bool = False
     key: object = None
+    volume_ml: float | None = None
 
 
 @dataclass(frozen=True)
 class NoduleCategory:
-    """A nodule's category, the rule that gave it and its course (``baseline``, ``new``, ``growing``, ``stable``)."""
+    """A nodule's category, the rule that gave it and its course (``baseline``, ``new``, ``growing``, ``stable``).
+
+    Attributes
+    ----------
+    prior_key : any
+        The key of the prior nodule it was paired with (None when new, or without a prior).
+    matching : str or None
+        How the prior nodule was found: ``"given"`` (the caller's ``matches``), ``"distance"``
+        (centroid distance), None without a prior.
+    vdt_days : float or None
+        Volume doubling time in days (Schwartz 1961), when both volumes and the interval are known
+        and the volume changed; negative when the nodule shrank.
+    growth_category : str or None
+        :func:`diagnosis.longitudinal.growth.growth_category` (``"stable"``, ``"shrinking"``,
+        ``"slow"``, ``"intermediate"``, ``"fast"``), with the same inputs as ``vdt_days``.
+    volume_change_pct : float or None
+        Volume change from the prior nodule, percent of its volume.
+    """
 
     key: object
     category: str
     rule_code: str
     rule: str
     course: str
+    prior_key: object = None
+    matching: str | None = None
+    vdt_days: float | None = None
+    growth_category: str | None = None
+    volume_change_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,24 +224,52 @@ def _ground_glass(d: float, course: str) -> str:
     return "ground_glass_ge30_stable" if course == "stable" else "ground_glass_ge30"
 
 
-def _course(nodule: LungRadsNodule, prior: Sequence[LungRadsNodule] | None, match_distance_mm: float) -> str:
-    if prior is None:
-        return "baseline"
+def _nearest(nodule: LungRadsNodule, prior: Sequence[LungRadsNodule], match_distance_mm: float):
     if nodule.centre_lps_mm is None:
         raise ValueError("comparing with a prior exam needs each nodule's centre_lps_mm")
     centre = np.asarray(nodule.centre_lps_mm, float)
     candidates = [(float(np.linalg.norm(np.asarray(p.centre_lps_mm, float) - centre)), p)
                   for p in prior if p.centre_lps_mm is not None]
     near = [(dist, p) for dist, p in candidates if dist <= max(match_distance_mm, nodule.mean_diameter_mm)]
-    if not near:
-        return "new"
-    _, before = min(near, key=lambda item: item[0])
+    return min(near, key=lambda item: item[0])[1] if near else None
+
+
+def _grew(nodule: LungRadsNodule, before: LungRadsNodule) -> bool:
     grew = nodule.mean_diameter_mm - before.mean_diameter_mm > GROWTH_MM
     if nodule.solid_component_mm is not None and before.solid_component_mm is not None:
         grew = grew or nodule.solid_component_mm - before.solid_component_mm > GROWTH_MM
     elif nodule.composition == "part_solid" and before.composition == "ground_glass":
         grew = True  # a new solid component in a formerly non-solid nodule
-    return "growing" if grew else "stable"
+    return grew
+
+
+def _course(nodule: LungRadsNodule, prior: Sequence[LungRadsNodule] | None, match_distance_mm: float,
+            matches: Mapping | None) -> tuple[str, LungRadsNodule | None, str | None]:
+    """Return (course, the prior nodule or None, how it was found)."""
+    if prior is None:
+        return "baseline", None, None
+    if matches is not None and nodule.key in matches:
+        prior_key = matches[nodule.key]
+        if prior_key is None:
+            return "new", None, "given"
+        before = next((p for p in prior if p.key == prior_key), None)
+        if before is None:
+            raise ValueError(f"the pairing of nodule {nodule.key!r} names prior nodule {prior_key!r}, "
+                             "which is not among the prior nodules")
+        matching = "given"
+    else:
+        before, matching = _nearest(nodule, prior, match_distance_mm), "distance"
+        if before is None:
+            return "new", None, matching
+    return ("growing" if _grew(nodule, before) else "stable"), before, matching
+
+
+def _growth(nodule: LungRadsNodule, before: LungRadsNodule | None, interval_days: float | None) -> dict:
+    if (before is None or interval_days is None or not interval_days > 0 or not nodule.volume_ml
+            or not before.volume_ml or nodule.volume_ml <= 0 or before.volume_ml <= 0):
+        return {}
+    g = growth(before.volume_ml, nodule.volume_ml, interval_days)
+    return {"vdt_days": g.vdt_days, "growth_category": g.category, "volume_change_pct": g.volume_change_pct}
 
 
 def lung_rads_suggest(
@@ -214,6 +278,8 @@ def lung_rads_suggest(
     prior: Sequence[LungRadsNodule] | None = None,
     prior_interval_months: float | None = None,
     match_distance_mm: float = 10.0,
+    matches: Mapping[object, object] | None = None,
+    prior_interval_days: float | None = None,
 ) -> LungRadsSuggestion:
     """Suggest the Lung-RADS v2022 category of a lung screening CT from its accepted nodules.
 
@@ -222,13 +288,23 @@ def lung_rads_suggest(
     nodules : sequence of LungRadsNodule
         The exam's accepted nodules.
     prior : sequence of LungRadsNodule, optional
-        The prior exam's nodules. With it, a nodule with no prior nodule within
-        ``max(match_distance_mm, its mean diameter)`` of its centre is new, one whose mean diameter
-        (or solid component) grew by more than 1.5 mm is growing, and any other is stable. The
-        centres must be in one frame (the same frame of reference, or registered).
+        The prior exam's nodules. With it, each nodule is paired with a prior nodule or is new
+        (``matches`` first, else centroid distance); a paired nodule whose mean diameter (or solid
+        component) grew by more than 1.5 mm is growing (Lung-RADS v2022), any other is stable.
     prior_interval_months : float, optional
         Months since the prior exam: a stable nodule of category 3 or 4 after ≥ 3 months is category 2.
     match_distance_mm : float
+        The distance rule, used for a nodule that ``matches`` does not name: the nearest prior nodule
+        within ``max(match_distance_mm, its mean diameter)`` mm of its centre, or none (new). The
+        centres must be in one frame (the same frame of reference, or registered).
+    matches : mapping, optional
+        Pairings decided elsewhere (a registered comparison, the doctor's re-links): nodule key →
+        prior nodule key, or None for a new nodule. They replace the distance rule for the nodules
+        they name, however far apart the centres are.
+    prior_interval_days : float, optional
+        Days since the prior exam, for each paired nodule's volume doubling time (Schwartz 1961) and
+        its growth category (:mod:`diagnosis.longitudinal.growth`); both nodules need ``volume_ml``.
+        Reported only: the category follows the diameter rule.
 
     Returns
     -------
@@ -239,7 +315,8 @@ def lung_rads_suggest(
     Raises
     ------
     ValueError
-        An unknown composition, a negative size, or a prior given without nodule centres.
+        An unknown composition, a negative size, a prior given without nodule centres (for the
+        distance rule), or a pairing that names a prior key not among ``prior``.
     """
     results = []
     for nodule in nodules:
@@ -248,7 +325,7 @@ def lung_rads_suggest(
         d = nodule.mean_diameter_mm
         if not math.isfinite(d) or d < 0:
             raise ValueError("nodule sizes are finite, non-negative millimetres")
-        course = _course(nodule, prior, match_distance_mm)
+        course, before, matching = _course(nodule, prior, match_distance_mm, matches)
         if nodule.benign_calcification:
             code = "benign_calcification"
         elif nodule.composition == "solid":
@@ -262,7 +339,8 @@ def lung_rads_suggest(
                 and prior_interval_months >= 3):
             code, category = "stable_3_months", "2"
         results.append(NoduleCategory(key=nodule.key, category=category, rule_code=code, rule=RULES[code][1],
-                                      course=course))
+                                      course=course, prior_key=None if before is None else before.key,
+                                      matching=matching, **_growth(nodule, before, prior_interval_days)))
     if not results:
         return LungRadsSuggestion(category="1", rule_code="no_nodules", rule=RULES["no_nodules"][1], nodules=())
     worst = max(results, key=lambda r: CATEGORIES.index(r.category))

@@ -101,3 +101,70 @@ def test_bad_input_is_refused():
         mean_diameter_mm(-1.0, 2.0)
     with pytest.raises(ValueError, match="centre_lps_mm"):
         lung_rads_suggest([LungRadsNodule(5.0, "solid")], prior=[])
+
+
+# --- pairings decided elsewhere (a registered comparison, the doctor's re-links) and the VDT ----------
+
+def _far_apart():
+    """A nodule 60 mm from the only prior nodule: the distance rule calls it new."""
+    prior = [LungRadsNodule(6.0, "solid", centre_lps_mm=(0, 0, 0), key="p1", volume_ml=0.1)]
+    now = [LungRadsNodule(8.0, "solid", centre_lps_mm=(60, 0, 0), key="n1", volume_ml=0.2)]
+    return prior, now
+
+
+def test_a_pairing_overrides_the_distance_rule():
+    prior, now = _far_apart()
+    by_distance = lung_rads_suggest(now, prior=prior).nodules[0]
+    assert (by_distance.course, by_distance.prior_key, by_distance.matching) == ("new", None, "distance")
+
+    # Re-linked by the doctor: the same nodule, grown 6.0 → 8.0 mm (> 1.5 mm): growing, ≥ 8 mm, 4B.
+    paired = lung_rads_suggest(now, prior=prior, matches={"n1": "p1"}).nodules[0]
+    assert (paired.course, paired.category, paired.rule_code) == ("growing", "4B", "solid_new_or_growing_ge8")
+    assert (paired.prior_key, paired.matching) == ("p1", "given")
+
+    # Re-linked and unchanged in size: stable, and category 2 after ≥ 3 months (v2022 "stable_3_months").
+    same = [LungRadsNodule(6.4, "solid", centre_lps_mm=(60, 0, 0), key="n1")]
+    stable = lung_rads_suggest(same, prior=prior, matches={"n1": "p1"}, prior_interval_months=4).nodules[0]
+    assert (stable.course, stable.category, stable.rule_code) == ("stable", "2", "stable_3_months")
+
+
+def test_a_pairing_to_none_makes_a_nearby_nodule_new():
+    prior = [LungRadsNodule(6.0, "solid", centre_lps_mm=(0, 0, 0), key="p1")]
+    now = [LungRadsNodule(6.5, "solid", centre_lps_mm=(1, 0, 0), key="n1")]
+    assert lung_rads_suggest(now, prior=prior).nodules[0].course == "stable"
+    unlinked = lung_rads_suggest(now, prior=prior, matches={"n1": None}).nodules[0]
+    assert (unlinked.course, unlinked.category, unlinked.rule_code, unlinked.prior_key) == (
+        "new", "4A", "solid_new_6_8", None)
+
+
+def test_a_nodule_the_pairings_do_not_name_falls_back_to_the_distance_rule():
+    prior = [LungRadsNodule(6.0, "solid", centre_lps_mm=(0, 0, 0), key="p1")]
+    now = [LungRadsNodule(9.0, "solid", centre_lps_mm=(2, 0, 0), key="n1"),
+           LungRadsNodule(4.0, "solid", centre_lps_mm=(80, 0, 0), key="n2")]
+    result = lung_rads_suggest(now, prior=prior, matches={"n2": None})
+    assert [(n.key, n.course, n.matching) for n in result.nodules] == [("n1", "growing", "distance"),
+                                                                        ("n2", "new", "given")]
+
+
+def test_a_pairing_with_an_unknown_prior_key_is_refused():
+    prior, now = _far_apart()
+    with pytest.raises(ValueError, match="not among the prior nodules"):
+        lung_rads_suggest(now, prior=prior, matches={"n1": "p9"})
+
+
+def test_the_vdt_and_its_growth_category_are_reported_beside_the_category():
+    # Volume doubled in 100 days: VDT = 100 · ln 2 / ln 2 = 100 days (Schwartz 1961), fast (< 400 days).
+    prior, now = _far_apart()
+    paired = lung_rads_suggest(now, prior=prior, matches={"n1": "p1"}, prior_interval_days=100).nodules[0]
+    assert paired.vdt_days == pytest.approx(100.0) and paired.growth_category == "fast"
+    assert paired.volume_change_pct == pytest.approx(100.0)
+    # Slow growth changes no Lung-RADS category: the course is still the diameter rule's.
+    slow = lung_rads_suggest(now, prior=prior, matches={"n1": "p1"}, prior_interval_days=1000).nodules[0]
+    assert (slow.growth_category, slow.course, slow.category) == ("slow", "growing", "4B")
+    # No VDT without the interval, without volumes, or for a new nodule.
+    assert lung_rads_suggest(now, prior=prior, matches={"n1": "p1"}).nodules[0].vdt_days is None
+    no_volume = [LungRadsNodule(8.0, "solid", centre_lps_mm=(60, 0, 0), key="n1")]
+    assert lung_rads_suggest(no_volume, prior=prior, matches={"n1": "p1"},
+                             prior_interval_days=100).nodules[0].growth_category is None
+    new = lung_rads_suggest(now, prior=prior, prior_interval_days=100).nodules[0]
+    assert (new.course, new.vdt_days, new.growth_category) == ("new", None, None)
