@@ -182,7 +182,9 @@ def world(hospital, doctor, annotator, patient_user, other_doctor, small_ct_stud
         prior_series.save()
         Study.objects.filter(pk=study.pk).update(study_date=dt.date(2021, 1, 1))
         registration = StudyRegistration.objects.create(study=study, prior=prior, series=series,
-                                                        prior_series=prior_series, method="test", transform={},
+                                                        prior_series=prior_series, method="test",
+                                                        transform={"matrix_lps_mm": [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0],
+                                                                                     [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]},
                                                         interval_days=366)
         match = FindingMatch.objects.create(registration=registration, finding=finding, status=FindingMatch.Status.NEW)
         script = PostProcessingScript.objects.create(hospital=study.hospital, name="volumes", code="pass",
