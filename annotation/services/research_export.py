@@ -11,6 +11,7 @@ offset and UIDs; the pseudonym ↔ patient mapping stays in the portal (``Patien
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import io
@@ -28,7 +29,7 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from ..dicomnet.deidentify import PROFILE_CODES, Deidentifier, burned_in_annotation
+from ..dicomnet.deidentify import PROFILE_CODES, Deidentifier, burned_in_annotation, date_offset
 from ..models import Patient, PatientPseudonym, Segmentation, Series, Study
 from ..storage import segmentation_labelmap_load, series_geometry
 from .export_import import _merged_label_table, segmentation_layers
@@ -56,6 +57,14 @@ def patient_pseudonym_get_or_create(*, patient: Patient) -> PatientPseudonym:
 def _patient_seed(patient: Patient) -> str:
     message = f"{patient.hospital.code}\x00{patient.mrn}".encode()
     return hmac.new(settings.DEIDENTIFY_SECRET.encode(), message, hashlib.sha256).hexdigest()
+
+
+def patient_date_offset(*, patient: Patient) -> datetime.timedelta:
+    """Return the patient's research date offset: the (negative, whole-hour) shift that the DICOM
+    de-identification of :func:`study_export_deidentified` applies to every date and time of this
+    patient (PS3.15 Annex E, Modified Dates Option), so that other de-identified exports (the
+    questionnaire CSV) shift their dates alike. Derived from the same secret per-patient seed."""
+    return date_offset(_patient_seed(patient))
 
 
 def _dataset_bytes(ds) -> bytes:
