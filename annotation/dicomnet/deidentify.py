@@ -79,7 +79,19 @@ class Deidentifier:
         from dicognito.anonymizer import Anonymizer
 
         self.pseudonym = pseudonym
+        self.seed = seed
         self._anonymizer = Anonymizer(seed=seed)
+
+    def uid(self, original: str) -> str:
+        """Return the UID that :meth:`apply` writes in place of instance UID ``original`` (dicognito remaps
+        every UI but class and transfer syntax UIDs from the seed and the value alone, whatever the attribute)."""
+        from dicognito.anonymizer import Anonymizer
+
+        probe = Dataset()
+        probe.file_meta = FileMetaDataset()
+        probe.StudyInstanceUID = original
+        Anonymizer(seed=self.seed).anonymize(probe)
+        return str(probe.StudyInstanceUID)
 
     def apply(self, ds: Dataset) -> None:
         """De-identify ``ds`` (and its file meta) in place."""
