@@ -48,6 +48,10 @@ class StudiesExportApi(APIView):
         studies = serializers.ListField(child=serializers.IntegerField(), allow_empty=False, max_length=500)
         formats = serializers.ListField(child=serializers.ChoiceField(choices=list(services.EXPORT_FORMATS)),
                                         allow_empty=False)
+        deidentified = serializers.BooleanField(
+            required=False, default=False,
+            help_text="De-identified (DICOM PS3.15 Basic Profile, Modified Dates Option): the patient's research "
+                      "pseudonym and remapped study/series UIDs, no portal id, MRN, name or accession number.")
 
     @extend_schema(request=InputSerializer, responses={(200, "application/zip"): bytes, 400: ErrorSerializer},
                    summary="Export many studies as one zip")
@@ -55,7 +59,8 @@ class StudiesExportApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         studies = [selectors.study_get(user=request.user, study_id=pk) for pk in serializer.validated_data["studies"]]
-        data = services.studies_export_zip(user=request.user, studies=studies, formats=serializer.validated_data["formats"])
+        data = services.studies_export_zip(user=request.user, studies=studies, formats=serializer.validated_data["formats"],
+                                           deidentified=serializer.validated_data["deidentified"])
         return _bytes_response(data, "segmentations.zip", "application/zip", attachment=True)
 
 

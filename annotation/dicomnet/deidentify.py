@@ -13,9 +13,10 @@ Patient's Name, with the Deidentification Method Code Sequence (CID 7050: 113100
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 #: Attributes of PS3.15 Table E.1-1 with action X (remove) or Z (empty) that dicognito leaves in place.
@@ -78,7 +79,19 @@ class Deidentifier:
         from dicognito.anonymizer import Anonymizer
 
         self.pseudonym = pseudonym
+        self.seed = seed
         self._anonymizer = Anonymizer(seed=seed)
+
+    def uid(self, original: str) -> str:
+        """Return the UID that :meth:`apply` writes in place of instance UID ``original`` (dicognito remaps
+        every UI but class and transfer syntax UIDs from the seed and the value alone, whatever the attribute)."""
+        from dicognito.anonymizer import Anonymizer
+
+        probe = Dataset()
+        probe.file_meta = FileMetaDataset()
+        probe.StudyInstanceUID = original
+        Anonymizer(seed=self.seed).anonymize(probe)
+        return str(probe.StudyInstanceUID)
 
     def apply(self, ds: Dataset) -> None:
         """De-identify ``ds`` (and its file meta) in place."""
@@ -99,6 +112,36 @@ class Deidentifier:
             item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
             codes.append(item)
         ds.DeidentificationMethodCodeSequence = Sequence(codes)
+
+
+_PROBE_DATETIME = datetime.datetime(2000, 1, 1)
+
+
+def date_offset(seed: str) -> datetime.timedelta:
+    """Return the shift dicognito applies to every date and time for ``seed`` (negative, whole hours).
+
+    PS3.15 Annex E, Retain Longitudinal Temporal Information with Modified Dates Option (E.3.6): one
+    offset per patient, between 62 and 730 days back. dicognito derives it from the seed; instead of
+    repeating its derivation this runs dicognito itself on a probe DateTime (DT) and reads the shift,
+    so it is the offset a :class:`Deidentifier` of the same seed gives every DT, and every DA with its TM.
+    """
+    from dicognito.anonymizer import Anonymizer
+
+    probe = Dataset()
+    probe.file_meta = FileMetaDataset()
+    probe.AcquisitionDateTime = _PROBE_DATETIME.strftime("%Y%m%d%H%M%S")
+    Anonymizer(seed=seed).anonymize(probe)
+    return datetime.datetime.strptime(str(probe.AcquisitionDateTime)[:14], "%Y%m%d%H%M%S") - _PROBE_DATETIME
+
+
+def shift_date(value: datetime.date, offset: datetime.timedelta) -> datetime.date:
+    """Shift a date without a time as dicognito shifts a DA without a TM: from midnight, then truncated."""
+    return (datetime.datetime.combine(value, datetime.time()) + offset).date()
+
+
+def shift_datetime(value: datetime.datetime, offset: datetime.timedelta) -> datetime.datetime:
+    """Shift a date and time by ``offset``, as dicognito shifts a DT, or a DA with its TM (wall-clock time)."""
+    return value + offset
 
 
 def _remove_recursive(ds: Dataset) -> None:

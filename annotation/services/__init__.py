@@ -45,7 +45,8 @@ from .model_exchange import (
     segmentation_model_export_file,
     segmentation_model_import,
 )
-from .research_export import patient_pseudonym_get_or_create, study_export_deidentified
+from .pseudonyms import patient_date_offset, patient_deidentifier, patient_pseudonym_get_or_create
+from .research_export import study_export_deidentified
 from .registry import segmentation_model_register, segmentation_model_weights_path, segmenter_for_model
 from .review import review_comment_add, segmentation_review, study_assign
 from .run_recovery import SweepResult, inference_run_lost, runs_sweep
@@ -63,7 +64,8 @@ from .versions import (
 __all__ = [
     "EXPORT_FORMATS", "EXPORT_MODEL_FORMATS", "IMPORT_BACKENDS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult", "SweepResult",
     "dicom_completion_start", "dicom_listener_build", "dicom_peer_create", "dicom_received_series_import",
-    "dicom_routing_apply", "dicom_spool", "patient_pseudonym_get_or_create", "study_export_deidentified",
+    "dicom_routing_apply", "dicom_spool", "patient_date_offset", "patient_deidentifier", "patient_pseudonym_get_or_create",
+    "study_export_deidentified",
     "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_lost",
     "inference_run_publish", "inference_run_wait", "runs_sweep",
     "label_set_create", "label_set_update", "label_table_validate", "label_upsert", "labelmap_nifti_bytes",

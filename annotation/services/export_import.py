@@ -21,6 +21,7 @@ from .. import hooks
 from ..models import Segmentation, SegmentationModel, Series, Study
 from ..storage import segmentation_labelmap_load, series_geometry, work_dir
 from .imports import study_import
+from .pseudonyms import patient_date_offset, patient_deidentifier
 from .registry import segmentation_model_weights_path
 from .versions import labelmap_nifti_bytes, label_table_validate, segmentation_create
 
@@ -59,6 +60,35 @@ def _source_datasets(series: Series) -> list:
             except Exception:  # noqa: BLE001 - a non-DICOM original (NIfTI import) means no SEG
                 return []
     return datasets
+
+
+def _dataset_bytes(ds) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _seg_deidentified(segmentation: Segmentation, series: Series, originals: list, deidentifier):
+    """Build the DICOM SEG of ``segmentation`` (with its other layers) against the original instances of
+    ``series`` and de-identify it with ``deidentifier`` (PS3.15 Annex E, :mod:`annotation.dicomnet.deidentify`):
+    its referenced UIDs are remapped as the instances' own. Raises ``SegInteropError``."""
+    import io
+
+    import pydicom
+
+    from ..interop.dicom_seg import labelmap_to_dicom_seg
+
+    layers = segmentation_layers(segmentation)
+    seg = labelmap_to_dicom_seg(
+        [segmentation_labelmap_load(layer) for layer in layers], series_geometry(series), originals,
+        _merged_label_table(layers), series_description=f"{segmentation.name} v{segmentation.version}",
+    )
+    # highdicom holds dates as pydicom DA objects; dicognito reads them as strings.
+    seg = pydicom.dcmread(io.BytesIO(_dataset_bytes(seg)))
+    deidentifier.apply(seg)
+    return seg
 
 
 def segmentation_export_json(segmentation: Segmentation) -> dict:
@@ -112,7 +142,6 @@ def segmentation_export(*, user: User | None, segmentation: Segmentation, fmt: s
     """
     import io
     import json
-    import zipfile
 
     from ..interop.dicom_seg import SegInteropError, labelmap_to_dicom_seg
 
@@ -127,17 +156,9 @@ def segmentation_export(*, user: User | None, segmentation: Segmentation, fmt: s
         result = (data, f"{base}.json", "application/json")
     elif fmt in ("nifti", "nifti_gz"):
         gz = fmt == "nifti_gz"
-        suffix = ".nii.gz" if gz else ".nii"
-        files = [(labelmap_nifti_bytes(segmentation_labelmap_load(layer), series_geometry(series), gz=gz),
-                  f"{base}-layer{layer.layer_index}{suffix}") for layer in layers]
-        if len(files) == 1:
-            result = (files[0][0], f"{base}{suffix}", "application/gzip" if gz else "application/octet-stream")
-        else:
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for data, name in files:
-                    archive.writestr(name, data)
-            result = (buffer.getvalue(), f"{base}-layers.zip", "application/zip")
+        data, name = _nifti_files(layers, series, base, gz)
+        single = not name.endswith(".zip")
+        result = (data, name, ("application/gzip" if gz else "application/octet-stream") if single else "application/zip")
     else:
         sources = _source_datasets(series) if series.source_format == Series.SourceFormat.DICOM else []
         try:
@@ -155,9 +176,67 @@ def segmentation_export(*, user: User | None, segmentation: Segmentation, fmt: s
     return result
 
 
-def studies_export_zip(*, user: User, studies: list[Study], formats: list[str]) -> bytes:
+def _nifti_files(layers: list[Segmentation], series: Series, base: str, gz: bool) -> tuple[bytes, str]:
+    import io
+    import zipfile
+
+    suffix = ".nii.gz" if gz else ".nii"
+    files = [(labelmap_nifti_bytes(segmentation_labelmap_load(layer), series_geometry(series), gz=gz),
+              f"{base}-layer{layer.layer_index}{suffix}") for layer in layers]
+    if len(files) == 1:
+        return files[0][0], f"{base}{suffix}"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for data, name in files:
+            archive.writestr(name, data)
+    return buffer.getvalue(), f"{base}-layers.zip"
+
+
+def _segmentation_file_deidentified(segmentation: Segmentation, fmt: str, base: str, deidentifier,
+                                    offset, originals: list) -> tuple[bytes, str]:
+    """One file of the de-identified studies zip: no portal id, UIDs remapped, dates shifted (PS3.15 Annex E)."""
+    import json
+
+    from ..dicomnet.deidentify import shift_datetime
+    from ..interop.dicom_seg import SegInteropError
+
+    series = segmentation.series
+    layers = segmentation_layers(segmentation)
+    if fmt in ("nifti", "nifti_gz"):
+        return _nifti_files(layers, series, base, fmt == "nifti_gz")
+    if fmt == "json":
+        data = segmentation_export_json(segmentation)
+        data["segmentation"] = {
+            "name": segmentation.name, "version": segmentation.version, "source": segmentation.source,
+            "tool": segmentation.tool, "parameters": segmentation.parameters,
+            "model": str(segmentation.model) if segmentation.model_id else None,
+            "review_status": segmentation.review_status,
+            "created_at": shift_datetime(timezone.localtime(segmentation.created_at), offset).isoformat(),
+            "layers": len(layers),
+        }
+        data["series"] = {"series_instance_uid": deidentifier.uid(series.series_instance_uid),
+                          "study_instance_uid": deidentifier.uid(series.study.study_instance_uid),
+                          "modality": series.modality}
+        data["pseudonym"] = deidentifier.pseudonym
+        return json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"), f"{base}.json"
+    try:
+        seg = _seg_deidentified(segmentation, series, originals, deidentifier)
+    except SegInteropError as exc:
+        raise ServiceError.from_error(exc) from None
+    return _dataset_bytes(seg), f"{base}.dcm"
+
+
+def studies_export_zip(*, user: User, studies: list[Study], formats: list[str], deidentified: bool = False) -> bytes:
     """Export the current version of every segmentation of ``studies`` as one zip with a
     ``manifest.json`` (study/series UIDs, segmentation ids and versions, files with SHA-256).
+
+    ``deidentified``: DICOM PS3.15 Annex E Basic Profile with the Modified Dates Option, as
+    :func:`annotation.services.study_export_deidentified`: folders ``<pseudonym>/study-NNN/series-NNN``,
+    the manifest and JSON carry the patient's research pseudonym and the study/series UIDs remapped by
+    the patient's :class:`~annotation.dicomnet.deidentify.Deidentifier` (the UIDs of the research export),
+    no portal id, MRN, name or accession number; JSON dates are shifted by the patient's offset; DICOM SEG
+    is built against the originals and de-identified as in the research export; NIfTI headers carry
+    geometry only. Audited per study as a de-identified export.
 
     Raises ServiceError ``bad_format`` or ``nothing_to_export``.
     """
@@ -169,6 +248,8 @@ def studies_export_zip(*, user: User, studies: list[Study], formats: list[str]) 
     if not formats or any(f not in EXPORT_FORMATS for f in formats):
         raise ServiceError(_("Choose export formats among %(export_formats)s."),
                            params={"export_formats": ', '.join(EXPORT_FORMATS)}, code="bad_format")
+    if deidentified:
+        return _studies_export_zip_deidentified(user=user, studies=studies, formats=formats)
     manifest = {"format": "yixin-export/1", "created_at": timezone.now().isoformat(), "studies": []}
     buffer = io.BytesIO()
     count = 0
@@ -199,6 +280,74 @@ def studies_export_zip(*, user: User, studies: list[Study], formats: list[str]) 
                     "series_instance_uid": segmentation.series.series_instance_uid, "files": files,
                 })
             manifest["studies"].append(entry)
+        if count == 0:
+            raise ServiceError(_("These studies have no segmentation to export."), code="nothing_to_export")
+        archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+    return buffer.getvalue()
+
+
+def _studies_export_zip_deidentified(*, user: User, studies: list[Study], formats: list[str]) -> bytes:
+    import hashlib
+    import io
+    import json
+    import zipfile
+
+    from ..dicomnet.deidentify import PROFILE_CODES
+
+    manifest = {
+        "format": "yixin-export/1", "created_at": timezone.now().date().isoformat(),
+        "deidentification": {
+            "standard": "DICOM PS3.15 Annex E",
+            "methods": [{"code": code, "scheme": "DCM", "meaning": meaning} for code, meaning in PROFILE_CODES],
+            "library": "dicognito", "dates": "shifted by one secret offset per patient",
+        },
+        "studies": [],
+    }
+    buffer = io.BytesIO()
+    count = 0
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for study_number, study in enumerate(studies, start=1):
+            deidentifier = patient_deidentifier(patient=study.patient)
+            offset = patient_date_offset(patient=study.patient)
+            entry = {"pseudonym": deidentifier.pseudonym, "study_instance_uid": deidentifier.uid(study.study_instance_uid),
+                     "segmentations": []}
+            series_numbers = {pk: n for n, pk in enumerate(study.series.order_by("series_number", "pk")
+                                                           .values_list("pk", flat=True), start=1)}
+            current = Segmentation.objects.filter(series__study=study, is_current=True).select_related(
+                "series", "series__study", "model").order_by("series_id", "pk")
+            seen_groups: set = set()
+            originals: dict[int, list] = {}
+            for segmentation in current:
+                if segmentation.layer_group:
+                    if segmentation.layer_group in seen_groups:
+                        continue
+                    seen_groups.add(segmentation.layer_group)
+                series = segmentation.series
+                folder = f"{deidentifier.pseudonym}/study-{study_number:03d}/series-{series_numbers[series.pk]:03d}"
+                base = f"segmentation-{len(entry['segmentations']) + 1:03d}-v{segmentation.version}"
+                files = []
+                for fmt in formats:
+                    if fmt == "dicom_seg" and series.pk not in originals:
+                        originals[series.pk] = (_source_datasets(series)
+                                                if series.source_format == Series.SourceFormat.DICOM else [])
+                    try:
+                        data, name = _segmentation_file_deidentified(segmentation, fmt, base, deidentifier, offset,
+                                                                     originals.get(series.pk, []))
+                    except ServiceError as exc:
+                        files.append({"format": fmt, "error": error_message(exc)})
+                        continue
+                    path = f"{folder}/{name}"
+                    archive.writestr(path, data)
+                    files.append({"format": fmt, "path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+                    count += 1
+                entry["segmentations"].append({
+                    "name": segmentation.name, "version": segmentation.version,
+                    "series_instance_uid": deidentifier.uid(series.series_instance_uid), "files": files,
+                })
+            manifest["studies"].append(entry)
+            audit_record(actor=user, action=AuditLog.Action.EXPORT, target_type="study", target_id=study.pk,
+                         hospital=study.hospital, detail={"deidentified": True, "format": "zip", "formats": formats,
+                                                          "segmentations": len(entry["segmentations"])})
         if count == 0:
             raise ServiceError(_("These studies have no segmentation to export."), code="nothing_to_export")
         archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))

@@ -11,16 +11,11 @@ offset and UIDs; the pseudonym ↔ patient mapping stays in the portal (``Patien
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
-import secrets
 import zipfile
 
 import pydicom
-from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -28,40 +23,10 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from ..dicomnet.deidentify import PROFILE_CODES, Deidentifier, burned_in_annotation
-from ..models import Patient, PatientPseudonym, Segmentation, Series, Study
-from ..storage import segmentation_labelmap_load, series_geometry
-from .export_import import _merged_label_table, segmentation_layers
-
-
-def patient_pseudonym_get_or_create(*, patient: Patient) -> PatientPseudonym:
-    """Return the patient's research pseudonym, creating a random one (``YX`` + 10 hex digits) once."""
-    existing = PatientPseudonym.objects.filter(patient=patient).first()
-    if existing is not None:
-        return existing
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                row = PatientPseudonym(patient=patient, pseudonym=f"YX{secrets.token_hex(5).upper()}")
-                row.full_clean()
-                row.save()
-                return row
-        except IntegrityError:
-            existing = PatientPseudonym.objects.filter(patient=patient).first()
-            if existing is not None:
-                return existing
-    raise ServiceError(_("Could not allocate a pseudonym."), code="pseudonym_collision", status_code=500)
-
-
-def _patient_seed(patient: Patient) -> str:
-    message = f"{patient.hospital.code}\x00{patient.mrn}".encode()
-    return hmac.new(settings.DEIDENTIFY_SECRET.encode(), message, hashlib.sha256).hexdigest()
-
-
-def _dataset_bytes(ds) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+from ..dicomnet.deidentify import PROFILE_CODES, burned_in_annotation
+from ..models import Segmentation, Series, Study
+from .export_import import _dataset_bytes, _seg_deidentified
+from .pseudonyms import patient_deidentifier
 
 
 def study_export_deidentified(*, user: User | None, study: Study) -> bytes:
@@ -77,7 +42,7 @@ def study_export_deidentified(*, user: User | None, study: Study) -> bytes:
     portal.api_errors.ServiceError
         ``deidentify_needs_dicom`` when the study has no series imported from DICOM.
     """
-    from ..interop.dicom_seg import SegInteropError, labelmap_to_dicom_seg
+    from ..interop.dicom_seg import SegInteropError
 
     all_series = list(study.series.order_by("series_number", "pk"))
     dicom_series = [s for s in all_series if s.source_format == Series.SourceFormat.DICOM]
@@ -88,8 +53,8 @@ def study_export_deidentified(*, user: User | None, study: Study) -> bytes:
             code="deidentify_needs_dicom",
         )
     patient = study.patient
-    pseudonym = patient_pseudonym_get_or_create(patient=patient).pseudonym
-    deidentifier = Deidentifier(seed=_patient_seed(patient), pseudonym=pseudonym)
+    deidentifier = patient_deidentifier(patient=patient)
+    pseudonym = deidentifier.pseudonym
     manifest: dict = {
         "format": "yixin-research-export/1",
         "created_at": timezone.now().date().isoformat(),
@@ -138,18 +103,11 @@ def study_export_deidentified(*, user: User | None, study: Study) -> bytes:
                     if segmentation.layer_group in seen_groups:
                         continue
                     seen_groups.add(segmentation.layer_group)
-                layers = segmentation_layers(segmentation)
                 try:
-                    seg = labelmap_to_dicom_seg(
-                        [segmentation_labelmap_load(layer) for layer in layers], series_geometry(series), originals,
-                        _merged_label_table(layers), series_description=f"{segmentation.name} v{segmentation.version}",
-                    )
+                    seg = _seg_deidentified(segmentation, series, originals, deidentifier)
                 except SegInteropError as exc:
                     manifest["segmentations"].append({"folder": folder, "error": exc.message})
                     continue
-                # highdicom holds dates as pydicom DA objects; dicognito reads them as strings.
-                seg = pydicom.dcmread(io.BytesIO(_dataset_bytes(seg)))
-                deidentifier.apply(seg)
                 path = f"{folder}/SEG-{len(manifest['segmentations']) + 1:03d}.dcm"
                 archive.writestr(path, _dataset_bytes(seg))
                 manifest["segmentations"].append({

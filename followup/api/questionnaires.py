@@ -141,6 +141,23 @@ def _group_parameter() -> OpenApiParameter:
     return OpenApiParameter("group_id", int, description="Only the patients of this group.")
 
 
+DEIDENTIFIED_PARAMETER = OpenApiParameter(
+    "deidentified", str, enum=["1", "0", "true", "false"], required=False,
+    description="1: de-identified (DICOM PS3.15 Basic Profile, Modified Dates Option): no assignment id, patient id, "
+                "MRN, name or free-text answers; the patient column is the research pseudonym of the DICOM research "
+                "export and dates are shifted by the same per-patient offset. Default 0: identified.")
+
+
+def _deidentified_flag(request) -> bool:
+    """The ``deidentified`` query parameter: 1/true or 0/false (absent: false); anything else is a 400."""
+    value = request.query_params.get("deidentified", "0").strip().lower()
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false", ""):
+        return False
+    raise ServiceError(_("deidentified must be 1 or 0."), code="invalid_parameter")
+
+
 # --- the patient's assignments ----------------------------------------------------------------
 
 class MyQuestionnaireListApi(APIView):
@@ -318,21 +335,23 @@ class QuestionnaireCohortApi(APIView):
 class QuestionnaireCsvApi(APIView):
     permission_classes = [IsClinician]
 
-    @extend_schema(parameters=[_group_parameter()],
+    @extend_schema(parameters=[_group_parameter(), DEIDENTIFIED_PARAMETER],
                    responses={(200, "text/csv"): OpenApiResponse(
                        OpenApiTypes.STR, description="UTF-8 with a byte-order mark; one row per completed response."),
                        **READ_ERRORS},
                    summary="CSV export of completed responses for research")
     def get(self, request, questionnaire_id: int):
+        deidentified = _deidentified_flag(request)
         questionnaire = selectors.questionnaire_get(user=request.user, questionnaire_id=questionnaire_id)
         group = (selectors.group_get(user=request.user, group_id=int(request.query_params["group_id"]))
                  if request.query_params.get("group_id", "").isdigit() else None)
         rows = services.results_csv_rows(user=request.user, questionnaire=questionnaire, assignments=selectors.cohort_results(
-            user=request.user, questionnaire=questionnaire, group=group))
+            user=request.user, questionnaire=questionnaire, group=group), deidentified=deidentified)
         buffer = io.StringIO()
         csv.writer(buffer).writerows(rows)
         response = HttpResponse("\ufeff" + buffer.getvalue(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{questionnaire.code}-v{questionnaire.version}.csv"'
+        suffix = "-deidentified" if deidentified else ""
+        response["Content-Disposition"] = f'attachment; filename="{questionnaire.code}-v{questionnaire.version}{suffix}.csv"'
         return response
 
 

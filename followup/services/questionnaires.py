@@ -304,19 +304,63 @@ def assignment_import_fhir(*, user: User, assignment: QuestionnaireAssignment, r
 
 
 CSV_FIXED_COLUMNS = ["assignment_id", "patient_id", "mrn", "questionnaire", "version", "submitted_at", "total", "band"]
+#: De-identified mode: the research pseudonym replaces the assignment id, patient id and MRN.
+CSV_DEIDENTIFIED_COLUMNS = ["pseudonym", "questionnaire", "version", "submitted_at", "total", "band"]
 
 
-def results_csv_rows(*, user: User, questionnaire: Questionnaire, assignments) -> list[list]:
+def _deidentified_answer(item: dict, value, offset: dt.timedelta):
+    """A date answer shifted like a DICOM DA (PS3.15 E.3.6); other answers as given (free text is left out)."""
+    from annotation.dicomnet.deidentify import shift_date
+
+    if item.get("type") == "date" and isinstance(value, str) and value:
+        try:
+            return shift_date(dt.date.fromisoformat(value), offset).isoformat()
+        except ValueError:
+            return ""
+    return value
+
+
+def results_csv_rows(*, user: User, questionnaire: Questionnaire, assignments, deidentified: bool = False) -> list[list]:
     """Return CSV rows (header first) of completed assignments for research: one row per response,
-    one column per question (multiple choice joined with ';'), then the total and band. Audited."""
-    items = [i["link_id"] for i in questionnaire.definition["items"]]
-    rows: list[list] = [CSV_FIXED_COLUMNS + items]
+    one column per question (multiple choice joined with ';'), then the total and band. Audited, with the mode.
+
+    ``deidentified``: PS3.15 Annex E Basic Profile with the Modified Dates Option, as the DICOM research
+    export (:func:`annotation.services.study_export_deidentified`) applies it: no assignment id, portal
+    patient id, MRN or name; the patient column is the patient's research pseudonym
+    (:func:`annotation.services.patient_pseudonym_get_or_create`, the one the study export writes as
+    PatientID, so both join on it); ``submitted_at`` and date answers are shifted by the patient's DICOM
+    date offset (:func:`annotation.services.patient_date_offset`); free-text questions are left out
+    (they may name people, like the profile's comment attributes); rows are ordered by pseudonym.
+    """
+    from annotation.dicomnet.deidentify import shift_datetime
+    from annotation.services import patient_date_offset, patient_pseudonym_get_or_create
+
+    definition_items = questionnaire.definition["items"]
+    if deidentified:
+        definition_items = [i for i in definition_items if i.get("type") != "text"]
+    items = [i["link_id"] for i in definition_items]
+    rows: list[list] = [(CSV_DEIDENTIFIED_COLUMNS if deidentified else CSV_FIXED_COLUMNS) + items]
+    body: list[list] = []
+    patients: dict[int, tuple[str, dt.timedelta]] = {}
     for a in assignments:
         answers = [";".join(v) if isinstance(v, list) else ("" if v is None else v)
                    for v in (a.answers.get(i) for i in items)]
-        rows.append([a.pk, a.patient_id, a.patient.mrn, a.questionnaire.code, a.questionnaire.version,
-                     a.submitted_at.isoformat() if a.submitted_at else "", a.score.get("total", ""),
-                     a.score.get("band") or "", *answers])
+        if not deidentified:
+            body.append([a.pk, a.patient_id, a.patient.mrn, a.questionnaire.code, a.questionnaire.version,
+                         a.submitted_at.isoformat() if a.submitted_at else "", a.score.get("total", ""),
+                         a.score.get("band") or "", *answers])
+            continue
+        if a.patient_id not in patients:
+            patients[a.patient_id] = (patient_pseudonym_get_or_create(patient=a.patient).pseudonym,
+                                      patient_date_offset(patient=a.patient))
+        pseudonym, offset = patients[a.patient_id]
+        answers = [_deidentified_answer(item, value, offset) for item, value in zip(definition_items, answers)]
+        submitted = shift_datetime(timezone.localtime(a.submitted_at), offset) if a.submitted_at else None
+        body.append([pseudonym, a.questionnaire.code, a.questionnaire.version, submitted.isoformat() if submitted else "",
+                     a.score.get("total", ""), a.score.get("band") or "", *answers])
+    if deidentified:
+        body.sort(key=lambda row: (row[0], row[3]))
+    rows.extend(body)
     audit_record(actor=user, action=AuditLog.Action.EXPORT, target_type="questionnaire", target_id=questionnaire.pk,
-                 detail={"format": "csv", "rows": len(rows) - 1})
+                 detail={"format": "csv", "rows": len(rows) - 1, "deidentified": deidentified})
     return rows
