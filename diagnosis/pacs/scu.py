@@ -17,9 +17,11 @@ _WARNINGS = {0xB000, 0xB006, 0xB007}
 class StoreError(Exception):
     """A C-STORE to the peer failed.
 
-    ``code`` is one of ``peer_unreachable`` (no association: connection refused, timeout),
-    ``association_rejected`` (the peer rejected or aborted the association, e.g. a wrong called AE
-    title), ``sop_class_not_accepted`` (no presentation context accepted for an instance's SOP
+    ``code`` is one of ``peer_unreachable`` (no association: connection refused, timeout, or the peer
+    dropped it unanswered), ``association_rejected`` (the peer rejected the association as transient,
+    e.g. too many associations: a later attempt may succeed), ``association_rejected_permanent`` (the
+    A-ASSOCIATE-RJ result was "rejected-permanent", PS3.8 §7.1.1.7 and Table 9-21, e.g. a wrong called
+    AE title: only a configuration change cures it), ``sop_class_not_accepted`` (no presentation context accepted for an instance's SOP
     class), ``store_failed`` (the peer answered with a failure status, in ``status``).
     ``sent`` lists the SOP Instance UIDs stored before the failure.
     """
@@ -76,8 +78,10 @@ def store_instances(datasets: Sequence, destination: PacsDestination) -> list[tu
             primitive = getattr(assoc.acceptor, "primitive", None)
             reason = ", ".join(str(getattr(primitive, name, "")) for name in ("result_str", "source_str", "reason_str")
                                if getattr(primitive, name, None))
+            permanent = getattr(primitive, "result", None) == 0x01  # 0x01 rejected-permanent, 0x02 rejected-transient
             raise StoreError(f"{destination.called_ae}@{destination.host}:{destination.port} rejected the association"
-                             + (f" ({reason})" if reason else ""), code="association_rejected")
+                             + (f" ({reason})" if reason else ""),
+                             code="association_rejected_permanent" if permanent else "association_rejected")
         primitive = getattr(assoc.acceptor, "primitive", None)
         if primitive is not None and getattr(primitive, "result", None) == 0x00:
             # Accepted, but with none of the requested presentation contexts: pynetdicom aborts.

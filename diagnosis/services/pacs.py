@@ -244,7 +244,7 @@ def result_send_execute(*, send_id: int) -> ResultSend:
 
     A send already ``sent`` or without destination is returned as it is (idempotent). On failure the
     row is ``failed`` with the attempt counted, a stable ``error_code`` (``peer_unreachable``,
-    ``association_rejected``, ``sop_class_not_accepted``, ``store_failed``, ``peer_removed``,
+    ``association_rejected``, ``association_rejected_permanent``, ``sop_class_not_accepted``, ``store_failed``, ``peer_removed``,
     ``build_failed`` or a build error's code such as ``results_need_dicom``), the message and the
     peer's DIMSE status where it answered. Never raises for a failed send: the caller (the task)
     decides on a retry from the row.
@@ -303,7 +303,8 @@ def result_send_execute(*, send_id: int) -> ResultSend:
     return send
 
 
-# Failures a later attempt may cure; a refused SOP class or a build error is not retried.
+# Failures a later attempt may cure; a permanently rejected association (a wrong AE title), a refused SOP
+# class or a build error is not retried: the doctor resends once the configuration is fixed.
 RETRYABLE_ERRORS = {"peer_unreachable", "association_rejected", "store_failed"}
 
 

@@ -1,7 +1,7 @@
 """Results back to the hospital's PACS (issue 15): signing a report of LIDC-IDRI-0001 sends its DICOM
 SEG, its TID 1500 Measurement Report SR and the signed PDF by C-STORE to dcmtk's ``storescp``
 playing the PACS; what arrives is read back and checked against the portal's stored rows. A peer
-that is down fails with retries and succeeds once it is up; a peer that refuses fails with the reason."""
+that is down or busy fails with retries and succeeds once it is up; a peer that refuses fails with the reason."""
 
 from __future__ import annotations
 
@@ -193,42 +193,84 @@ def test_signing_sends_seg_sr_and_pdf_that_match_the_stored_measurements(
     assert bytes(pdf.EncapsulatedDocument)[:pdf.EncapsulatedDocumentLength] == signed
 
 
+class BusySCP:
+    """pynetdicom's storage SCP allowing one association, held open by another client: the next association
+    is rejected as transient (PS3.8 Table 9-21: rejected-transient, local limit exceeded) until it is freed."""
+
+    def __init__(self, port: int):
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import Verification
+
+        self.received: list[str] = []
+
+        def on_store(event):
+            self.received.append(str(event.request.AffectedSOPInstanceUID))
+            return 0x0000
+
+        scp = AE(ae_title="BUSY")
+        scp.supported_contexts = AllStoragePresentationContexts
+        scp.add_supported_context(Verification)
+        scp.maximum_associations = 1
+        self.server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+        holder = AE(ae_title="HOLDER")
+        holder.add_requested_context(Verification)
+        self.held = holder.associate("127.0.0.1", port, ae_title="BUSY")
+        assert self.held.is_established
+
+    def free(self) -> None:
+        self.held.release()
+
+    def stop(self) -> None:
+        if self.held.is_established:
+            self.held.release()
+        self.server.shutdown()
+
+
 def test_each_destination_fails_with_its_own_reason_and_a_peer_that_was_down_succeeds_on_resend(
         doctor, hospital, lidc_measured, pacs, django_capture_on_commit_callbacks, settings, tmp_path):
-    """One signed report, three PACS: one down (retried, then up), one refusing every association,
-    one accepting only CT images (not retried: a retry cannot cure it)."""
+    """One signed report, four PACS: one down (retried, then up), one busy (a transient rejection: retried,
+    then free), one refusing every association permanently and one accepting only CT images (neither
+    retried: a retry cannot cure them)."""
     settings.PACS_SEND_MAX_RETRIES = 2
     down_port = _free_port()  # nothing listens there yet
-    refusing = pacs(None, "--refuse", name="refusing")
-    config = tmp_path / "storescp.cfg"
-    config.write_text(CT_ONLY_CONFIG)
-    ct_only = pacs(None, "--config-file", str(config), "CTOnly", name="ct-only")
-    for ae_title, port in (("DOWN", down_port), ("REFUSING", refusing.port), ("CTONLY", ct_only.port)):
-        annotation_services.dicom_peer_create(hospital=hospital, ae_title=ae_title, host="127.0.0.1", port=port)
-    report, _callbacks = _sign(doctor, lidc_measured, django_capture_on_commit_callbacks)
+    busy = BusySCP(_free_port())
+    try:
+        refusing = pacs(None, "--refuse", name="refusing")
+        config = tmp_path / "storescp.cfg"
+        config.write_text(CT_ONLY_CONFIG)
+        ct_only = pacs(None, "--config-file", str(config), "CTOnly", name="ct-only")
+        for ae_title, port in (("DOWN", down_port), ("BUSY", busy.server.server_address[1]),
+                               ("REFUSING", refusing.port), ("CTONLY", ct_only.port)):
+            annotation_services.dicom_peer_create(hospital=hospital, ae_title=ae_title, host="127.0.0.1", port=port)
+        report, _callbacks = _sign(doctor, lidc_measured, django_capture_on_commit_callbacks)
 
-    down, refused, not_accepted = _run_queued(report)
+        down, busy_send, refused, not_accepted = _run_queued(report)
 
-    assert (down.state, down.error_code, down.attempts) == ("failed", "peer_unreachable", 3)  # 1 + 2 retries
-    assert (refused.state, refused.error_code, refused.attempts) == ("failed", "association_rejected", 3)
-    assert "rejected" in refused.last_error
-    assert (not_accepted.state, not_accepted.error_code, not_accepted.attempts) == (
-        "failed", "sop_class_not_accepted", 1)
-    assert SEG_SOP_CLASS_UID in not_accepted.last_error
-    assert refusing.received() == {} and ct_only.received() == {}
-    built = [item["sop_instance_uid"] for item in down.instances]
-    assert [item["kind"] for item in down.instances] == ["seg", "sr", "pdf"]
-    assert [item["sop_instance_uid"] for item in not_accepted.instances] == built  # built once per report
+        assert (down.state, down.error_code, down.attempts) == ("failed", "peer_unreachable", 3)  # 1 + 2 retries
+        assert (busy_send.state, busy_send.error_code, busy_send.attempts) == ("failed", "association_rejected", 3)
+        assert (refused.state, refused.error_code, refused.attempts) == ("failed", "association_rejected_permanent", 1)
+        assert "rejected" in refused.last_error
+        assert (not_accepted.state, not_accepted.error_code, not_accepted.attempts) == (
+            "failed", "sop_class_not_accepted", 1)
+        assert SEG_SOP_CLASS_UID in not_accepted.last_error
+        assert refusing.received() == {} and ct_only.received() == {} and busy.received == []
+        built = [item["sop_instance_uid"] for item in down.instances]
+        assert [item["kind"] for item in down.instances] == ["seg", "sr", "pdf"]
+        assert [item["sop_instance_uid"] for item in not_accepted.instances] == built  # built once per report
 
-    came_up = pacs(down_port, name="came-up")
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.report_results_resend(user=doctor, report=report)
-    assert len(callbacks) == 3
-    down, refused, not_accepted = _run_queued(report)
+        came_up = pacs(down_port, name="came-up")
+        busy.free()
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            services.report_results_resend(user=doctor, report=report)
+        assert len(callbacks) == 4
+        down, busy_send, refused, not_accepted = _run_queued(report)
 
-    assert (down.state, down.error_code, down.attempts) == ("sent", "", 4)
-    assert sorted(ds.SOPInstanceUID for ds in came_up.received().values()) == sorted(built)  # the same objects
-    assert (refused.state, not_accepted.state) == ("failed", "failed")
+        assert (down.state, down.error_code, down.attempts) == ("sent", "", 4)
+        assert sorted(ds.SOPInstanceUID for ds in came_up.received().values()) == sorted(built)  # the same objects
+        assert (busy_send.state, busy_send.attempts) == ("sent", 4) and sorted(busy.received) == sorted(built)
+        assert (refused.state, not_accepted.state) == ("failed", "failed")
+    finally:
+        busy.stop()
 
 
 # --- without a PACS, without DICOM, and who may see or resend (the small NIfTI CT: fast) -------------
@@ -349,7 +391,7 @@ def test_orthanc_receives_seg_sr_and_pdf_and_rejects_a_wrong_called_ae_title(
     good, wrong = _run_queued(report)
 
     assert good.state == ResultSend.State.SENT, good.last_error
-    assert wrong.state == ResultSend.State.FAILED and wrong.error_code == "association_rejected"
+    assert wrong.state == ResultSend.State.FAILED and wrong.error_code == "association_rejected_permanent"
     assert "called" in wrong.last_error.lower()  # A-ASSOCIATE-RJ: called AE title not recognised
     stored = {get(f"/instances/{i}/simplified-tags")["SOPInstanceUID"]: get(f"/instances/{i}/simplified-tags")
               for i in get("/instances")}
