@@ -201,10 +201,10 @@ def _segmentation_file_deidentified(segmentation: Segmentation, fmt: str, base: 
     from ..interop.dicom_seg import SegInteropError
 
     series = segmentation.series
-    layers = segmentation_layers(segmentation)
     if fmt in ("nifti", "nifti_gz"):
-        return _nifti_files(layers, series, base, fmt == "nifti_gz")
+        return _nifti_files(segmentation_layers(segmentation), series, base, fmt == "nifti_gz")
     if fmt == "json":
+        layers = segmentation_layers(segmentation)
         data = segmentation_export_json(segmentation)
         data["segmentation"] = {
             "name": segmentation.name, "version": segmentation.version, "source": segmentation.source,
