@@ -45,7 +45,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                  poll_s: float = 1.0, on_event=None) -> FederatedTask:
     """Run a queued task to its end on this machine: start the coordinator and every accepted hospital's
     SuperNode, submit the Flower run, ingest each round as it completes, restart a SuperNode that died
-    once ``round_timeout_s`` has passed (it rejoins from the next round) and restart the coordinator from
+    once the round it was in has ended (it rejoins from the next round) and restart the coordinator from
     the last completed round when it dies.
 
     Only a queued task is claimed (:func:`.recovery.task_claim`); any other is returned unchanged.
@@ -97,7 +97,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
         fed = LocalFederation(paths=paths, work_dir=work, port=port or settings.FEDERATION_PORT or free_port(),
                               python_path=str(settings.BASE_DIR), threads_per_client=settings.FEDERATION_THREADS_PER_CLIENT)
         coordinator_died = False
-        crashed: dict[str, float] = {}  # client id → when its SuperNode was found dead (monotonic s)
+        crashed: dict[str, int] = {}  # client id → the round in progress when its SuperNode was found dead
         try:
             fed.start_superlink()
             for index, participant in enumerate(participants):
@@ -142,12 +142,14 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                         fed.unregister(participant.client_id)
                         fed.stop_process(process)
                     elif process is not None and process.poll() is not None and current != Participant.Status.REVOKED:
-                        # A crashed hospital rejoins: the same key and data, a new SuperNode process, once the
-                        # round it left has timed out. Restarted at once, it would pick up that round's pending
-                        # messages without the state it lost (a SecAgg+ client its keys), and whether it made the
-                        # round would depend on how fast it restarts.
-                        died_at = crashed.setdefault(participant.client_id, time.monotonic())
-                        if time.monotonic() - died_at >= timeout:
+                        # A crashed hospital rejoins: the same key and data, a new SuperNode process, as soon
+                        # as the round it left has ended (aggregated without it, once that round timed out).
+                        # Restarted at once, it would pick up that round's pending messages without the state
+                        # it lost (a SecAgg+ client its keys), and whether it made the round would depend on
+                        # how fast it restarts; restarted after a fixed delay, whether it rejoined before the
+                        # task ended would depend on how fast the later rounds ran.
+                        left_round = crashed.setdefault(participant.client_id, task.current_round + 1)
+                        if task.current_round >= left_round:
                             del crashed[participant.client_id]
                             fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
                             record_pids()

@@ -46,9 +46,10 @@ def test_round_survives_a_killed_client_which_rejoins_and_a_killed_coordinator_r
     # Round 1 completed with the two hospitals that answered; the crashed one is marked absent.
     assert status[(1, "fedsite-1")] == status[(1, "fedsite-2")] == "answered"
     assert status[(1, "fedsite-3")] == "absent"
-    # It rejoined (a new SuperNode with the same key, once round 1 had timed out) and answered again later:
-    # in round 2 when its SuperNode was back before that round began, else in round 3.
-    assert any(k == "rejoin" and d["client"] == "fedsite-3" for k, d in events)
+    # It rejoined (a new SuperNode with the same key) as soon as round 1 had ended, before round 3 began,
+    # and answered again later: in round 2 when its SuperNode was back before that round sampled, else in 3.
+    rejoin = next(i for i, (k, d) in enumerate(events) if k == "rejoin" and d["client"] == "fedsite-3")
+    assert rejoin < next(i for i, (k, d) in enumerate(events) if k == "round" and d["round_number"] == 2)
     assert "answered" in {status.get((2, "fedsite-3")), status.get((3, "fedsite-3"))}
     # The coordinator restarted once, from the last completed round (2), not from scratch.
     restarts = [d for k, d in events if k == "restart"]
