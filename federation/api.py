@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -28,6 +29,8 @@ def participant_payload(p: Participant) -> dict:
         "id": p.pk, "client_id": p.client_id, "hospital": {"code": p.hospital.code, "name": p.hospital.name},
         "status": p.status, "label_statistics": p.label_statistics,
         "datasets": [d.rsplit("/", 1)[-1] for d in p.datasets],  # names only: paths stay on the hospital's node
+        "node": {"status": p.node_status or None, "status_at": p.node_status_at.isoformat() if p.node_status_at else None,
+                 "online": p.node_is_online()},
     }
 
 
@@ -292,20 +295,28 @@ class SiteEnrolApi(APIView):
 
         token = serializers.CharField(max_length=200)
         csr = serializers.CharField(max_length=20000, help_text="PEM PKCS #10 CSR, subject CN = the hospital's code")
+        node_auth_public_key = serializers.CharField(
+            max_length=2000, required=False, allow_blank=True,
+            help_text="OpenSSH EC P-384 public key of the site's own SuperNode (a site that runs its node itself)")
 
     @extend_schema(
         request=InputSerializer,
         responses={201: inline_serializer("FederationSiteCertificate", {
             "task_id": serializers.IntegerField(), "hospital": serializers.CharField(),
             "certificate": serializers.CharField(), "ca_certificate": serializers.CharField(),
-            "fingerprint_sha256": serializers.CharField()}),
+            "fingerprint_sha256": serializers.CharField(), "client_id": serializers.CharField(),
+            "superlink": serializers.CharField(allow_null=True)}),
             400: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer},
         summary="Enrol a site node (certify its own key)",
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        cert, ca_pem = services.site_enrol(token=serializer.validated_data["token"], csr_pem=serializer.validated_data["csr"])
+        data = serializer.validated_data
+        cert, ca_pem = services.site_enrol(token=data["token"], csr_pem=data["csr"],
+                                           node_auth_public_key=data.get("node_auth_public_key", ""))
         return Response({"task_id": cert.task_id, "hospital": cert.hospital.code, "certificate": cert.certificate_pem,
-                         "ca_certificate": ca_pem, "fingerprint_sha256": cert.fingerprint_sha256},
+                         "ca_certificate": ca_pem, "fingerprint_sha256": cert.fingerprint_sha256,
+                         "client_id": selectors.site_client_id(certificate=cert),
+                         "superlink": settings.FEDERATION_SUPERLINK_ADDRESS or None},
                         status=status.HTTP_201_CREATED)

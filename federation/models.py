@@ -95,6 +95,9 @@ class Participant(models.Model):
     datasets = models.JSONField(default=list, blank=True, help_text=_("names of the hospital's own datasets"))
     label_statistics = models.JSONField(default=dict, blank=True, help_text=_("case and voxel counts per label"))
     signing_public_key = models.TextField(blank=True, help_text=_("Ed25519 PEM verifying this client's updates"))
+    node_status = models.CharField(max_length=16, blank=True,
+                                   help_text=_("the SuperLink's view of this client's node: registered, online or offline"))
+    node_status_at = models.DateTimeField(null=True, blank=True, help_text=_("when the runner last read node_status"))
     responded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     responded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -108,6 +111,16 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} in task {self.task_id}"
+
+    NODE_ONLINE_WITHIN_S = 60  # a node read online by a runner longer ago than this is shown as unknown
+
+    def node_is_online(self, now=None) -> bool:
+        """Whether the SuperLink saw this client's node online at a runner's reading less than a minute ago."""
+        from django.utils import timezone
+
+        now = now or timezone.now()
+        return (self.node_status == "online" and self.node_status_at is not None
+                and (now - self.node_status_at).total_seconds() <= self.NODE_ONLINE_WITHIN_S)
 
 
 class Round(models.Model):
@@ -213,6 +226,8 @@ class SiteCertificate(models.Model):
     certificate_pem = models.TextField()
     serial_number = models.CharField(max_length=64)
     fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    node_auth_public_key = models.TextField(
+        blank=True, help_text=_("OpenSSH EC P-384 key the site's SuperNode authenticates with (Flower SuperNode auth)"))
     enrolled_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

@@ -7,12 +7,12 @@ other hospitals see nothing (404).
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from portal.models import STAFF_ROLES, Hospital, User
 
-from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round
+from .models import ClientUpdate, FederatedTask, LedgerEntry, Participant, Round, SiteCertificate
 
 
 def task_visible_queryset(user: User) -> QuerySet[FederatedTask]:
@@ -43,7 +43,12 @@ def task_get(*, user: User, task_id: int) -> FederatedTask:
 def task_detail(*, user: User, task_id: int) -> FederatedTask:
     """Return a visible task with participants, rounds and client updates prefetched."""
     task = task_get(user=user, task_id=task_id)
-    task.participant_list = list(task.participants.select_related("hospital").order_by("client_id"))
+    task.participant_list = list(task.participants.select_related("hospital").order_by("client_id")
+                                 .annotate(rounds_answered=Count("updates", filter=Q(updates__status="answered"))))
+    nodes = site_nodes(task=task)
+    for participant in task.participant_list:
+        participant.site_node = nodes.get(participant.pk)
+        participant.node_online = participant.node_is_online()
     task.round_list = list(
         Round.objects.filter(task=task)
         .prefetch_related(Prefetch("updates", queryset=ClientUpdate.objects.select_related("participant")))
@@ -84,3 +89,25 @@ def invitation_get(*, user: User, participant_id: int) -> Participant:
 def ledger_entries(*, task: FederatedTask) -> QuerySet[LedgerEntry]:
     """Return a task's ledger in chain order."""
     return LedgerEntry.objects.filter(task=task).order_by("index")
+
+
+def site_client_id(*, certificate: SiteCertificate) -> str:
+    """Return the Flower client id of the hospital a site certificate was issued to, in its task."""
+    return (Participant.objects.filter(task_id=certificate.task_id, hospital_id=certificate.hospital_id)
+            .values_list("client_id", flat=True).get())
+
+
+def site_nodes(*, task: FederatedTask) -> dict[int, SiteCertificate]:
+    """Return each participant's live enrolled site certificate (the node that hospital runs itself).
+
+    Returns
+    -------
+    dict
+        Participant id → its newest non-revoked :class:`SiteCertificate` that carries a node key; a
+        participant absent from it has its SuperNode run by the coordinator's runner.
+    """
+    by_hospital = {}
+    for cert in (SiteCertificate.objects.filter(task=task, revoked_at__isnull=True)
+                 .exclude(node_auth_public_key="").order_by("enrolled_at")):
+        by_hospital[cert.hospital_id] = cert
+    return {p.pk: by_hospital[p.hospital_id] for p in task.participants.all() if p.hospital_id in by_hospital}

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -35,6 +36,8 @@ __all__ = [
     "certificate_fingerprint",
     "certificate_issued_by",
     "private_key_write",
+    "node_auth_key_create",
+    "node_auth_public_key_check",
 ]
 
 
@@ -198,3 +201,41 @@ def private_key_write(path: Path, key: Ed25519PrivateKey) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(private_key_pem(key))
+
+
+def node_auth_key_create() -> tuple[bytes, bytes]:
+    """Generate the key a site's SuperNode authenticates to the SuperLink with (Flower SuperNode auth).
+
+    Flower 1.41 takes an EC key: the private half in OpenSSH PEM (``--auth-supernode-private-key``), the
+    public half as one OpenSSH line (``flwr supernode register``). It is a second key beside the Ed25519
+    signing key: Flower does not accept Ed25519 here, and a key that only opens the connection is kept
+    apart from the one that signs the hospital's ledger statements.
+
+    Returns
+    -------
+    (bytes, bytes)
+        ``(private OpenSSH PEM, public OpenSSH line)`` of a fresh EC P-384 key.
+    """
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public
+
+
+def node_auth_public_key_check(text: bytes | str) -> str:
+    """Return ``text`` as one normalised OpenSSH public-key line if it is an EC P-384 key.
+
+    Raises
+    ------
+    EnrolmentError
+        ``invalid_node_key``: not an OpenSSH public key, or another kind of key or curve.
+    """
+    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    try:
+        key = serialization.load_ssh_public_key(raw.strip())
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm) as exc:
+        raise EnrolmentError("invalid_node_key", N_("The node key is not an OpenSSH public key.")) from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        raise EnrolmentError("invalid_node_key", N_("The node key must be an EC P-384 key."))
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode("ascii")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .certs import FederationPaths
 
-__all__ = ["LocalFederation", "FederationError", "APP_CONFIG_DEFAULTS"]
+__all__ = ["LocalFederation", "FederationError", "APP_CONFIG_DEFAULTS", "free_port", "kill_flower_helpers"]
 
 HOST = "127.0.0.1"
 
@@ -69,7 +69,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _kill_flower_helpers(address: str) -> None:
+def kill_flower_helpers(address: str) -> None:
     """SIGKILL the Flower helper processes (SuperExec, ServerApp, ClientApp) serving ``address``.
 
     Flower starts them in sessions of their own, so killing a SuperLink's or SuperNode's process
@@ -112,6 +112,9 @@ class LocalFederation:
         The SuperLink's single port; each SuperNode's local Runtime API gets a free port of its own.
     python_path : str
         Put on ``PYTHONPATH`` so the ServerApp/ClientApp processes import :mod:`federation.fl`.
+    superlink_host : str
+        The address the SuperLink binds to (loopback unless hospitals' own nodes dial in from elsewhere;
+        the server certificate must name it).
     """
 
     paths: FederationPaths
@@ -119,6 +122,7 @@ class LocalFederation:
     port: int
     python_path: str
     threads_per_client: int = 1
+    superlink_host: str = HOST
     superlink: subprocess.Popen | None = None
     supernodes: dict = field(default_factory=dict)
     node_ids: dict = field(default_factory=dict)
@@ -164,12 +168,12 @@ class LocalFederation:
             str(self.bin_dir / "flower-superlink"),
             "--ssl-ca-certfile", str(p.ca_cert), "--ssl-certfile", str(p.server_cert), "--ssl-keyfile", str(p.server_key),
             "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-            "--host", HOST, "--port", str(self.port),
+            "--host", self.superlink_host, "--port", str(self.port),
             "--database", str(self.work_dir / "superlink-state.db"),
         ]
         self.superlink = self._spawn("superlink", argv)
         try:
-            wait_for_port(self.port, timeout_s=timeout_s, process=self.superlink)
+            wait_for_port(self.port, host=self.superlink_host, timeout_s=timeout_s, process=self.superlink)
         except (TimeoutError, RuntimeError) as exc:
             raise FederationError(f"SuperLink did not start: {exc}") from exc
         self._write_cli_config()
@@ -179,7 +183,7 @@ class LocalFederation:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(
             "[superlink]\ndefault = \"local\"\n\n[superlink.local]\n"
-            f"address = \"{HOST}:{self.port}\"\nroot-certificates = \"{self.paths.ca_cert}\"\n",
+            f"address = \"{self.superlink_host}:{self.port}\"\nroot-certificates = \"{self.paths.ca_cert}\"\n",
             encoding="utf-8",
         )
 
@@ -199,11 +203,27 @@ class LocalFederation:
             raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stderr or text)[-400:]}")
         return payload
 
-    def register(self, client_id: str) -> int:
-        """Register a hospital's node-authentication public key; return its Flower node id."""
-        payload = self._flwr("supernode", "register", str(self.paths.node_auth_public_key(client_id)), "local")
+    def register(self, client_id: str, public_key: Path | None = None) -> int:
+        """Register a hospital's node-authentication public key; return its Flower node id.
+
+        ``public_key`` is an OpenSSH public-key file; by default the key the coordinator made for the
+        client (a hospital that runs its own node sends its key at enrolment instead).
+        """
+        key = public_key or self.paths.node_auth_public_key(client_id)
+        payload = self._flwr("supernode", "register", str(key), "local")
         self.node_ids[client_id] = int(payload["node-id"])
         return self.node_ids[client_id]
+
+    def node_statuses(self) -> dict[int, str]:
+        """Return the SuperLink's status of each registered node (``registered``, ``online``, ``offline``).
+
+        Raises
+        ------
+        FederationError
+            The ``flwr supernode list`` command failed.
+        """
+        payload = self._flwr("supernode", "list", "local", timeout_s=60)
+        return {int(n["node-id"]): str(n["status"]) for n in payload.get("nodes", [])}
 
     def unregister(self, client_id: str) -> None:
         """Revoke a hospital: its key is removed from the SuperLink, which then refuses it."""
@@ -228,7 +248,7 @@ class LocalFederation:
                 raise ValueError(f"dataset folder {path!r} contains {os.pathsep!r} or a double quote")
         old = self.node_ports.get(client_id)
         if old:
-            _kill_flower_helpers(f"{HOST}:{old}")
+            kill_flower_helpers(f"{HOST}:{old}")
         port = free_port()
         self.node_ports[client_id] = port
         p = self.paths
@@ -238,7 +258,7 @@ class LocalFederation:
         )
         argv = [
             str(self.bin_dir / "flower-supernode"),
-            "--root-certificates", str(p.ca_cert), "--superlink", f"{HOST}:{self.port}",
+            "--root-certificates", str(p.ca_cert), "--superlink", f"{self.superlink_host}:{self.port}",
             "--auth-supernode-private-key", str(p.node_auth_key(client_id)),
             "--host", HOST, "--port", str(port),
             "--node-config", node_config, "--max-retries", "3",
@@ -297,20 +317,20 @@ class LocalFederation:
     def kill_supernode(self, client_id: str) -> None:
         """Kill a hospital's SuperNode and its ClientApp processes at once (a crash)."""
         self.stop_process(self.supernodes.get(client_id), kill=True)
-        _kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
+        kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
 
     def kill_coordinator(self) -> None:
         """Kill the SuperLink and the ServerApp it started (a coordinator crash)."""
         self.stop_process(self.superlink, kill=True)
-        _kill_flower_helpers(f"{HOST}:{self.port}")
+        kill_flower_helpers(f"{self.superlink_host}:{self.port}")
 
     def stop(self) -> None:
         """Stop every process this federation started, Flower's helper processes included."""
         for client_id, process in list(self.supernodes.items()):
             self.stop_process(process)
-            _kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
+            kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
         self.stop_process(self.superlink)
-        _kill_flower_helpers(f"{HOST}:{self.port}")
+        kill_flower_helpers(f"{self.superlink_host}:{self.port}")
 
     def log_text(self, name: str) -> str:
         path = self.work_dir / "logs" / f"{name}.log"

@@ -18,7 +18,7 @@ from portal.models import AuditLog, Hospital, User
 from portal.services import audit_record
 
 from ..models import FederatedTask, Participant, SiteCertificate, SiteInvitation
-from .paths import task_dir
+from .paths import superlink_hosts, task_dir
 
 SITE_INVITATION_TTL = dt.timedelta(hours=24)
 SITE_CERTIFICATE_DAYS = 365
@@ -42,7 +42,7 @@ def federation_ca(task: FederatedTask):
 
     from ..fl.certs import create_federation_material
 
-    paths = create_federation_material(task_dir(task) / "pki", [])
+    paths = create_federation_material(task_dir(task) / "pki", [], hosts=superlink_hosts())
     ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
     return ca_key, x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
 
@@ -84,7 +84,7 @@ def site_invite(*, task: FederatedTask, hospital: Hospital, user: User | None = 
 
 
 @transaction.atomic
-def _site_enrol(*, token: str, csr_pem: bytes) -> tuple[SiteCertificate, str]:
+def _site_enrol(*, token: str, csr_pem: bytes, node_auth_public_key: str) -> tuple[SiteCertificate, str]:
     from cryptography.hazmat.primitives import serialization
 
     from ..fl import enrolment
@@ -110,6 +110,7 @@ def _site_enrol(*, token: str, csr_pem: bytes) -> tuple[SiteCertificate, str]:
         raise refuse(_("The task has ended; no site can enrol in it."), "task_closed", 409)
     try:
         csr = enrolment.csr_check(csr_pem, hospital_code=invitation.hospital.code)
+        node_key = enrolment.node_auth_public_key_check(node_auth_public_key) if node_auth_public_key else ""
     except enrolment.EnrolmentError as exc:
         raise refuse(exc.template, exc.code, 400, exc.params) from exc
     # Consume first, conditionally: of two concurrent requests with one token only one gets a certificate.
@@ -121,6 +122,7 @@ def _site_enrol(*, token: str, csr_pem: bytes) -> tuple[SiteCertificate, str]:
         task=invitation.task, hospital=invitation.hospital, invitation=invitation,
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
         serial_number=f"{cert.serial_number:x}", fingerprint_sha256=enrolment.certificate_fingerprint(cert),
+        node_auth_public_key=node_key,
     )
     row.full_clean()
     row.save()
@@ -130,8 +132,13 @@ def _site_enrol(*, token: str, csr_pem: bytes) -> tuple[SiteCertificate, str]:
     return row, ca_cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def site_enrol(*, token: str, csr_pem: bytes | str) -> tuple[SiteCertificate, str]:
+def site_enrol(*, token: str, csr_pem: bytes | str, node_auth_public_key: str = "") -> tuple[SiteCertificate, str]:
     """Certify a site's own key: check the token and the CSR, consume the token, store the certificate.
+
+    ``node_auth_public_key`` is the OpenSSH EC P-384 key the site's own SuperNode will authenticate with
+    (:func:`federation.fl.enrolment.node_auth_key_create`); a site that sends one runs its node itself
+    (``federation_node run``) and the runner registers that key with the SuperLink instead of starting a
+    SuperNode for the hospital on the coordinator.
 
     Returns
     -------
@@ -142,14 +149,14 @@ def site_enrol(*, token: str, csr_pem: bytes | str) -> tuple[SiteCertificate, st
     ------
     ServiceError
         ``invalid_token`` (403), ``token_used`` (409), ``token_expired`` (410), ``not_a_participant``
-        (403: the hospital was revoked or declined since), ``task_closed`` (409), ``invalid_csr`` or
-        ``csr_wrong_hospital`` (400). Each refusal is audit-logged; nothing stored changes and the token
+        (403: the hospital was revoked or declined since), ``task_closed`` (409), ``invalid_csr``,
+        ``csr_wrong_hospital`` or ``invalid_node_key`` (400). Each refusal is audit-logged; nothing stored changes and the token
         stays usable unless it was the reason.
     """
     if isinstance(csr_pem, str):
         csr_pem = csr_pem.encode("utf-8")
     try:
-        return _site_enrol(token=str(token), csr_pem=csr_pem)
+        return _site_enrol(token=str(token), csr_pem=csr_pem, node_auth_public_key=str(node_auth_public_key or ""))
     except ServiceError as exc:
         invitation = getattr(exc, "invitation", None)
         audit_record(actor=None, action=AuditLog.Action.CREATE, target_type="federation_site_certificate",

@@ -16,6 +16,11 @@ def task_dir(task: FederatedTask) -> Path:
     return Path(settings.FEDERATION_DIR) / f"task-{task.pk}"
 
 
+def superlink_hosts() -> tuple[str, ...]:
+    """Return the names the SuperLink's server certificate carries: loopback and FEDERATION_SUPERLINK_HOST."""
+    return tuple(dict.fromkeys(("127.0.0.1", "localhost", settings.FEDERATION_SUPERLINK_HOST)))
+
+
 def task_spec(task: FederatedTask):
     """Return the :class:`federation.fl.local.ModelSpec` every participant builds."""
     from ..fl.local import SMALL_UNET, ModelSpec

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from portal.api_errors import ServiceError
 
+from .. import selectors
 from ..models import FederatedTask, Participant
 from .lifecycle import _set_status
 from .paths import task_dir, task_spec
@@ -39,6 +41,27 @@ def _run_config(task: FederatedTask, *, outbox: Path, start_round: int, initial:
         "dp-delta": float(task.dp_delta or 0.0) if task.differential_privacy else 0.0,
         "secure-aggregation": bool(task.secure_aggregation),
     }
+
+
+NODE_STATUS_EVERY_S = 15.0  # how often the runner reads the SuperLink's node list (a ``flwr`` call)
+
+
+def _node_statuses_store(fed, participants) -> None:
+    """Store the SuperLink's view of each participant's node (registered, online, offline) on its row.
+
+    A failed read leaves the rows as they were: the task page then shows the last known status and its
+    time."""
+    from ..fl.launcher import FederationError
+
+    try:
+        statuses = fed.node_statuses()
+    except FederationError:
+        return
+    now = timezone.now()
+    for participant in participants:
+        node_id = fed.node_ids.get(participant.client_id)
+        if node_id is not None and node_id in statuses:
+            Participant.objects.filter(pk=participant.pk).update(node_status=statuses[node_id][:16], node_status_at=now)
 
 
 def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: float | None = None,
@@ -69,8 +92,12 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
     notify = on_event or (lambda kind, data: None)
     paths = task_keys_ensure(task=task)
     coordinator_key = load_private_key(paths.coordinator_signing_key.read_bytes())
+    # A hospital that enrolled its own node (federation_node run) trains where its images are; the others
+    # have their SuperNode run here over their datasets under FEDERATION_DATASETS_ROOT.
+    site_nodes = selectors.site_nodes(task=task)
     participants = [
-        p for p in task.participants.select_related("hospital").filter(status=Participant.Status.ACCEPTED) if p.datasets
+        p for p in task.participants.select_related("hospital").filter(status=Participant.Status.ACCEPTED)
+        if p.datasets or p.pk in site_nodes
     ]
     timeout = float(round_timeout_s or settings.FEDERATION_ROUND_TIMEOUT_S)
     outbox = task_dir(task) / "outbox"
@@ -95,14 +122,23 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
             (outbox / stale).unlink(missing_ok=True)
         work = task_dir(task) / f"run-{int(time.time() * 1000)}"
         fed = LocalFederation(paths=paths, work_dir=work, port=port or settings.FEDERATION_PORT or free_port(),
-                              python_path=str(settings.BASE_DIR), threads_per_client=settings.FEDERATION_THREADS_PER_CLIENT)
+                              python_path=str(settings.BASE_DIR), threads_per_client=settings.FEDERATION_THREADS_PER_CLIENT,
+                              superlink_host=settings.FEDERATION_SUPERLINK_HOST)
         coordinator_died = False
         crashed: dict[str, int] = {}  # client id → the round in progress when its SuperNode was found dead
         try:
             fed.start_superlink()
             for index, participant in enumerate(participants):
-                fed.register(participant.client_id)
-                fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
+                site = site_nodes.get(participant.pk)
+                if site is not None:
+                    # The site's node dials in by itself; the SuperLink only learns the key it enrolled.
+                    key_file = work / "site-keys" / f"{participant.client_id}.pub"
+                    key_file.parent.mkdir(parents=True, exist_ok=True)
+                    key_file.write_text(site.node_auth_public_key + "\n", encoding="ascii")
+                    fed.register(participant.client_id, key_file)
+                else:
+                    fed.register(participant.client_id)
+                    fed.start_supernode(participant.client_id, participant_data_dirs(participant), index)
             start_round = task.current_round + 1
             initial = None
             if task.current_round:
@@ -116,10 +152,14 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
             record_pids()
             notify("started", {"work_dir": str(work), "superlink_pid": fed.superlink.pid,
                                "supernode_pids": {c: p.pid for c, p in fed.supernodes.items()}})
+            last_nodes_read = 0.0
             while True:
                 if time.monotonic() - last_beat >= beat_every:
                     task_heartbeat(task=task)
                     last_beat = time.monotonic()
+                if time.monotonic() - last_nodes_read >= NODE_STATUS_EVERY_S:
+                    _node_statuses_store(fed, participants)
+                    last_nodes_read = time.monotonic()
                 ingest_new_rounds()
                 task.refresh_from_db(fields=["status", "current_round"])
                 if task.status in (FederatedTask.Status.PAUSED, FederatedTask.Status.CANCELLED):

@@ -19,7 +19,7 @@ from portal.permissions import is_staff_of
 from portal.services import audit_record
 
 from ..models import FederatedTask, Participant
-from .paths import task_dir
+from .paths import superlink_hosts, task_dir
 
 
 def _require_staff(user: User, hospital_id: int) -> None:
@@ -263,7 +263,7 @@ def task_keys_ensure(*, task: FederatedTask):
     from ..fl.certs import create_federation_material
 
     clients = list(task.participants.values_list("client_id", flat=True))
-    paths = create_federation_material(task_dir(task) / "pki", clients)
+    paths = create_federation_material(task_dir(task) / "pki", clients, hosts=superlink_hosts())
     with transaction.atomic():
         coordinator_pub = paths.coordinator_signing_key.with_suffix(".pub").read_text()
         if task.coordinator_public_key != coordinator_pub:

@@ -507,6 +507,14 @@ FEDERATION_DATASETS_ROOT = Path(env.str("FEDERATION_DATASETS_ROOT", default=str(
 # A hospital node's own key, certificate and the federation CA (federation_node enrol), per task.
 FEDERATION_NODE_DIR = Path(env.str("FEDERATION_NODE_DIR", default=str(VAR_DIR / "federation-node")))
 FEDERATION_PORT = env.int("FEDERATION_PORT", default=0)
+# Where the coordinator's SuperLink listens, and the address (host:port) site nodes dial, which the
+# enrolment answer hands them. Embedded: loopback only. A coordinator that takes remote sites sets
+# FEDERATION_PORT, FEDERATION_SUPERLINK_HOST (its reachable address) and, behind NAT or a proxy,
+# FEDERATION_SUPERLINK_ADDRESS.
+FEDERATION_SUPERLINK_HOST = env.str("FEDERATION_SUPERLINK_HOST", default="127.0.0.1")
+FEDERATION_SUPERLINK_ADDRESS = env.str(
+    "FEDERATION_SUPERLINK_ADDRESS",
+    default=f"{FEDERATION_SUPERLINK_HOST}:{FEDERATION_PORT}" if FEDERATION_PORT else "")
 FEDERATION_ROUND_TIMEOUT_S = env.float("FEDERATION_ROUND_TIMEOUT_S", default=900.0)
 FEDERATION_THREADS_PER_CLIENT = env.int("FEDERATION_THREADS_PER_CLIENT", default=1)
 # A runner writes a heartbeat every RUNS_HEARTBEAT_INTERVAL_S while it drives a task; the sweeper

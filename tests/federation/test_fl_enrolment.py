@@ -82,3 +82,20 @@ def test_the_private_key_is_written_owner_only_and_never_overwritten(tmp_path):
     with pytest.raises(FileExistsError):
         enrolment.private_key_write(path, ledger.generate_signing_key())
     assert ledger.load_private_key(path.read_bytes()).public_key() == identity.private_key.public_key()
+
+
+def test_the_node_key_is_an_openssh_ec_p384_pair_and_other_keys_are_refused():
+    private, public = enrolment.node_auth_key_create()
+    key = serialization.load_ssh_private_key(private, password=None)
+    assert isinstance(key.curve, ec.SECP384R1)
+    assert enrolment.node_auth_public_key_check(public.decode() + "\n") == public.decode()
+    assert key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) == public
+
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    ed = ledger.generate_signing_key().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    for bad in (p256, ed, b"ecdsa-sha2-nistp384 AAAA", b"", private):
+        with pytest.raises(enrolment.EnrolmentError) as info:
+            enrolment.node_auth_public_key_check(bad)
+        assert info.value.code == "invalid_node_key"

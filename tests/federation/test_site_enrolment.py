@@ -182,6 +182,24 @@ def test_a_closed_task_takes_no_enrolment(task, partner):
     assert _refusals("task_closed").count() == 1
 
 
+def test_a_node_key_that_is_not_ec_p384_is_refused_and_the_token_stays_usable(task, partner):
+    token = _invite(task, partner)
+    identity = enrolment.site_csr_create(partner.code)
+    response = APIClient().post(reverse("federation-site-enrol"),
+                                {"token": token, "csr": identity.csr_pem.decode(), "node_auth_public_key": "ssh-rsa AAAA"},
+                                format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_node_key"
+    assert not SiteCertificate.objects.exists() and SiteInvitation.objects.get().used_at is None
+    assert _refusals("invalid_node_key").count() == 1
+
+    _, public = enrolment.node_auth_key_create()
+    response = APIClient().post(reverse("federation-site-enrol"),
+                                {"token": token, "csr": identity.csr_pem.decode(), "node_auth_public_key": public.decode()},
+                                format="json")
+    assert response.status_code == 201 and response.json()["client_id"] == task.participants.get(hospital=partner).client_id
+    assert SiteCertificate.objects.get().node_auth_public_key == public.decode()
+
+
 def test_enrolment_needs_a_token_and_a_csr(task):
     response = APIClient().post(reverse("federation-site-enrol"), {"token": "x"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
@@ -200,8 +218,14 @@ def test_federation_node_enrol_keeps_the_key_at_the_site(live_server, federation
 
     result = json.loads(out.getvalue())
     folder = tmp_path / "node" / f"task-{task.pk}"
+    client_id = task.participants.get(hospital=partner).client_id
     assert result == {"task_id": task.pk, "hospital": partner.code, "dir": str(folder),
-                      "fingerprint_sha256": SiteCertificate.objects.get().fingerprint_sha256}
+                      "fingerprint_sha256": SiteCertificate.objects.get().fingerprint_sha256,
+                      "client_id": client_id, "superlink": None}
+    # The SuperNode's own EC key stays here too; only its public half was enrolled.
+    assert stat.S_IMODE((folder / "node-auth").stat().st_mode) == 0o600
+    assert SiteCertificate.objects.get().node_auth_public_key == (folder / "node-auth.pub").read_text().strip()
+    assert json.loads((folder / "node.json").read_text())["client_id"] == client_id
     key = fl_ledger.load_private_key((folder / "node.key").read_bytes())
     assert stat.S_IMODE((folder / "node.key").stat().st_mode) == 0o600
     cert = enrolment.certificate_load((folder / "node.crt").read_bytes())

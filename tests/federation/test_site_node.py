@@ -1,0 +1,155 @@
+"""A hospital runs its own node: `federation_node enrol` then `federation_node run`, a real SuperNode that dials
+out to the coordinator's SuperLink with the key made at the site and trains on the site's own folder."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from federation import services
+from federation.fl import ledger as fl_ledger
+from federation.models import ClientUpdate, FederatedTask, Participant, SiteCertificate
+from tests.federation.conftest import start_runner, wait_for
+
+
+def _invite(task, hospital) -> str:
+    out = io.StringIO()
+    call_command("federation_invite", str(task.pk), "--hospital", hospital.code, stdout=out)
+    return out.getvalue().strip()
+
+
+def _node_run(node_dir: Path, superlink: str, log: Path, *extra: str) -> subprocess.Popen:
+    """Start `manage.py federation_node run` as the site's own process (its own session)."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "federation_node", "run", "--out", str(node_dir),
+         "--superlink", superlink, *extra],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=settings.BASE_DIR,
+        env=dict(os.environ, FEDERATION_THREADS_PER_CLIENT="1"),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_site_runs_its_own_node_and_signs_its_own_updates(
+    live_server, hippocampus_split, federation_settings, free_port, tmp_path
+):
+    task = services.task_create_local(data_dirs=list(hippocampus_split.hospitals), rounds=2, local_epochs=1,
+                                      strategy="fedavg", min_clients=3)
+    site = Participant.objects.get(task=task, client_id="fedsite-3")
+    # The third hospital's images move to its own machine: the coordinator keeps no path to them.
+    site_data = tmp_path / "site-3" / "hippocampus"
+    shutil.move(str(hippocampus_split.hospitals[2]), site_data)
+    node_dir = tmp_path / "site-3" / "node"
+    out = io.StringIO()
+    call_command("federation_node", "enrol", "--coordinator", live_server.url, "--token", _invite(task, site.hospital),
+                 "--out", str(node_dir), "--data", str(site_data), stdout=out)
+    enrolled = json.loads(out.getvalue())
+    assert enrolled["client_id"] == "fedsite-3"
+    assert SiteCertificate.objects.get(task=task).node_auth_public_key
+
+    services.task_start(task=task, user=None, enqueue=False)
+    events = []
+    runner = start_runner(task, free_port, events)
+    wait_for(lambda: any(k == "started" for k, _ in events), 120, "the coordinator")
+    started = [d for k, d in events if k == "started"][-1]
+    # The runner started SuperNodes only for the two hospitals whose data it was given.
+    assert sorted(started["supernode_pids"]) == ["fedsite-1", "fedsite-2"]
+
+    log = tmp_path / "node.log"
+    node = _node_run(node_dir, f"127.0.0.1:{free_port}", log)
+    try:
+        runner.join(timeout=480)
+        assert not runner.is_alive(), log.read_text(errors="replace")[-2000:]
+        task.refresh_from_db()
+        assert task.status == FederatedTask.Status.COMPLETED, task.error
+        answered = set(ClientUpdate.objects.filter(round__task=task, participant=site, status="answered")
+                       .values_list("round__round_number", flat=True))
+        assert answered == {1, 2}
+        site.refresh_from_db()
+        assert site.node_status in ("online", "offline") and site.node_status_at is not None
+        # Its statements verify against the certificate of the key made at the site, not a portal-held one.
+        assert services.ledger_verify(task=task)["ok"]
+        assert "fedsite-3" not in services.ledger_portal_held_clients(task=task)
+        site_key = fl_ledger.load_private_key((node_dir / f"task-{task.pk}" / "node.key").read_bytes())
+        raw = site_key.private_bytes_raw()
+        for path in services.task_dir(task).rglob("*"):
+            if path.is_file():
+                assert raw not in path.read_bytes()
+        # The node answers the stop a service manager sends, and its ClientApps go with it.
+        assert node.poll() is None, log.read_text(errors="replace")[-2000:]
+        first = next(json.loads(line) for line in log.read_text(errors="replace").splitlines()
+                     if line.startswith('{"task_id"'))
+        assert first["client_id"] == "fedsite-3" and first["data"] == [str(site_data.resolve())]
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            pytest.fail("the node did not stop on SIGTERM")
+    assert node.returncode == 0
+
+
+@pytest.mark.django_db
+def test_run_refuses_a_node_that_never_enrolled(tmp_path):
+    with pytest.raises(CommandError, match="not enrolled in any task"):
+        call_command("federation_node", "run", "--out", str(tmp_path), "--data", str(tmp_path))
+
+
+def _fake_enrolment(folder: Path, **node) -> Path:
+    """Lay out an enrolled task folder as `enrol` leaves it (the keys' content is not read before the SuperNode)."""
+    folder.mkdir(parents=True)
+    for name in ("node.key", "node-auth", "ca.crt"):
+        (folder / name).write_text("x")
+    (folder / "node.json").write_text(json.dumps({"task_id": 7, "hospital": "h1", "client_id": "h1", **node}))
+    return folder
+
+
+@pytest.mark.django_db
+def test_run_checks_what_the_node_trains_on_before_it_connects(tmp_path):
+    _fake_enrolment(tmp_path / "node" / "task-7", superlink="127.0.0.1:9")
+    empty = tmp_path / "empty"
+    (empty / "imagesTr").mkdir(parents=True)
+    (empty / "labelsTr").mkdir()
+    with pytest.raises(CommandError, match="say what this node trains on"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"))
+    with pytest.raises(CommandError, match="not an MSD folder"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data", str(tmp_path))
+    with pytest.raises(CommandError, match="holds no labelled case"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data", str(empty))
+
+
+@pytest.mark.django_db
+def test_run_needs_the_superlink_address_and_the_enrolled_keys(tmp_path, hippocampus_split):
+    folder = _fake_enrolment(tmp_path / "node" / "task-7", superlink=None)
+    data = str(hippocampus_split.hospitals[0])
+    with pytest.raises(CommandError, match="no SuperLink address"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data", data)
+    (folder / "node-auth").unlink()
+    with pytest.raises(CommandError, match="node-auth is missing"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data", data,
+                     "--superlink", "127.0.0.1:9")
+    _fake_enrolment(tmp_path / "node" / "task-8", superlink="127.0.0.1:9")
+    with pytest.raises(CommandError, match="several tasks"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data", data)
+
+
+@pytest.mark.django_db
+def test_a_node_whose_supernode_keeps_failing_gives_up_with_its_status(tmp_path, hippocampus_split):
+    # Nothing listens on the SuperLink address and the "keys" are not keys: the SuperNode exits at once.
+    _fake_enrolment(tmp_path / "node" / "task-7", superlink="127.0.0.1:9")
+    started = time.monotonic()
+    with pytest.raises(CommandError, match=r"exited with status \d+.*gave up after 1 restart"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data",
+                     str(hippocampus_split.hospitals[0]), "--max-restarts", "1", stdout=io.StringIO(),
+                     stderr=io.StringIO())
+    assert time.monotonic() - started < 120
