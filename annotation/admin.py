@@ -15,6 +15,7 @@ from .models import (
     SourceFile,
     Study,
     StudyAssignment,
+    TrainingDataset,
     UncertaintyScore,
 )
 
@@ -119,3 +120,22 @@ class PatientPseudonymAdmin(admin.ModelAdmin):
     list_display = ("pseudonym", "patient", "created_at")
     search_fields = ("pseudonym",)
     readonly_fields = ("patient", "pseudonym", "created_at")
+
+
+@admin.register(TrainingDataset)
+class TrainingDatasetAdmin(admin.ModelAdmin):
+    """Read-only: datasets are built by ``training_dataset_build``, never edited by hand."""
+
+    list_display = ("name", "version", "hospital", "label_set", "case_count", "created_at")
+    list_filter = ("hospital",)
+    readonly_fields = ("hospital", "name", "version", "label_set", "case_count", "label_statistics",
+                       "manifest_sha256", "storage_prefix", "created_by", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import Hospital
@@ -520,3 +521,39 @@ class PatientPseudonym(models.Model):
 
     def __str__(self) -> str:
         return self.pseudonym
+
+
+class TrainingDataset(models.Model):
+    """One version of a training dataset: a snapshot of a hospital's approved segmentations of one
+    label set, kept in the hospital's own object storage and never sent anywhere.
+
+    Under ``storage_prefix`` lie an MSD / nnU-Net folder (``imagesTr/<case>.nii.gz``,
+    ``labelsTr/<case>.nii.gz``, ``dataset.json``) and ``manifest.json`` (every file's path, SHA-256 and
+    size); ``manifest_sha256`` is the hex SHA-256 of the manifest's bytes. Case names are pseudonymous
+    (``<name>_<NNN>``). ``label_statistics`` holds counts only, never images:
+    ``{"cases": int, "voxels": {label value (str): voxel count}, "cases_with_label": {label value (str):
+    cases}}`` (the shape of ``federation.fl.data.label_statistics``; value ``"0"`` is background).
+    """
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="training_datasets")
+    name = models.SlugField(_("name"), max_length=64)
+    version = models.PositiveIntegerField(_("version"), validators=[MinValueValidator(1)])
+    label_set = models.ForeignKey(LabelSet, on_delete=models.PROTECT, related_name="training_datasets")
+    case_count = models.PositiveIntegerField(_("cases"))
+    label_statistics = models.JSONField(_("label statistics"), default=dict)
+    manifest_sha256 = models.CharField(
+        _("manifest SHA-256"), max_length=64, validators=[RegexValidator(r"^[0-9a-f]{64}$")])
+    storage_prefix = models.CharField(max_length=255, help_text=_("Object-storage key prefix of the dataset's files."))
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["hospital", "name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["hospital", "name", "version"], name="training_dataset_unique_version"),
+        ]
+        verbose_name = _("training dataset")
+        verbose_name_plural = _("training datasets")
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"

@@ -418,3 +418,63 @@ def dicom_routing_rules_for(*, hospital) -> QuerySet:
         .select_related("model")
         .order_by("priority", "pk")
     )
+
+
+# --- training datasets ---------------------------------------------------------------------------
+
+def label_set_approved_segmentations(*, hospital, label_set) -> list[Segmentation]:
+    """Return, per study of ``hospital``, the newest segmentation of ``label_set`` when it is approved.
+
+    A segmentation belongs to the label set when it or the first version of its tree was started
+    from it (later versions of a tree carry no label set of their own). For each study the newest
+    such segmentation (by creation time) counts: a case drops out as soon as a newer version awaits
+    review again. Ordered by study.
+    """
+    from django.db.models import F, OuterRef, Subquery
+
+    from .models import ReviewStatus
+
+    of_label_set = Q(label_set=label_set) | Q(root__label_set=label_set)
+    newest = (Segmentation.objects.filter(of_label_set, series__study_id=OuterRef("series__study_id"))
+              .order_by("-created_at", "-pk").values("pk")[:1])
+    return list(
+        Segmentation.objects.filter(of_label_set, series__hospital=hospital)
+        .annotate(newest_pk=Subquery(newest))
+        .filter(pk=F("newest_pk"), review_status=ReviewStatus.APPROVED)
+        .select_related("series")
+        .order_by("series__study_id", "pk")
+    )
+
+
+def training_dataset_list(*, hospital=None, user: User | None = None) -> QuerySet:
+    """Return training datasets, newest version first within a name: those of ``hospital``, or the ones
+    ``user`` may see (their hospital's; every hospital's for platform admins)."""
+    from .models import TrainingDataset
+
+    qs = TrainingDataset.objects.select_related("hospital", "label_set", "created_by").order_by("name", "-version")
+    if hospital is not None:
+        qs = qs.filter(hospital=hospital)
+    if user is not None:
+        qs = tenancy_scope(qs, user)
+    return qs
+
+
+def training_dataset_get(*, hospital, name: str, version: int | None = None):
+    """Return version ``version`` of ``hospital``'s training dataset ``name`` (the latest when None).
+
+    Raises
+    ------
+    portal.api_errors.ServiceError
+        ``dataset_not_found`` (404) when the hospital has no such dataset or version.
+    """
+    from portal.api_errors import ServiceError
+
+    qs = training_dataset_list(hospital=hospital).filter(name=name)
+    if version is not None:
+        qs = qs.filter(version=version)
+    dataset = qs.first()
+    if dataset is None:
+        raise ServiceError(_("No training dataset “%(name)s” (version %(version)s) in this hospital."),
+                           params={"name": name, "version": version if version is not None else _("latest")},
+                           code="dataset_not_found", status_code=404)
+    return dataset

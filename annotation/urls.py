@@ -8,5 +8,6 @@ urlpatterns = [
     path("upload/", views.study_upload, name="study-upload"),
     path("next/", views.next_studies, name="next-studies"),
     path("labels/", views.label_sets, name="label-sets"),
+    path("datasets/", views.training_datasets, name="training-datasets"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]

@@ -1,4 +1,4 @@
-"""Pages: the study list, the upload page and the study page with the viewer."""
+"""Pages: the study list, the upload page, the study page with the viewer, label sets and training datasets."""
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -249,4 +249,46 @@ def label_sets(request):
         "label_sets": selectors.label_set_list(user=request.user), "query": query, "found": found,
         "palette": ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
                     "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075"],
+    })
+
+
+@login_required
+def training_datasets(request):
+    """The hospital's training datasets (name, version, cases, label statistics, manifest hash) and
+    building a new version from the approved segmentations of a label set.
+
+    Hospital staff (administrators, doctors, annotators) see and build their hospital's datasets;
+    platform administrators see every hospital's; patients get 404.
+    """
+    from django.contrib import messages
+    from django.core.exceptions import PermissionDenied, ValidationError
+    from django.shortcuts import redirect
+
+    from portal.api_errors import ServiceError, error_message
+
+    from . import services
+
+    user = request.user
+    if not (user.is_platform_admin or user.is_hospital_staff):
+        raise Http404
+    if request.method == "POST":
+        if not user.is_hospital_staff:
+            raise PermissionDenied(_("Training datasets are built by the staff of their hospital."))
+        pk = request.POST.get("label_set", "")
+        try:
+            label_set = selectors.label_set_get(user=user, label_set_id=int(pk) if pk.isdigit() else 0)
+            dataset = services.training_dataset_build(hospital=user.hospital, name=request.POST.get("name", "").strip(),
+                                                      label_set=label_set, user=user)
+            messages.success(request, _("Built %(name)s version %(version)s with %(count)s cases.") % {
+                "name": dataset.name, "version": dataset.version, "count": dataset.case_count})
+        except Http404:
+            messages.error(request, _("No such label set in this hospital."))
+        except ServiceError as exc:
+            messages.error(request, error_message(exc))
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        return redirect(reverse("annotation:training-datasets"))
+    return render(request, "annotation/training_datasets.html", {
+        "datasets": selectors.training_dataset_list(user=user),
+        "label_sets": selectors.label_set_list(user=user).filter(allow_overlap=False) if user.is_hospital_staff else [],
     })

@@ -1,6 +1,6 @@
 """Writes of the annotation app, one module per domain: importing studies, the model registry,
 one-click inference runs, segmentation versions and refinements, export and import, label sets,
-review and active learning.
+review, active learning and training datasets.
 
 Stored objects get fresh keys, so nothing already stored is ever overwritten; when an import or a
 run fails, the objects it wrote are deleted again and the database transaction rolls back. Loading
@@ -50,6 +50,7 @@ from .research_export import study_export_deidentified
 from .registry import segmentation_model_register, segmentation_model_weights_path, segmenter_for_model
 from .review import review_comment_add, segmentation_review, study_assign
 from .run_recovery import SweepResult, inference_run_lost, runs_sweep
+from .training_datasets import training_dataset_build, training_dataset_materialise
 from .versions import (
     label_table_validate,
     labelmap_nifti_bytes,
@@ -76,5 +77,6 @@ __all__ = [
     "segmentation_model_import", "segmentation_model_register",
     "segmentation_model_weights_path", "segmentation_refine", "segmentation_review", "segmentation_save_diff",
     "segmenter_for_model", "series_geometry", "series_volume_load", "stored_file_to_path", "studies_export_zip",
-    "study_assign", "study_import", "uncertainty_rank_start", "uncertainty_score_compute",
+    "study_assign", "study_import", "training_dataset_build", "training_dataset_materialise",
+    "uncertainty_rank_start", "uncertainty_score_compute",
 ]

@@ -12,7 +12,6 @@ from annotation import services
 from annotation.editing import diff_compute, diff_encode
 from annotation.models import ReviewComment, StudyAssignment, UncertaintyScore
 from portal.models import Role
-from tests.conftest import shared_data
 from tests.factories import UserFactory
 from tests.helpers import api_client
 
@@ -132,17 +131,6 @@ def test_inter_annotator_dice_per_label(doctor, annotator, series):
     [entry] = body["agreement"]
     assert len(entry["annotators"]) == 2
     assert entry["dice"] == [{"label": 1, "name": "liver", "dice": pytest.approx(0.5)}]
-
-
-@pytest.fixture
-def hippocampus_studies(hospital, doctor):
-    root = shared_data("msd_task04_hippocampus")
-    series = []
-    for n, case in enumerate(("hippocampus_001", "hippocampus_003", "hippocampus_007")):
-        result = services.study_import(user=doctor, hospital=hospital, patient_mrn=f"AL-{n}",
-                                       paths=[root / "imagesTr" / f"{case}.nii.gz"], modality="MR")
-        series.append(result.series[0])
-    return series
 
 
 def test_active_learning_ranks_unlabelled_studies_by_entropy(doctor, hospital, hippocampus_studies, tmp_path):
