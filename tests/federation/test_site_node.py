@@ -153,3 +153,45 @@ def test_a_node_whose_supernode_keeps_failing_gives_up_with_its_status(tmp_path,
                      str(hippocampus_split.hospitals[0]), "--max-restarts", "1", stdout=io.StringIO(),
                      stderr=io.StringIO())
     assert time.monotonic() - started < 120
+
+
+# ---------------------------------------------------------------- --dataset: a snapshot of this hospital's portal
+
+from tests.annotation.conftest import hippocampus_studies  # noqa: E402,F401 - fixtures shared with the dataset tests
+from tests.annotation.test_training_datasets import approved, label_set  # noqa: E402,F401
+
+
+@pytest.mark.django_db
+def test_run_trains_on_a_training_dataset_of_its_own_portal_checked_against_its_manifest(
+    approved, label_set, hospital, annotator, tmp_path  # noqa: F811
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from annotation import services as annotation_services
+    from annotation.interop.msd import dataset_read
+
+    dataset = annotation_services.training_dataset_build(hospital=hospital, name="hippo-train", label_set=label_set,
+                                                         user=annotator)
+    _fake_enrolment(tmp_path / "node" / "task-7", superlink="127.0.0.1:9", hospital=hospital.code)
+    out = io.StringIO()
+    # The fake keys make the SuperNode exit at once; what matters here is what it was started on.
+    with pytest.raises(CommandError, match="gave up after 0 restart"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--dataset", "hippo-train",
+                     "--max-restarts", "0", stdout=out, stderr=io.StringIO())
+    started = json.loads(out.getvalue().splitlines()[0])
+    folder = tmp_path / "node" / "datasets" / "hippo-train-v1"
+    assert started["data"] == [str(folder.resolve())]
+    assert len(dataset_read(folder).cases) == dataset.case_count == 3
+
+    with pytest.raises(CommandError, match="dataset_not_found"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--dataset", "other")
+    # A snapshot whose stored files no longer match its manifest is refused; the node does not start.
+    manifest = json.loads(default_storage.open(f"{dataset.storage_prefix}/manifest.json").read())
+    label_file = next(f["path"] for f in manifest["files"] if f["path"].startswith("labelsTr/"))
+    default_storage.delete(f"{dataset.storage_prefix}/{label_file}")
+    default_storage.save(f"{dataset.storage_prefix}/{label_file}", ContentFile(b"not the label map"))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="manifest_mismatch"):
+        call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--dataset", "hippo-train", stdout=out)
+    assert out.getvalue() == ""

@@ -201,7 +201,31 @@ class Command(BaseCommand):
         raise CommandError("say what this node trains on: --data DIR (MSD layout) or --dataset NAME")
 
     def _dataset_materialise(self, *, out: Path, name: str, version, hospital_code: str) -> Path:
-        raise CommandError("training datasets are not available in this portal yet; use --data DIR")
+        """Download this hospital's training dataset ``name`` from its own portal's storage, hash-checked.
+
+        It lands in ``out/datasets/<name>-v<version>/``, fetched afresh each time (a folder left by an
+        earlier run is replaced), so the node trains only on files that match the snapshot's manifest.
+        """
+        import shutil
+
+        from annotation import selectors as annotation_selectors
+        from annotation import services as annotation_services
+        from portal.api_errors import ServiceError
+        from portal.models import Hospital
+
+        hospital = Hospital.objects.filter(code=hospital_code).first()
+        if hospital is None:
+            raise CommandError(f"this portal has no hospital {hospital_code}: --dataset reads the hospital's own "
+                               "portal (run the node next to it), or pass --data DIR")
+        try:
+            dataset = annotation_selectors.training_dataset_get(hospital=hospital, name=name, version=version)
+            dest = Path(out) / "datasets" / f"{dataset.name}-v{dataset.version}"
+            if dest.exists():
+                shutil.rmtree(dest)
+            folder = annotation_services.training_dataset_materialise(dataset=dataset, dest=dest)
+        except ServiceError as exc:
+            raise CommandError(f"training dataset {name}: {exc.message} ({exc.code})") from exc
+        return folder.resolve()
 
     def _run(self, *, task, out, superlink, threads, max_restarts, data, dataset, dataset_version,
              wait_for_enrolment=False, **_):
