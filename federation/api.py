@@ -298,6 +298,9 @@ class SiteEnrolApi(APIView):
         node_auth_public_key = serializers.CharField(
             max_length=2000, required=False, allow_blank=True,
             help_text="OpenSSH EC P-384 public key of the site's own SuperNode (a site that runs its node itself)")
+        label_statistics = serializers.JSONField(
+            required=False, help_text="counts per label of the data the site's node trains on "
+                                      "({cases, voxels, cases_with_label}); with a node key, the hospital's acceptance")
 
     @extend_schema(
         request=InputSerializer,
@@ -314,7 +317,8 @@ class SiteEnrolApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         cert, ca_pem = services.site_enrol(token=data["token"], csr_pem=data["csr"],
-                                           node_auth_public_key=data.get("node_auth_public_key", ""))
+                                           node_auth_public_key=data.get("node_auth_public_key", ""),
+                                           label_statistics=data.get("label_statistics"))
         return Response({"task_id": cert.task_id, "hospital": cert.hospital.code, "certificate": cert.certificate_pem,
                          "ca_certificate": ca_pem, "fingerprint_sha256": cert.fingerprint_sha256,
                          "client_id": selectors.site_client_id(certificate=cert),

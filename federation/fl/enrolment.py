@@ -38,6 +38,7 @@ __all__ = [
     "private_key_write",
     "node_auth_key_create",
     "node_auth_public_key_check",
+    "label_statistics_check",
 ]
 
 
@@ -239,3 +240,49 @@ def node_auth_public_key_check(text: bytes | str) -> str:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise EnrolmentError("invalid_node_key", N_("The node key must be an EC P-384 key."))
     return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode("ascii")
+
+
+def label_statistics_check(stats, label_indices) -> dict:
+    """Check label statistics a site sends (the shape of :func:`federation.fl.data.label_statistics`).
+
+    Parameters
+    ----------
+    stats : dict
+        ``{"cases": int >= 1, "voxels": {label: int >= 0}, "cases_with_label": {label: int >= 0}}``.
+    label_indices : iterable of int
+        The task's label values; ``"0"`` (background) is allowed besides them.
+
+    Returns
+    -------
+    dict
+        The statistics with plain ``int`` counts and ``str`` labels.
+
+    Raises
+    ------
+    EnrolmentError
+        ``invalid_label_statistics``: another shape, a negative or non-integer count, no case, or a
+        label the task does not have.
+    """
+    allowed = {"0", *(str(int(i)) for i in label_indices)}
+
+    def refuse(why: str):
+        return EnrolmentError("invalid_label_statistics",
+                              N_("The dataset's label statistics are not valid: %(why)s."), why=why)
+
+    if not isinstance(stats, dict) or set(stats) - {"cases", "voxels", "cases_with_label"}:
+        raise refuse("expected cases, voxels and cases_with_label")
+    cases = stats.get("cases")
+    if not isinstance(cases, int) or isinstance(cases, bool) or cases < 1:
+        raise refuse("no case")
+    clean = {"cases": cases, "voxels": {}, "cases_with_label": {}}
+    for key in ("voxels", "cases_with_label"):
+        counts = stats.get(key, {})
+        if not isinstance(counts, dict):
+            raise refuse(f"{key} is not a mapping")
+        for label, count in counts.items():
+            if str(label) not in allowed:
+                raise refuse(f"label {label} is not one of the task's")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise refuse(f"{key} of label {label} is not a count")
+            clean[key][str(label)] = count
+    return clean

@@ -84,7 +84,8 @@ def site_invite(*, task: FederatedTask, hospital: Hospital, user: User | None = 
 
 
 @transaction.atomic
-def _site_enrol(*, token: str, csr_pem: bytes, node_auth_public_key: str) -> tuple[SiteCertificate, str]:
+def _site_enrol(*, token: str, csr_pem: bytes, node_auth_public_key: str,
+                label_statistics: dict | None) -> tuple[SiteCertificate, str]:
     from cryptography.hazmat.primitives import serialization
 
     from ..fl import enrolment
@@ -111,8 +112,18 @@ def _site_enrol(*, token: str, csr_pem: bytes, node_auth_public_key: str) -> tup
     try:
         csr = enrolment.csr_check(csr_pem, hospital_code=invitation.hospital.code)
         node_key = enrolment.node_auth_public_key_check(node_auth_public_key) if node_auth_public_key else ""
+        stats = None
+        if label_statistics is not None and node_key:
+            stats = enrolment.label_statistics_check(
+                label_statistics, [int(e["index"]) for e in invitation.task.label_table])
     except enrolment.EnrolmentError as exc:
         raise refuse(exc.template, exc.code, 400, exc.params) from exc
+    if label_statistics is not None and not node_key:
+        raise refuse(_("Label statistics come with a node key: only a site that runs its own node sends them."),
+                     "node_key_required", 400)
+    if stats is not None and participant.status == Participant.Status.INVITED \
+            and invitation.task.status != FederatedTask.Status.DRAFT:
+        raise refuse(_("The task has started; invitations are closed."), "task_started", 409)
     # Consume first, conditionally: of two concurrent requests with one token only one gets a certificate.
     if not SiteInvitation.objects.filter(pk=invitation.pk, used_at__isnull=True).update(used_at=timezone.now()):
         raise refuse(_("This enrolment token was already used."), "token_used", 409)
@@ -126,19 +137,34 @@ def _site_enrol(*, token: str, csr_pem: bytes, node_auth_public_key: str) -> tup
     )
     row.full_clean()
     row.save()
+    if stats is not None:
+        # The hospital's node enrolled with its own data: that is its acceptance (an invitation still open
+        # is accepted), and only the counts of its data reach the coordinator.
+        participant.label_statistics = stats
+        participant.datasets = []
+        if participant.status == Participant.Status.INVITED:
+            participant.status = Participant.Status.ACCEPTED
+            participant.responded_at = timezone.now()
+        participant.save(update_fields=["label_statistics", "datasets", "status", "responded_at"])
+        audit_record(actor=None, action=AuditLog.Action.UPDATE, target_type="federated_participant",
+                     target_id=participant.pk, hospital=invitation.hospital,
+                     detail={"accepted": True, "site_node": row.fingerprint_sha256, "cases": stats["cases"]})
     audit_record(actor=None, action=AuditLog.Action.CREATE, target_type="federation_site_certificate",
                  target_id=row.pk, hospital=invitation.hospital,
                  detail={"task": invitation.task_id, "fingerprint_sha256": row.fingerprint_sha256})
     return row, ca_cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def site_enrol(*, token: str, csr_pem: bytes | str, node_auth_public_key: str = "") -> tuple[SiteCertificate, str]:
+def site_enrol(*, token: str, csr_pem: bytes | str, node_auth_public_key: str = "",
+               label_statistics: dict | None = None) -> tuple[SiteCertificate, str]:
     """Certify a site's own key: check the token and the CSR, consume the token, store the certificate.
 
     ``node_auth_public_key`` is the OpenSSH EC P-384 key the site's own SuperNode will authenticate with
     (:func:`federation.fl.enrolment.node_auth_key_create`); a site that sends one runs its node itself
     (``federation_node run``) and the runner registers that key with the SuperLink instead of starting a
-    SuperNode for the hospital on the coordinator.
+    SuperNode for the hospital on the coordinator. ``label_statistics`` (counts per label of the data
+    that node trains on, never images) make the enrolment the hospital's acceptance: the participant is
+    accepted with them and no dataset on the coordinator.
 
     Returns
     -------
@@ -150,13 +176,15 @@ def site_enrol(*, token: str, csr_pem: bytes | str, node_auth_public_key: str = 
     ServiceError
         ``invalid_token`` (403), ``token_used`` (409), ``token_expired`` (410), ``not_a_participant``
         (403: the hospital was revoked or declined since), ``task_closed`` (409), ``invalid_csr``,
-        ``csr_wrong_hospital`` or ``invalid_node_key`` (400). Each refusal is audit-logged; nothing stored changes and the token
+        ``csr_wrong_hospital``, ``invalid_node_key``, ``invalid_label_statistics`` or ``node_key_required``
+        (400). Each refusal is audit-logged; nothing stored changes and the token
         stays usable unless it was the reason.
     """
     if isinstance(csr_pem, str):
         csr_pem = csr_pem.encode("utf-8")
     try:
-        return _site_enrol(token=str(token), csr_pem=csr_pem, node_auth_public_key=str(node_auth_public_key or ""))
+        return _site_enrol(token=str(token), csr_pem=csr_pem, node_auth_public_key=str(node_auth_public_key or ""),
+                           label_statistics=label_statistics)
     except ServiceError as exc:
         invitation = getattr(exc, "invitation", None)
         audit_record(actor=None, action=AuditLog.Action.CREATE, target_type="federation_site_certificate",

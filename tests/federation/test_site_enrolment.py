@@ -200,6 +200,37 @@ def test_a_node_key_that_is_not_ec_p384_is_refused_and_the_token_stays_usable(ta
     assert SiteCertificate.objects.get().node_auth_public_key == public.decode()
 
 
+def _enrol_node(token, hospital, stats, node_key=True):
+    body = {"token": token, "csr": enrolment.site_csr_create(hospital.code).csr_pem.decode(), "label_statistics": stats}
+    if node_key:
+        body["node_auth_public_key"] = enrolment.node_auth_key_create()[1].decode()
+    return APIClient().post(reverse("federation-site-enrol"), body, format="json")
+
+
+def test_a_site_node_enrolling_with_its_label_statistics_accepts_the_invitation(task, partner):
+    participant = task.participants.get(hospital=partner)
+    assert participant.status == "invited"
+    token = _invite(task, partner)
+    good = {"cases": 3, "voxels": {"0": 900, "1": 40}, "cases_with_label": {"1": 3}}
+
+    for stats, code in (({"cases": 3, "voxels": {"7": 5}}, "invalid_label_statistics"),
+                        ({"cases": 0}, "invalid_label_statistics"),
+                        ({"cases": 2, "voxels": {"1": -1}}, "invalid_label_statistics"),
+                        ("three", "invalid_label_statistics")):
+        response = _enrol_node(token, partner, stats)
+        assert response.status_code == 400 and response.json()["error"]["code"] == code, stats
+    response = _enrol_node(token, partner, good, node_key=False)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "node_key_required"
+    participant.refresh_from_db()
+    assert participant.status == "invited" and not SiteCertificate.objects.exists()
+
+    assert _enrol_node(token, partner, good).status_code == 201
+    participant.refresh_from_db()
+    assert participant.status == "accepted" and participant.label_statistics == good and participant.datasets == []
+    assert AuditLog.objects.filter(target_type="federated_participant", target_id=str(participant.pk),
+                                   detail__accepted=True).exists()
+
+
 def test_enrolment_needs_a_token_and_a_csr(task):
     response = APIClient().post(reverse("federation-site-enrol"), {"token": "x"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"

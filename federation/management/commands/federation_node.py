@@ -133,8 +133,16 @@ class Command(BaseCommand):
                            {"dataset": options["dataset"], "dataset_version": options.get("dataset_version")})
         identity = site_csr_create(hospital)
         node_auth_private, node_auth_public = node_auth_key_create()
-        body = json.dumps({"token": token, "csr": identity.csr_pem.decode(),
-                           "node_auth_public_key": node_auth_public.decode("ascii")}).encode()
+        payload = {"token": token, "csr": identity.csr_pem.decode(), "node_auth_public_key": node_auth_public.decode("ascii")}
+        if data_choice:
+            # Only counts per label travel: with them the enrolment is this hospital's acceptance.
+            from federation.fl.data import label_statistics, merge_label_statistics
+
+            try:
+                payload["label_statistics"] = merge_label_statistics([label_statistics(d) for d in dirs])
+            except ValueError as exc:
+                raise CommandError(f"the data cannot be read: {exc}") from exc
+        body = json.dumps(payload).encode()
         request = urllib.request.Request(coordinator.rstrip("/") + ENROL_PATH, data=body, method="POST",
                                          headers={"Content-Type": "application/json", "Accept": "application/json"})
         context = ssl.create_default_context(cafile=str(cacert)) if cacert else None
@@ -295,6 +303,7 @@ class Command(BaseCommand):
                 process = subprocess.Popen(argv, env=env, start_new_session=True)
                 self.stdout.write(json.dumps({"task_id": node["task_id"], "client_id": node["client_id"],
                                               "superlink": address, "pid": process.pid, "restarts": restarts,
+                                              "runtime_address": runtime_address,
                                               "data": [str(d) for d in dirs]}))
                 self.stdout.flush()
                 code = process.wait()
