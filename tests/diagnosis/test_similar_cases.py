@@ -305,7 +305,7 @@ def test_the_study_page_shows_the_panel_and_audits_it(client, cohort, doctor):
         page = client.get(f"/studies/{query.pk}/", HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'id="similar-cases"' in html and "右上叶实性结节 8 mm" in html
+    assert 'id="similar-cases"' in html and "右上叶实性结节 8 mm" in html and "相似病例" in html
     assert f'data-study="{cohort["elsewhere"].pk}"' not in html and f'data-study="{cohort["later"].pk}"' not in html
     row = AuditLog.objects.filter(target_type="similar_cases", target_id=str(query.pk), actor=doctor).get()
     assert row.detail["via"] == "page"
