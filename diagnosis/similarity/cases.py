@@ -400,12 +400,14 @@ def precision_at_k(relevant: Sequence[bool], k: int) -> float:
 
 def leave_one_out_precision(cases: Sequence[CaseFeatures], is_relevant: Callable[[CaseFeatures, CaseFeatures], bool],
                             *, ks: Sequence[int] = (1, 3, 5),
-                            weights: Mapping[str, float] | None = None) -> dict[int, float]:
+                            weights: Mapping[str, float] | None = None,
+                            queries: Callable[[CaseFeatures], bool] | None = None) -> dict[int, float]:
     """Return mean precision@k of leave-one-out retrieval over ``cases``.
 
     Each case in turn is the query and all the other cases the candidates (:func:`rank_similar`);
     its precision@k uses ``is_relevant(query, retrieved)``. The ``case_id`` values must be unique. Queries with no relevant case among the
-    others are left out of the mean (no retrieval can succeed on them).
+    others are left out of the mean (no retrieval can succeed on them), and so are cases for which
+    ``queries(case)`` is false when ``queries`` is given (they remain candidates).
 
     Returns
     -------
@@ -413,17 +415,19 @@ def leave_one_out_precision(cases: Sequence[CaseFeatures], is_relevant: Callable
         k → mean precision@k over the queries, in [0, 1] (NaN when no query has a relevant case).
     """
     sums = {k: 0.0 for k in ks}
-    queries = 0
+    counted = 0
     for index, query in enumerate(cases):
+        if queries is not None and not queries(query):
+            continue
         others = [c for n, c in enumerate(cases) if n != index]
         if not any(is_relevant(query, c) for c in others):
             continue
-        queries += 1
+        counted += 1
         by_id = {c.case_id: c for c in others}
         flags = [is_relevant(query, by_id[r.case_id]) for r in rank_similar(query, others, weights=weights)]
         for k in ks:
             sums[k] += precision_at_k(flags, k)
-    return {k: (sums[k] / queries if queries else float("nan")) for k in ks}
+    return {k: (sums[k] / counted if counted else float("nan")) for k in ks}
 
 
 def random_precision_at_k(cases: Sequence[CaseFeatures],

@@ -128,6 +128,10 @@ def test_leave_one_out_precision_on_two_clear_groups():
     assert result[1] == 1.0 and result[2] == 1.0
     assert result[3] == pytest.approx(2 / 3)  # only 2 relevant others exist
     assert random_precision_at_k(cases, same_group) == pytest.approx(2 / 5)
+    # Only the small cases as queries; the large ones stay candidates.
+    mixed = cases + [CaseFeatures("s-far", findings=(FindingFeatures(kind="lung_nodule", long_axis_mm=29.0),))]
+    only_small = leave_one_out_precision(mixed, same_group, ks=(3,), queries=lambda c: c.case_id in {"s0", "s1", "s2"})
+    assert only_small[3] == pytest.approx(2 / 3)  # s-far is relevant but ranked below the large ones
 
 
 # --- on the database ---------------------------------------------------------------------------------------
