@@ -23,13 +23,13 @@ from ..similarity import FEATURES
 class StudySimilarCasesApi(APIView):
     permission_classes = [IsClinician]
 
-    class InputSerializer(serializers.Serializer):
+    class SimilarCasesInputSerializer(serializers.Serializer):
         k = serializers.IntegerField(required=False, default=5, min_value=1, max_value=K_MAX,
                                      help_text="how many cases (1–20)")
 
-    class OutputSerializer(serializers.Serializer):
-        class CaseSerializer(serializers.Serializer):
-            class FindingSerializer(serializers.Serializer):
+    class SimilarCasesOutputSerializer(serializers.Serializer):
+        class SimilarCaseSerializer(serializers.Serializer):
+            class SimilarCaseFindingSerializer(serializers.Serializer):
                 kind = serializers.CharField()
                 kind_label = serializers.CharField()
                 side = serializers.CharField(allow_blank=True)
@@ -52,7 +52,7 @@ class StudySimilarCasesApi(APIView):
             recommendation = serializers.CharField(allow_blank=True,
                                                    help_text="Lung-RADS v2022 management of that category")
             signed_at = serializers.DateTimeField(allow_null=True)
-            findings = FindingSerializer(many=True)
+            findings = SimilarCaseFindingSerializer(many=True)
 
         study_id = serializers.IntegerField()
         k = serializers.IntegerField()
@@ -60,18 +60,18 @@ class StudySimilarCasesApi(APIView):
         features = serializers.DictField(child=serializers.BooleanField(),
                                          help_text="feature → whether this study has it")
         candidate_count = serializers.IntegerField(help_text="earlier signed studies of the hospital compared")
-        cases = CaseSerializer(many=True)
+        cases = SimilarCaseSerializer(many=True)
 
     @extend_schema(
         parameters=[OpenApiParameter("k", int, required=False, description="how many cases, 1–20 (default 5)")],
-        responses=OutputSerializer,
+        responses=SimilarCasesOutputSerializer,
         summary="Earlier cases of the same hospital most similar to this study (needs a signed report and a finding)",
     )
     def get(self, request, study_id: int):
         from annotation import selectors as annotation_selectors
 
         study = annotation_selectors.study_get(user=request.user, study_id=study_id)
-        params = self.InputSerializer(data=request.query_params)
+        params = self.SimilarCasesInputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         result = services.similar_cases_read(user=request.user, study=study, k=params.validated_data["k"])
-        return Response(self.OutputSerializer(result).data)
+        return Response(self.SimilarCasesOutputSerializer(result).data)
