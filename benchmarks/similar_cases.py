@@ -234,8 +234,10 @@ def main() -> None:
             for k, value in leave_one_out_precision(cases, same_lesion, ks=KS, weights=weights).items():
                 results[name][k].append(value)
         for target, wanted in ((sized, True), (unsized, False)):
-            split = leave_one_out_precision(cases, same_lesion, ks=KS, weights=DEFAULT_WEIGHTS,
-                                            queries=lambda c, wanted=wanted: (c.findings[0].long_axis_mm is not None) == wanted)
+            def chosen(case, wanted=wanted):
+                return (case.findings[0].long_axis_mm is not None) == wanted
+
+            split = leave_one_out_precision(cases, same_lesion, ks=KS, weights=DEFAULT_WEIGHTS, queries=chosen)
             for k, value in split.items():
                 target[k].append(value)
     print(f"cohort: {size} cases per seed ({args.variants} derived variants per read), {args.seeds} seeds; "
@@ -251,8 +253,8 @@ def main() -> None:
         print(f"{name:40s} " + " ".join(f"{means[k]:>9.3f} ({sds[k]:.3f})" for k in KS)
               + f"   {means[5] / chance:>12.2f} {means[5] / baseline[5]:>11.2f}")
     for label, split in (("default, queries with a size", sized), ("default, point marks (no size)", unsized)):
-        print(f"{label:40s} " + " ".join(f"{statistics.mean(split[k]):>9.3f} ({statistics.stdev(split[k]) if len(split[k]) > 1 else 0.0:.3f})"
-                                        for k in KS))
+        sds = {k: statistics.stdev(split[k]) if len(split[k]) > 1 else 0.0 for k in KS}
+        print(f"{label:40s} " + " ".join(f"{statistics.mean(split[k]):>9.3f} ({sds[k]:.3f})" for k in KS))
 
 
 if __name__ == "__main__":

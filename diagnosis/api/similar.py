@@ -41,7 +41,8 @@ class StudySimilarCasesApi(APIView):
 
             study_id = serializers.IntegerField()
             study_date = serializers.DateField(allow_null=True)
-            similarity = serializers.FloatField(help_text="Σ wₚ·Simₚ / Σ wₚ over the features present on both, in [0, 1]")
+            similarity = serializers.FloatField(
+                help_text="Σ wₚ·Simₚ / Σ wₚ over the features present on both, in [0, 1]")
             parts = serializers.DictField(child=serializers.FloatField(),
                                           help_text=f"feature → similarity in [0, 1]; features: {', '.join(FEATURES)}")
             report_id = serializers.IntegerField()

@@ -368,7 +368,8 @@ def rank_similar(query: CaseFeatures, candidates: Sequence[CaseFeatures], *, k: 
     for position, candidate in enumerate(candidates):
         similarity = case_similarity(query, candidate, table)
         if similarity.score is not None:
-            ranked.append((-similarity.score, position, RankedCase(candidate.case_id, similarity.score, similarity.parts)))
+            case = RankedCase(candidate.case_id, similarity.score, similarity.parts)
+            ranked.append((-similarity.score, position, case))
     ranked.sort(key=lambda t: (t[0], t[1]))
     result = [t[2] for t in ranked]
     return result if k is None else result[:k]
@@ -405,9 +406,10 @@ def leave_one_out_precision(cases: Sequence[CaseFeatures], is_relevant: Callable
     """Return mean precision@k of leave-one-out retrieval over ``cases``.
 
     Each case in turn is the query and all the other cases the candidates (:func:`rank_similar`);
-    its precision@k uses ``is_relevant(query, retrieved)``. The ``case_id`` values must be unique. Queries with no relevant case among the
-    others are left out of the mean (no retrieval can succeed on them), and so are cases for which
-    ``queries(case)`` is false when ``queries`` is given (they remain candidates).
+    its precision@k uses ``is_relevant(query, retrieved)``. The ``case_id`` values must be unique.
+    Queries with no relevant case among the others are left out of the mean (no retrieval can succeed
+    on them), and so are cases for which ``queries(case)`` is false when ``queries`` is given (they
+    remain candidates).
 
     Returns
     -------

@@ -102,7 +102,8 @@ def test_weights_change_the_ranking():
                                age_years=60, sex="M")
     assert [r.case_id for r in rank_similar(query, [same_person, same_nodule])] == ["nodule", "person"]
     by_person = {"kinds": 0, "size": 0, "composition": 0, "location": 0, "age": 1, "sex": 1}
-    assert [r.case_id for r in rank_similar(query, [same_nodule, same_person], weights=by_person)] == ["person", "nodule"]
+    ranked = rank_similar(query, [same_nodule, same_person], weights=by_person)
+    assert [r.case_id for r in ranked] == ["person", "nodule"]
     assert len(rank_similar(query, [same_nodule, same_person], k=1)) == 1
 
 
