@@ -314,3 +314,29 @@ def test_the_study_page_shows_the_panel_and_audits_it(client, cohort, doctor):
     assert f'data-study="{cohort["elsewhere"].pk}"' not in html and f'data-study="{cohort["later"].pk}"' not in html
     row = AuditLog.objects.filter(target_type="similar_cases", target_id=str(query.pk), actor=doctor).get()
     assert row.detail["via"] == "page"
+
+
+def test_questionnaire_scores_from_followup_are_a_feature(cohort, doctor, hospital):
+    from django.utils import timezone
+
+    from annotation.models import Patient
+    from diagnosis.selectors_similar import similar_cases
+    from followup import services as followup_services
+    from portal.models import Role
+    from tests.factories import UserFactory
+
+    phq9 = next(q for q in followup_services.instruments_install() if q.code == "phq-9")
+    for name, answer in (("query", "1"), ("nodule", "2")):
+        patient = Patient.objects.get(pk=cohort[name].patient_id)
+        patient.user = UserFactory(role=Role.PATIENT, hospital=hospital)
+        patient.save()
+        assignment = followup_services.questionnaire_assign(actor=doctor, questionnaire=phq9, patients=[patient],
+                                                            due_date=timezone.localdate())[0]
+        followup_services.assignment_submit(user=patient.user, assignment=assignment,
+                                            answers={f"phq9_{n}": answer for n in range(1, 10)}
+                                            | {"phq9_difficulty": "0"})
+    result = similar_cases(study=cohort["query"], k=5)
+    by_study = {c["study_id"]: c for c in result["cases"]}
+    assert result["features"]["questionnaire"] is True
+    assert by_study[cohort["nodule"].pk]["parts"]["questionnaire"] == pytest.approx(1 - 9 / 27, abs=1e-3)
+    assert "questionnaire" not in by_study[cohort["person"].pk]["parts"]  # that patient answered none
