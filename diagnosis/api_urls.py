@@ -22,6 +22,7 @@ urlpatterns = [
     path("studies/<int:study_id>/comparisons/<int:prior_id>/links/", api.StudyComparisonLinkApi.as_view(),
          name="study-comparison-link"),
     path("studies/<int:study_id>/recist/", api.StudyRecistApi.as_view(), name="study-recist"),
+    path("studies/<int:study_id>/similar/", api.StudySimilarCasesApi.as_view(), name="study-similar-cases"),
     path("finding-matches/<int:match_id>/unlink/", api.FindingMatchUnlinkApi.as_view(), name="finding-match-unlink"),
     path("findings/<int:finding_id>/", api.FindingDetailApi.as_view(), name="finding-detail"),
     path("findings/<int:finding_id>/accept/", api.FindingAcceptApi.as_view(), name="finding-accept"),

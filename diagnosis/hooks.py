@@ -155,6 +155,25 @@ def study_page_recist(*, user, study) -> dict:
             "study_sections": ["diagnosis/_recist.html"]}
 
 
+def study_page_similar_cases(*, user, study) -> dict:
+    """Return the study page's similar cases for clinicians: the 5 earlier cases of the hospital most like a
+    study that has a finding and a signed report, with their impressions and recommendations as suggestions.
+
+    Showing the panel is a read of other patients' reports: it is audit-logged
+    (:func:`diagnosis.services.similar_cases_read`).
+    """
+    from portal.permissions import is_clinician
+
+    from .selectors_similar import similar_cases_available
+    from .services import similar_cases_read, similarity_weights_may_edit
+
+    if not is_clinician(user) or not similar_cases_available(study=study):
+        return {}
+    result = similar_cases_read(user=user, study=study, k=5, channel="page")
+    result["may_edit_weights"] = similarity_weights_may_edit(user, study.hospital)
+    return {"similar_cases": result, "study_sections": ["diagnosis/_similar_cases.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -191,3 +210,4 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis-postprocessing", study_page_postprocessing)
     hooks.study_page_context.register("diagnosis-prior-comparison", study_page_prior_comparison)
     hooks.study_page_context.register("diagnosis-recist", study_page_recist)
+    hooks.study_page_context.register("diagnosis-similar-cases", study_page_similar_cases)

@@ -414,3 +414,32 @@ class RecistLesion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: finding {self.finding_id} ({self.organ})"
+
+
+class SimilarityWeights(models.Model):
+    """A hospital's weights of the similar-cases score (:mod:`diagnosis.similarity`), set by its admin.
+
+    One row per hospital; a hospital without a row uses :data:`diagnosis.similarity.DEFAULT_WEIGHTS`.
+    Each weight is ≥ 0 and at least one is above zero (only their ratios matter).
+    """
+
+    hospital = models.OneToOneField("portal.Hospital", on_delete=models.CASCADE, related_name="similarity_weights")
+    kinds = models.FloatField(_("finding kinds"), default=2.0, validators=[MinValueValidator(0.0)])
+    size = models.FloatField(_("size"), default=2.0, validators=[MinValueValidator(0.0)])
+    composition = models.FloatField(_("composition"), default=1.0, validators=[MinValueValidator(0.0)])
+    location = models.FloatField(_("location (side and lobe)"), default=1.0, validators=[MinValueValidator(0.0)])
+    measurements = models.FloatField(_("measured volumes"), default=1.0, validators=[MinValueValidator(0.0)])
+    age = models.FloatField(_("age"), default=0.5, validators=[MinValueValidator(0.0)])
+    sex = models.FloatField(_("sex"), default=0.5, validators=[MinValueValidator(0.0)])
+    impression = models.FloatField(_("coded impression (Lung-RADS)"), default=2.0, validators=[MinValueValidator(0.0)])
+    questionnaire = models.FloatField(_("questionnaire scores"), default=0.5, validators=[MinValueValidator(0.0)])
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("similar-cases weights")
+        verbose_name_plural = _("similar-cases weights")
+
+    def __str__(self) -> str:
+        return f"Similarity weights of hospital {self.hospital_id}"

@@ -12,5 +12,6 @@ urlpatterns = [
     path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
     path("compare/<int:study_id>/<int:prior_id>/", views.study_compare_start, name="study-compare"),
     path("recist/<int:study_id>/", views.study_recist_set, name="study-recist-set"),
+    path("similarity-weights/", views.similarity_weights_edit, name="similarity-weights"),
     path("postprocessing/<int:study_id>/run/", views.postprocessing_run_start, name="postprocessing-run-start"),
 ]

@@ -16,7 +16,7 @@ from portal.permissions import is_clinician
 from portal.services import audit_record
 
 from . import selectors, services
-from .forms import ReportForm
+from .forms import ReportForm, SimilarityWeightsForm
 
 
 def _require_clinician(user) -> None:
@@ -186,3 +186,31 @@ def study_recist_set(request, study_id: int):
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#recist")
+
+
+@login_required
+def similarity_weights_edit(request):
+    """The hospital admin's form of the similar-cases weights of their hospital (a platform admin names the
+    hospital with ``?hospital=ID``). Hospital admins and platform admins only."""
+    from portal.models import Hospital
+
+    from .selectors_similar import similarity_weights_for
+    from .similarity import FEATURES
+
+    user = request.user
+    hospital_id = request.GET.get("hospital") if user.is_platform_admin else user.hospital_id
+    hospital = Hospital.objects.filter(pk=hospital_id).first() if str(hospital_id or "").isdigit() else None
+    if hospital is None or not services.similarity_weights_may_edit(user, hospital):
+        raise PermissionDenied(_("Only the hospital's administrators can change the similar-cases weights."))
+    form = SimilarityWeightsForm(initial=similarity_weights_for(hospital_id=hospital.pk))
+    if request.method == "POST":
+        form = SimilarityWeightsForm(request.POST)
+        if form.is_valid():
+            try:
+                services.similarity_weights_set(user=user, hospital=hospital,
+                                                weights={name: form.cleaned_data[name] for name in FEATURES})
+                messages.success(request, _("Similar-cases weights saved."))
+                return redirect(request.get_full_path())
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+    return render(request, "diagnosis/similarity_weights.html", {"form": form, "hospital": hospital})

@@ -1,7 +1,7 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports),
 :mod:`.findings` (findings and the doctor's decisions on them), :mod:`.postprocessing` (doctors'
 scripts run in the sandbox), :mod:`.longitudinal` (a study compared with its prior), :mod:`.recist`
-(RECIST 1.1 lesions and response) and :mod:`.pacs`
+(RECIST 1.1 lesions and response), :mod:`.similar` (similar cases) and :mod:`.pacs`
 (deliveries of signed reports to the PACS)."""
 
 from .findings import (
@@ -23,6 +23,7 @@ from .postprocessing import (
 )
 from .reads import SeriesLidcReadsApi, SeriesLuna16AnnotationsApi
 from .recist import StudyRecistApi
+from .similar import StudySimilarCasesApi
 from .reports import (
     ReportAmendApi,
     ReportDetailApi,
@@ -34,6 +35,7 @@ from .reports import (
 
 __all__ = [
     "StudyRecistApi",
+    "StudySimilarCasesApi",
     "FindingMatchUnlinkApi",
     "StudyComparisonApi",
     "StudyComparisonLinkApi",

@@ -4,7 +4,7 @@ placed by hand, and the doctor's decisions on them), :mod:`.reads` (radiologists
 from LIDC-IDRI XML and LUNA16 annotations.csv), :mod:`.lung_rads` (the doctor's confirmation of a
 Lung-RADS category), :mod:`.postprocessing` (doctors' scripts run in the sandbox),
 :mod:`.longitudinal` (a study compared with its prior: registration, finding matches and the doctor's
-re-linking), :mod:`.recist` (the doctor's RECIST 1.1 target and non-target lesions) and :mod:`.pacs`
+re-linking), :mod:`.similarity` (similar cases: the hospital's weights and the audited read), :mod:`.recist` (the doctor's RECIST 1.1 target and non-target lesions) and :mod:`.pacs`
 (the signed report's SEG, SR and PDF sent to the hospital's PACS)."""
 
 from .findings import (
@@ -35,6 +35,7 @@ from .postprocessing import (
 )
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
 from .recist import recist_selection_set
+from .similarity import similar_cases_read, similarity_weights_may_edit, similarity_weights_set
 from .reports import (
     measurement_payload,
     report_accepted_findings,
@@ -53,6 +54,9 @@ from .reports import (
 
 __all__ = [
     "recist_selection_set",
+    "similar_cases_read",
+    "similarity_weights_may_edit",
+    "similarity_weights_set",
     "finding_match_link",
     "finding_match_unlink",
     "study_compare",

@@ -64,3 +64,28 @@ def recist_role_label(code):
         return RecistLesion.Role(code).label
     except ValueError:
         return code or ""
+
+
+@register.filter
+def similarity_feature_label(name):
+    """Return the label of a similar-cases feature (``"kinds"``) in the active language."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    from diagnosis.models import SimilarityWeights
+    from diagnosis.similarity import FEATURES
+
+    if name not in FEATURES:
+        return name or ""
+    try:
+        return SimilarityWeights._meta.get_field(name).verbose_name
+    except FieldDoesNotExist:
+        return name
+
+
+@register.filter
+def percent(value):
+    """Return a fraction in [0, 1] as a whole percentage (``0.834`` → ``83``), or ``""``."""
+    try:
+        return round(float(value) * 100)
+    except (TypeError, ValueError):
+        return ""

@@ -12,7 +12,7 @@ from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
 from portal.services import audit_record
 
-from .. import events
+from .. import events, selectors
 from ..models import FederatedTask, Participant
 from .tasks_invitations import _require_staff
 
@@ -40,7 +40,10 @@ def task_start(*, task: FederatedTask, user: User | None, enqueue: bool = True) 
         raise ServiceError(_("A %(get_status_display)s task cannot be started."),
                            params={"get_status_display": task.get_status_display()},
                            code="invalid_state", status_code=409)
-    accepted = task.participants.filter(status=Participant.Status.ACCEPTED).exclude(datasets=[]).count()
+    # A hospital trains when it accepted with datasets here or enrolled its own node (which has its data).
+    site_nodes = selectors.site_nodes(task=task)
+    accepted = sum(1 for p in task.participants.filter(status=Participant.Status.ACCEPTED)
+                   if p.datasets or p.pk in site_nodes)
     if accepted < task.min_clients:
         raise ServiceError(
             _("%(accepted)s hospital(s) accepted with a dataset; the task needs at least %(min_clients)s."),

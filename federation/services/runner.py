@@ -99,6 +99,13 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
         p for p in task.participants.select_related("hospital").filter(status=Participant.Status.ACCEPTED)
         if p.datasets or p.pk in site_nodes
     ]
+    if any(p.pk in site_nodes for p in participants) and not (port or settings.FEDERATION_PORT):
+        # Sites dial the address they were given at enrolment: a port picked at random would strand them.
+        with transaction.atomic():
+            _set_status(task, FederatedTask.Status.FAILED,
+                        error="hospitals run their own nodes: set FEDERATION_PORT (and FEDERATION_SUPERLINK_HOST) "
+                              "to the SuperLink address they were given")
+        return task
     timeout = float(round_timeout_s or settings.FEDERATION_ROUND_TIMEOUT_S)
     outbox = task_dir(task) / "outbox"
     outbox.mkdir(parents=True, exist_ok=True)

@@ -195,3 +195,23 @@ def test_run_trains_on_a_training_dataset_of_its_own_portal_checked_against_its_
     with pytest.raises(CommandError, match="manifest_mismatch"):
         call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--dataset", "hippo-train", stdout=out)
     assert out.getvalue() == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_with_site_nodes_needs_a_fixed_superlink_port(hippocampus_split, federation_settings):
+    from federation.fl import enrolment
+
+    federation_settings.FEDERATION_PORT = 0
+    task = services.task_create_local(data_dirs=list(hippocampus_split.hospitals[:2]), rounds=1, local_epochs=1,
+                                      strategy="fedavg")
+    site = Participant.objects.get(task=task, client_id="fedsite-2")
+    _, token = services.site_invite(task=task, hospital=site.hospital)
+    services.site_enrol(token=token, csr_pem=enrolment.site_csr_create(site.hospital.code).csr_pem,
+                        node_auth_public_key=enrolment.node_auth_key_create()[1].decode())
+    services.task_start(task=task, user=None, enqueue=False)
+
+    services.task_execute(task_id=task.pk)
+
+    task.refresh_from_db()
+    assert task.status == FederatedTask.Status.FAILED and "FEDERATION_PORT" in task.error
+    assert not list(services.task_dir(task).glob("run-*"))

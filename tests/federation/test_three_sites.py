@@ -1,0 +1,206 @@
+"""Three hospitals, each with its own portal (its own PostgreSQL database, bucket and data directory) and its
+own node, train with a coordinator that never holds an image (issue 17).
+
+Each site is a separate set of processes: its portal imports its hippocampus MRIs, an annotator and a doctor
+submit and approve the label maps, and a training dataset is built (``tests/federation/site_portal.py``,
+the real services); ``federation_node enrol --dataset`` certifies its keys with the coordinator's one-time
+token (sending label counts only) and ``federation_node run`` trains. The coordinator is this test's
+process: its live server takes the enrolments and its runner drives the SuperLink. One site's node is
+killed mid-round and restarted, as the hospital's service manager would.
+
+The sites share this machine's loopback with the coordinator; separate network namespaces per site are
+not set up here (see docs/federation.md, "Site nodes").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from annotation.models import Study
+from federation import services
+from federation.fl.launcher import kill_flower_helpers
+from federation.models import ClientUpdate, FederatedTask, Participant
+from portal.services import hospital_create
+from tests.federation.conftest import coordinator_status, start_runner, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SITES = ("site-a", "site-b", "site-c")
+LABELS = [{"index": 1, "name": "Anterior", "color": "#ff0000"}, {"index": 2, "name": "Posterior", "color": "#00ff00"}]
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".nrrd", ".mha", ".mhd")
+
+
+def _pg():
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the three-site test gives each site a PostgreSQL database of its own: set DATABASE_URL to "
+                    "a PostgreSQL server")
+    return {"host": db["HOST"] or "127.0.0.1", "port": int(db["PORT"] or 5432), "user": db["USER"] or "postgres",
+            "password": db["PASSWORD"] or None}
+
+
+@pytest.fixture
+def site_databases():
+    """One empty PostgreSQL database per site (dropped afterwards); yields their URLs."""
+    import psycopg
+
+    pg = _pg()
+    names = [f"yixin_site_{os.getpid()}_{i}" for i in range(len(SITES))]
+    with psycopg.connect(dbname="postgres", autocommit=True, **pg) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    auth = pg["user"] + (f":{pg['password']}" if pg["password"] else "")
+    yield [f"postgres://{auth}@{pg['host']}:{pg['port']}/{name}" for name in names]
+    with psycopg.connect(dbname="postgres", autocommit=True, **pg) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _count(url: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _manage(env: dict, *args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args], env=env,
+                            cwd=settings.BASE_DIR, **popen)
+
+
+def _bucket_keys(bucket: str) -> set[str]:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url=settings.S3_ENDPOINT_URL, aws_access_key_id=settings.S3_ACCESS_KEY_ID,
+                          aws_secret_access_key=settings.S3_SECRET_ACCESS_KEY, region_name=settings.S3_REGION,
+                          config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+    keys = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.update(o["Key"] for o in page.get("Contents", []))
+    return keys
+
+
+def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_an_image(
+    live_server, hippocampus_split, federation_settings, free_port, site_databases, annotator, tmp_path
+):
+    federation_settings.FEDERATION_PORT = free_port
+    federation_settings.FEDERATION_SUPERLINK_ADDRESS = f"127.0.0.1:{free_port}"
+    coordinator_keys_before = _bucket_keys(settings.S3_BUCKET)
+
+    # --- each hospital's own portal: import, annotate, approve, build a training dataset
+    envs, procs = {}, {}
+    for i, (code, url) in enumerate(zip(SITES, site_databases)):
+        root = tmp_path / code
+        envs[code] = dict(os.environ, DATABASE_URL=url, S3_BUCKET=f"yixin-{code}-{os.getpid()}",
+                          FEDERATION_DIR=str(root / "federation"), FEDERATION_NODE_DIR=str(root / "node"),
+                          FEDERATION_DATASETS_ROOT=str(root / "datasets"), FEDERATION_THREADS_PER_CLIENT="1")
+        script = (f"{sys.executable} manage.py migrate -v0 && {sys.executable} manage.py ensure_bucket && "
+                  f"{sys.executable} -m tests.federation.site_portal --hospital {code} "
+                  f"--data {hippocampus_split.hospitals[i]} --dataset hippocampus")
+        procs[code] = subprocess.Popen(["bash", "-c", script], env=envs[code], cwd=settings.BASE_DIR,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    built = {}
+    for code, proc in procs.items():
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-3000:]
+        built[code] = json.loads(output.strip().splitlines()[-1])
+        assert built[code]["cases"] == len(os.listdir(hippocampus_split.hospitals[SITES.index(code)] / "labelsTr"))
+
+    # --- the coordinator: invite the three hospitals, each enrols its own node with its dataset
+    hospitals = [hospital_create(code=code, name=f"Hospital {code}") for code in SITES]
+    task = services.task_create(user=annotator, name="三院海马体", label_table=LABELS, rounds=3, local_epochs=1,
+                                min_clients=2, invite=hospitals)
+    for code, hospital in zip(SITES, hospitals):
+        out = io.StringIO()
+        call_command("federation_invite", str(task.pk), "--hospital", code, stdout=out)
+        enrol = _manage(envs[code], "federation_node", "enrol", "--coordinator", live_server.url,
+                        "--token", out.getvalue().strip(), "--dataset", "hippocampus",
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output, _ = enrol.communicate(timeout=180)
+        assert enrol.returncode == 0, output[-3000:]
+        participant = Participant.objects.get(task=task, hospital=hospital)
+        assert participant.status == "accepted" and participant.datasets == []
+        assert participant.label_statistics["cases"] == built[code]["cases"]
+
+    # --- the nodes start before the coordinator: they wait, refused or unanswered, until it is up
+    logs = {code: tmp_path / f"{code}-node.log" for code in SITES}
+
+    def node_start(code):
+        return _manage(envs[code], "federation_node", "run", stdout=open(logs[code], "ab"),
+                       stderr=subprocess.STDOUT, start_new_session=True)
+
+    nodes = {code: node_start(code) for code in SITES}
+    try:
+        services.task_start(task=task, user=None, enqueue=False)
+        events = []
+        runner = start_runner(task, free_port, events)
+        outbox = services.task_dir(task) / "outbox"
+        wait_for(lambda: coordinator_status(outbox).get("state") == "training"
+                 and coordinator_status(outbox).get("round") == 2, 420, "round 2")
+        # site-c's machine loses its node mid-round (the command, its SuperNode and its ClientApps) ...
+        started = [json.loads(line) for line in logs["site-c"].read_text(errors="replace").splitlines()
+                   if line.startswith('{"task_id"')][-1]
+        os.killpg(nodes["site-c"].pid, signal.SIGKILL)
+        os.killpg(started["pid"], signal.SIGKILL)
+        kill_flower_helpers(started["runtime_address"])
+        nodes["site-c"].wait(timeout=30)
+        # ... and its service manager starts it again.
+        nodes["site-c"] = node_start("site-c")
+
+        runner.join(timeout=600)
+        assert not runner.is_alive(), {c: logs[c].read_text(errors="replace")[-1500:] for c in SITES}
+        task.refresh_from_db()
+        assert task.status == FederatedTask.Status.COMPLETED, task.error
+        assert task.current_round == 3
+        for code in SITES:
+            assert nodes[code].poll() is None, logs[code].read_text(errors="replace")[-2000:]
+    finally:
+        for proc in nodes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in nodes.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    status = {(u.round.round_number, u.participant.client_id): u.status
+              for u in ClientUpdate.objects.filter(round__task=task).select_related("round", "participant")}
+    assert all(status[(1, code)] == "answered" for code in SITES)
+    # Round 2 went on without the lost node; it was back for round 3.
+    assert status[(2, "site-a")] == status[(2, "site-b")] == "answered" and status[(2, "site-c")] == "absent"
+    assert all(status[(3, code)] == "answered" for code in SITES)
+    # Every hospital statement verifies against the certificate of the key made at that hospital.
+    assert services.ledger_verify(task=task)["ok"]
+    assert not set(SITES) & set(services.ledger_portal_held_clients(task=task))
+
+    # The coordinator holds no image: no image file in its federation folder, none in its bucket (it got
+    # only round weights), no study in its database; each site's database holds its own studies.
+    assert not [p for p in Path(settings.FEDERATION_DIR).rglob("*") if p.name.endswith(IMAGE_SUFFIXES)]
+    new_keys = _bucket_keys(settings.S3_BUCKET) - coordinator_keys_before
+    assert new_keys and all(k.startswith(f"federation/task-{task.pk}/") for k in new_keys), sorted(new_keys)[:10]
+    assert not [k for k in new_keys if k.endswith(IMAGE_SUFFIXES)]
+    assert Study.objects.count() == 0
+    for code, url in zip(SITES, site_databases):
+        assert _count(url, "select count(*) from annotation_study") == built[code]["cases"]
+
+    # The task page shows the three sites' own nodes and the rounds each answered.
+    client = Client()
+    client.force_login(annotator)
+    page = client.get(reverse("federation:task-detail", args=[task.pk])).content.decode()
+    assert page.count('data-runs-at="site"') == 3
+    assert all(Participant.objects.get(task=task, client_id=code).node_status_at is not None for code in SITES)
