@@ -43,11 +43,20 @@ export function startReferenceCharts() {
     figure.dataset.measure = item.measure;
     const caption = document.createElement("figcaption");
     caption.textContent = `${item.name}: ${formatNumber(item.value, 2)} ${item.unit}`;
+    const box = document.createElement("div");
+    box.className = "chart-box";
     const canvas = document.createElement("canvas");
-    canvas.height = 220;
-    figure.append(caption, canvas);
+    box.appendChild(canvas);
+    figure.append(caption, box);
     holder.appendChild(figure);
     const patient = item.outside ? "#d62728" : "#1f77b4";
+    // The y axis spans every drawn value (the plug-in does not widen it for precomputed outliers).
+    const r = item.reference;
+    const c = item.cohort;
+    const shown = [item.value, ...(r ? [r.p2_5, r.p97_5] : []), ...(c ? [c.min, c.max, ...(c.outliers || [])] : [])];
+    const low = Math.min(...shown);
+    const high = Math.max(...shown);
+    const pad = (high - low) * 0.08 || Math.abs(high) * 0.05 || 1;
     charts.push(new Chart(canvas, {
       type: "boxplot",
       data: {
@@ -68,6 +77,8 @@ export function startReferenceCharts() {
             data: [item.value, item.value],
             showLine: false,
             pointRadius: 6,
+            backgroundColor: patient,
+            borderColor: patient,
             pointBackgroundColor: patient,
             pointBorderColor: patient,
           },
@@ -78,7 +89,7 @@ export function startReferenceCharts() {
         responsive: true,
         maintainAspectRatio: false,
         plugins: { legend: { position: "bottom" } },
-        scales: { y: { title: { display: true, text: item.unit } } },
+        scales: { y: { beginAtZero: false, min: low - pad, max: high + pad, title: { display: true, text: item.unit } } },
       },
     }));
   }
