@@ -298,6 +298,33 @@ def test_the_report_states_outside_reference_range_with_the_source(client, docto
     assert services.report_content(normal)["reference_flags"] == []
 
 
+def test_the_signed_pdf_states_outside_reference_range_with_the_source(doctor, hippocampus, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    study = _set_patient(hippocampus["hippocampus_015"], sex="M")
+    report = services.report_create_draft(user=doctor, study=study)
+    services.report_update(user=doctor, report=report, findings="Small left hippocampus.",
+                           impression="Hippocampal volume below the reference range.")
+    signed = services.report_finalize(user=doctor, report=report)
+    male = ReferenceRange.objects.get(measure=HIPPO, sex="M")
+    assert [f["source"] for f in signed.snapshot["reference_flags"]] == [male.source]  # frozen at signing
+
+    client = api_client(doctor)
+    texts = {}
+    for language in ("en", "zh-hans"):
+        path = tmp_path / f"report-{language}.pdf"
+        path.write_bytes(client.get(reverse("report-pdf", args=[signed.pk]), HTTP_ACCEPT_LANGUAGE=language).content)
+        text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+        texts[language] = " ".join(text.split())  # the long citation wraps across lines
+    assert "outside reference range (" in texts["en"] and male.source_locator.split(":")[0] in texts["en"]
+    assert "超出参考范围" in texts["zh-hans"]
+    # The citation's first words survive the line wrapping in both languages.
+    assert all(" ".join(male.source.split()[:4]) in t for t in texts.values())
+
+
 def test_only_platform_admins_edit_reference_ranges_in_the_admin(client, doctor, hospital):
     from portal.models import Role
     from tests.factories import UserFactory
