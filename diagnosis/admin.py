@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .models import Measurement, PostProcessingRun, PostProcessingScript, ReferenceRange, Report, ResultSend
@@ -68,6 +69,7 @@ class ReferenceRangeAdmin(admin.ModelAdmin):
     list_filter = ("measure", "sex", "is_active", "derivation")
     search_fields = ("source", "population", "note")
     readonly_fields = ("updated_at",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def _platform_admin(self, request) -> bool:
         return bool(request.user.is_active and request.user.is_platform_admin)

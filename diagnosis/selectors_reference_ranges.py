@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from django.db.models import Q
 from django.http import Http404
 
 from annotation.selectors import study_visible_queryset
@@ -84,6 +83,27 @@ def study_figures(*, study) -> list[dict]:
     return sorted(figures.values(), key=lambda f: order.index(f["measure"]))
 
 
+def _fits(row: ReferenceRange, sex: str, age_years: int | None) -> bool:
+    if row.sex and row.sex != sex:
+        return False
+    if age_years is None:
+        return row.age_min_years is None and row.age_max_years is None
+    return ((row.age_min_years is None or row.age_min_years <= age_years)
+            and (row.age_max_years is None or age_years <= row.age_max_years))
+
+
+def _rank(row: ReferenceRange):
+    banded = row.age_min_years is not None or row.age_max_years is not None
+    width = ((row.age_max_years if row.age_max_years is not None else 200)
+             - (row.age_min_years if row.age_min_years is not None else 0))
+    return (row.sex == "", not banded, width, row.pk)
+
+
+def _choose(rows, *, sex: str, age_years: int | None) -> ReferenceRange | None:
+    candidates = sorted((r for r in rows if _fits(r, sex, age_years)), key=_rank)
+    return candidates[0] if candidates else None
+
+
 def reference_range_for(*, measure: str, sex: str, age_years: int | None) -> ReferenceRange | None:
     """Return the active published range of ``measure`` that fits a patient's sex and age, or None.
 
@@ -91,22 +111,7 @@ def reference_range_for(*, measure: str, sex: str, age_years: int | None) -> Ref
     ``age_years`` beats one without a band, and a narrower band a wider one. A row with an age band
     never fits a patient of unknown age, nor a sex-specific row a patient of unknown sex.
     """
-    rows = ReferenceRange.objects.filter(measure=measure, is_active=True)
-    rows = rows.filter(Q(sex="") | Q(sex=sex)) if sex in ("M", "F") else rows.filter(sex="")
-    if age_years is None:
-        rows = rows.filter(age_min_years__isnull=True, age_max_years__isnull=True)
-    else:
-        rows = rows.filter(Q(age_min_years__isnull=True) | Q(age_min_years__lte=age_years),
-                           Q(age_max_years__isnull=True) | Q(age_max_years__gte=age_years))
-
-    def rank(row: ReferenceRange):
-        banded = row.age_min_years is not None or row.age_max_years is not None
-        width = ((row.age_max_years if row.age_max_years is not None else 200)
-                 - (row.age_min_years if row.age_min_years is not None else 0))
-        return (row.sex == "", not banded, width, row.pk)
-
-    candidates = sorted(rows, key=rank)
-    return candidates[0] if candidates else None
+    return _choose(ReferenceRange.objects.filter(measure=measure, is_active=True), sex=sex, age_years=age_years)
 
 
 def reference_range_payload(row: ReferenceRange) -> dict:
@@ -121,11 +126,11 @@ def reference_range_payload(row: ReferenceRange) -> dict:
     }
 
 
-def hospital_cohort_values(*, study, measure: str, model_id: int | None, modality: str) -> list[float]:
-    """Return one value of ``measure`` per other patient's study of the same hospital (same model and modality).
+def hospital_cohort_figures(*, study, model_id: int | None, modality: str) -> dict[str, list[float]]:
+    """Return ``{measure: [one value per study]}`` of the same hospital's other patients (same model and modality).
 
     Only studies of ``study.hospital`` count, never the study's own patient; a study's value comes
-    from its newest segmentation by that model that gives the figure.
+    from its newest segmentation by that model that gives the figure. One query.
     """
     rows = (Measurement.objects
             .filter(segmentation__series__study__hospital_id=study.hospital_id, segmentation__model_id=model_id,
@@ -133,11 +138,16 @@ def hospital_cohort_values(*, study, measure: str, model_id: int | None, modalit
             .exclude(segmentation__series__study__patient_id=study.patient_id)
             .select_related("segmentation__series")
             .order_by("-segmentation__created_at", "-segmentation_id", "label"))
-    per_study: dict[int, float] = {}
+    per_study: dict[str, dict[int, float]] = {}
     for segmentation, found in _figures_by_segmentation(rows).values():
-        if measure in found:
-            per_study.setdefault(segmentation.series.study_id, found[measure]["value"])
-    return list(per_study.values())
+        for measure, figure in found.items():
+            per_study.setdefault(str(measure), {}).setdefault(segmentation.series.study_id, figure["value"])
+    return {measure: list(values.values()) for measure, values in per_study.items()}
+
+
+def hospital_cohort_values(*, study, measure: str, model_id: int | None, modality: str) -> list[float]:
+    """Return one value of ``measure`` per other patient's study of the same hospital (see :func:`hospital_cohort_figures`)."""
+    return hospital_cohort_figures(study=study, model_id=model_id, modality=modality).get(str(measure), [])
 
 
 def _label(measure: str) -> str:
@@ -154,17 +164,24 @@ def study_reference_comparison_for(*, study) -> list[dict]:
     """
     patient = study.patient
     age = age_in_years(patient.birth_date, study.study_date)
+    figures = study_figures(study=study)
+    published: dict[str, list[ReferenceRange]] = {}
+    for row in ReferenceRange.objects.filter(measure__in=[f["measure"] for f in figures], is_active=True):
+        published.setdefault(row.measure, []).append(row)
+    cohorts: dict[tuple, dict[str, list[float]]] = {}
     items = []
-    for figure in study_figures(study=study):
+    for figure in figures:
         measure = figure["measure"]
-        row = reference_range_for(measure=measure, sex=patient.sex, age_years=age)
+        row = _choose(published.get(measure, []), sex=patient.sex, age_years=age)
         unit = row.unit if row is not None else ("%" if measure.endswith("_pct") else "mL")
         value = figure["value"]
         direction = ""
         if row is not None:
             direction = "low" if value < row.p2_5 else "high" if value > row.p97_5 else ""
-        cohort = box_summary(hospital_cohort_values(study=study, measure=measure, model_id=figure["model_id"],
-                                                    modality=figure["modality"]))
+        key = (figure["model_id"], figure["modality"])
+        if key not in cohorts:
+            cohorts[key] = hospital_cohort_figures(study=study, model_id=key[0], modality=key[1])
+        cohort = box_summary(cohorts[key].get(measure, []))
         items.append({
             "measure": measure, "name": _label(measure), "unit": unit, "value": round(value, 3),
             "labels": figure["labels"], "segmentation_id": figure["segmentation_id"],

@@ -204,6 +204,18 @@ def test_cohort_summarises_the_other_patients_of_the_same_hospital_only(doctor, 
     assert theirs["cohort"] is None
 
 
+def test_the_comparison_costs_a_fixed_number_of_queries_whatever_the_cohort(django_assert_max_num_queries, doctor,
+                                                                            hippocampus, tmp_path):
+    study = hippocampus["hippocampus_001"]
+    # study_figures, the reference rows, one cohort query per (model, modality); the patient is loaded.
+    with django_assert_max_num_queries(3):
+        first = study_reference_comparison_for(study=study)
+    _import_hippocampus(doctor, tmp_path, ["hippocampus_003", "hippocampus_007"], "MORE-")
+    with django_assert_max_num_queries(3):
+        second = study_reference_comparison_for(study=study)
+    assert (first[0]["cohort"]["n"], second[0]["cohort"]["n"]) == (2, 4)
+
+
 def test_the_selector_refuses_a_study_of_another_hospital_and_patients(other_doctor, patient_user, hippocampus):
     from django.http import Http404
 
