@@ -1,7 +1,8 @@
 from django.contrib import admin
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .models import Measurement, PostProcessingRun, PostProcessingScript, Report, ResultSend
+from .models import Measurement, PostProcessingRun, PostProcessingScript, ReferenceRange, Report, ResultSend
 
 
 @admin.register(Measurement)
@@ -54,3 +55,36 @@ class ResultSendAdmin(admin.ModelAdmin):
                 report_results_resend(user=request.user, report=report)
             except ServiceError as exc:
                 self.message_user(request, f"{report}: {exc}", level="error")
+
+
+@admin.register(ReferenceRange)
+class ReferenceRangeAdmin(admin.ModelAdmin):
+    """The published reference ranges: platform admins correct or add rows, each with its source.
+
+    Hospital staff never edit them: one table serves every hospital.
+    """
+
+    list_display = ("measure", "sex", "age_min_years", "age_max_years", "p2_5", "p50", "p97_5", "unit", "source_locator",
+                    "is_active")
+    list_filter = ("measure", "sex", "is_active", "derivation")
+    search_fields = ("source", "population", "note")
+    readonly_fields = ("updated_at",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def _platform_admin(self, request) -> bool:
+        return bool(request.user.is_active and request.user.is_platform_admin)
+
+    def has_module_permission(self, request) -> bool:
+        return self._platform_admin(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._platform_admin(request)
+
+    def has_add_permission(self, request) -> bool:
+        return self._platform_admin(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._platform_admin(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._platform_admin(request)

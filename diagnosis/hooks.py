@@ -174,6 +174,33 @@ def study_page_similar_cases(*, user, study) -> dict:
     return {"similar_cases": result, "study_sections": ["diagnosis/_similar_cases.html"]}
 
 
+def study_page_reference_ranges(*, user, study) -> dict:
+    """Return the study page's reference ranges for hospital staff: each figure of the study beside its
+    published range (for the patient's sex and age at the study date) and the hospital's cohort.
+
+    ``reference_ranges`` feeds the section's table; ``reference_chart`` (JSON in the page) the box plots
+    (``frontend/src/lib/reference-chart.js``) and the badges of the measurement table. Patients get
+    nothing: the cohort summarises other patients' figures.
+    """
+    from portal.models import Role
+
+    from .selectors_reference_ranges import study_reference_comparison
+
+    if not user.is_authenticated or user.role == Role.PATIENT:
+        return {}
+    items = study_reference_comparison(user=user, study_id=study.pk)
+    if not items:
+        return {}
+    chart = {
+        "items": items,
+        "flags": [{"segmentationId": i["segmentation_id"], "labels": i["labels"], "measure": i["measure"],
+                   "name": i["name"], "direction": i["direction"], "source": i["reference"]["source"]}
+                  for i in items if i["outside"]],
+    }
+    return {"reference_ranges": items, "reference_chart": chart,
+            "study_sections": ["diagnosis/_reference_ranges.html"]}
+
+
 def findings_from_model_detection(*, segmentation, label_map, volume) -> None:
     """Store a detector's objects as suggested findings (only for models of kind detection)."""
     from .services import findings_from_detection
@@ -211,3 +238,4 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis-prior-comparison", study_page_prior_comparison)
     hooks.study_page_context.register("diagnosis-recist", study_page_recist)
     hooks.study_page_context.register("diagnosis-similar-cases", study_page_similar_cases)
+    hooks.study_page_context.register("diagnosis-reference-ranges", study_page_reference_ranges)

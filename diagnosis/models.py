@@ -443,3 +443,77 @@ class SimilarityWeights(models.Model):
 
     def __str__(self) -> str:
         return f"Similarity weights of hospital {self.hospital_id}"
+
+
+class ReferenceRange(models.Model):
+    """A published normal range of one figure the platform measures, for a sex and an age band.
+
+    Stored as data with its provenance (``source``, ``source_locator``, ``source_url``) so that a platform
+    admin can correct or add rows in the Django admin. The five percentiles are what the study page's box
+    plot draws; values below ``p2_5`` or above ``p97_5`` are flagged as outside the reference range.
+    When the source gives a mean and SD only, the percentiles are derived under normality
+    (:func:`diagnosis.measurements.reference.normal_percentiles`) and ``derivation`` says so.
+    An empty ``sex`` applies to either sex; empty age bounds to any age (bounds in completed years, inclusive).
+    """
+
+    class Measure(models.TextChoices):
+        LUNG_TOTAL_ML = "lung_total_volume_ml", _("Total lung volume (CT)")
+        LUNG_RIGHT_ML = "lung_right_volume_ml", _("Right lung volume (CT)")
+        LUNG_LEFT_ML = "lung_left_volume_ml", _("Left lung volume (CT)")
+        LUNG_RIGHT_PCT = "lung_right_share_pct", _("Right lung share of total lung volume (CT)")
+        LUNG_LEFT_PCT = "lung_left_share_pct", _("Left lung share of total lung volume (CT)")
+        HIPPOCAMPUS_ML = "hippocampus_volume_ml", _("Hippocampal volume, one side (MR)")
+        HIPPOCAMPUS_RIGHT_ML = "hippocampus_right_volume_ml", _("Right hippocampal volume (MR)")
+        HIPPOCAMPUS_LEFT_ML = "hippocampus_left_volume_ml", _("Left hippocampal volume (MR)")
+
+    class Sex(models.TextChoices):
+        ANY = "", _("Either sex")
+        MALE = "M", _("Male")
+        FEMALE = "F", _("Female")
+
+    class Derivation(models.TextChoices):
+        PUBLISHED = "published", _("Percentiles as published")
+        NORMAL = "normal_mean_sd", _("Derived from mean ± SD under normality")
+
+    measure = models.CharField(_("measure"), max_length=40, choices=Measure.choices)
+    unit = models.CharField(_("unit"), max_length=8, help_text="mL or %")
+    sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices, blank=True, default="")
+    age_min_years = models.PositiveSmallIntegerField(_("youngest age (years)"), null=True, blank=True)
+    age_max_years = models.PositiveSmallIntegerField(_("oldest age (years)"), null=True, blank=True)
+    mean = models.FloatField(_("mean"), null=True, blank=True)
+    sd = models.FloatField(_("standard deviation"), null=True, blank=True, validators=[MinValueValidator(0.0)])
+    n = models.PositiveIntegerField(_("subjects"), null=True, blank=True)
+    p2_5 = models.FloatField(_("2.5th percentile"))
+    p25 = models.FloatField(_("25th percentile"))
+    p50 = models.FloatField(_("median"))
+    p75 = models.FloatField(_("75th percentile"))
+    p97_5 = models.FloatField(_("97.5th percentile"))
+    derivation = models.CharField(_("derivation"), max_length=16, choices=Derivation.choices)
+    population = models.CharField(_("population"), max_length=300, blank=True)
+    source = models.CharField(_("source"), max_length=400, help_text="Authors, title, journal, year, DOI")
+    source_locator = models.CharField(_("where in the source"), max_length=200, help_text="table, figure or section")
+    source_url = models.URLField(_("source URL"), max_length=300, blank=True)
+    note = models.TextField(_("note"), blank=True, max_length=2000)
+    is_active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["measure", "sex", "age_min_years", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(p2_5__lte=models.F("p25")) & models.Q(p25__lte=models.F("p50"))
+                           & models.Q(p50__lte=models.F("p75")) & models.Q(p75__lte=models.F("p97_5"))),
+                name="reference_range_percentiles_ordered",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(age_min_years__isnull=True) | models.Q(age_max_years__isnull=True)
+                           | models.Q(age_min_years__lte=models.F("age_max_years"))),
+                name="reference_range_age_band_ordered",
+            ),
+        ]
+        verbose_name = _("reference range")
+        verbose_name_plural = _("reference ranges")
+
+    def __str__(self) -> str:
+        band = f"{self.age_min_years if self.age_min_years is not None else ''}–{self.age_max_years if self.age_max_years is not None else ''}"
+        return f"{self.measure} {self.sex or '*'} {band}: {self.p2_5:.2f}–{self.p97_5:.2f} {self.unit}"

@@ -196,6 +196,28 @@ def report_prior_comparison(study: Study) -> dict | None:
     }
 
 
+def report_reference_flags(report: Report) -> list[dict]:
+    """Return the report's figures outside their published reference range, each with its source.
+
+    Figures of the report's segmentation when it has one, else of the study's newest segmentations
+    (:func:`diagnosis.selectors_reference_ranges.study_reference_comparison_for`).
+    """
+    from ..selectors_reference_ranges import study_reference_comparison_for
+
+    flags = []
+    # Names in English in the content (the snapshot): each template translates them to its reader's language.
+    with translation.override("en"):
+        items = study_reference_comparison_for(study=report.study)
+    for item in items:
+        if not item["outside"] or (report.segmentation_id and item["segmentation_id"] != report.segmentation_id):
+            continue
+        reference = item["reference"]
+        flags.append({"measure": item["measure"], "name": item["name"], "value": item["value"], "unit": item["unit"],
+                      "direction": item["direction"], "p2_5": reference["p2_5"], "p97_5": reference["p97_5"],
+                      "source": reference["source"], "source_locator": reference["source_locator"]})
+    return flags
+
+
 def report_recist(study: Study) -> dict | None:
     """Return the report's RECIST 1.1 table, or None when no selection applies to the study.
 
@@ -257,6 +279,8 @@ def report_content(report: Report) -> dict:
         "prior_comparison": report_prior_comparison(study),
         # RECIST 1.1 of the doctor's target lesions up to this study (frozen at signing with the rest).
         "recist": report_recist(study),
+        # Figures outside their published reference range, with the source (frozen at signing).
+        "reference_flags": report_reference_flags(report),
         # What the software suggests, kept beside (never in place of) the doctor's confirmed category.
         "lung_rads_suggestion": _lung_rads_suggestion(report),
         # Only ever set by the doctor's confirmation (report_lung_rads_confirm), never by the suggestion.

@@ -11,6 +11,7 @@ import { formatNumber, formatBytes } from "./lib/format.js";
 import { ReconnectingSocket, SOCKET_STATE_LABELS, websocketUrl } from "./lib/socket.js";
 import { Workbench } from "./lib/wb-workbench.js";
 import { startFindingsPanel } from "./lib/findings-panel.js";
+import { referenceBadge, referenceData, startReferenceCharts } from "./lib/reference-chart.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -149,6 +150,14 @@ class StudyPage {
     this.renderSegmentationSelect();
     this.renderRun(null);
     this.findings = startFindingsPanel(this);
+    this.referenceData = referenceData();
+    try {
+      this.referenceCharts = startReferenceCharts();
+    } catch (err) {
+      // The charts are an aid beside the table; a drawing failure must not stop the viewer.
+      console.error(err);
+      this.referenceCharts = [];
+    }
     window.yixinViewer.findings = this.findings;
     const ready = this.startViewer();
     this.startSocket();
@@ -567,8 +576,9 @@ class StudyPage {
     try {
       const data = await requestJson(seg.measurementsUrl);
       if (token !== this.measurementsToken) return;
-      this.renderMeasurements(tbody, (data && data.segments) || []);
+      // Before rendering: the reference-range badges are matched by segmentation and label.
       table.dataset.segmentationId = String(seg.id);
+      this.renderMeasurements(tbody, (data && data.segments) || []);
     } catch (err) {
       if (token !== this.measurementsToken) return;
       this.renderMeasurements(tbody, []);
@@ -612,6 +622,14 @@ class StudyPage {
       const name = document.createElement("span");
       name.textContent = this.labelName({ index: s.label, name: s.name, name_zh: s.name_zh });
       nameTd.append(swatch, name);
+      const badge = table && referenceBadge(this.referenceData, table.dataset.segmentationId, s.label);
+      if (badge) {
+        const b = document.createElement("span");
+        b.className = "badge badge-warning reference-outside";
+        b.textContent = badge.text;
+        b.title = badge.title;
+        nameTd.append(" ", b);
+      }
       cell(formatNumber(s.volume_ml, 1), "volume-ml num");
       cell(formatNumber(s.max_diameter_mm, 1), "max-diameter-mm num");
       cell(
