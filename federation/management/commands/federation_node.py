@@ -88,7 +88,7 @@ class Command(BaseCommand):
                          help="CPU threads per ClientApp (default FEDERATION_THREADS_PER_CLIENT)")
         run.add_argument("--max-restarts", type=int, default=20,
                          help="restarts of a SuperNode that exited (refused or crashed) before this node gives up "
-                              "(default 20; each waits twice as long as the last, from 2 s up to 60 s)")
+                              "(default 20; each waits twice as long as the last, from 2 s up to 15 s)")
         run.add_argument("--wait-for-enrolment", action="store_true",
                          help="if nothing is enrolled yet, wait (checking every 10 s) instead of failing: "
                               "the Procfile's `node` process starts before the hospital enrols")
@@ -328,7 +328,9 @@ class Command(BaseCommand):
                     time.sleep(0.2)
                 if stopping:
                     return
-                backoff = min(backoff * 2, 60.0)
+                # At most 15 s: a SuperNode that crashed stays "online" at the SuperLink until two of its
+                # 30 s heartbeats are missed, and a new one with the same key is refused until then.
+                backoff = min(backoff * 2, 15.0)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
