@@ -28,6 +28,7 @@ from portal.models import AuditLog
 from tests.annotation.dicomnet.conftest import RunningListener
 from tests.conftest import shared_data
 from tests.diagnosis.orthanc import Orthanc, free_port, orthanc_start
+from tests.helpers import api_client
 
 OUR_AE = "YIXIN_QR"
 MR_STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.4429.7055.290332099546120305394775536058"
@@ -204,8 +205,39 @@ def test_another_hospitals_user_gets_404_and_an_annotator_403(doctor, other_doct
         browser.force_login(user)
         assert browser.get(reverse("patient-timeline", args=[patient.pk]) + "?pacs=1").status_code == status
         assert browser.post(retrieve_url, {"study_instance_uid": MR_STUDY_UID}).status_code == status
+        client = api_client(user)
+        assert client.get(reverse("patient-pacs-studies", args=[patient.pk])).status_code == status
+        assert client.get(reverse("patient-pacs-retrieves", args=[patient.pk])).status_code == status
+        assert client.post(reverse("patient-pacs-retrieves", args=[patient.pk]),
+                           {"study_instance_uid": MR_STUDY_UID}, format="json").status_code == status
     assert pacs.queued == [] and not PriorRetrieve.objects.exists()
     assert not AuditLog.objects.filter(detail__pacs_find="ORTHANC").exists()
+
+
+@with_listener
+def test_the_api_finds_queues_and_lists_retrieves(doctor, patient, pacs, django_assert_max_num_queries):
+    client = api_client(doctor)
+    studies = client.get(reverse("patient-pacs-studies", args=[patient.pk]))
+    assert studies.status_code == 200
+    assert [(s["study_instance_uid"], s["modalities"], s["held"]) for s in studies.json()] == [
+        (MR_STUDY_UID, ["MR"], False)]
+
+    queued = client.post(reverse("patient-pacs-retrieves", args=[patient.pk]),
+                         {"study_instance_uid": MR_STUDY_UID}, format="json")
+    again = client.post(reverse("patient-pacs-retrieves", args=[patient.pk]),
+                        {"study_instance_uid": MR_STUDY_UID}, format="json")
+
+    assert queued.status_code == 202 and queued.json()["state"] == "queued"
+    assert again.json()["id"] == queued.json()["id"] and pacs.queued == [queued.json()["id"]]  # not queued twice
+    missing = client.post(reverse("patient-pacs-retrieves", args=[patient.pk]),
+                          {"study_instance_uid": "1.2.826.0.1.3680043.8.498.1"}, format="json")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "study_not_in_pacs"
+    pacs_retrieve_task.apply(args=[pacs.queued.pop()])
+    pacs.listener.wait_idle()
+    with django_assert_max_num_queries(6):
+        listed = client.get(reverse("patient-pacs-retrieves", args=[patient.pk])).json()
+    assert [(r["state"], r["completed"], r["failed"], r["warning"], r["last_status"]) for r in listed] == [
+        ("completed", len(MR_FILES), 0, 0, 0)]
 
 
 # --- without a reachable PACS (no Orthanc: fast) ------------------------------------------------------
@@ -225,6 +257,8 @@ def test_an_unreachable_pacs_is_a_clear_error_and_queues_nothing(doctor, hospita
         page = client.get(reverse("patient-timeline", args=[patient.pk]) + "?pacs=1",
                           HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert 'data-error-code="pacs_unreachable"' in page and "cannot be reached" in page
+    response = api_client(doctor).get(reverse("patient-pacs-studies", args=[patient.pk]))
+    assert response.status_code == 502 and response.json()["error"]["code"] == "pacs_unreachable"
     assert queued == [] and not PriorRetrieve.objects.exists()
 
 
