@@ -184,8 +184,8 @@ def pacs_retrieve_execute(*, retrieve_id: int) -> PriorRetrieve:
     """Run one queued retrieve: C-MOVE the study to the portal's AE title and record the outcome.
 
     The row ends ``completed`` (every sub-operation completed, warnings included), ``partial`` (some
-    failed, some stored) or ``failed`` (nothing stored: ``suboperations_failed``, or the SCU's code such
-    as ``pacs_unreachable`` or ``move_destination_unknown``, or ``peer_removed``), with the final DIMSE
+    failed, some stored) or ``failed`` (nothing stored: ``suboperations_failed``, ``nothing_moved``, the
+    SCU's code such as ``pacs_unreachable``, ``move_destination_unknown`` or ``move_failed``, or ``peer_removed``), with the final DIMSE
     status and the completed / failed / warning sub-operation counts. A retrieve no longer queued is
     returned as it is (idempotent). Never raises for a failed retrieve.
     """
@@ -221,6 +221,11 @@ def pacs_retrieve_execute(*, retrieve_id: int) -> PriorRetrieve:
                 retrieve.state = PriorRetrieve.State.FAILED
                 retrieve.error_code = "suboperations_failed"
                 retrieve.last_error = f"all {result.failed} sub-operations failed (status 0x{result.status:04X})"
+            elif not result.failed and not stored:
+                # The PACS found nothing to move (the study was deleted there since it was listed).
+                retrieve.state = PriorRetrieve.State.FAILED
+                retrieve.error_code = "nothing_moved"
+                retrieve.last_error = "the PACS moved no instance of the study"
             else:
                 retrieve.state = PriorRetrieve.State.PARTIAL if result.failed else PriorRetrieve.State.COMPLETED
         else:
