@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from .models import Measurement, PostProcessingRun, PostProcessingScript, Report, ResultSend
+from .models import Measurement, PostProcessingRun, PostProcessingScript, PriorRetrieve, Report, ResultSend
 
 
 @admin.register(Measurement)
@@ -30,6 +30,18 @@ class PostProcessingRunAdmin(admin.ModelAdmin):
     list_filter = ("status", "error_code")
     readonly_fields = ("script", "study", "series", "segmentation", "requested_by", "figures", "plots", "error_code",
                        "error_message", "error_detail", "duration_s", "cpu_s", "attempts", "started_at", "finished_at")
+
+
+@admin.register(PriorRetrieve)
+class PriorRetrieveAdmin(admin.ModelAdmin):
+    """Priors retrieved from the hospital's PACS (C-MOVE): state, sub-operation counts and the last error."""
+
+    list_display = ("pk", "patient", "source", "state", "completed", "failed", "warning", "error_code", "last_status",
+                    "created_at", "finished_at")
+    list_filter = ("state", "error_code")
+    readonly_fields = ("patient", "peer", "source", "study_instance_uid", "study_date", "description", "requested_by",
+                       "state", "completed", "failed", "warning", "last_status", "error_code", "last_error",
+                       "created_at", "finished_at")
 
 
 @admin.register(ResultSend)
