@@ -104,8 +104,8 @@ class UncertaintyScoreAdmin(admin.ModelAdmin):
 
 @admin.register(DicomPeer)
 class DicomPeerAdmin(admin.ModelAdmin):
-    list_display = ("ae_title", "hospital", "host", "port", "is_active", "created_at")
-    list_filter = ("hospital", "is_active")
+    list_display = ("ae_title", "hospital", "host", "port", "query_retrieve", "is_active", "created_at")
+    list_filter = ("hospital", "is_active", "query_retrieve")
     search_fields = ("ae_title",)
 
 

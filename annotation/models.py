@@ -451,7 +451,10 @@ class UncertaintyScore(models.Model):
 class DicomPeer(models.Model):
     """A DICOM node that may send studies: its calling AE title files them into ``hospital``.
 
-    ``host`` and ``port`` name where results go back (its C-STORE SCP), when set.
+    ``host`` and ``port`` name where results go back (its C-STORE SCP), when set. A peer that is a
+    ``query_retrieve`` source (the hospital's PACS) is also asked at ``host``:``port`` for a patient's
+    priors (Study Root C-FIND) and moves them to the portal's own AE title (C-MOVE), whose C-STORE SCP
+    files them like any other study the peer sends.
     """
 
     hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="dicom_peers")
@@ -464,6 +467,11 @@ class DicomPeer(models.Model):
     port = models.PositiveIntegerField(_("port for results"), null=True, blank=True,
                                        validators=[MinValueValidator(1), MaxValueValidator(65535)])
     description = models.CharField(_("description"), max_length=200, blank=True)
+    query_retrieve = models.BooleanField(
+        _("query/retrieve source"), default=False,
+        help_text=_("Search this PACS for a patient's prior studies (C-FIND) and retrieve them (C-MOVE to the "
+                    "portal's AE title, which the PACS must know). Needs the host and port."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .models import Measurement, PostProcessingRun, PostProcessingScript, ReferenceRange, Report, ResultSend
+from .models import (Measurement, PostProcessingRun, PostProcessingScript, PriorRetrieve, ReferenceRange, Report,
+                     ResultSend)
 
 
 @admin.register(Measurement)
@@ -31,6 +32,18 @@ class PostProcessingRunAdmin(admin.ModelAdmin):
     list_filter = ("status", "error_code")
     readonly_fields = ("script", "study", "series", "segmentation", "requested_by", "figures", "plots", "error_code",
                        "error_message", "error_detail", "duration_s", "cpu_s", "attempts", "started_at", "finished_at")
+
+
+@admin.register(PriorRetrieve)
+class PriorRetrieveAdmin(admin.ModelAdmin):
+    """Priors retrieved from the hospital's PACS (C-MOVE): state, sub-operation counts and the last error."""
+
+    list_display = ("pk", "patient", "source", "state", "completed", "failed", "warning", "error_code", "last_status",
+                    "created_at", "finished_at")
+    list_filter = ("state", "error_code")
+    readonly_fields = ("patient", "peer", "source", "study_instance_uid", "study_date", "description", "requested_by",
+                       "state", "completed", "failed", "warning", "last_status", "error_code", "last_error",
+                       "created_at", "finished_at")
 
 
 @admin.register(ResultSend)

@@ -365,6 +365,50 @@ class ResultSend(models.Model):
         return f"Report {self.report_id} → {self.destination or '—'} ({self.state})"
 
 
+class PriorRetrieve(models.Model):
+    """A prior study of a patient retrieved from the hospital's PACS (the query/retrieve source peer).
+
+    Queued by a clinician on the patient page; a Celery task moves the study (C-MOVE, Study Root) to the
+    portal's AE title, and the DICOM service's C-STORE SCP files the instances as it files any study the
+    PACS sends. The row keeps the final DIMSE ``last_status`` and the sub-operation counts
+    (PS3.4 C.4.2.1.6); ``error_code`` says why a retrieve failed.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Retrieving")
+        COMPLETED = "completed", _("Retrieved")
+        PARTIAL = "partial", _("Retrieved with failures")
+        FAILED = "failed", _("Failed")
+
+    patient = models.ForeignKey("annotation.Patient", on_delete=models.CASCADE, related_name="prior_retrieves")
+    peer = models.ForeignKey("annotation.DicomPeer", on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    source = models.CharField(_("source"), max_length=300, blank=True, help_text="AE@host:port when queued")
+    study_instance_uid = models.CharField(_("Study Instance UID"), max_length=64)
+    study_date = models.DateField(_("study date"), null=True, blank=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    completed = models.PositiveIntegerField(_("completed sub-operations"), default=0)
+    failed = models.PositiveIntegerField(_("failed sub-operations"), default=0)
+    warning = models.PositiveIntegerField(_("warning sub-operations"), default=0)
+    last_status = models.PositiveIntegerField(_("DICOM status"), null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("prior retrieve")
+        verbose_name_plural = _("prior retrieves")
+
+    def __str__(self) -> str:
+        return f"Patient {self.patient_id} ← {self.source or '—'} ({self.state})"
+
+
 class RecistSelection(models.Model):
     """The doctor's RECIST 1.1 choice of lesions on a patient's baseline study (``study``).
 

@@ -20,6 +20,7 @@ from .models import (
     Measurement,
     PostProcessingRun,
     PostProcessingScript,
+    PriorRetrieve,
     RecistLesion,
     RecistSelection,
     Report,
@@ -53,6 +54,35 @@ def report_list_for_study(*, user: User, study) -> list[Report]:
 def result_send_list(*, report: Report) -> list[ResultSend]:
     """The PACS sends of a report (visible to who may see the report), oldest first."""
     return list(ResultSend.objects.filter(report=report).order_by("pk"))
+
+
+def patient_get_for_clinician(*, user: User, patient_id: int):
+    """Return a patient of the clinician's hospital (the patient page's and the PACS priors' check).
+
+    Raises
+    ------
+    PermissionDenied
+        ``user`` is not a clinician.
+    Http404
+        No patient ``patient_id`` that ``user`` may see (the same answer as for one that does not exist).
+    """
+    from django.core.exceptions import PermissionDenied
+
+    from annotation.models import Patient
+    from portal.permissions import is_clinician
+    from portal.selectors import tenancy_scope
+
+    if not is_clinician(user):
+        raise PermissionDenied
+    try:
+        return tenancy_scope(Patient.objects.select_related("hospital"), user).get(pk=patient_id)
+    except Patient.DoesNotExist:
+        raise Http404("No such patient.") from None
+
+
+def prior_retrieve_list(*, patient, limit: int = 20) -> list[PriorRetrieve]:
+    """The patient's latest retrieves of priors from the PACS, newest first."""
+    return list(PriorRetrieve.objects.filter(patient=patient).select_related("requested_by")[:limit])
 
 
 def measurement_list(*, segmentation) -> QuerySet[Measurement]:

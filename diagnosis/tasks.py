@@ -80,6 +80,15 @@ def result_send_task(self, send_id: int) -> str:
     return send.state
 
 
+@shared_task(name="diagnosis.pacs_retrieve", acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3660)
+def pacs_retrieve_task(retrieve_id: int) -> str:
+    """Retrieve a patient's prior from the PACS (C-MOVE) once; a failure stays on the row for the clinician
+    to retry, since a retry cannot cure most (a wrong AE title, a study the PACS lost)."""
+    from .services.pacs_priors import pacs_retrieve_execute
+
+    return pacs_retrieve_execute(retrieve_id=retrieve_id).state
+
+
 @shared_task(name="diagnosis.study_compare", acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1860)
 def study_compare_task(study_id: int, prior_id: int, user_id: int | None = None) -> int:
     """Register a study to its prior and match their findings (:func:`diagnosis.services.study_compare`)."""

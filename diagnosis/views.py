@@ -129,7 +129,34 @@ def patient_timeline(request, patient_id: int):
     patient, events = timeline(user=request.user, patient_id=patient_id)
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="patient", target_id=patient.pk,
                  hospital=patient.hospital, detail={"page": "timeline"})
-    return render(request, "diagnosis/patient_timeline.html", {"patient": patient, "events": events})
+    # "Find priors in PACS" (?pacs=1) asks the hospital's PACS for the patient's studies (C-FIND).
+    pacs_source = services.pacs_query_source(hospital=patient.hospital)
+    pacs_studies, pacs_error = None, None
+    if pacs_source is not None and request.GET.get("pacs"):
+        try:
+            pacs_studies = services.pacs_priors_find(user=request.user, patient=patient)
+        except ServiceError as exc:
+            pacs_error = exc
+    return render(request, "diagnosis/patient_timeline.html", {
+        "patient": patient, "events": events, "pacs_source": pacs_source, "pacs_studies": pacs_studies,
+        "pacs_error": pacs_error, "prior_retrieves": selectors.prior_retrieve_list(patient=patient),
+    })
+
+
+@login_required
+@require_POST
+def patient_pacs_retrieve(request, patient_id: int):
+    """Queue the retrieve of one of the patient's studies from the PACS (the "Retrieve" button of the
+    PACS priors list) and go back to the list."""
+    patient = selectors.patient_get_for_clinician(user=request.user, patient_id=patient_id)
+    try:
+        services.pacs_study_retrieve(user=request.user, patient=patient,
+                                     study_instance_uid=request.POST.get("study_instance_uid", "")[:64])
+        messages.success(request, _("The study is being retrieved from the PACS; it appears on the timeline once "
+                                    "the DICOM service has filed it."))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"{reverse('patient-timeline', args=[patient.pk])}?pacs=1#pacs-priors")
 
 
 @login_required

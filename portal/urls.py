@@ -34,6 +34,8 @@ urlpatterns = [
     path("studies/", include("annotation.urls")),
     path("reports/", include("diagnosis.urls")),
     path("patients/<int:patient_id>/", diagnosis_views.patient_timeline, name="patient-timeline"),
+    path("patients/<int:patient_id>/pacs/retrieve/", diagnosis_views.patient_pacs_retrieve,
+         name="patient-pacs-retrieve"),
     path("kg/", include("knowledge_graph.urls")),
     path("federation/", include("federation.urls")),
     path("followup/", include("followup.urls")),

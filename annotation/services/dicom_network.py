@@ -38,14 +38,18 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def dicom_peer_create(
     *, hospital: Hospital, ae_title: str, host: str = "", port: int | None = None, description: str = "",
-    user: User | None = None,
+    query_retrieve: bool = False, user: User | None = None,
 ) -> DicomPeer:
     """Map a calling AE title to ``hospital`` (and name where its results go, when ``host``/``port``).
+
+    With ``query_retrieve`` the peer is also the hospital's query/retrieve source: its C-FIND / C-MOVE
+    SCP at ``host``:``port`` is asked for a patient's priors (PS3.4 C.4, Study Root).
 
     Raises
     ------
     portal.api_errors.ServiceError
-        When the AE title is already mapped (409), or only one of host and port is given.
+        When the AE title is already mapped (409), only one of host and port is given, or a
+        query/retrieve source has neither (``query_source_needs_address``).
     django.core.exceptions.ValidationError
         When the AE title or port is malformed.
     """
@@ -53,14 +57,17 @@ def dicom_peer_create(
     if bool(host) != bool(port):
         raise ServiceError(_("Give both --host and --port for results, or neither."),
                            code="peer_destination_incomplete")
+    if query_retrieve and not (host and port):
+        raise ServiceError(_("A query/retrieve source needs --host and --port."), code="query_source_needs_address")
     if DicomPeer.objects.filter(ae_title=ae_title).exists():
         raise ServiceError(_("AE title %(ae_title)s is already mapped to a hospital."),
                            params={"ae_title": ae_title}, code="peer_exists", status_code=409)
-    peer = DicomPeer(hospital=hospital, ae_title=ae_title, host=host, port=port, description=description)
+    peer = DicomPeer(hospital=hospital, ae_title=ae_title, host=host, port=port, description=description,
+                     query_retrieve=query_retrieve)
     peer.full_clean()
     peer.save()
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="dicom_peer", target_id=peer.pk,
-                 hospital=hospital, detail={"ae_title": ae_title})
+                 hospital=hospital, detail={"ae_title": ae_title, "query_retrieve": query_retrieve})
     return peer
 
 

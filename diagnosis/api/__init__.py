@@ -1,8 +1,8 @@
 """REST API of the diagnosis app, one module per section: :mod:`.reports` (measurements and reports),
 :mod:`.findings` (findings and the doctor's decisions on them), :mod:`.postprocessing` (doctors'
 scripts run in the sandbox), :mod:`.longitudinal` (a study compared with its prior), :mod:`.recist`
-(RECIST 1.1 lesions and response), :mod:`.similar` (similar cases) and :mod:`.pacs`
-(deliveries of signed reports to the PACS)."""
+(RECIST 1.1 lesions and response), :mod:`.similar` (similar cases), :mod:`.pacs`
+(deliveries of signed reports to the PACS) and :mod:`.pacs_priors` (a patient's priors in the PACS)."""
 
 from .findings import (
     FindingAcceptApi,
@@ -15,6 +15,7 @@ from .findings import (
 )
 from .longitudinal import FindingMatchUnlinkApi, StudyComparisonApi, StudyComparisonLinkApi
 from .pacs import ReportPacsResendApi, ReportPacsSendsApi
+from .pacs_priors import PatientPacsRetrievesApi, PatientPacsStudiesApi
 from .postprocessing import (
     PostProcessingRunDetailApi,
     PostProcessingRunPlotApi,
@@ -34,6 +35,8 @@ from .reports import (
 )
 
 __all__ = [
+    "PatientPacsRetrievesApi",
+    "PatientPacsStudiesApi",
     "StudyRecistApi",
     "StudySimilarCasesApi",
     "FindingMatchUnlinkApi",

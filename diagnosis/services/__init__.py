@@ -4,8 +4,10 @@ placed by hand, and the doctor's decisions on them), :mod:`.reads` (radiologists
 from LIDC-IDRI XML and LUNA16 annotations.csv), :mod:`.lung_rads` (the doctor's confirmation of a
 Lung-RADS category), :mod:`.postprocessing` (doctors' scripts run in the sandbox),
 :mod:`.longitudinal` (a study compared with its prior: registration, finding matches and the doctor's
-re-linking), :mod:`.similarity` (similar cases: the hospital's weights and the audited read), :mod:`.recist` (the doctor's RECIST 1.1 target and non-target lesions) and :mod:`.pacs`
-(the signed report's SEG, SR and PDF sent to the hospital's PACS)."""
+re-linking), :mod:`.similarity` (similar cases: the hospital's weights and the audited read), :mod:`.recist`
+(the doctor's RECIST 1.1 target and non-target lesions), :mod:`.pacs` (the signed report's SEG, SR and
+PDF sent to the hospital's PACS) and :mod:`.pacs_priors` (a patient's priors found in and retrieved from
+the hospital's PACS)."""
 
 from .findings import (
     finding_accept,
@@ -22,6 +24,13 @@ from .pacs import (
     report_results_queue,
     report_results_resend,
     result_send_execute,
+)
+from .pacs_priors import (
+    PacsStudy,
+    pacs_priors_find,
+    pacs_query_source,
+    pacs_retrieve_execute,
+    pacs_study_retrieve,
 )
 from .postprocessing import (
     postprocessing_run_create,
@@ -53,6 +62,11 @@ from .reports import (
 )
 
 __all__ = [
+    "PacsStudy",
+    "pacs_priors_find",
+    "pacs_query_source",
+    "pacs_retrieve_execute",
+    "pacs_study_retrieve",
     "recist_selection_set",
     "similar_cases_read",
     "similarity_weights_may_edit",

@@ -5,7 +5,6 @@ that is down or busy fails with retries and succeeds once it is up; a peer that 
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -26,6 +25,7 @@ from diagnosis.pacs.pdf import ENCAPSULATED_PDF_SOP_CLASS_UID
 from diagnosis.tasks import result_send_task
 from tests.annotation.dicomnet.conftest import dcmtk
 from tests.conftest import shared_data
+from tests.diagnosis.orthanc import orthanc_start
 from tests.helpers import api_client
 
 pytestmark = pytest.mark.django_db
@@ -338,43 +338,12 @@ def test_a_draft_is_not_sent(doctor, small_ct_study):
 
 @pytest.fixture
 def orthanc(tmp_path):
-    """Orthanc (Debian package) with its storage in ``tmp_path``: HTTP answers loopback clients only
-    (RemoteAccessAllowed false), and only the AE title YIXIN from 127.0.0.1 may store (Orthanc 1.10 has
-    no bind address: the ports listen on every interface, the modality list refuses everyone else).
-    Called AE titles are checked, so a peer configured with the wrong AE title is rejected."""
-    import json
-    import urllib.request
-
-    if shutil.which("Orthanc") is None:
-        pytest.skip("Orthanc is not installed (apt-get install orthanc; scripts/setup.sh installs it)")
-    http_port, dicom_port = _free_port(), _free_port()
-    config = tmp_path / "orthanc.json"
-    config.write_text(json.dumps({
-        "Name": "yixin-test-pacs", "StorageDirectory": str(tmp_path / "orthanc-db"),
-        "IndexDirectory": str(tmp_path / "orthanc-db"), "Plugins": [], "HttpPort": http_port,
-        "DicomPort": dicom_port, "DicomAet": "ORTHANC", "DicomCheckCalledAet": True, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
-        "DicomCheckModalityHost": True, "DicomModalities": {"yixin": ["YIXIN", "127.0.0.1", 11112]},
-    }))
-    process = subprocess.Popen(["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def get(path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=5) as response:
-            return json.loads(response.read())
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            get("/system")
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("Orthanc did not start") from None
-            time.sleep(0.2)
-    yield dicom_port, get
-    process.terminate()
-    process.wait(timeout=20)
+    """Orthanc (Debian package) with its storage in ``tmp_path``: only the AE title YIXIN from 127.0.0.1
+    may store, and called AE titles are checked, so a peer configured with the wrong AE title is rejected
+    (see :func:`tests.diagnosis.orthanc.orthanc_start`)."""
+    server = orthanc_start(tmp_path / "orthanc")
+    yield server.dicom_port, server.get
+    server.stop()
 
 
 def test_orthanc_receives_seg_sr_and_pdf_and_rejects_a_wrong_called_ae_title(

@@ -1,4 +1,4 @@
-"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P]"""
+"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P [--query-retrieve]]"""
 
 import json
 
@@ -20,6 +20,8 @@ class Command(BaseCommand):
         add.add_argument("--ae-title", required=True, help="the calling AE title of the modality or PACS")
         add.add_argument("--host", default="", help="host of its C-STORE SCP, for results")
         add.add_argument("--port", type=int, default=None, help="port of its C-STORE SCP, for results")
+        add.add_argument("--query-retrieve", action="store_true",
+                         help="also search this PACS for priors (C-FIND) and retrieve them (C-MOVE) at --host/--port")
         add.add_argument("--description", default="")
 
     def handle(self, *args, **options):
@@ -29,11 +31,12 @@ class Command(BaseCommand):
         try:
             peer = services.dicom_peer_create(
                 hospital=hospital, ae_title=options["ae_title"], host=options["host"], port=options["port"],
-                description=options["description"],
+                description=options["description"], query_retrieve=options["query_retrieve"],
             )
         except ServiceError as exc:
             raise CommandError(f"{exc.code}: {exc}") from exc
         except ValidationError as exc:
             raise CommandError(f"invalid: {'; '.join(exc.messages)}") from exc
         self.stdout.write(json.dumps({"id": peer.pk, "hospital": hospital.code, "ae_title": peer.ae_title,
-                                      "host": peer.host, "port": peer.port}))
+                                      "host": peer.host, "port": peer.port,
+                                      "query_retrieve": peer.query_retrieve}))
