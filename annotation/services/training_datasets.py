@@ -263,6 +263,15 @@ def training_dataset_materialise(*, dataset: TrainingDataset, dest: Path) -> Pat
             dest.rmdir()
         os.replace(partial, dest)
         return dest
+    except ServiceError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if exc.code == "manifest_mismatch":
+            # A snapshot that no longer matches its manifest was tampered with or damaged in storage.
+            audit_record(actor=None, action=AuditLog.Action.DOWNLOAD, target_type="training_dataset",
+                         target_id=dataset.pk, hospital=dataset.hospital,
+                         detail={"refused": exc.code, "file": exc.params.get("file", ""),
+                                 "version": dataset.version})
+        raise
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -134,6 +134,10 @@ def test_tampered_file_in_storage_is_refused_and_dest_is_untouched(approved, hos
 
     assert not (tmp_path / "ds").exists() and list(empty.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no partial folder left beside it
+    # Each refusal is in the audit log, naming the file (a damaged or tampered snapshot).
+    refusals = AuditLog.objects.filter(target_type="training_dataset", target_id=str(dataset.pk),
+                                       detail__refused="manifest_mismatch")
+    assert refusals.count() == 2 and refusals.first().detail["file"] == "labelsTr/hippo-train_002.nii.gz"
 
 
 def test_tampered_manifest_is_refused(approved, hospital, label_set, annotator, tmp_path):
