@@ -6,6 +6,7 @@ app_name = "annotation"
 urlpatterns = [
     path("", views.study_list, name="study-list"),
     path("upload/", views.study_upload, name="study-upload"),
+    path("export/", views.studies_export, name="studies-export"),
     path("next/", views.next_studies, name="next-studies"),
     path("labels/", views.label_sets, name="label-sets"),
     path("datasets/", views.training_datasets, name="training-datasets"),

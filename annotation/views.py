@@ -2,13 +2,15 @@
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.views.decorators.http import require_POST
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from portal.models import AuditLog, Role
+from portal.api_errors import ServiceError
+from portal.models import STAFF_ROLES, AuditLog, Role
 from portal.permissions import is_clinician
 from portal.services import audit_record
 
@@ -55,9 +57,47 @@ def study_list(request):
             "has_report_status": bool(hooks.study_worklist_report_status.items()),
             "segmentation_labels": SEGMENTATION_STATUS_LABELS,
             "report_labels": REPORT_STATUS_LABELS,
+            "can_export": request.user.is_platform_admin or (
+                request.user.role in STAFF_ROLES and request.user.hospital_id is not None),
         },
         status=status,
     )
+
+
+@login_required
+@require_POST
+def studies_export(request):
+    """The worklist's "export selected": the chosen studies' current segmentations as one zip, de-identified
+    when asked (the research pseudonym, remapped UIDs and shifted dates; no MRN or name). Hospital staff
+    only, as the API (``POST /api/studies/export/``); each study must be visible to the user (404)."""
+    from . import services
+
+    user = request.user
+    if not (user.is_platform_admin or (user.role in STAFF_ROLES and user.hospital_id is not None)):
+        raise Http404
+    try:
+        ids = [int(v) for v in request.POST.getlist("studies")]
+    except ValueError:
+        ids = []
+    formats = request.POST.getlist("formats")
+    error = None
+    if not ids:
+        error = _("Select at least one study to export.")
+    elif len(ids) > 500:
+        error = _("Export at most 500 studies at a time.")
+    else:
+        studies = [selectors.study_get(user=user, study_id=pk) for pk in dict.fromkeys(ids)]
+        try:
+            data = services.studies_export_zip(user=user, studies=studies, formats=formats,
+                                               deidentified=request.POST.get("deidentified") == "1")
+        except ServiceError as exc:
+            error = exc.message
+    if error is not None:
+        return render(request, "annotation/studies_export_error.html", {"error": error}, status=400)
+    name = "segmentations-deidentified.zip" if request.POST.get("deidentified") == "1" else "segmentations.zip"
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 @login_required

@@ -35,7 +35,7 @@ from federation import services
 from federation.fl.launcher import kill_flower_helpers
 from federation.models import ClientUpdate, FederatedTask, Participant
 from portal.services import hospital_create
-from tests.e2e.conftest import browser_page  # noqa: F401 - Chromium, as in the browser tests
+from tests.e2e.conftest import CHROMIUM, csp_violations
 from tests.federation.conftest import coordinator_status, start_runner, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -98,9 +98,39 @@ def _bucket_keys(bucket: str, since=None) -> set[str]:
     return keys
 
 
+def _task_page_node_cells(url: str, session_cookie: dict, timeout_s: float = 90) -> list[str]:
+    """Open the task page in Debian's headless Chromium (reloading every 5 s) until it shows three site-run
+    nodes online; return the text of their node cells. Playwright runs here, in a block of its own, so its
+    event loop is gone before the test reads the database again."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
+    messages: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(locale="zh-CN")
+        context.add_cookies([session_cookie])
+        page = context.new_page()
+        page.on("console", lambda msg: messages.append(msg.text))
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                page.goto(url)
+                cells = page.locator('#clients td.node[data-runs-at="site"]')
+                texts = [cells.nth(i).inner_text() for i in range(cells.count())]
+                if len(texts) == 3 and page.locator('#clients td.node[data-runs-at="site"] .badge-ready').count() == 3:
+                    break
+                assert time.monotonic() < deadline, page.locator("#clients").inner_text()
+                time.sleep(5)
+        finally:
+            browser.close()
+    assert not csp_violations(messages), csp_violations(messages)
+    return texts
+
+
 def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_an_image(
-    live_server, hippocampus_split, federation_settings, free_port, site_databases, annotator, tmp_path,
-    browser_page,  # noqa: F811
+    live_server, hippocampus_split, federation_settings, free_port, site_databases, annotator, tmp_path
 ):
     federation_settings.FEDERATION_PORT = free_port
     federation_settings.FEDERATION_SUPERLINK_ADDRESS = f"127.0.0.1:{free_port}"
@@ -173,19 +203,10 @@ def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_a
                  and coordinator_status(outbox).get("round") == 3, 420, "round 3")
         client = Client()
         client.force_login(annotator)
-        browser_page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "url": live_server.url,
-                                           "value": client.cookies[settings.SESSION_COOKIE_NAME].value}])
         url = live_server.url + reverse("federation:task-detail", args=[task.pk])
-        deadline = time.monotonic() + 90
-        while True:
-            browser_page.goto(url)
-            nodes_shown = browser_page.locator('#clients td.node[data-runs-at="site"]')
-            online = browser_page.locator('#clients td.node[data-runs-at="site"] .badge-ready')
-            if nodes_shown.count() == 3 and online.count() == 3:
-                break
-            assert time.monotonic() < deadline, browser_page.locator("#clients").inner_text()
-            time.sleep(5)
-        assert online.first.inner_text() == "在线"
+        cells = _task_page_node_cells(url, {"name": settings.SESSION_COOKIE_NAME, "url": live_server.url,
+                                            "value": client.cookies[settings.SESSION_COOKIE_NAME].value})
+        assert len(cells) == 3 and all("在线" in text for text in cells), cells
 
         runner.join(timeout=600)
         assert not runner.is_alive(), {c: logs[c].read_text(errors="replace")[-1500:] for c in SITES}

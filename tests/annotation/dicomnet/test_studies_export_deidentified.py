@@ -94,3 +94,47 @@ def test_a_bad_deidentified_value_is_a_400_and_the_default_zip_is_identified(doc
     assert manifest["studies"][0]["study_id"] == phi_study.pk
     assert manifest["studies"][0]["study_instance_uid"] == phi_study.study_instance_uid
     assert not PatientPseudonym.objects.exists()
+
+
+# ---------------------------------------------------------------- the worklist's form, in the browser's shape
+
+def test_the_worklist_exports_selected_studies_de_identified_with_a_form_post(doctor, phi_study):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(doctor)
+    page = client.get(reverse("annotation:study-list")).content.decode()
+    assert 'id="studies-export-form"' in page and f'name="studies" value="{phi_study.pk}"' in page
+
+    response = client.post(reverse("annotation:studies-export"),
+                           {"studies": [phi_study.pk], "formats": ["nifti_gz", "json"], "deidentified": "1"})
+
+    assert response.status_code == 200 and "segmentations-deidentified.zip" in response["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content) if response.streaming
+                                         else response.content))
+    names = archive.namelist()
+    pseudonym = phi_study.patient.pseudonym.pseudonym
+    assert all(n == "manifest.json" or n.startswith(f"{pseudonym}/") for n in names), names
+    assert MRN not in archive.read("manifest.json").decode()
+
+
+def test_the_worklist_export_refuses_an_empty_selection_a_bad_format_and_others_studies(
+    doctor, phi_study, other_doctor, patient_user
+):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(doctor)
+    url = reverse("annotation:studies-export")
+    empty = client.post(url, {"formats": ["json"]})
+    assert empty.status_code == 400 and "id=\"export-error\"" in empty.content.decode()
+    bad = client.post(url, {"studies": [phi_study.pk], "formats": ["exe"]})
+    assert bad.status_code == 400
+    assert client.get(url).status_code == 405
+
+    other = Client()
+    other.force_login(other_doctor)
+    assert other.post(url, {"studies": [phi_study.pk], "formats": ["json"]}).status_code == 404
+    patient = Client()
+    patient.force_login(patient_user)
+    assert patient.post(url, {"studies": [phi_study.pk], "formats": ["json"]}).status_code == 404
