@@ -226,6 +226,7 @@ RUNS_MAX_ATTEMPTS = env.int("RUNS_MAX_ATTEMPTS", default=2)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "runs-sweep": {"task": "annotation.runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
+    "training-runs-sweep": {"task": "annotation.training_runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
 }
 
 # The cache holds the API throttles' counters: shared by every web process through Redis (database 1
