@@ -342,6 +342,7 @@ SPECTACULAR_SETTINGS = {
     # tests/test_schema.py keeps it at zero warnings and errors.
     # Choice sets that share a field name ("kind", "status") get a name each, instead of a hash suffix.
     "ENUM_NAME_OVERRIDES": {
+        "TrainingArchitectureEnum": "annotation.models.TrainingRun.Architecture",
         "ConversationKindEnum": "followup.models.Conversation.Kind",
         "MessageKindEnum": "followup.models.Message.Kind",
         "MessageLinkTypeEnum": "followup.models.Message.LinkType",
