@@ -288,3 +288,33 @@ def test_split_by_patient_keeps_each_patient_on_one_side():
 
 def test_the_architectures_are_the_network_registrys():
     assert set(TrainingRun.Architecture.values) == set(ARCHITECTURES)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_page_socket_relays_progress_to_its_hospital_only(dataset, doctor, annotator, other_doctor):
+    from asgiref.sync import async_to_sync
+    from channels.db import database_sync_to_async
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth.models import AnonymousUser
+
+    from annotation.routing import websocket_urlpatterns
+
+    run = _start(doctor, dataset)
+
+    async def scenario(user):
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/training-runs/{run.pk}/")
+        communicator.scope["user"] = user
+        connected, code = await communicator.connect()
+        message = None
+        if connected:
+            await database_sync_to_async(events.send_training_progress)(run)
+            message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return connected, code, message
+
+    connected, _code, message = async_to_sync(scenario)(annotator)
+    assert connected and message["type"] == "training.progress"
+    assert message["run"]["id"] == run.pk and message["run"]["status"] == "queued"
+    assert async_to_sync(scenario)(other_doctor)[:2] == (False, 4404)
+    assert async_to_sync(scenario)(AnonymousUser())[:2] == (False, 4401)
