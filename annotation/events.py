@@ -59,8 +59,9 @@ def training_run_payload(run) -> dict:
         "status": run.status,
         "progress_percent": round(run.progress_percent, 1),
         "stage": run.stage,
-        "epochs": [_finite_epoch(e) for e in run.progress],
-        "split": {k: v for k, v in run.split.items() if k in ("train_cases", "val_cases", "train_patients", "val_patients")},
+        "epochs": list(run.progress),  # written finite-or-null by the service (JSON has no NaN)
+        "split": {k: v for k, v in run.split.items()
+                  if k in ("train_cases", "val_cases", "train_patients", "val_patients")},
         "error_message": run.error_message,
         "device": run.device,
         "attempts": run.attempts,
@@ -71,18 +72,6 @@ def training_run_payload(run) -> dict:
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-    }
-
-
-def _finite_epoch(entry: dict) -> dict:
-    """JSON has no NaN: an epoch's missing Dice (no validation case with the label) becomes null."""
-    def clean(value):
-        return value if isinstance(value, (int, float)) and value == value and abs(value) != float("inf") else None
-
-    return {
-        "epoch": entry.get("epoch"), "loss": clean(entry.get("loss")), "mean_dice": clean(entry.get("mean_dice")),
-        "val_dice_per_label": {str(k): clean(v) for k, v in (entry.get("val_dice_per_label") or {}).items()},
-        "duration_s": clean(entry.get("duration_s")),
     }
 
 

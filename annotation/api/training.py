@@ -23,6 +23,7 @@ _EpochSerializer = inline_serializer("TrainingEpoch", {
     "val_dice_per_label": serializers.DictField(child=serializers.FloatField(allow_null=True),
                                                 help_text="Validation Dice by label value."),
     "duration_s": serializers.FloatField(allow_null=True),
+    "stopped_early": serializers.BooleanField(help_text="Early stopping ended the run after this epoch."),
 })
 
 TrainingRunSerializer = inline_serializer("TrainingRun", {
@@ -64,8 +65,9 @@ class TrainingRunCreateApi(APIView):
         architecture = serializers.ChoiceField(choices=TrainingRun.Architecture.choices)
         settings = serializers.DictField(required=False, default=dict)
 
-    @extend_schema(request=InputSerializer, responses={201: TrainingRunSerializer, 400: ErrorSerializer,
-                                                       403: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer},
+    @extend_schema(request=InputSerializer,
+                   responses={201: TrainingRunSerializer, 400: ErrorSerializer, 403: ErrorSerializer,
+                              404: ErrorSerializer, 503: ErrorSerializer},
                    summary="Start a training run")
     def post(self, request):
         data = self.InputSerializer(data=request.data)

@@ -370,7 +370,9 @@ def train_segmentation(
         raise ValueError("training needs at least one case")
     if not labels or any(int(k) < 1 for k in labels):
         raise ValueError(f"labels must be positive integers (0 is background), got {sorted(labels)}")
-    if resume is not None and (resume.get("format") != STATE_FORMAT or resume.get("architecture") != config.architecture):
+    if resume is not None and (
+        resume.get("format") != STATE_FORMAT or resume.get("architecture") != config.architecture
+    ):
         raise ValueError("the state to resume from is not a training state of this architecture")
     labels = {int(k): str(v) for k, v in labels.items()}
     device = torch.device(device)

@@ -112,7 +112,8 @@ def _settings_clean(architecture: str, raw: dict | None) -> dict:
 def _dataset_labels_check(dataset: TrainingDataset) -> None:
     """Refuse a dataset whose label maps do not hold exactly its label set's labels (a label without
     any voxel cannot be learnt; a label set changed since the build would mislabel the model)."""
-    in_data = sorted(int(v) for v, n in (dataset.label_statistics.get("cases_with_label") or {}).items() if int(v) and n)
+    with_label = dataset.label_statistics.get("cases_with_label") or {}
+    in_data = sorted(int(v) for v, n in with_label.items() if int(v) and n)
     in_set = sorted(dataset.label_set.labels.values_list("index", flat=True))
     if in_data != in_set:
         raise ServiceError(
@@ -426,7 +427,8 @@ def training_run_execute(*, run_id: int) -> TrainingRun:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _model_register(run: TrainingRun, *, result, weights: Path, modality: str, label_set_labels: dict) -> SegmentationModel:
+def _model_register(run: TrainingRun, *, result, weights: Path, modality: str,
+                    label_set_labels: dict) -> SegmentationModel:
     """Register the trained network for the dataset's hospital, with where it came from."""
     dataset = run.dataset
     label_table = []
@@ -437,7 +439,8 @@ def _model_register(run: TrainingRun, *, result, weights: Path, modality: str, l
     dice = {str(k): _finite(v) for k, v in result.val_dice_per_label.items()}
     options = run.settings
     return segmentation_model_register(
-        name=f"{dataset.name}-{run.architecture}"[:64], display_name=f"{dataset.name} v{dataset.version} ({run.architecture})",
+        name=f"{dataset.name}-{run.architecture}"[:64],
+        display_name=f"{dataset.name} v{dataset.version} ({run.architecture})",
         body_part=options.get("body_part") or dataset.label_set.name[:64], modality=modality,
         architecture=run.architecture, network_config=result.network_config, label_table=label_table,
         preprocessing=result.preprocessing.to_dict(), weights_path=weights,
@@ -449,7 +452,8 @@ def _model_register(run: TrainingRun, *, result, weights: Path, modality: str, l
             "split": run.split, "settings": options, "val_dice_per_label": dice,
             "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,
             "num_train": result.num_train, "num_val": result.num_val,
-            "trained_at": timezone.now().isoformat(), "duration_s": round(result.duration_s, 1), "device": result.device,
+            "trained_at": timezone.now().isoformat(), "duration_s": round(result.duration_s, 1),
+            "device": result.device,
         },
         hospital=dataset.hospital, user=run.created_by,
     )

@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotation import events, services, tasks
 from annotation.ml.networks import ARCHITECTURES
@@ -205,7 +206,11 @@ def test_a_nan_loss_fails_the_run_with_a_clear_error(dataset, doctor, monkeypatc
     run = services.training_run_execute(run_id=run.pk)
 
     assert run.status == "failed" and run.progress == [] and run.segmentation_model is None
-    assert "NaN" in run.error_message and "epoch 1" in run.error_message
+    # In the portal's language (Simplified Chinese by default), naming where it happened.
+    assert run.error_message == gettext(
+        "The training loss became NaN (not a number) at epoch %(epoch)s, step %(step)s, so the run was stopped. "
+        "Try a lower learning rate.") % {"epoch": 1, "step": 1}
+    assert "NaN" in run.error_message
     assert not SegmentationModel.objects.filter(name="hippo-train-unet").exists()
 
 
