@@ -214,6 +214,42 @@ def test_a_nan_loss_fails_the_run_with_a_clear_error(dataset, doctor, monkeypatc
     assert not SegmentationModel.objects.filter(name="hippo-train-unet").exists()
 
 
+def test_a_lost_worker_process_requeues_the_run_once_then_fails_it(dataset, doctor):
+    run = _start(doctor, dataset)
+    assert services.training_run_lost(run_id=run.pk, reason="gone").status == "queued"  # not started: left alone
+
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", attempts=1, heartbeat_at=timezone.now())
+    lost = services.training_run_lost(run_id=run.pk, reason="the worker process running it was lost")
+    assert lost.status == "queued" and "resuming from the last checkpoint" in lost.error_message
+
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", attempts=2, heartbeat_at=timezone.now())
+    lost = services.training_run_lost(run_id=run.pk, reason="the worker process running it was lost")
+    assert lost.status == "failed" and "gave up after 2 attempts" in lost.error_message
+
+
+def test_a_dataset_version_without_patients_in_its_manifest_fails_clearly(dataset, doctor):
+    import hashlib
+
+    from django.core.files.base import ContentFile
+
+    key = f"{dataset.storage_prefix}/manifest.json"
+    with default_storage.open(key, "rb") as fh:
+        manifest = json.loads(fh.read())
+    del manifest["cases"]  # as built before the manifest recorded patients
+    data = json.dumps(manifest).encode()
+    default_storage.delete(key)
+    default_storage.save(key, ContentFile(data))
+    type(dataset).objects.filter(pk=dataset.pk).update(manifest_sha256=hashlib.sha256(data).hexdigest())
+    dataset.refresh_from_db()
+
+    run = services.training_run_execute(run_id=_start(doctor, dataset).pk)
+
+    assert run.status == "failed" and run.progress == [] and run.split == {}
+    assert run.error_message == gettext(
+        "This dataset version does not record which patient each case belongs to, so it cannot be split by "
+        "patient; build a new version of the dataset first.")
+
+
 def test_labels_the_dataset_does_not_hold_are_refused(dataset, doctor, annotator, label_set):  # noqa: F811
     services.label_upsert(user=annotator, label_set=label_set, index=3, name="tail", color="#0000ff")
 
