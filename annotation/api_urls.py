@@ -39,4 +39,7 @@ urlpatterns = [
     path("segmentation-models/", api.SegmentationModelListApi.as_view(), name="segmentation-model-list"),
     path("inference-runs/<int:run_id>/", api.InferenceRunDetailApi.as_view(), name="inference-run-detail"),
     path("inference-runs/<int:run_id>/cancel/", api.InferenceRunCancelApi.as_view(), name="inference-run-cancel"),
+    path("training-runs/", api.TrainingRunCreateApi.as_view(), name="training-run-create"),
+    path("training-runs/<int:run_id>/", api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
+    path("training-runs/<int:run_id>/cancel/", api.TrainingRunCancelApi.as_view(), name="training-run-cancel"),
 ]

@@ -565,3 +565,68 @@ class TrainingDataset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+
+class TrainingRun(models.Model):
+    """One training of a network on a training dataset in the portal: its state, per-epoch progress
+    and outcome live on this row.
+
+    ``settings`` holds ``epochs``, ``learning_rate``, ``patch_size`` (k, j, i), ``augmentation``,
+    ``seed``, ``patience`` (epochs without validation improvement before stopping), ``batch_size``,
+    ``val_fraction`` and ``network_config`` (constructor overrides). ``progress`` is a list with one
+    entry per finished epoch: ``{"epoch", "loss", "val_dice_per_label": {label: Dice}, "mean_dice",
+    "duration_s"}``. ``split`` records the case ids of each side and their patient counts (the split
+    is by patient pseudonym). ``checkpoint_key`` is the object-storage key of the latest epoch's
+    resumable state.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Architecture(models.TextChoices):
+        # The networks of annotation.ml.networks.ARCHITECTURES (a test keeps the two equal).
+        UNET = "unet", "MONAI UNet"
+        VNET = "vnet", "MONAI VNet"
+        SEGRESNET = "segresnet", "MONAI SegResNet"
+        DYNUNET = "dynunet", "MONAI DynUNet"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    _USER_MODEL = settings.AUTH_USER_MODEL  # the field below named "settings" hides django.conf.settings
+
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="training_runs")
+    architecture = models.CharField(_("network"), max_length=32, choices=Architecture.choices)
+    settings = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.JSONField(default=list, blank=True)
+    progress_percent = models.FloatField(default=0.0)
+    stage = models.CharField(max_length=64, blank=True)
+    split = models.JSONField(default=dict, blank=True)
+    checkpoint_key = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    device = models.CharField(max_length=32, blank=True)
+    segmentation_model = models.ForeignKey(
+        SegmentationModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="training_runs")
+    created_by = models.ForeignKey(_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Recovery bookkeeping, as InferenceRun's (annotation/services/run_recovery.py): a run whose worker
+    # is lost goes back to queued and resumes from checkpoint_key.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="training_run_status_beat")]
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
+
+    def __str__(self) -> str:
+        return f"TrainingRun {self.pk} {self.status}"

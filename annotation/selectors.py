@@ -478,3 +478,51 @@ def training_dataset_get(*, hospital, name: str, version: int | None = None):
                            params={"name": name, "version": version if version is not None else _("latest")},
                            code="dataset_not_found", status_code=404)
     return dataset
+
+
+def training_dataset_get_by_id(*, user: User, dataset_id: int):
+    """Return a training dataset that ``user`` may see (their hospital's; any for platform admins).
+
+    Raises
+    ------
+    django.http.Http404
+        No such dataset, or another hospital's.
+    """
+    from .models import TrainingDataset
+
+    try:
+        return training_dataset_list(user=user).get(pk=dataset_id)
+    except TrainingDataset.DoesNotExist:
+        raise Http404("No such training dataset.") from None
+
+
+def training_run_visible_queryset(user: User) -> QuerySet:
+    """Return the training runs ``user`` may see: their hospital's (staff), every one (platform admins)."""
+    from .models import TrainingRun
+
+    qs = TrainingRun.objects.select_related("dataset", "dataset__hospital", "segmentation_model", "created_by")
+    return tenancy_scope(qs, user, hospital_field="dataset__hospital")
+
+
+def training_run_list(*, user: User, dataset=None) -> QuerySet:
+    """Return the visible training runs, newest first, optionally of one dataset."""
+    qs = training_run_visible_queryset(user)
+    if dataset is not None:
+        qs = qs.filter(dataset=dataset)
+    return qs.order_by("-created_at")
+
+
+def training_run_get(*, user: User, run_id: int):
+    """Return one visible training run.
+
+    Raises
+    ------
+    django.http.Http404
+        No such run, or another hospital's.
+    """
+    from .models import TrainingRun
+
+    try:
+        return training_run_visible_queryset(user).get(pk=run_id)
+    except TrainingRun.DoesNotExist:
+        raise Http404("No such training run.") from None

@@ -28,16 +28,20 @@ class RunRequest(Request):
     This runs in the worker's parent process, which survives its pool processes.
     """
 
+    def record_loss(self, run_id: int, reason: str) -> None:
+        """Put the run back to queued once, or fail it (the inference-run service; subclasses override)."""
+        from .services import inference_run_lost
+
+        inference_run_lost(run_id=run_id, reason=reason)
+
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
         if isinstance(exc, WorkerLostError) and self.args:
-            from .services import inference_run_lost
-
             try:
                 # Pool processes forked earlier inherited this process's sockets and may have closed
                 # them on the server: write through fresh connections only.
                 drop_database_connections()
-                inference_run_lost(run_id=int(self.args[0]), reason=f"the worker process running it was lost ({exc})")
+                self.record_loss(int(self.args[0]), f"the worker process running it was lost ({exc})")
             except Exception:  # noqa: BLE001 - the sweeper ends the run if this write fails
                 logger.exception("could not record the loss of inference run %s", self.args[0])
             finally:
@@ -59,6 +63,40 @@ def inference_run_task(run_id: int) -> str:
     from .services import inference_run_execute
 
     return inference_run_execute(run_id=run_id).status
+
+
+class TrainingRunRequest(RunRequest):
+    """As :class:`RunRequest`, for training runs: a lost run is queued again and resumes from its checkpoint."""
+
+    def record_loss(self, run_id: int, reason: str) -> None:
+        from .services import training_run_lost
+
+        training_run_lost(run_id=run_id, reason=reason)
+
+
+class TrainingRunTask(Task):
+    """Base of the training task: requeued once when its pool process is lost."""
+
+    Request = TrainingRunRequest
+
+
+@shared_task(base=TrainingRunTask, name="annotation.training_run", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 120)
+def training_run_task(run_id: int) -> str:
+    """Train one training run; a run that is not queued is left as it is (idempotent)."""
+    from .services import training_run_execute
+
+    return training_run_execute(run_id=run_id).status
+
+
+@shared_task(name="annotation.training_runs_sweep", ignore_result=True, soft_time_limit=300, time_limit=330)
+def training_runs_sweep_task() -> dict:
+    """Resume (from the last checkpoint) or fail training runs whose worker went silent; publish lost jobs."""
+    import dataclasses
+
+    from .services import training_runs_sweep
+
+    return dataclasses.asdict(training_runs_sweep())
 
 
 @shared_task(name="annotation.uncertainty_score", acks_late=True, soft_time_limit=1800, time_limit=1900)

@@ -10,5 +10,7 @@ urlpatterns = [
     path("next/", views.next_studies, name="next-studies"),
     path("labels/", views.label_sets, name="label-sets"),
     path("datasets/", views.training_datasets, name="training-datasets"),
+    path("datasets/<int:dataset_id>/train/", views.training_run_start, name="training-run-start"),
+    path("training-runs/<int:run_id>/", views.training_run_detail, name="training-run"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]

@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from portal.api_errors import ServiceError
 from portal.models import STAFF_ROLES, AuditLog, Role
@@ -328,7 +329,66 @@ def training_datasets(request):
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         return redirect(reverse("annotation:training-datasets"))
+    from .models import TrainingRun
+
     return render(request, "annotation/training_datasets.html", {
         "datasets": selectors.training_dataset_list(user=user),
+        "can_train": is_clinician(user) and user.hospital_id is not None,
+        "architectures": TrainingRun.Architecture.choices,
+        "runs": selectors.training_run_list(user=user)[:20],
         "label_sets": selectors.label_set_list(user=user).filter(allow_overlap=False) if user.is_hospital_staff else [],
     })
+
+
+@login_required
+@require_POST
+def training_run_start(request, dataset_id: int):
+    """The datasets page's "Train" form: start a training run and open its page (doctors and hospital
+    administrators of the dataset's hospital; others get 403, another hospital's dataset 404)."""
+    from django.contrib import messages
+    from django.core.exceptions import PermissionDenied
+    from django.shortcuts import redirect
+
+    from portal.api_errors import ServiceError, error_message
+
+    from . import services
+
+    user = request.user
+    dataset = selectors.training_dataset_get_by_id(user=user, dataset_id=dataset_id)
+    if not (is_clinician(user) and user.hospital_id == dataset.hospital_id):
+        raise PermissionDenied(_("Only the doctors and administrators of the dataset's hospital can train on it."))
+    form = request.POST
+    try:
+        settings = {"augmentation": form.get("augmentation") in ("on", "true", "1")}
+        for name, kind in (("epochs", int), ("learning_rate", float), ("patience", int), ("seed", int)):
+            if form.get(name, "").strip():
+                settings[name] = kind(form[name])
+        if form.get("patch_size", "").strip():
+            settings["patch_size"] = [int(v) for v in form["patch_size"].replace("×", ",").split(",")]
+    except ValueError:
+        messages.error(request, _("The training settings are not valid numbers."))
+        return redirect(reverse("annotation:training-datasets"))
+    try:
+        run = services.training_run_start(user=user, dataset=dataset, architecture=form.get("architecture", ""),
+                                          settings=settings)
+    except ServiceError as exc:
+        messages.error(request, error_message(exc))
+        return redirect(reverse("annotation:training-datasets"))
+    return redirect(reverse("annotation:training-run", args=[run.pk]))
+
+
+@login_required
+def training_run_detail(request, run_id: int):
+    """A training run: live chart of loss and validation Dice per epoch, cancel, and the registered model."""
+    from .events import training_run_payload
+
+    run = selectors.training_run_get(user=request.user, run_id=run_id)
+    config = {
+        "run": training_run_payload(run),
+        "api_url": reverse("training-run-detail", args=[run.pk]),
+        "cancel_url": reverse("training-run-cancel", args=[run.pk]),
+        "socket_path": f"/ws/training-runs/{run.pk}/",
+        "can_cancel": is_clinician(request.user) and request.user.hospital_id == run.dataset.hospital_id,
+        "models_url": reverse("annotation:training-datasets"),
+    }
+    return render(request, "annotation/training_run.html", {"run": run, "config": config})

@@ -2,7 +2,7 @@
 
 One module per section, as in Zulip's ``zerver/actions/``: :mod:`.studies` (studies, volumes, models,
 one-click runs) and the workbench's :mod:`.versions`, :mod:`.export_import`, :mod:`.label_sets`,
-:mod:`.review` and :mod:`.active_learning`; payloads and schema components shared between them live in
+:mod:`.review`, :mod:`.active_learning` and :mod:`.training`; payloads and schema components shared between them live in
 :mod:`.common`. URLconfs and other apps import from ``annotation.api``.
 """
 
@@ -46,6 +46,7 @@ from .studies import (
     series_payload,
     study_payload,
 )
+from .training import TrainingRunCancelApi, TrainingRunCreateApi, TrainingRunDetailApi, TrainingRunSerializer
 from .versions import (
     LabelTableField,
     SegmentationCompareApi,
@@ -57,6 +58,10 @@ from .versions import (
 )
 
 __all__ = [
+    "TrainingRunCancelApi",
+    "TrainingRunCreateApi",
+    "TrainingRunDetailApi",
+    "TrainingRunSerializer",
     "ActiveLearningApi",
     "DatasetImportApi",
     "ErrorSerializer",

@@ -6,9 +6,14 @@ Datasets are read with :func:`annotation.interop.msd.dataset_read` (MSD / nnU-Ne
 
 The network sees images prepared by :func:`annotation.ml.inference.preprocessing_transforms`, the
 same transforms :class:`annotation.ml.inference.NetworkSegmenter` applies at inference, after
-``LoadImaged`` + ``EnsureChannelFirstd``. Training adds only symmetric zero padding up to the patch
+``LoadImaged`` + ``EnsureChannelFirstd``. Training adds symmetric zero padding up to the patch
 size (what the sliding window does at inference) and random patch crops balanced between
-foreground and background centres.
+foreground and background centres; with ``TrainingConfig.augmentation`` also random flips,
+rotations, scaling and intensity scaling/shifts of each patch.
+
+A run can report every epoch (``on_epoch``) with a resumable state (weights, optimiser, history),
+be resumed from such a state, stop early when validation Dice stops improving (``patience``), and
+stops with :class:`TrainingDiverged` when the loss is no longer finite.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from __future__ import annotations
 import copy
 import math
 import os
+import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +37,14 @@ from .progress import ProgressCallback, ProgressReporter
 
 __all__ = [
     "TrainingConfig",
+    "TrainingDiverged",
     "TrainingResult",
     "save_checkpoint",
+    "split_by_patient",
     "train_segmentation",
 ]
+
+STATE_FORMAT = "yixin-training-state/1"
 
 # Validation uses the same sliding-window settings as NetworkSegmenter's defaults.
 _VAL_OVERLAP = 0.25
@@ -70,6 +80,11 @@ class TrainingConfig:
         DataLoader worker processes (0 = load in the training process).
     cache : bool
         Keep the deterministic preprocessing of every case in memory (``monai.data.CacheDataset``).
+    augmentation : bool
+        Randomly flip (each axis), rotate (up to 15° about each axis), scale (±10 %) and scale/shift
+        the intensities (±10 %) of every training patch.
+    patience : int or None
+        Stop when the validation mean Dice has not improved for this many epochs (None: never).
     """
 
     architecture: str = "unet"
@@ -81,6 +96,8 @@ class TrainingConfig:
     seed: int = 0
     num_workers: int = 0
     cache: bool = True
+    augmentation: bool = False
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -91,6 +108,16 @@ class TrainingConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers cannot be negative, got {self.num_workers}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1 epoch, got {self.patience}")
+
+
+class TrainingDiverged(ArithmeticError):
+    """The training loss became NaN or infinite; ``epoch`` and ``step`` (1-based) say where."""
+
+    def __init__(self, epoch: int, step: int, loss: float):
+        super().__init__(f"the training loss became {loss} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.loss = epoch, step, loss
 
 
 @dataclass
@@ -122,6 +149,10 @@ class TrainingResult:
     architecture : str
     labels : dict of int to str
         Label values and names trained (background excluded).
+    stopped_early : bool
+        True when ``patience`` epochs passed without improvement before ``epochs``.
+    best_epoch : int
+        The epoch whose weights were kept.
     """
 
     state_dict: dict
@@ -136,6 +167,47 @@ class TrainingResult:
     device: str
     architecture: str = "unet"
     labels: dict[int, str] = field(default_factory=dict)
+    stopped_early: bool = False
+    best_epoch: int = 0
+
+
+def split_by_patient(
+    case_patients: Mapping[str, str], *, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """Split cases into training and validation so that no patient is on both sides.
+
+    Parameters
+    ----------
+    case_patients : mapping of str to str
+        Case id → patient pseudonym (any opaque string; several cases may share one).
+    val_fraction : float
+        Share of the *patients* (not cases) held out for validation, in (0, 1); at least one
+        patient goes to each side.
+    seed : int
+        The patients are shuffled with ``random.Random(seed)`` after sorting, so a split is
+        reproducible.
+
+    Returns
+    -------
+    (list of str, list of str)
+        Training and validation case ids, each sorted.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two patients, or ``val_fraction`` outside (0, 1).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    patients = sorted(set(case_patients.values()))
+    if len(patients) < 2:
+        raise ValueError(f"a split by patient needs at least two patients, got {len(patients)}")
+    random.Random(seed).shuffle(patients)
+    n_val = min(len(patients) - 1, max(1, round(len(patients) * val_fraction)))
+    held_out = set(patients[:n_val])
+    train = sorted(c for c, p in case_patients.items() if p not in held_out)
+    val = sorted(c for c, p in case_patients.items() if p in held_out)
+    return train, val
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,7 +234,31 @@ def _base_transforms(preprocessing: Preprocessing) -> list:
     ]
 
 
-def _train_transforms(preprocessing: Preprocessing):
+def _augmentation_transforms() -> list:
+    """Random flips, rotations, scaling and intensity changes of a (channel, k, j, i) patch pair.
+
+    Geometric transforms move image and label together (label with nearest-neighbour sampling);
+    intensity transforms touch the image only. Ranges follow the common nnU-Net / MONAI tutorial
+    choices, kept mild because the patch is already cropped.
+    """
+    from monai.transforms import RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
+
+    keys = ["image", "label"]
+    rotate = math.radians(15.0)
+    return [
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=2),
+        RandAffined(
+            keys=keys, prob=0.3, rotate_range=(rotate, rotate, rotate), scale_range=(0.1, 0.1, 0.1),
+            mode=("bilinear", "nearest"), padding_mode="zeros",
+        ),
+        RandScaleIntensityd(keys=["image"], factors=0.1, prob=0.5),
+        RandShiftIntensityd(keys=["image"], offsets=0.1, prob=0.5),
+    ]
+
+
+def _train_transforms(preprocessing: Preprocessing, *, augmentation: bool = False):
     from monai.transforms import Compose, RandCropByPosNegLabeld, SpatialPadd
 
     keys = ["image", "label"]
@@ -174,6 +270,7 @@ def _train_transforms(preprocessing: Preprocessing):
             RandCropByPosNegLabeld(
                 keys=keys, label_key="label", spatial_size=preprocessing.patch_size, pos=1, neg=1, num_samples=1
             ),
+            *(_augmentation_transforms() if augmentation else []),
         ]
     )
 
@@ -201,6 +298,11 @@ def _validate(model, loader, *, preprocessing, num_classes, labels, device, amp)
     return {int(label): float(scores[label - 1]) for label in labels}
 
 
+EpochCallback = Callable[[dict, dict], None]
+"""``on_epoch(record, state)``: ``record`` is the epoch's history entry; ``state`` the resumable
+training state (see :func:`train_segmentation`'s ``resume``), saved with ``torch.save``."""
+
+
 def train_segmentation(
     train_cases: Sequence[Case],
     val_cases: Sequence[Case],
@@ -209,6 +311,8 @@ def train_segmentation(
     config: TrainingConfig,
     device: torch.device,
     progress: ProgressCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume: dict | None = None,
 ) -> TrainingResult:
     """Train a segmentation network with MONAI and validate it after every epoch.
 
@@ -225,6 +329,16 @@ def train_segmentation(
     progress : callable, optional
         ``progress(percent, stage)`` with stage ``"training"`` after every step and ``"validation"``
         after every validation pass; an exception it raises (e.g. ``InferenceCancelled``) stops training.
+    on_epoch : callable, optional
+        ``on_epoch(record, state)`` after every epoch: ``record`` is the epoch's history entry and
+        ``state`` a dict of tensors and plain values (``format``, ``epoch``, ``model``,
+        ``optimizer``, ``history``, ``best_state``, ``best_scores``, ``best_mean``, ``best_epoch``,
+        ``architecture``, ``network_config``) that ``resume`` accepts; an exception it raises stops
+        training.
+    resume : dict, optional
+        A ``state`` given to ``on_epoch`` by an earlier run with the same cases and config (loaded
+        with ``torch.load(weights_only=True)``): training continues at the epoch after it. The random
+        streams restart from the seed, so a resumed run is not bitwise identical to an unbroken one.
 
     Returns
     -------
@@ -233,14 +347,18 @@ def train_segmentation(
     Raises
     ------
     ValueError
-        No training case, or labels that are not positive integers.
+        No training case, labels that are not positive integers, or a ``resume`` state of another
+        format or architecture.
+    TrainingDiverged
+        The loss of a training step was NaN or infinite.
 
     Notes
     -----
     Loss: Dice + cross-entropy (``monai.losses.DiceCELoss``; Milletari et al. 2016 for the soft Dice).
     Optimiser: Adam (Kingma & Ba, 2015). Validation: ``sliding_window_inference`` with the training
     patch size and overlap 0.25, argmax, ``monai.metrics.DiceMetric(include_background=False)``
-    averaged per label over the validation cases, on the preprocessed (canonical) grid.
+    averaged per label over the validation cases, on the preprocessed (canonical) grid. Early
+    stopping (``config.patience``) watches the validation mean Dice (Prechelt, 1998).
     """
     from monai.data import CacheDataset, DataLoader, Dataset
     from monai.losses import DiceCELoss
@@ -252,6 +370,10 @@ def train_segmentation(
         raise ValueError("training needs at least one case")
     if not labels or any(int(k) < 1 for k in labels):
         raise ValueError(f"labels must be positive integers (0 is background), got {sorted(labels)}")
+    if resume is not None and (
+        resume.get("format") != STATE_FORMAT or resume.get("architecture") != config.architecture
+    ):
+        raise ValueError("the state to resume from is not a training state of this architecture")
     labels = {int(k): str(v) for k, v in labels.items()}
     device = torch.device(device)
     amp = device.type == "cuda"
@@ -261,7 +383,7 @@ def train_segmentation(
 
     set_determinism(seed=config.seed)
     try:
-        train_transforms = _train_transforms(preprocessing)
+        train_transforms = _train_transforms(preprocessing, augmentation=config.augmentation)
         train_transforms.set_random_state(seed=config.seed)
         val_transforms = Compose(_base_transforms(preprocessing))
         train_items = [{"image": str(i), "label": str(l)} for i, l in train_cases]
@@ -286,30 +408,47 @@ def train_segmentation(
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         scaler = torch.amp.GradScaler("cuda") if amp else None
 
+        history: list[dict] = []
+        best_state, best_scores, best_mean, best_epoch = None, {}, -math.inf, 0
+        first_epoch = 1
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            history = [dict(h) for h in resume["history"]]
+            best_state = resume["best_state"]
+            best_scores = {int(k): float(v) for k, v in resume["best_scores"].items()}
+            best_mean, best_epoch = float(resume["best_mean"]), int(resume["best_epoch"])
+            first_epoch = int(resume["epoch"]) + 1
+
         steps_per_epoch = len(train_loader)
         # Progress counts training steps and validation cases alike.
         total_work = config.epochs * (steps_per_epoch + len(val_items))
-        work_done = 0
-        history: list[dict] = []
-        best_state, best_scores, best_mean = None, {}, -math.inf
-        for epoch in range(1, config.epochs + 1):
+        work_done = (first_epoch - 1) * (steps_per_epoch + len(val_items))
+        stopped_early = False
+        for epoch in range(first_epoch, config.epochs + 1):
             epoch_started = time.perf_counter()
             model.train()
             losses = []
-            for batch in train_loader:
+            for step, batch in enumerate(train_loader, start=1):
                 image, label = batch["image"].to(device), batch["label"].to(device)
                 optimizer.zero_grad(set_to_none=True)
                 if amp:
                     with torch.autocast("cuda"):
                         loss = loss_function(model(image), label)
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise TrainingDiverged(epoch, step, value)
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss = loss_function(model(image), label)
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise TrainingDiverged(epoch, step, value)
                     loss.backward()
                     optimizer.step()
-                losses.append(float(loss.detach()))
+                losses.append(value)
                 work_done += 1
                 report(100.0 * work_done / total_work, "training")
             scores: dict[int, float] = {}
@@ -322,20 +461,36 @@ def train_segmentation(
                 mean = float(np.nanmean(list(scores.values()))) if any(np.isfinite(list(scores.values()))) else math.nan
                 work_done += len(val_items)
                 report(100.0 * work_done / total_work, "validation")
-            history.append(
-                {
-                    "epoch": epoch,
-                    "loss": float(np.mean(losses)),
-                    "val_dice_per_label": dict(scores),
-                    "mean_dice": mean,
-                    "duration_s": time.perf_counter() - epoch_started,
-                }
-            )
+            record = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "val_dice_per_label": dict(scores),
+                "mean_dice": mean,
+                "duration_s": time.perf_counter() - epoch_started,
+            }
+            history.append(record)
             # Keep the best epoch; without validation every epoch "improves" and the last one is kept.
             if not val_items or (math.isfinite(mean) and mean > best_mean) or best_state is None:
                 best_mean = mean if math.isfinite(mean) else best_mean
                 best_scores = dict(scores)
+                best_epoch = epoch
                 best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+            stopped_early = bool(
+                val_items and config.patience is not None and epoch < config.epochs
+                and epoch - best_epoch >= config.patience
+            )
+            record["stopped_early"] = stopped_early
+            if on_epoch is not None:
+                on_epoch(dict(record), {
+                    "format": STATE_FORMAT, "epoch": epoch, "architecture": config.architecture,
+                    "network_config": network_config,
+                    "model": {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()},
+                    "optimizer": optimizer.state_dict(), "history": [dict(h) for h in history],
+                    "best_state": best_state, "best_scores": dict(best_scores), "best_mean": best_mean,
+                    "best_epoch": best_epoch,
+                })
+            if stopped_early:
+                break
     finally:
         set_determinism(seed=None)
 
@@ -352,6 +507,8 @@ def train_segmentation(
         device=str(device),
         architecture=config.architecture,
         labels=labels,
+        stopped_early=stopped_early,
+        best_epoch=best_epoch,
     )
 
 

@@ -1,6 +1,6 @@
 """Writes of the annotation app, one module per domain: importing studies, the model registry,
 one-click inference runs, segmentation versions and refinements, export and import, label sets,
-review, active learning and training datasets.
+review, active learning, training datasets and training runs.
 
 Stored objects get fresh keys, so nothing already stored is ever overwritten; when an import or a
 run fails, the objects it wrote are deleted again and the database transaction rolls back. Loading
@@ -51,6 +51,15 @@ from .registry import segmentation_model_register, segmentation_model_weights_pa
 from .review import review_comment_add, segmentation_review, study_assign
 from .run_recovery import SweepResult, inference_run_lost, runs_sweep
 from .training_datasets import training_dataset_build, training_dataset_materialise
+from .training_runs import (
+    TrainingSweepResult,
+    training_run_cancel,
+    training_run_execute,
+    training_run_lost,
+    training_run_publish,
+    training_run_start,
+    training_runs_sweep,
+)
 from .versions import (
     label_table_validate,
     labelmap_nifti_bytes,
@@ -78,5 +87,7 @@ __all__ = [
     "segmentation_model_weights_path", "segmentation_refine", "segmentation_review", "segmentation_save_diff",
     "segmenter_for_model", "series_geometry", "series_volume_load", "stored_file_to_path", "studies_export_zip",
     "study_assign", "study_import", "training_dataset_build", "training_dataset_materialise",
+    "TrainingSweepResult", "training_run_cancel", "training_run_execute", "training_run_lost", "training_run_publish",
+    "training_run_start", "training_runs_sweep",
     "uncertainty_rank_start", "uncertainty_score_compute",
 ]

@@ -8,10 +8,13 @@ arXiv:1902.09063; the layout :func:`annotation.interop.msd.dataset_read` reads) 
     <prefix>/labelsTr/<case>.nii.gz
     <prefix>/dataset.json
     <prefix>/manifest.json      every other file's path, SHA-256 and size; dataset name, version,
-                                label set, label statistics, created_at
+                                label set, label statistics, created_at, and each case's patient
+                                research pseudonym (``cases``: ``[{"case", "patient"}]``), so that
+                                training can split by patient
 
 Case names are ``<name>_<NNN>``: no medical record number, patient name or DICOM UID reaches a
-file name or a manifest (the canonical volumes are written from arrays, so their headers carry
+file name or a manifest, only the patient's research pseudonym (``PatientPseudonym``, mapped back
+inside the portal alone) does (the canonical volumes are written from arrays, so their headers carry
 none either). Nothing here sends a dataset anywhere; a federation node materialises it locally.
 """
 
@@ -38,6 +41,7 @@ from portal.services import audit_record
 
 from ..models import LabelSet, TrainingDataset
 from ..storage import StoredKeys, stored_file_to_path, work_dir
+from .pseudonyms import patient_pseudonym_get_or_create
 
 __all__ = ["training_dataset_build", "training_dataset_materialise"]
 
@@ -117,7 +121,7 @@ def training_dataset_build(*, hospital: Hospital, name: str, label_set: LabelSet
             version = max(taken, default=0) + 1
             prefix = f"training-datasets/{hospital.pk}/{name}/v{version}-{uuid.uuid4().hex[:12]}"
             created_at = timezone.now()
-            files, voxels, present, training = [], {}, {}, []
+            files, voxels, present, training, cases = [], {}, {}, [], []
 
             def store(relative: str, path: Path) -> None:
                 stored_name, sha, size = stored.save(f"{prefix}/{relative}", path)
@@ -143,6 +147,8 @@ def training_dataset_build(*, hospital: Hospital, name: str, label_set: LabelSet
                 image.unlink()
                 label.unlink()
                 training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+                patient = segmentation.series.study.patient
+                cases.append({"case": case, "patient": patient_pseudonym_get_or_create(patient=patient).pseudonym})
 
             modality = segmentations[0].series.modality or "OT"
             statistics = {"cases": len(segmentations), "voxels": voxels, "cases_with_label": present}
@@ -159,7 +165,7 @@ def training_dataset_build(*, hospital: Hospital, name: str, label_set: LabelSet
                 "dataset": name, "version": version, "created_at": created_at.isoformat(),
                 "label_set": {"id": label_set.pk, "name": str(label_set),
                               "labels": {str(index): labels[index] for index in sorted(labels)}},
-                "case_count": len(training), "label_statistics": statistics, "files": files,
+                "case_count": len(training), "label_statistics": statistics, "files": files, "cases": cases,
             }))
             manifest_name, manifest_sha, _size = stored.save(f"{prefix}/{_MANIFEST}", manifest)
             if manifest_name != f"{prefix}/{_MANIFEST}":

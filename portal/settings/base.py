@@ -226,6 +226,7 @@ RUNS_MAX_ATTEMPTS = env.int("RUNS_MAX_ATTEMPTS", default=2)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "runs-sweep": {"task": "annotation.runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
+    "training-runs-sweep": {"task": "annotation.training_runs_sweep", "schedule": RUNS_SWEEP_INTERVAL_S},
 }
 
 # The cache holds the API throttles' counters: shared by every web process through Redis (database 1
@@ -341,6 +342,7 @@ SPECTACULAR_SETTINGS = {
     # tests/test_schema.py keeps it at zero warnings and errors.
     # Choice sets that share a field name ("kind", "status") get a name each, instead of a hash suffix.
     "ENUM_NAME_OVERRIDES": {
+        "TrainingArchitectureEnum": "annotation.models.TrainingRun.Architecture",
         "ConversationKindEnum": "followup.models.Conversation.Kind",
         "MessageKindEnum": "followup.models.Message.Kind",
         "MessageLinkTypeEnum": "followup.models.Message.LinkType",

@@ -234,3 +234,75 @@ def test_trained_unet_segments_held_out_hippocampus_through_the_one_click_path(t
     assert mean_dice >= 0.7
     assert min(min(s.values()) for s in scores) >= 0.5
     assert result.mean_dice >= 0.7
+
+
+# --- augmentation, early stopping, per-epoch state and resume (issue 18) ---------------------------
+
+_TINY_NET = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
+
+
+def _hippocampus_cases(n: int):
+    return list(dataset_read(shared_data("msd_task04_hippocampus")).cases[:n])
+
+
+def _tiny_config(**overrides) -> TrainingConfig:
+    return TrainingConfig(**{"network_config": _TINY_NET, "batch_size": 2, "epochs": 2,
+                             "preprocessing": Preprocessing(target_spacing_mm=None, patch_size=(16, 16, 16)), **overrides})
+
+
+def test_augmentation_adds_flips_rotations_scaling_and_intensity_changes_only_when_asked():
+    from annotation.ml.training import _train_transforms
+
+    plain = [type(t).__name__ for t in _train_transforms(Preprocessing(target_spacing_mm=None)).transforms]
+    augmented = [type(t).__name__ for t in
+                 _train_transforms(Preprocessing(target_spacing_mm=None), augmentation=True).transforms]
+    added = augmented[len(plain):]
+    assert augmented[:len(plain)] == plain
+    assert added == ["RandFlipd", "RandFlipd", "RandFlipd", "RandAffined", "RandScaleIntensityd", "RandShiftIntensityd"]
+
+
+def test_patience_stops_early_and_every_epoch_reports_a_resumable_state(monkeypatch):
+    import annotation.ml.training as training
+
+    cases = _hippocampus_cases(3)
+    # Validation Dice that never improves after epoch 1: patience 1 stops after epoch 2.
+    monkeypatch.setattr(training, "_validate", lambda *a, **k: {1: 0.5, 2: 0.5})
+    reported = []
+    result = train_segmentation(cases[:2], cases[2:], labels={1: "a", 2: "p"}, config=_tiny_config(epochs=5, patience=1),
+                                device=CPU, on_epoch=lambda record, state: reported.append((record, state)))
+
+    assert result.stopped_early and result.best_epoch == 1 and len(result.history) == 2
+    assert [r["epoch"] for r, _ in reported] == [1, 2] and reported[-1][0]["stopped_early"]
+    state = reported[0][1]
+    assert state["format"] == training.STATE_FORMAT and state["epoch"] == 1 and state["best_epoch"] == 1
+    assert set(state["model"]) == set(result.state_dict)
+
+
+def test_resume_continues_after_the_saved_epoch(tmp_path):
+    cases = _hippocampus_cases(3)
+    states = []
+    train_segmentation(cases[:2], cases[2:], labels={1: "a", 2: "p"}, config=_tiny_config(epochs=1), device=CPU,
+                       on_epoch=lambda record, state: states.append(state))
+    torch.save(states[0], tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)  # what the portal stores and loads
+
+    resumed = train_segmentation(cases[:2], cases[2:], labels={1: "a", 2: "p"}, config=_tiny_config(epochs=2),
+                                 device=CPU, resume=state)
+
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history[0]["loss"] == states[0]["history"][0]["loss"]
+    with pytest.raises(ValueError, match="state"):
+        train_segmentation(cases[:2], cases[2:], labels={1: "a", 2: "p"},
+                           config=_tiny_config(architecture="segresnet", network_config={}), device=CPU, resume=state)
+
+
+def test_a_nan_loss_raises_training_diverged(monkeypatch):
+    from monai.losses import DiceCELoss
+
+    from annotation.ml.training import TrainingDiverged
+
+    monkeypatch.setattr(DiceCELoss, "forward", lambda self, input, target: input.sum() * float("inf") * 0)
+    cases = _hippocampus_cases(2)
+    with pytest.raises(TrainingDiverged) as caught:
+        train_segmentation(cases[:1], cases[1:], labels={1: "a", 2: "p"}, config=_tiny_config(), device=CPU)
+    assert (caught.value.epoch, caught.value.step) == (1, 1)
