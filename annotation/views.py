@@ -341,6 +341,53 @@ def training_datasets(request):
 
 
 @login_required
+def training_dataset_download(request, dataset_id: int):
+    """A training dataset as one zip (MSD layout, ``manifest.json``): the labelled dataset's research export.
+
+    Its files are what :func:`annotation.services.training_dataset_build` wrote: the portal's canonical
+    NIfTI volumes and label maps under case names ``<name>_NNN``, with only the patients' research
+    pseudonyms in the manifest (no MRN, name, study UID or original file name), so the export is
+    de-identified by construction. It is downloaded through the manifest's hash checks (a damaged or
+    tampered snapshot is refused, 409) and audit-logged as an export. Doctors and hospital administrators
+    of the dataset's hospital only; others get 404.
+    """
+    import io
+    import shutil
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from . import services
+
+    user = request.user
+    if not is_clinician(user) or user.hospital_id is None:
+        raise Http404
+    dataset = selectors.training_dataset_get_by_id(user=user, dataset_id=dataset_id)
+    workdir = Path(tempfile.mkdtemp(prefix="dataset-export-", dir=settings.VAR_DIR))
+    try:
+        try:
+            folder = services.training_dataset_materialise(dataset=dataset, dest=workdir / dataset.name)
+        except ServiceError as exc:
+            return render(request, "annotation/studies_export_error.html", {"error": exc.message},
+                          status=exc.status_code)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{dataset.name}-v{dataset.version}/{path.relative_to(folder)}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    audit_record(actor=user, action=AuditLog.Action.EXPORT, target_type="training_dataset", target_id=dataset.pk,
+                 hospital=dataset.hospital, detail={"version": dataset.version, "deidentified": True,
+                                                    "manifest_sha256": dataset.manifest_sha256})
+    response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{dataset.name}-v{dataset.version}.zip"'
+    return response
+
+
+@login_required
 @require_POST
 def training_run_start(request, dataset_id: int):
     """The datasets page's "Train" form: start a training run and open its page (doctors and hospital

@@ -273,3 +273,38 @@ def test_page_lists_and_builds_for_hospital_staff_only(approved, hospital, label
     refused = _client(other_doctor).post(url, {"name": "stolen", "label_set": label_set.pk}, follow=True)
     assert refused.status_code == 200 and not TrainingDataset.objects.filter(name="stolen").exists()
     assert TrainingDataset.objects.count() == 2
+
+
+def test_a_dataset_downloads_as_a_de_identified_zip_for_its_hospitals_clinicians(
+    approved, hippocampus_studies, hospital, label_set, annotator, doctor, other_doctor
+):
+    import gzip
+    import zipfile
+
+    dataset = services.training_dataset_build(hospital=hospital, name="hippo-train", label_set=label_set, user=annotator)
+    url = reverse("annotation:training-dataset-download", args=[dataset.pk])
+
+    response = _client(doctor).get(url)
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    names = archive.namelist()
+    assert f"hippo-train-v1/{'manifest.json'}" in names
+    assert sum(n.startswith("hippo-train-v1/imagesTr/") for n in names) == len(HIPPOCAMPUS_CASES)
+    # No identifier of the patients: MRNs, study UIDs, the original file names, in any file or NIfTI header.
+    identifiers = {s.study.patient.mrn for s in hippocampus_studies} | {s.study.study_instance_uid for s in hippocampus_studies}
+    identifiers |= set(HIPPOCAMPUS_CASES)
+    for name in names:
+        data = archive.read(name)
+        header = gzip.decompress(data)[:348] if name.endswith(".nii.gz") else data
+        for value in identifiers:
+            assert value.encode() not in data and value.encode() not in header, (name, value)
+    assert AuditLog.objects.filter(action="export", target_type="training_dataset", target_id=str(dataset.pk),
+                                   actor=doctor).exists()
+    # Annotators (they build but do not export), another hospital and a tampered snapshot are refused.
+    assert _client(annotator).get(url).status_code == 404
+    assert _client(other_doctor).get(url).status_code == 404
+    key = f"{dataset.storage_prefix}/labelsTr/hippo-train_001.nii.gz"
+    default_storage.delete(key)
+    default_storage.save(key, ContentFile(b"tampered"))
+    assert _client(doctor).get(url).status_code == 409
