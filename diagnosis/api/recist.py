@@ -30,7 +30,8 @@ RecistAssessmentSerializer = inline_serializer("RecistAssessment", {
                   "sum_mm, nadir_mm, change_from_baseline_pct, change_from_nadir_pct, change_from_nadir_mm, "
                   "target_response, non_target_response, overall_response (CR, PR, SD, PD, NE, non-CR/non-PD), "
                   "non_target_source (doctor | derived), non_target_derived, new_lesions, table (1 | 2), "
-                  "table_row, rule, overall_rule, findings}], error (a RECIST rule the stored selection breaks), source"),
+                  "table_row, rule, overall_rule, findings}], error (a RECIST rule the stored selection "
+                  "breaks), source"),
 })
 
 

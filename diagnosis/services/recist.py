@@ -90,7 +90,8 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     targets, non_targets : list of dict
         ``{"finding": id, "organ": str (optional), "lymph_node": bool (optional)}``; the organ defaults to
         :func:`default_organ`. No target and at least one non-target is non-target disease only (its
-        follow-ups are assessed by RECIST 1.1 Table 2). Targets are measured at baseline by the finding's long axis (mm), a lymph
+        follow-ups are assessed by RECIST 1.1 Table 2).
+        Targets are measured at baseline by the finding's long axis (mm), a lymph
         node's by its short axis (mm).
 
     Raises
