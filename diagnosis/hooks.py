@@ -134,6 +134,7 @@ def study_page_recist(*, user, study) -> dict:
     and, when the study is (or may become) the baseline, its findings to choose target lesions from."""
     from portal.permissions import is_clinician
 
+    from .longitudinal.recist import NON_TARGET_RESPONSES
     from .models import Finding, RecistLesion
     from .selectors import recist_assessment
     from .services.recist import default_organ
@@ -158,7 +159,7 @@ def study_page_recist(*, user, study) -> dict:
         if point is not None:
             non_target = {"response": point["non_target_response"], "source": point["non_target_source"],
                           "derived": point["non_target_derived"],
-                          "choices": ["CR", "non-CR/non-PD", "PD", "NE"]}
+                          "choices": list(NON_TARGET_RESPONSES)}
     return {"recist": {"assessment": assessment, "findings": findings, "non_target": non_target},
             "study_sections": ["diagnosis/_recist.html"]}
 

@@ -90,7 +90,8 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     targets, non_targets : list of dict
         ``{"finding": id, "organ": str (optional), "lymph_node": bool (optional)}``; the organ defaults to
         :func:`default_organ`. No target and at least one non-target is non-target disease only (its
-        follow-ups are assessed by RECIST 1.1 Table 2).
+        follow-ups are assessed by RECIST 1.1 Table 2). A different set of non-targets removes the doctor's
+        non-target responses recorded at follow-ups (:func:`recist_non_target_set`).
         Targets are measured at baseline by the finding's long axis (mm), a lymph
         node's by its short axis (mm).
 
@@ -129,6 +130,12 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     if created:
         selection = RecistSelection(study=study)
     selection.chosen_by, selection.chosen_at = user, timezone.now()
+    # The doctor's non-target judgements were of the earlier non-target lesions: another set voids them.
+    before = set() if created else set(selection.lesions.filter(role=RecistLesion.Role.NON_TARGET)
+                                       .values_list("finding_id", flat=True))
+    cleared = bool(selection.non_target_responses) and before != {f.pk for f, _o, _n in others}
+    if cleared:
+        selection.non_target_responses = {}
     selection.save()
     selection.lesions.all().delete()
     RecistLesion.objects.bulk_create(
@@ -139,7 +146,8 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     audit_record(actor=user, action=AuditLog.Action.CREATE if created else AuditLog.Action.UPDATE,
                  target_type="recist_selection", target_id=selection.pk, hospital=study.hospital,
                  detail={"study": study.pk, "targets": [f.pk for f, _o, _n in chosen],
-                         "non_targets": [f.pk for f, _o, _n in others]})
+                         "non_targets": [f.pk for f, _o, _n in others],
+                         **({"non_target_responses_cleared": True} if cleared else {})})
     return selection
 
 
