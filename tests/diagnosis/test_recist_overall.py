@@ -32,6 +32,7 @@ from diagnosis.longitudinal.recist import (
 )
 from diagnosis.models import Finding, FindingMatch, RecistSelection
 from diagnosis.selectors_finding_chain import finding_chain
+from portal.api_errors import ServiceError
 from portal.models import AuditLog
 from tests.diagnosis.longitudinal.followup_data import FOLLOW_UP_DATE
 from tests.diagnosis.test_longitudinal import (  # noqa: F401 - the fixtures of the derived follow-up
@@ -147,6 +148,16 @@ def test_the_doctors_non_target_judgement_is_stored_audited_and_combined_by_tabl
     assert _point(study)["non_target_source"] == "derived"
     assert str(study.pk) not in RecistSelection.objects.get(study=prior).non_target_responses
 
+    # Re-choosing the same non-targets keeps a judgement; another set of non-targets voids it (audited).
+    services.recist_non_target_set(user=doctor, study=study, response=PD)
+    services.recist_selection_set(user=doctor, study=prior, targets=[{"finding": nodule.pk}],
+                                  non_targets=[{"finding": sphere.pk}])
+    assert _point(study)["non_target_source"] == "doctor"
+    services.recist_selection_set(user=doctor, study=prior, targets=[{"finding": nodule.pk}])
+    assert RecistSelection.objects.get(study=prior).non_target_responses == {}
+    assert AuditLog.objects.filter(target_type="recist_selection", action=AuditLog.Action.UPDATE).latest(
+        "pk").detail["non_target_responses_cleared"] is True
+
 
 @pytest.mark.django_db
 def test_non_target_disease_only_follows_table_2(studies, compared, doctor):
@@ -186,7 +197,7 @@ def test_the_judgement_is_refused_across_hospitals_roles_and_rules(studies, comp
     assert baseline.status_code == 400 and baseline.json()["error"]["code"] == "not_a_follow_up"
     bad = _patch(doctor, study, SD)  # SD is a target response, not a non-target one
     assert bad.status_code == 400
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(ServiceError) as exc:
         services.recist_non_target_set(user=doctor, study=study, response=SD)
     assert exc.value.code == "bad_response"
     zh = api_client(doctor).patch(reverse("study-recist", args=[prior.pk]), {"non_target_response": PD},
