@@ -520,8 +520,8 @@ def recist_overall_rule_text(point: dict) -> str:
     45:228–247, 2009, §4.3.3–4.3.4). ``point`` is a row of :func:`recist_assessment`; "" at the baseline."""
     from django.utils.translation import gettext
 
-    if not point.get("overall_response"):
-        return ""
+    if not point.get("overall_response") or not point.get("table_row"):
+        return ""  # the baseline, or a report signed before the table rows were kept
     source = (gettext("the doctor's judgement") if point.get("non_target_source") == "doctor"
               else gettext("derived from the lesions followed"))
     figures = {"target": point.get("target_response") or "", "non_target": point.get("non_target_response") or "",

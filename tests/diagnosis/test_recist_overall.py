@@ -300,3 +300,9 @@ def test_the_study_page_and_the_timeline_show_each_paired_nodules_vdt(client, st
     assert f"nodule #{grown.pk}: VDT {match['vdt_days']:.0f} days (fast growth)" in timeline
     zh = client.get(reverse("patient-timeline", args=[study.patient_id]), HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert f"结节 #{grown.pk}：体积倍增时间 {match['vdt_days']:.0f} 天" in zh.content.decode()
+
+
+def test_a_point_signed_before_the_table_rows_were_kept_shows_no_table_rule():
+    old = {"target_response": SD, "non_target_response": CR, "new_lesions": False, "overall_response": SD}
+    assert selectors.recist_overall_rule_text(old) == ""
+    assert selectors.recist_overall_rule_text({**old, "overall_response": None, "table_row": None}) == ""
