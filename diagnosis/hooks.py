@@ -134,6 +134,7 @@ def study_page_recist(*, user, study) -> dict:
     and, when the study is (or may become) the baseline, its findings to choose target lesions from."""
     from portal.permissions import is_clinician
 
+    from .longitudinal.recist import NON_TARGET_RESPONSES
     from .models import Finding, RecistLesion
     from .selectors import recist_assessment
     from .services.recist import default_organ
@@ -151,7 +152,15 @@ def study_page_recist(*, user, study) -> dict:
                              "lymph_node": le.lymph_node if le else False})
     if assessment is None and not findings:
         return {}
-    return {"recist": {"assessment": assessment, "findings": findings},
+    non_target = None  # the doctor's judgement of the non-target lesions at this follow-up
+    if assessment is not None and assessment["baseline_study_id"] != study.pk and any(
+            le["role"] == RecistLesion.Role.NON_TARGET for le in assessment["lesions"]):
+        point = next((p for p in assessment["time_points"] if p["study_id"] == study.pk), None)
+        if point is not None:
+            non_target = {"response": point["non_target_response"], "source": point["non_target_source"],
+                          "derived": point["non_target_derived"],
+                          "choices": list(NON_TARGET_RESPONSES)}
+    return {"recist": {"assessment": assessment, "findings": findings, "non_target": non_target},
             "study_sections": ["diagnosis/_recist.html"]}
 
 

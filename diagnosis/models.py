@@ -422,6 +422,10 @@ class RecistSelection(models.Model):
     chosen_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                   related_name="+")
     chosen_at = models.DateTimeField()
+    non_target_responses = models.JSONField(
+        _("non-target response per follow-up"), default=dict, blank=True,
+        help_text="the doctor's non-target response per follow-up study: {study id: {response (CR, "
+                  "non-CR/non-PD, PD, NE), by (user id), at (ISO time)}}; RECIST 1.1 §4.3.2")
 
     class Meta:
         ordering = ["study"]

@@ -27,6 +27,7 @@ from .models import (
     ResultSend,
     StudyRegistration,
 )
+from .selectors_finding_chain import finding_chain, registration_for, registration_pairings
 from .selectors_lung_rads import _lung_rads_rule_texts, _lung_rads_suggestion
 
 
@@ -485,6 +486,10 @@ def recist_rule_text(point: dict) -> str:
                "mm_nadir": "—" if point.get("change_from_nadir_mm") is None else f"{point['change_from_nadir_mm']:.1f}",
                "overall": point.get("overall_response") or "", "non_target": point.get("non_target_response") or ""}
     base_up = (point.get("change_from_baseline_pct") or 0) > 0
+    if point.get("table") == 2:
+        if not point.get("overall_response"):
+            return gettext("Baseline: non-target disease only (no target lesion); RECIST 1.1 Table 2 applies.")
+        return recist_overall_rule_text(point)
     if target is None:
         return gettext("Baseline: the sum of the diameters of the target lesions is %(sum)s mm.") % figures
     texts = {
@@ -509,6 +514,26 @@ def recist_rule_text(point: dict) -> str:
     return text
 
 
+def recist_overall_rule_text(point: dict) -> str:
+    """Return the row of RECIST 1.1 Table 1 (targets) or Table 2 (non-target disease only) that gave a time
+    point its overall response, with its inputs, in the active language (Eisenhauer et al., Eur J Cancer
+    45:228–247, 2009, §4.3.3–4.3.4). ``point`` is a row of :func:`recist_assessment`; "" at the baseline."""
+    from django.utils.translation import gettext
+
+    if not point.get("overall_response") or not point.get("table_row"):
+        return ""  # the baseline, or a report signed before the table rows were kept
+    source = (gettext("the doctor's judgement") if point.get("non_target_source") == "doctor"
+              else gettext("derived from the lesions followed"))
+    figures = {"target": point.get("target_response") or "", "non_target": point.get("non_target_response") or "",
+               "source": source, "new": gettext("yes") if point.get("new_lesions") else gettext("no"),
+               "overall": point["overall_response"], "row": point.get("table_row") or ""}
+    if point.get("table") == 2:
+        return gettext("Non-target %(non_target)s (%(source)s), new lesions: %(new)s → overall %(overall)s "
+                       "(RECIST 1.1 Table 2, row %(row)s: non-target disease only).") % figures
+    return gettext("Target %(target)s, non-target %(non_target)s (%(source)s), new lesions: %(new)s → overall "
+                   "%(overall)s (RECIST 1.1 Table 1, row %(row)s).") % figures
+
+
 _GONE = "gone"  # a lesion resolved at a time point (0 mm from then on)
 
 
@@ -526,8 +551,7 @@ def _recist_chain(selection: RecistSelection, until) -> list[tuple]:
         later = later.filter(study_date__lte=until.study_date)
     chain, dates = [], {baseline.pk: baseline.study_date}
     for study in later.order_by("study_date", "pk"):
-        registration = (StudyRegistration.objects.filter(study=study, prior_id__in=list(dates))
-                        .select_related("prior").order_by(F("prior__study_date").desc(), "-prior_id").first())
+        registration = registration_for(study, among=dates)
         if registration is not None:
             chain.append((study, registration))
             dates[study.pk] = study.study_date
@@ -541,18 +565,26 @@ def recist_assessment(*, study, until=None) -> dict | None:
     ``until``, a study, when given) that was compared with an earlier time point follows every lesion
     through the stored :class:`~diagnosis.models.FindingMatch` rows: a matched finding gives its diameter
     (long axis, mm; a lymph node's short axis), a resolved one 0 mm, a lesion not followed none (NE). New
-    findings of a comparison (not rejected) are new lesions (PD). The non-target response is CR when every
-    non-target lesion resolved (or there is none), NE when one was not followed, else non-CR/non-PD
-    (unequivocal progression is the doctor's judgement and is not derived). The figures and responses are
-    :func:`diagnosis.longitudinal.recist.evaluate`'s (Eisenhauer et al., Eur J Cancer 45:228–247, 2009).
+    findings of a comparison (not rejected) are new lesions (PD). The non-target response is the doctor's
+    judgement recorded for that follow-up (:func:`diagnosis.services.recist_non_target_set`; PD is
+    "unequivocal progression", never derived); without one it is CR when every non-target lesion resolved
+    (or there is none), NE when one was not followed, else non-CR/non-PD. The overall response is
+    RECIST 1.1 Table 1's, or Table 2's for non-target disease only (no target chosen). Lesions are followed
+    through the pairings of :mod:`diagnosis.selectors_finding_chain`, which Lung-RADS reads too. The
+    figures and responses are :func:`diagnosis.longitudinal.recist.evaluate`'s (Eisenhauer et al., Eur J
+    Cancer 45:228–247, 2009).
 
     Returns
     -------
     dict
         ``baseline_study_id``, ``chosen_by``, ``chosen_at``, ``lesions`` (finding id, kind, role, organ,
         lymph_node), ``time_points`` (study id and date, per-target ``diameters_mm``, ``sum_mm``,
-        ``nadir_mm``, changes in % and mm, target/non-target/overall responses, ``new_lesions`` and the
-        ``rule`` applied), ``error`` (a RECIST rule the stored selection now breaks, else None).
+        ``nadir_mm``, changes in % and mm, target/non-target/overall responses, ``non_target_source``
+        (``doctor`` or ``derived``) and ``non_target_derived``, ``new_lesions``, ``table`` and ``table_row``
+        (RECIST 1.1 Table 1 or 2), the ``rule`` and ``overall_rule`` applied, ``findings`` (per baseline
+        lesion, the finding it is at that time point, or None)), ``error`` (a RECIST rule the stored
+        selection now breaks, else None). Each lesion also has ``current_finding_id`` and ``history``
+        (:func:`diagnosis.selectors_finding_chain.finding_chain` of it back to the baseline).
     """
     from .longitudinal.recist import (
         CR,
@@ -573,18 +605,17 @@ def recist_assessment(*, study, until=None) -> dict | None:
     others = [le for le in lesions if le.role == RecistLesion.Role.NON_TARGET]
     where = {baseline.pk: {le.finding_id: le.finding_id for le in lesions}}  # baseline finding → finding now
     points, rows = [], []
+    judged = selection.non_target_responses or {}
     for later, registration in _recist_chain(selection, until):
-        matches = list(registration.matches.select_related("finding"))
-        by_prior = {m.prior_finding_id: m for m in matches if m.prior_finding_id}
-        found = {m.finding_id: m.finding for m in matches if m.finding_id}
+        paired = registration_pairings(registration)  # the pairings Lung-RADS reads too
+        found = paired.findings
         now = {}
         for origin, at_prior in where[registration.prior_id].items():
             if at_prior in (_GONE, None):
                 now[origin] = at_prior  # gone stays gone, lost stays lost
                 continue
-            match = by_prior.get(at_prior)
-            now[origin] = None if match is None else (
-                match.finding_id if match.status == FindingMatch.Status.MATCHED else _GONE)
+            state = paired.follow(at_prior)
+            now[origin] = _GONE if state == "resolved" else state
         where[later.pk] = now
 
         def diameter(lesion):
@@ -596,13 +627,18 @@ def recist_assessment(*, study, until=None) -> dict | None:
 
         diameters = {str(t.finding_id): diameter(t) for t in targets}
         states = [now[o.finding_id] for o in others]
-        non_target = (NE if any(s is None for s in states) else
-                      CR if all(s == _GONE for s in states) else NON_CR_NON_PD)
-        new = any(m.status == FindingMatch.Status.NEW and m.finding.status != Finding.Status.REJECTED
-                  for m in matches)
-        points.append(TimePoint(label=str(later.pk), diameters_mm=diameters, non_target=non_target, new_lesions=new))
+        derived = (NE if any(s is None for s in states) else
+                   CR if all(s == _GONE for s in states) else NON_CR_NON_PD)
+        doctor = (judged.get(str(later.pk)) or {}).get("response") if others else None
+        new = any(found[k].status != Finding.Status.REJECTED for k in paired.new)
+        points.append(TimePoint(label=str(later.pk), diameters_mm=diameters, non_target=doctor or derived,
+                                new_lesions=new))
         rows.append({"study_id": later.pk, "study_date": later.study_date.isoformat() if later.study_date else None,
-                     "diameters_mm": {k: _finite(v, 1) for k, v in diameters.items()}})
+                     "diameters_mm": {k: _finite(v, 1) for k, v in diameters.items()},
+                     "non_target_source": "doctor" if doctor else "derived",
+                     "non_target_derived": derived,
+                     "findings": {str(origin): (state if isinstance(state, int) else None)
+                                  for origin, state in now.items()}})
     body = {
         "baseline_study_id": baseline.pk,
         "baseline_study_date": baseline.study_date.isoformat() if baseline.study_date else None,
@@ -620,10 +656,30 @@ def recist_assessment(*, study, until=None) -> dict | None:
         assessed = evaluate([TargetLesion(key=str(t.finding_id), organ=t.organ,
                                           long_axis_mm=t.finding.long_axis_mm or 0.0,
                                           short_axis_mm=t.finding.short_axis_mm or 0.0, lymph_node=t.lymph_node)
-                             for t in targets], points, slice_thickness_mm=thickness)
+                             for t in targets], points, slice_thickness_mm=thickness,
+                            non_target_only=not targets and bool(others))
     except RecistError as exc:
         body["error"] = exc.code
         return body
+    baseline_row = {"study_id": baseline.pk, "study_date": body["baseline_study_date"],
+                    "diameters_mm": {str(t.finding_id): next(le["baseline_mm"] for le in body["lesions"]
+                                                             if le["finding_id"] == t.finding_id) for t in targets},
+                    "non_target_source": None, "non_target_derived": None,
+                    "findings": {str(le.finding_id): le.finding_id for le in lesions}}
+    for row, figures in zip([baseline_row, *rows], assessed):
+        point = {**row, **{k: v for k, v in figures.to_dict().items() if k not in ("label", "rule")}}
+        point["rule"] = recist_rule_text(point)
+        point["overall_rule"] = recist_overall_rule_text(point)
+        body["time_points"].append(point)
+    # Each lesion's history: the finding it is at the last time point, followed back through the same
+    # comparisons by the selector Lung-RADS shares (so both name the same prior finding).
+    last = body["time_points"][-1]["findings"]
+    for le in body["lesions"]:
+        current = last.get(str(le["finding_id"]))
+        le["current_finding_id"] = current
+        le["history"] = ([] if current is None else
+                         finding_chain(finding=Finding.objects.select_related("study").get(pk=current), since=baseline))
+    return body
     baseline_row = {"study_id": baseline.pk, "study_date": body["baseline_study_date"],
                     "diameters_mm": {str(t.finding_id): next(le["baseline_mm"] for le in body["lesions"]
                                                              if le["finding_id"] == t.finding_id) for t in targets}}

@@ -3,7 +3,8 @@
 The engine is :mod:`diagnosis.measurements.lung_rads` (ACR Lung-RADS v2022). Here the nodules are
 read from the findings, and, where the study was compared with its prior
 (:class:`diagnosis.models.StudyRegistration`), each nodule's prior nodule is the one its
-:class:`diagnosis.models.FindingMatch` row names (the registered matching, with the doctor's re-links
+:class:`diagnosis.models.FindingMatch` row names, read by the selector RECIST shares
+(:mod:`diagnosis.selectors_finding_chain`) (the registered matching, with the doctor's re-links
 and unlinks); without a comparison the engine's centroid-distance rule decides. Each paired nodule
 also gets its volume doubling time (Schwartz 1961) and growth category
 (:mod:`diagnosis.longitudinal.growth`), shown beside its Lung-RADS category and changing none.
@@ -12,11 +13,12 @@ also gets its volume doubling time (Schwartz 1961) and growth category
 from __future__ import annotations
 
 import numpy as np
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from .longitudinal.registration import transform_points
-from .models import Finding, FindingMatch, StudyRegistration
+from .models import Finding, StudyRegistration
+from .selectors_finding_chain import registration_for, registration_pairings
 
 # LIDC calcification ratings of a benign pattern: 1 popcorn, 2 laminated, 3 solid, 5 central (4 non-central
 # and 6 absent are not).
@@ -94,10 +96,7 @@ def _lung_rads_nodules(findings: QuerySet[Finding], study) -> tuple[list, list[d
 
 def _registration(study, prior_study) -> StudyRegistration | None:
     """The stored comparison with ``prior_study``, or without one the latest compared prior's (by date)."""
-    rows = StudyRegistration.objects.filter(study=study).select_related("prior")
-    if prior_study is not None:
-        return rows.filter(prior=prior_study).first()
-    return rows.order_by(F("prior__study_date").desc(nulls_last=True), "-prior_id").first()
+    return registration_for(study, prior_study)
 
 
 def _registered_pairings(visible: QuerySet[Finding], registration: StudyRegistration, nodules: list):
@@ -113,8 +112,8 @@ def _registered_pairings(visible: QuerySet[Finding], registration: StudyRegistra
 
     matrix = np.asarray(registration.transform["matrix_lps_mm"], float)
     keys = {n.key for n in nodules}
-    rows = [r for r in registration.matches.all() if r.finding_id in keys]
-    matched = {r.finding_id: r.prior_finding_id for r in rows if r.status == FindingMatch.Status.MATCHED}
+    paired = registration_pairings(registration)  # the pairings RECIST follows too
+    matched = {k: p for k, p in paired.prior_of.items() if k in keys}
     prior_ids = set(_lung_rads_findings(visible, registration.prior).values_list("pk", flat=True))
     prior = []
     for f in visible.filter(pk__in=prior_ids | set(matched.values())).order_by("pk"):
@@ -130,7 +129,7 @@ def _registered_pairings(visible: QuerySet[Finding], registration: StudyRegistra
     known = {p.key for p in prior}
     # A pair whose prior finding has no size (or is not visible) cannot say growth: distance rule.
     pairings = {k: p for k, p in matched.items() if p in known}
-    pairings.update({r.finding_id: None for r in rows if r.status == FindingMatch.Status.NEW})
+    pairings.update({k: None for k in paired.new if k in keys})
     return pairings, prior
 
 

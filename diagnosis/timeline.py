@@ -10,6 +10,7 @@ above diagnosis add their own events (followup: completed questionnaires) throug
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
@@ -95,6 +96,35 @@ def _report_events(patient: Patient, studies: dict[int, Study]) -> list[Timeline
     return events
 
 
+def _nodule_growth(study: Study, findings: list[Finding]) -> str:
+    """The volume doubling time (Schwartz 1961) and growth category of each nodule of ``study`` paired with
+    its prior in the stored comparison, as the comparison table shows them ("" when none)."""
+    from .longitudinal.growth import growth
+    from .selectors_finding_chain import registration_for, registration_pairings
+
+    registration = registration_for(study)
+    if registration is None or not registration.interval_days or registration.interval_days <= 0:
+        return ""
+    pairings = registration_pairings(registration)
+    parts = []
+    for finding in sorted(findings, key=lambda f: f.pk):
+        prior = pairings.prior_findings.get(pairings.prior_of.get(finding.pk))
+        if finding.kind != Finding.Kind.LUNG_NODULE or prior is None or not prior.volume_ml or not finding.volume_ml:
+            continue
+        figures = growth(prior.volume_ml, finding.volume_ml, registration.interval_days).to_dict()
+        if figures["vdt_days"] is None or not math.isfinite(figures["vdt_days"]):
+            continue
+        parts.append(_("nodule #%(finding)s: VDT %(days).0f days (%(category)s)") % {
+            "finding": finding.pk, "days": figures["vdt_days"],
+            "category": _growth_words().get(figures["growth_category"], figures["growth_category"] or "—")})
+    return "; ".join(parts)
+
+
+def _growth_words() -> dict:
+    return {"stable": _("stable"), "shrinking": _("shrinking"), "slow": _("slow growth"),
+            "intermediate": _("intermediate growth"), "fast": _("fast growth")}
+
+
 def _finding_events(patient: Patient, studies: dict[int, Study]) -> list[TimelineEvent]:
     by_study: dict[int, list[Finding]] = {}
     for finding in Finding.objects.filter(study__patient=patient).exclude(status=Finding.Status.REJECTED):
@@ -111,6 +141,9 @@ def _finding_events(patient: Patient, studies: dict[int, Study]) -> list[Timelin
                 "kind": largest.get_kind_display(), "long": largest.long_axis_mm, "short": largest.short_axis_mm or 0.0}
             if largest.volume_ml is not None:
                 detail += ", " + _("%(volume).2f mL") % {"volume": largest.volume_ml}
+        growth_text = _nodule_growth(studies[study_id], findings)
+        if growth_text:
+            detail = f"{detail}; {growth_text}" if detail else growth_text
         events.append(TimelineEvent(at=_study_moment(studies[study_id]), kind="finding", title=title, detail=detail,
                                     url=reverse("annotation:study-detail", args=[study_id]), study_id=study_id))
     return events

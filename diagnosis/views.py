@@ -197,9 +197,18 @@ def study_compare_start(request, study_id: int, prior_id: int):
 @require_POST
 def study_recist_set(request, study_id: int):
     """Store the RECIST 1.1 lesions chosen in the study page's form (``role_<finding>``, ``organ_<finding>``,
-    ``lymph_node_<finding>``) and go back to the page; a refusal is shown as a message."""
+    ``lymph_node_<finding>``), or at a follow-up the doctor's ``non_target_response``, and go back to the
+    page; a refusal is shown as a message."""
     _require_clinician(request.user)
     study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+    if "non_target_response" in request.POST:
+        try:
+            services.recist_non_target_set(user=request.user, study=study,
+                                           response=request.POST["non_target_response"])
+            messages.success(request, _("The non-target response is saved."))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        return redirect(f"{reverse('annotation:study-detail', args=[study.pk])}#recist")
     chosen = {"target": [], "non_target": []}
     for key, role in request.POST.items():
         if key.startswith("role_") and role in chosen and key[5:].isdigit():

@@ -1,5 +1,6 @@
-"""REST API of RECIST 1.1 (issue 14): the doctor's target and non-target lesions on a baseline study, and
-the assessment over the patient's later studies (sum of diameters, nadir, responses and the rule applied).
+"""REST API of RECIST 1.1 (issue 14): the doctor's target and non-target lesions on a baseline study (PUT),
+the doctor's non-target response at a follow-up (PATCH), and the assessment over the patient's later
+studies (sum of diameters, nadir, responses, RECIST 1.1 Table 1 / Table 2 and the rule applied).
 
 Permissions as the comparison routes: reads for hospital staff of the study's hospital (annotators
 included, as on the other study diagnosis reads), writes for clinicians; another hospital's study is not
@@ -28,7 +29,9 @@ RecistAssessmentSerializer = inline_serializer("RecistAssessment", {
                   "baseline_mm}], time_points [{study_id, study_date, diameters_mm (per target finding id, mm), "
                   "sum_mm, nadir_mm, change_from_baseline_pct, change_from_nadir_pct, change_from_nadir_mm, "
                   "target_response, non_target_response, overall_response (CR, PR, SD, PD, NE, non-CR/non-PD), "
-                  "new_lesions, rule}], error (a RECIST rule the stored selection breaks), source"),
+                  "non_target_source (doctor | derived), non_target_derived, new_lesions, table (1 | 2), "
+                  "table_row, rule, overall_rule, findings}], error (a RECIST rule the stored selection "
+                  "breaks), source"),
 })
 
 
@@ -46,9 +49,16 @@ class RecistSelectionInputSerializer(serializers.Serializer):
     non_targets = RecistLesionInputSerializer(many=True, required=False, default=list)
 
 
+class RecistNonTargetInputSerializer(serializers.Serializer):
+    non_target_response = serializers.ChoiceField(
+        choices=["CR", "non-CR/non-PD", "PD", "NE", ""], allow_blank=True, allow_null=True,
+        help_text="the doctor's non-target response at this follow-up (RECIST 1.1 §4.3.2; PD: unequivocal "
+                  "progression); empty or null removes it (the derived response applies)")
+
+
 class StudyRecistApi(APIView):
     def get_permissions(self):
-        return [IsClinician()] if self.request.method == "PUT" else [IsHospitalStaff()]
+        return [IsClinician()] if self.request.method in ("PUT", "PATCH") else [IsHospitalStaff()]
 
     def _body(self, study) -> dict:
         return {"study_id": study.pk, "assessment": selectors.recist_assessment(study=study)}
@@ -76,4 +86,16 @@ class StudyRecistApi(APIView):
         serializer.is_valid(raise_exception=True)
         services.recist_selection_set(user=request.user, study=study, targets=serializer.validated_data["targets"],
                                       non_targets=serializer.validated_data["non_targets"])
+        return Response(self._body(study))
+
+    @extend_schema(request=RecistNonTargetInputSerializer, responses=RecistAssessmentSerializer,
+                   summary="Record the doctor's RECIST 1.1 non-target response at this follow-up study")
+    def patch(self, request, study_id: int):
+        from annotation import selectors as annotation_selectors
+
+        study = annotation_selectors.study_get(user=request.user, study_id=study_id)
+        serializer = RecistNonTargetInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.recist_non_target_set(user=request.user, study=study,
+                                       response=serializer.validated_data["non_target_response"])
         return Response(self._body(study))

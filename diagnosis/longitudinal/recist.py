@@ -29,8 +29,9 @@ __all__ = [
     "CR", "PR", "SD", "PD", "NE", "NON_CR_NON_PD",
     "LYMPH_NODE_ORGAN", "MAX_TARGETS", "MAX_TARGETS_PER_ORGAN", "TOO_SMALL_MM",
     "Assessment", "RecistError", "TargetLesion", "TimePoint",
-    "evaluate", "lesion_measurable", "organ_key", "overall_response", "sum_of_diameters", "target_response",
-    "validate_targets",
+    "TABLE_1", "TABLE_2",
+    "evaluate", "lesion_measurable", "organ_key", "overall_response", "sum_of_diameters", "table_1_overall",
+    "table_2_overall", "target_response", "validate_targets",
 ]
 
 CR, PR, SD, PD, NE = "CR", "PR", "SD", "PD", "NE"
@@ -181,6 +182,110 @@ def target_response(*, baseline_sum_mm: float, nadir_sum_mm: float, current_sum_
     return SD
 
 
+#: RECIST 1.1 Table 1 (patients with target and non-target disease), row by row:
+#: (target, non-target, new lesions, overall). ``None`` in a pattern is "any"; rows are tried in order.
+TABLE_1 = (
+    (CR, CR, False, CR),
+    (CR, NON_CR_NON_PD, False, PR),
+    (CR, NE, False, PR),
+    (PR, "non-PD or NE", False, PR),
+    (SD, "non-PD or NE", False, SD),
+    ("NE", "non-PD", False, NE),
+    (PD, None, None, PD),
+    (None, PD, None, PD),
+    (None, None, True, PD),
+)
+#: RECIST 1.1 Table 2 (patients with non-target disease only): (non-target, new lesions, overall).
+TABLE_2 = (
+    (CR, False, CR),
+    (NON_CR_NON_PD, False, NON_CR_NON_PD),
+    (NE, False, NE),
+    (PD, None, PD),
+    (None, True, PD),
+)
+
+
+def _check_non_target(non_target: str) -> None:
+    if non_target not in NON_TARGET_RESPONSES:
+        raise RecistError(f"unknown non-target response {non_target!r}", code="bad_response")
+
+
+def table_1_overall(*, target: str, non_target: str, new_lesions: bool) -> tuple[str, int]:
+    """Return the overall response of a patient with target lesions and its row of RECIST 1.1 Table 1.
+
+    Parameters
+    ----------
+    target : str
+        Target response: CR, PR, SD, PD or NE (not all evaluated).
+    non_target : str
+        Non-target response: CR, ``non-CR/non-PD``, PD or NE (not all evaluated); the doctor's
+        judgement of "unequivocal progression" (§4.3.2) decides PD.
+    new_lesions : bool
+
+    Returns
+    -------
+    (str, int)
+        The overall response and the 1-based row of Table 1 (:data:`TABLE_1`) that gave it; a PD by
+        several rows gives the first (target PD, then non-target PD, then a new lesion).
+
+    Raises
+    ------
+    RecistError
+        ``bad_response`` for an unknown response value.
+
+    Notes
+    -----
+    Eisenhauer et al., Eur J Cancer 45:228–247, 2009, Table 1: CR/CR/no → CR; CR/non-CR/non-PD/no → PR;
+    CR/not evaluated/no → PR; PR/non-PD or not all evaluated/no → PR; SD/non-PD or not all evaluated/no
+    → SD; not all evaluated/non-PD/no → NE; PD/any/any → PD; any/PD/any → PD; any/any/yes → PD.
+    """
+    _check_non_target(non_target)
+    if target not in (CR, PR, SD, PD, NE):
+        raise RecistError(f"unknown target response {target!r}", code="bad_response")
+    if target == PD:
+        return PD, 7
+    if non_target == PD:
+        return PD, 8
+    if new_lesions:
+        return PD, 9
+    if target == CR:
+        return {CR: (CR, 1), NON_CR_NON_PD: (PR, 2), NE: (PR, 3)}[non_target]
+    return {PR: (PR, 4), SD: (SD, 5), NE: (NE, 6)}[target]
+
+
+def table_2_overall(*, non_target: str, new_lesions: bool) -> tuple[str, int]:
+    """Return the overall response of a patient with non-target disease only and its row of RECIST 1.1 Table 2.
+
+    Parameters
+    ----------
+    non_target : str
+        CR, ``non-CR/non-PD``, PD (unequivocal progression) or NE (not all evaluated).
+    new_lesions : bool
+
+    Returns
+    -------
+    (str, int)
+        CR, ``non-CR/non-PD``, PD or NE, and the 1-based row of Table 2 (:data:`TABLE_2`).
+
+    Raises
+    ------
+    RecistError
+        ``bad_response`` for an unknown response value.
+
+    Notes
+    -----
+    Eisenhauer et al., Eur J Cancer 45:228–247, 2009, Table 2: CR/no → CR; non-CR/non-PD/no →
+    non-CR/non-PD (preferred to SD, since SD is a measure of targets); not all evaluated/no → NE;
+    unequivocal PD/any → PD; any/yes → PD.
+    """
+    _check_non_target(non_target)
+    if non_target == PD:
+        return PD, 4
+    if new_lesions:
+        return PD, 5
+    return {CR: (CR, 1), NON_CR_NON_PD: (NON_CR_NON_PD, 2), NE: (NE, 3)}[non_target]
+
+
 def overall_response(*, target: str | None, non_target: str, new_lesions: bool) -> str:
     """Return the overall response of a time point (RECIST 1.1 Table 1, or Table 2 when ``target`` is None).
 
@@ -197,21 +302,9 @@ def overall_response(*, target: str | None, non_target: str, new_lesions: bool) 
     RecistError
         ``bad_response`` for an unknown response value.
     """
-    if non_target not in NON_TARGET_RESPONSES:
-        raise RecistError(f"unknown non-target response {non_target!r}", code="bad_response")
-    if target is not None and target not in (CR, PR, SD, PD, NE):
-        raise RecistError(f"unknown target response {target!r}", code="bad_response")
-    if new_lesions or target == PD or non_target == PD:
-        return PD
-    if target is None:  # Table 2
-        return {CR: CR, NON_CR_NON_PD: NON_CR_NON_PD, NE: NE}[non_target]
-    if target == CR:
-        return CR if non_target == CR else PR
-    if target == PR:
-        return PR
-    if target == SD:
-        return SD
-    return NE
+    if target is None:
+        return table_2_overall(non_target=non_target, new_lesions=new_lesions)[0]
+    return table_1_overall(target=target, non_target=non_target, new_lesions=new_lesions)[0]
 
 
 @dataclass(frozen=True)
@@ -251,6 +344,8 @@ class Assessment:
     new_lesions: bool
     overall_response: str | None
     rule: str
+    table: int | None = None
+    table_row: int | None = None
 
     def to_dict(self) -> dict:
         def r(v, n=1):
@@ -260,7 +355,8 @@ class Assessment:
                 "change_from_nadir_pct": r(self.change_from_nadir_pct),
                 "change_from_nadir_mm": r(self.change_from_nadir_mm),
                 "target_response": self.target_response, "non_target_response": self.non_target_response,
-                "new_lesions": self.new_lesions, "overall_response": self.overall_response, "rule": self.rule}
+                "new_lesions": self.new_lesions, "overall_response": self.overall_response, "rule": self.rule,
+                "table": self.table, "table_row": self.table_row}
 
 
 _RULES = {
@@ -272,14 +368,36 @@ _RULES = {
 }
 
 
+def _evaluate_non_target_only(follow_ups: Sequence[TimePoint], baseline_label: str) -> list[Assessment]:
+    result = [Assessment(label=baseline_label, sum_mm=None, nadir_mm=None, change_from_baseline_pct=None,
+                         change_from_nadir_pct=None, change_from_nadir_mm=None, target_response=None,
+                         non_target_response=None, new_lesions=False, overall_response=None,
+                         rule="baseline: non-target disease only", table=2)]
+    for point in follow_ups:
+        if point.diameters_mm:
+            raise RecistError(f"{point.label}: not a target lesion: {', '.join(sorted(point.diameters_mm))}",
+                              code="unknown_target")
+        overall, row = table_2_overall(non_target=point.non_target, new_lesions=point.new_lesions)
+        result.append(Assessment(
+            label=point.label, sum_mm=None, nadir_mm=None, change_from_baseline_pct=None, change_from_nadir_pct=None,
+            change_from_nadir_mm=None, target_response=None, non_target_response=point.non_target,
+            new_lesions=point.new_lesions, overall_response=overall,
+            rule=f"overall {overall}: RECIST 1.1 Table 2, row {row}", table=2, table_row=row))
+    return result
+
+
 def evaluate(targets: Sequence[TargetLesion], follow_ups: Sequence[TimePoint], *,
-             baseline_label: str = "baseline", slice_thickness_mm: float = 5.0) -> list[Assessment]:
+             baseline_label: str = "baseline", slice_thickness_mm: float = 5.0,
+             non_target_only: bool = False) -> list[Assessment]:
     """Assess every time point of a patient against the baseline targets, in order (RECIST 1.1).
 
     Parameters
     ----------
     targets : sequence of TargetLesion
-        Baseline targets (checked with :func:`validate_targets`).
+        Baseline targets (checked with :func:`validate_targets`); empty with ``non_target_only``.
+    non_target_only : bool
+        The patient has non-target disease only (no target chosen): every time point's overall response
+        is RECIST 1.1 Table 2's, from its non-target response and new lesions; sums are None.
     follow_ups : sequence of TimePoint
         In time order. The nadir of each is the smallest sum before it (baseline included; a time
         point with a target not assessed does not set the nadir).
@@ -296,13 +414,15 @@ def evaluate(targets: Sequence[TargetLesion], follow_ups: Sequence[TimePoint], *
         a target; ``missing_target`` when it leaves one out (give None for not assessed);
         ``bad_diameter`` for a negative diameter; ``bad_response`` for an unknown non-target response.
     """
+    if non_target_only and not targets:
+        return _evaluate_non_target_only(follow_ups, baseline_label)
     validate_targets(targets, slice_thickness_mm=slice_thickness_mm)
     by_key = {t.key: t for t in targets}
     baseline = sum_of_diameters([t.diameter_mm for t in targets])
     result = [Assessment(label=baseline_label, sum_mm=baseline, nadir_mm=baseline, change_from_baseline_pct=0.0,
                          change_from_nadir_pct=0.0, change_from_nadir_mm=0.0, target_response=None,
                          non_target_response=None, new_lesions=False, overall_response=None,
-                         rule="baseline: sum of diameters of the target lesions")]
+                         rule="baseline: sum of diameters of the target lesions", table=1)]
     nadir = baseline
     for point in follow_ups:
         unknown = sorted(set(point.diameters_mm) - set(by_key))
@@ -321,7 +441,7 @@ def evaluate(targets: Sequence[TargetLesion], follow_ups: Sequence[TimePoint], *
             for k, t in by_key.items())
         target = target_response(baseline_sum_mm=baseline, nadir_sum_mm=nadir, current_sum_mm=current,
                                  complete=complete)
-        overall = overall_response(target=target, non_target=point.non_target, new_lesions=point.new_lesions)
+        overall, row = table_1_overall(target=target, non_target=point.non_target, new_lesions=point.new_lesions)
         rule = _RULES[target]
         if overall != target:
             if point.new_lesions:
@@ -336,7 +456,7 @@ def evaluate(targets: Sequence[TargetLesion], follow_ups: Sequence[TimePoint], *
             change_from_nadir_pct=None if current is None or nadir == 0 else (current - nadir) / nadir * 100.0,
             change_from_nadir_mm=None if current is None else current - nadir,
             target_response=target, non_target_response=point.non_target, new_lesions=point.new_lesions,
-            overall_response=overall, rule=rule))
+            overall_response=overall, rule=rule, table=1, table_row=row))
         if current is not None:
             nadir = min(nadir, current)
     return result

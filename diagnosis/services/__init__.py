@@ -43,7 +43,7 @@ from .postprocessing import (
     postprocessing_script_upload_allowed,
 )
 from .reads import ReadsImport, lidc_reads_import, luna16_annotations_import, reads_import_payload
-from .recist import recist_selection_set
+from .recist import recist_non_target_set, recist_selection_set
 from .similarity import similar_cases_read, similarity_weights_may_edit, similarity_weights_set
 from .reports import (
     measurement_payload,
@@ -67,6 +67,7 @@ __all__ = [
     "pacs_query_source",
     "pacs_retrieve_execute",
     "pacs_study_retrieve",
+    "recist_non_target_set",
     "recist_selection_set",
     "similar_cases_read",
     "similarity_weights_may_edit",

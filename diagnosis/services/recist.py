@@ -16,6 +16,7 @@ from portal.models import AuditLog, User
 from portal.services import audit_record
 
 from ..longitudinal.recist import (
+    NON_TARGET_RESPONSES,
     MAX_TARGETS,
     MAX_TARGETS_PER_ORGAN,
     RecistError,
@@ -26,7 +27,7 @@ from ..longitudinal.recist import (
 )
 from ..models import Finding, RecistLesion, RecistSelection
 
-__all__ = ["default_organ", "recist_selection_set", "series_slice_thickness_mm"]
+__all__ = ["default_organ", "recist_non_target_set", "recist_selection_set", "series_slice_thickness_mm"]
 
 # The engine's refusals, by code, in words people read (translated); the engine's own text is English.
 _REFUSALS = {
@@ -88,7 +89,10 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     ----------
     targets, non_targets : list of dict
         ``{"finding": id, "organ": str (optional), "lymph_node": bool (optional)}``; the organ defaults to
-        :func:`default_organ`. Targets are measured at baseline by the finding's long axis (mm), a lymph
+        :func:`default_organ`. No target and at least one non-target is non-target disease only (its
+        follow-ups are assessed by RECIST 1.1 Table 2). A different set of non-targets removes the doctor's
+        non-target responses recorded at follow-ups (:func:`recist_non_target_set`).
+        Targets are measured at baseline by the finding's long axis (mm), a lymph
         node's by its short axis (mm).
 
     Raises
@@ -110,7 +114,8 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
                             short_axis_mm=f.short_axis_mm or 0.0, lymph_node=node) for f, organ, node in chosen]
     thickness = max([series_slice_thickness_mm(f) for f, _o, _n in chosen] or [5.0])
     try:
-        validate_targets(lesions, slice_thickness_mm=thickness)
+        if lesions or not others:  # non-target disease only (RECIST 1.1 Table 2) has no target to check
+            validate_targets(lesions, slice_thickness_mm=thickness)
     except RecistError as exc:
         per_organ = Counter(organ_key(t) for t in lesions)
         limit = MAX_TARGETS if exc.code == "too_many_targets" else MAX_TARGETS_PER_ORGAN
@@ -125,6 +130,12 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     if created:
         selection = RecistSelection(study=study)
     selection.chosen_by, selection.chosen_at = user, timezone.now()
+    # The doctor's non-target judgements were of the earlier non-target lesions: another set voids them.
+    before = set() if created else set(selection.lesions.filter(role=RecistLesion.Role.NON_TARGET)
+                                       .values_list("finding_id", flat=True))
+    cleared = bool(selection.non_target_responses) and before != {f.pk for f, _o, _n in others}
+    if cleared:
+        selection.non_target_responses = {}
     selection.save()
     selection.lesions.all().delete()
     RecistLesion.objects.bulk_create(
@@ -135,5 +146,54 @@ def recist_selection_set(*, user: User, study: Study, targets: list[dict],
     audit_record(actor=user, action=AuditLog.Action.CREATE if created else AuditLog.Action.UPDATE,
                  target_type="recist_selection", target_id=selection.pk, hospital=study.hospital,
                  detail={"study": study.pk, "targets": [f.pk for f, _o, _n in chosen],
-                         "non_targets": [f.pk for f, _o, _n in others]})
+                         "non_targets": [f.pk for f, _o, _n in others],
+                         **({"non_target_responses_cleared": True} if cleared else {})})
+    return selection
+
+
+@transaction.atomic
+def recist_non_target_set(*, user: User, study: Study, response: str | None) -> RecistSelection:
+    """Record the doctor's non-target response at the follow-up ``study`` (RECIST 1.1 §4.3.2), audited.
+
+    The non-target response is a judgement, not a measurement: CR (every non-target lesion gone, every
+    node < 10 mm short axis), ``non-CR/non-PD``, PD ("unequivocal progression" of the non-target disease
+    as a whole) or NE (not all evaluated). It is stored on the selection that applies to ``study``
+    (:func:`diagnosis.selectors.recist_selection_for`) under the study's id, and combined with the
+    target response and new lesions by RECIST 1.1 Table 1, or Table 2 for non-target disease only
+    (Eisenhauer et al., Eur J Cancer 45:228–247, 2009). ``response`` None or ``""`` removes the
+    judgement: the response derived from the lesions followed applies again.
+
+    Raises
+    ------
+    portal.api_errors.ServiceError
+        (400, nothing changes) ``no_recist_selection`` (no baseline before this study),
+        ``not_a_follow_up`` (``study`` is the baseline), ``no_non_targets`` (none chosen),
+        ``bad_response`` (not one of CR, non-CR/non-PD, PD, NE).
+    """
+    from ..selectors import recist_selection_for
+
+    if response and response not in NON_TARGET_RESPONSES:
+        raise ServiceError(_("The non-target response must be CR, non-CR/non-PD, PD or NE."), code="bad_response")
+    found = recist_selection_for(study=study)
+    if found is None:
+        raise ServiceError(_("No RECIST 1.1 baseline applies to this study: choose the lesions on the baseline "
+                             "first."), code="no_recist_selection")
+    selection = RecistSelection.objects.select_for_update().get(pk=found.pk)
+    if selection.study_id == study.pk:
+        raise ServiceError(_("This study is the RECIST 1.1 baseline: the non-target response is judged at a "
+                             "follow-up."), code="not_a_follow_up")
+    if not selection.lesions.filter(role=RecistLesion.Role.NON_TARGET).exists():
+        raise ServiceError(_("No non-target lesion was chosen on the baseline."), code="no_non_targets")
+    responses = dict(selection.non_target_responses or {})
+    before = (responses.get(str(study.pk)) or {}).get("response")
+    if response:
+        responses[str(study.pk)] = {"response": response, "by": user.pk, "at": timezone.now().isoformat()}
+    else:
+        responses.pop(str(study.pk), None)
+    selection.non_target_responses = responses
+    selection.full_clean()
+    selection.save(update_fields=["non_target_responses"])
+    audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="recist_selection", target_id=selection.pk,
+                 hospital=study.hospital,
+                 detail={"study": study.pk, "non_target_response": response or None, "before": before})
     return selection

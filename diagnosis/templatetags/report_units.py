@@ -47,6 +47,15 @@ def recist_rule(point):
 
 
 @register.filter
+def recist_overall_rule(point):
+    """Return the RECIST 1.1 Table 1 / Table 2 row that gave a time point its overall response, in the active
+    language ("" at the baseline)."""
+    from diagnosis.selectors import recist_overall_rule_text
+
+    return recist_overall_rule_text(point) if isinstance(point, dict) else ""
+
+
+@register.filter
 def recist_diameter(point, finding_id):
     """Return a time point's diameter (mm) of the target lesion ``finding_id``, or None."""
     try:
