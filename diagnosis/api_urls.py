@@ -22,6 +22,8 @@ urlpatterns = [
     path("reports/<int:report_id>/lung-rads/", api.ReportLungRadsConfirmApi.as_view(), name="report-lung-rads"),
     path("studies/<int:study_id>/comparisons/<int:prior_id>/", api.StudyComparisonApi.as_view(),
          name="study-comparison"),
+    path("studies/<int:study_id>/comparisons/<int:prior_id>/prior-volume.nii.gz",
+         api.StudyComparisonPriorVolumeApi.as_view(), name="study-comparison-prior-volume"),
     path("studies/<int:study_id>/comparisons/<int:prior_id>/links/", api.StudyComparisonLinkApi.as_view(),
          name="study-comparison-link"),
     path("studies/<int:study_id>/recist/", api.StudyRecistApi.as_view(), name="study-recist"),

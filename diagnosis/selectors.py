@@ -312,6 +312,36 @@ def study_registration_get(*, user: User, study_id: int, prior_id: int):
         raise Http404("No such comparison.") from None
 
 
+def registered_prior_volume_nifti(*, registration) -> bytes:
+    """Return the prior series of a stored comparison resampled onto the current series' grid, as
+    gzip-compressed NIfTI-1 bytes (float32, the current series' shape and geometry).
+
+    The caller has checked that the user may see the study
+    (:func:`study_registration_get`). See
+    :func:`diagnosis.longitudinal.registration.resample_prior_onto` for the direction of the transform.
+
+    Raises
+    ------
+    diagnosis.longitudinal.registration.RegistrationError
+        The stored matrix is not an invertible affine transform.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from annotation.imaging.formats import write_nifti
+    from annotation.storage import series_volume_load
+
+    from .longitudinal.registration import resample_prior_onto
+
+    prior = series_volume_load(registration.prior_series)
+    current = series_volume_load(registration.series)
+    resampled = resample_prior_onto(prior, current, registration.transform["matrix_lps_mm"])
+    with tempfile.TemporaryDirectory(prefix="prior-") as folder:
+        path = Path(folder) / "prior.nii.gz"
+        write_nifti(resampled, path)
+        return path.read_bytes()
+
+
 def finding_match_get(*, user: User, match_id: int):
     """Return one finding match of a visible study's comparison, or raise Http404."""
     try:

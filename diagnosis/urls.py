@@ -11,6 +11,7 @@ urlpatterns = [
     path("<int:report_id>/pacs/resend/", views.report_results_resend, name="report-pacs-resend"),
     path("<int:report_id>/pdf/", views.report_pdf, name="report-pdf"),
     path("compare/<int:study_id>/<int:prior_id>/", views.study_compare_start, name="study-compare"),
+    path("compare/<int:study_id>/<int:prior_id>/view/", views.study_compare_view, name="study-compare-view"),
     path("recist/<int:study_id>/", views.study_recist_set, name="study-recist-set"),
     path("similarity-weights/", views.similarity_weights_edit, name="similarity-weights"),
     path("postprocessing/<int:study_id>/run/", views.postprocessing_run_start, name="postprocessing-run-start"),

@@ -194,6 +194,32 @@ def study_compare_start(request, study_id: int, prior_id: int):
 
 
 @login_required
+def study_compare_view(request, study_id: int, prior_id: int):
+    """The comparison view: the study and its prior side by side, the prior registered onto the study's
+    grid, so one crosshair, scrolling, zoom and window drive both; with the matched findings' table.
+    Clinicians of the study's hospital; no stored comparison is 404."""
+    from annotation.imaging.windowing import initial_window
+
+    _require_clinician(request.user)
+    registration = selectors.study_registration_get(user=request.user, study_id=study_id, prior_id=prior_id)
+    series, study = registration.series, registration.study
+    audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_registration",
+                 target_id=registration.pk, hospital=study.hospital)
+    window = initial_window(modality=series.modality or "", hints=(series.body_part, series.description,
+                                                                   study.description),
+                            dicom_center=series.window_center, dicom_width=series.window_width).as_dict()
+    config = {
+        "currentVolumeUrl": reverse("series-volume", args=[series.pk]),
+        "priorVolumeUrl": reverse("study-comparison-prior-volume", args=[study.pk, registration.prior_id]),
+        "initialWindow": window,
+    }
+    return render(request, "diagnosis/compare_view.html", {
+        "registration": registration, "study": study, "prior": registration.prior,
+        "comparison": selectors.study_comparison_payload(registration), "page_config": config,
+    })
+
+
+@login_required
 @require_POST
 def study_recist_set(request, study_id: int):
     """Store the RECIST 1.1 lesions chosen in the study page's form (``role_<finding>``, ``organ_<finding>``,

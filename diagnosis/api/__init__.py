@@ -13,7 +13,12 @@ from .findings import (
     StudyLungRadsApi,
     StudyFindingsApi,
 )
-from .longitudinal import FindingMatchUnlinkApi, StudyComparisonApi, StudyComparisonLinkApi
+from .longitudinal import (
+    FindingMatchUnlinkApi,
+    StudyComparisonApi,
+    StudyComparisonLinkApi,
+    StudyComparisonPriorVolumeApi,
+)
 from .pacs import ReportPacsResendApi, ReportPacsSendsApi
 from .pacs_priors import PatientPacsRetrievesApi, PatientPacsStudiesApi
 from .postprocessing import (
@@ -42,6 +47,7 @@ __all__ = [
     "FindingMatchUnlinkApi",
     "StudyComparisonApi",
     "StudyComparisonLinkApi",
+    "StudyComparisonPriorVolumeApi",
     "FindingAcceptApi",
     "FindingDetailApi",
     "FindingRejectApi",

@@ -65,6 +65,26 @@ class StudyComparisonApi(APIView):
         return Response(selectors.study_comparison_payload(registration))
 
 
+class StudyComparisonPriorVolumeApi(APIView):
+    """The prior of a stored comparison on the current series' grid (NIfTI), for the linked comparison view."""
+
+    permission_classes = [IsClinician]
+
+    @extend_schema(responses={(200, "application/gzip"): bytes},
+                   summary="The prior volume registered onto the study's grid (NIfTI)")
+    def get(self, request, study_id: int, prior_id: int):
+        from django.http import HttpResponse
+
+        registration = selectors.study_registration_get(user=request.user, study_id=study_id, prior_id=prior_id)
+        data = selectors.registered_prior_volume_nifti(registration=registration)
+        audit_record(actor=request.user, action=AuditLog.Action.DOWNLOAD, target_type="series",
+                     target_id=registration.prior_series_id, hospital=registration.study.hospital,
+                     detail={"registered_onto_series": registration.series_id, "registration": registration.pk})
+        response = HttpResponse(data, content_type="application/gzip")
+        response["Content-Disposition"] = f'inline; filename="prior-{registration.prior_series_id}-registered.nii.gz"'
+        return response
+
+
 class StudyComparisonLinkApi(APIView):
     permission_classes = [IsClinician]
 

@@ -29,6 +29,7 @@ __all__ = [
     "RegistrationError",
     "chest_ct_mask",
     "register_volumes",
+    "resample_prior_onto",
     "resample_volume",
     "transform_points",
 ]
@@ -137,6 +138,56 @@ def transform_points(matrix: np.ndarray | Sequence[float], points_lps_mm: np.nda
     flat = points.reshape(-1, 3)
     out = flat @ m[:3, :3].T + m[:3, 3]
     return out.reshape(points.shape)
+
+
+def resample_prior_onto(prior: Volume, current: Volume, matrix: np.ndarray | Sequence[float], *,
+                        fill_value: float | None = None) -> Volume:
+    """Return the prior volume resampled onto the current volume's grid through a registration.
+
+    The comparison view shows the two side by side with one crosshair: once the prior lies on the
+    current grid, the same voxel of both is the same anatomical point (as far as the registration is
+    right), so scrolling and windowing can simply be linked.
+
+    Parameters
+    ----------
+    prior : Volume
+        The prior (baseline, fixed) volume, array (k, j, i) with its geometry.
+    current : Volume
+        The current (follow-up, moving) volume; only its geometry (shape, spacing, origin, direction)
+        is used.
+    matrix : array_like, shape (4, 4) or (16,)
+        Row-major fixed → moving matrix (LPS mm), :attr:`Registration.matrix` as stored: a prior point
+        ``p`` lies at ``M @ [p, 1]`` in the current frame, so each current voxel centre ``q`` is sampled
+        from the prior at ``M⁻¹ @ [q, 1]`` (ITK's resampling maps output points to input points).
+    fill_value : float, optional
+        Value outside the prior's field of view (default: the prior's minimum, e.g. air in CT).
+
+    Returns
+    -------
+    Volume
+        float32 array with ``current``'s shape and geometry, the prior's modality; trilinear.
+
+    Raises
+    ------
+    RegistrationError
+        A matrix that is not an invertible affine transform.
+    """
+    import SimpleITK as sitk
+
+    from annotation.imaging.volume import volume_from_sitk
+
+    m = np.asarray(matrix, dtype=float).reshape(4, 4)
+    if not np.allclose(m[3], [0, 0, 0, 1]) or abs(np.linalg.det(m[:3, :3])) < 1e-9:
+        raise RegistrationError("the registration matrix is not an invertible affine transform")
+    inverse = np.linalg.inv(m)
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix([float(v) for v in inverse[:3, :3].ravel()])
+    transform.SetTranslation([float(v) for v in inverse[:3, 3]])
+    fill = float(np.min(prior.array)) if fill_value is None else float(fill_value)
+    moving = array_to_sitk(prior.array.astype(np.float32, copy=False), prior.geometry)
+    reference = array_to_sitk(np.zeros(current.array.shape, dtype=np.uint8), current.geometry)
+    image = sitk.Resample(moving, reference, transform, sitk.sitkLinear, fill, sitk.sitkFloat32)
+    return volume_from_sitk(image, modality=prior.modality)
 
 
 def chest_ct_mask(volume: Volume, *, margin_mm: float = 10.0) -> np.ndarray | None:
