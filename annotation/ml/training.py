@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .inference import Preprocessing, preprocessing_transforms
-from .networks import build_network, default_network_config
+from .networks import build_network, check_patch_size, default_network_config
 from .progress import ProgressCallback, ProgressReporter
 
 __all__ = [
@@ -91,6 +91,7 @@ class TrainingConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers cannot be negative, got {self.num_workers}")
+        check_patch_size(self.architecture, self.preprocessing.patch_size)
 
 
 @dataclass
