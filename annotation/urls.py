@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_models
 
 app_name = "annotation"
 urlpatterns = [
@@ -9,5 +9,8 @@ urlpatterns = [
     path("next/", views.next_studies, name="next-studies"),
     path("labels/", views.label_sets, name="label-sets"),
     path("datasets/", views.training_datasets, name="training-datasets"),
+    path("models/", views_models.model_list, name="model-list"),
+    path("models/import/", views_models.model_import, name="model-import"),
+    path("models/<int:model_id>/", views_models.model_card, name="model-card"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]
