@@ -117,6 +117,11 @@ def check_patch_size(architecture: str, patch_size) -> None:
 
 def _check_config(name: str, kwargs: dict) -> None:
     if name == "swinunetr":
+        import importlib.util
+
+        # MONAI imports einops lazily and would fail only at the first forward pass.
+        if importlib.util.find_spec("einops") is None:
+            raise ValueError("swinunetr needs the einops package (pip install einops, see requirements.txt)")
         feature_size = kwargs.get("feature_size")
         if not isinstance(feature_size, int) or feature_size < 12 or feature_size % 12:
             raise ValueError(f"swinunetr needs a feature_size that is a positive multiple of 12 "
