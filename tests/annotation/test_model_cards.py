@@ -170,6 +170,8 @@ def test_model_list_links_every_model_to_its_card(doctor, routed_models):
 
     for model in routed_models.values():
         assert reverse("annotation:model-card", args=[model.pk]) in page
+    assert '<td class="mean-dice">not recorded</td>' in page  # none of them has validation metrics
+    assert reverse("annotation:model-list") in page  # the menu links the page
 
 
 def test_card_of_a_portal_trained_model_shows_data_network_dice_spread_and_hardware(doctor, hospital):
