@@ -175,6 +175,8 @@ class SegmentationModel(models.Model):
         VNET = "vnet", "MONAI VNet"
         SEGRESNET = "segresnet", "MONAI SegResNet"
         DYNUNET = "dynunet", "MONAI DynUNet"
+        ATTENTIONUNET = "attentionunet", "MONAI AttentionUnet"
+        SWINUNETR = "swinunetr", "MONAI SwinUNETR"
         TORCHSCRIPT = "torchscript", "TorchScript"
         BUNDLE = "bundle", _("MONAI bundle")
         RETINANET = "retinanet", _("MONAI RetinaNet detector")
@@ -218,6 +220,30 @@ class SegmentationModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+
+class OrganDefaultModel(models.Model):
+    """The model a hospital offers first for one body part (organ) in the one-click menu.
+
+    ``body_part`` is stored lower-case; the model's own ``body_part`` must match it.
+    """
+
+    hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="organ_default_models")
+    body_part = models.CharField(_("body part"), max_length=64)
+    segmentation_model = models.ForeignKey(SegmentationModel, on_delete=models.CASCADE, related_name="+",
+                                           verbose_name=_("model"))
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["hospital", "body_part"]
+        constraints = [models.UniqueConstraint(fields=["hospital", "body_part"], name="organ_default_model_unique")]
+        verbose_name = _("default model per organ")
+        verbose_name_plural = _("default models per organ")
+
+    def __str__(self) -> str:
+        return f"{self.body_part}: {self.segmentation_model}"
 
 
 class ReviewStatus(models.TextChoices):
@@ -593,6 +619,8 @@ class TrainingRun(models.Model):
         VNET = "vnet", "MONAI VNet"
         SEGRESNET = "segresnet", "MONAI SegResNet"
         DYNUNET = "dynunet", "MONAI DynUNet"
+        ATTENTIONUNET = "attentionunet", "MONAI AttentionUnet"
+        SWINUNETR = "swinunetr", "MONAI SwinUNETR"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_models
 
 app_name = "annotation"
 urlpatterns = [
@@ -13,5 +13,8 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/train/", views.training_run_start, name="training-run-start"),
     path("datasets/<int:dataset_id>/download/", views.training_dataset_download, name="training-dataset-download"),
     path("training-runs/<int:run_id>/", views.training_run_detail, name="training-run"),
+    path("models/", views_models.model_list, name="model-list"),
+    path("models/import/", views_models.model_import, name="model-import"),
+    path("models/<int:model_id>/", views_models.model_card, name="model-card"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]

@@ -119,10 +119,13 @@ def study_detail(request, study_id: int):
         series = next((s for s in study.series_list if s.pk == int(wanted)), series)
     models = []
     if request.user.role != Role.PATIENT and series is not None:
+        from .selectors_models import segmentation_models_for_series
+
+        # One organ, one model: only the models whose modality and body part fit, the hospital's default first.
         models = [
-            {"id": m.pk, "name": m.name, "display_name": m.display_name, "version": m.version, "modality": m.modality}
-            for m in selectors.segmentation_model_list(user=request.user)
-            if not m.modality or not series.modality or m.modality.upper() == series.modality.upper()
+            {"id": m.pk, "name": m.name, "display_name": m.display_name, "version": m.version, "modality": m.modality,
+             "body_part": m.body_part, "is_default": is_default}
+            for m, is_default in segmentation_models_for_series(user=request.user, series=series)
         ]
     # Review-only: an annotator assigned this study to label by hand; no model is offered.
     review_only = study.assignments.filter(annotator=request.user, review_only=True).exists()

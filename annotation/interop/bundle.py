@@ -25,6 +25,7 @@ import torch
 _TARGETS = {
     "unet": "monai.networks.nets.UNet", "vnet": "monai.networks.nets.VNet",
     "segresnet": "monai.networks.nets.SegResNet", "dynunet": "monai.networks.nets.DynUNet",
+    "attentionunet": "monai.networks.nets.AttentionUnet", "swinunetr": "monai.networks.nets.SwinUNETR",
 }
 
 
@@ -55,7 +56,7 @@ def bundle_write(
 
     Parameters
     ----------
-    architecture : "unet" | "vnet" | "segresnet" | "dynunet"
+    architecture : "unet" | "vnet" | "segresnet" | "dynunet" | "attentionunet" | "swinunetr"
     network_kwargs : dict
         Every constructor keyword of the network, ``in_channels`` and ``out_channels`` included.
     network : torch.nn.Module

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .inference import Preprocessing, preprocessing_transforms
-from .networks import build_network, default_network_config
+from .networks import build_network, check_patch_size, default_network_config
 from .progress import ProgressCallback, ProgressReporter
 
 __all__ = [
@@ -110,6 +110,7 @@ class TrainingConfig:
             raise ValueError(f"num_workers cannot be negative, got {self.num_workers}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 epoch, got {self.patience}")
+        check_patch_size(self.architecture, self.preprocessing.patch_size)
 
 
 class TrainingDiverged(ArithmeticError):

@@ -39,6 +39,7 @@ from .inference import (
     inference_run_wait,
 )
 from .label_sets import label_set_create, label_set_update, label_upsert, segmentation_create_from_label_set
+from .model_routing import organ_default_model_set
 from .model_exchange import (
     EXPORT_MODEL_FORMATS,
     IMPORT_BACKENDS,
@@ -83,7 +84,7 @@ __all__ = [
     "segmentation_create_blank", "segmentation_create_from_label_set", "segmentation_export",
     "segmentation_export_json", "segmentation_import", "segmentation_labelmap_load", "segmentation_layers",
     "segmentation_make_current", "segmentation_model_export_bundle", "segmentation_model_export_file",
-    "segmentation_model_import", "segmentation_model_register",
+    "organ_default_model_set", "segmentation_model_import", "segmentation_model_register",
     "segmentation_model_weights_path", "segmentation_refine", "segmentation_review", "segmentation_save_diff",
     "segmenter_for_model", "series_geometry", "series_volume_load", "stored_file_to_path", "studies_export_zip",
     "study_assign", "study_import", "training_dataset_build", "training_dataset_materialise",

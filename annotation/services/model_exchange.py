@@ -277,6 +277,7 @@ def segmentation_model_export_file(
     network_architectures = {
         SegmentationModel.Architecture.UNET, SegmentationModel.Architecture.VNET,
         SegmentationModel.Architecture.SEGRESNET, SegmentationModel.Architecture.DYNUNET,
+        SegmentationModel.Architecture.ATTENTIONUNET, SegmentationModel.Architecture.SWINUNETR,
         SegmentationModel.Architecture.TORCHSCRIPT, SegmentationModel.Architecture.BUNDLE,
         SegmentationModel.Architecture.ONNX,
     }

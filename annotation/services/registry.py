@@ -67,6 +67,13 @@ def segmentation_model_register(
             raise ValidationError({"weights_file": str(exc)}) from exc
         network_config = config.to_dict()
         preprocessing = preprocessing or dict(config.preprocessing)
+    from ..ml.networks import ARCHITECTURES, check_patch_size
+
+    if architecture in ARCHITECTURES and (preprocessing or {}).get("patch_size"):
+        try:
+            check_patch_size(architecture, preprocessing["patch_size"])
+        except ValueError as exc:
+            raise ValidationError({"preprocessing": str(exc)}) from exc
     indices = [entry.get("index") for entry in label_table]
     if not label_table or any(not isinstance(i, int) or i < 1 for i in indices) or len(set(indices)) != len(indices):
         raise ValidationError({"label_table": _("Labels need distinct positive integer indices.")})

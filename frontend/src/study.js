@@ -657,7 +657,9 @@ class StudyPage {
     if (select) {
       select.textContent = "";
       for (const m of models) {
-        select.add(new Option(`${m.display_name || m.name} · v${m.version}`, String(m.id)));
+        // The hospital's default model for the organ comes first and is pre-selected.
+        select.add(new Option(`${m.display_name || m.name} · v${m.version}${m.is_default ? " ★" : ""}`, String(m.id),
+          Boolean(m.is_default), Boolean(m.is_default)));
       }
       select.disabled = models.length === 0;
     }

@@ -52,7 +52,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", type=Path, required=True, help="MSD folder (dataset.json, imagesTr, labelsTr) or a folder with images/ and labels/")
         parser.add_argument("--labels", default="", help="INDEX:NAME,... (default: from dataset.json)")
-        parser.add_argument("--architecture", default="unet", choices=["unet", "vnet", "segresnet", "dynunet"])
+        parser.add_argument("--architecture", default="unet", choices=["unet", "vnet", "segresnet", "dynunet", "attentionunet", "swinunetr"])
         parser.add_argument("--name", default=None, help="registry name (default: the dataset's name)")
         parser.add_argument("--modality", default=None)
         parser.add_argument("--body-part", default="")
@@ -107,10 +107,13 @@ class Command(BaseCommand):
             hu_window=_pair(options["hu_window"]) or ((-1000.0, 1000.0) if modality.upper() == "CT" else None),
             patch_size=_triple(options["patch"], int) or defaults.patch_size,
         )
-        config = TrainingConfig(
-            architecture=options["architecture"], preprocessing=preprocessing, epochs=options["epochs"],
-            batch_size=options["batch_size"], learning_rate=options["learning_rate"], seed=options["seed"],
-        )
+        try:
+            config = TrainingConfig(
+                architecture=options["architecture"], preprocessing=preprocessing, epochs=options["epochs"],
+                batch_size=options["batch_size"], learning_rate=options["learning_rate"], seed=options["seed"],
+            )
+        except ValueError as exc:  # e.g. a SwinUNETR patch that is not a multiple of 32
+            raise CommandError(str(exc)) from exc
         device = select_device("auto")
 
         def progress(percent: float, stage: str) -> None:

@@ -12,11 +12,12 @@ from annotation.ml.networks import ARCHITECTURES, build_network, default_network
 def test_builds_each_architecture_and_keeps_the_spatial_shape(architecture):
     torch.manual_seed(0)
     network = build_network(architecture, in_channels=1, out_channels=3).eval()
+    size = 64 if architecture == "swinunetr" else 32  # SwinUNETR's smallest patch (check_patch_size)
 
     with torch.no_grad():
-        logits = network(torch.randn(1, 1, 32, 32, 32))
+        logits = network(torch.randn(1, 1, size, size, size))
 
-    assert logits.shape == (1, 3, 32, 32, 32)
+    assert logits.shape == (1, 3, size, size, size)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

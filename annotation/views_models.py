@@ -1,0 +1,150 @@
+"""Web pages of the model registry: the models a hospital is offered (with the default model per
+organ), each model's card, and importing a model file (hospital administrators)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from portal.api_errors import ServiceError
+from portal.models import AuditLog, Role
+from portal.services import audit_record
+
+from . import selectors, selectors_models, services
+
+# The suffixes segmentation_model_import tells apart: ONNX, a MONAI bundle zip, TorchScript.
+IMPORT_SUFFIXES = (".onnx", ".zip", ".pt", ".ts")
+_PALETTE = ["#e6550d", "#3182bd", "#31a354", "#756bb1", "#e7298a", "#d95f02", "#66a61e", "#e6ab02"]
+_LABEL = re.compile(r"^\s*(\d+)\s*=\s*(\S.*?)\s*$")
+
+
+def _staff_only(user) -> None:
+    if not (user.is_platform_admin or user.role in (Role.HOSPITAL_ADMIN, Role.DOCTOR, Role.ANNOTATOR)):
+        raise Http404
+
+
+def _is_hospital_admin(user) -> bool:
+    return user.role == Role.HOSPITAL_ADMIN and user.hospital_id is not None
+
+
+@login_required
+def model_list(request):
+    """Models offered to the hospital, each linked to its card; the default model per organ, which a
+    hospital administrator sets here (POST ``body_part``, ``model``)."""
+    user = request.user
+    _staff_only(user)
+    status = 200
+    if request.method == "POST":
+        model_id = request.POST.get("model", "")
+        try:
+            default = services.organ_default_model_set(user=user, body_part=request.POST.get("body_part", ""),
+                                                       model_id=int(model_id) if model_id.isdigit() else 0)
+            messages.success(request, _("%(model)s is now the default model for %(body_part)s.")
+                             % {"model": default.segmentation_model, "body_part": default.body_part})
+            return redirect(reverse("annotation:model-list"))
+        except ServiceError as exc:
+            # Shown on the page with the refusal's own status (403 not an administrator, 400 wrong body part).
+            messages.error(request, exc.message)
+            status = exc.status_code
+    models = list(selectors.segmentation_model_list(user=user))
+    defaults = list(selectors_models.organ_default_model_list(user=user))
+    default_ids = {d.segmentation_model_id for d in defaults}
+    return render(request, "annotation/model_list.html", {
+        "models": [(m, m.pk in default_ids) for m in models],
+        "defaults": defaults,
+        "body_parts": sorted({selectors_models.body_part_key(m.body_part) for m in models if m.body_part.strip()}),
+        "can_manage": _is_hospital_admin(user),
+    }, status=status)
+
+
+@login_required
+def model_card(request, model_id: int):
+    """One model's card: training data, network and settings, validation Dice, hardware and time,
+    provenance; "not recorded" where the registry holds nothing."""
+    _staff_only(request.user)
+    card = selectors_models.segmentation_model_card(user=request.user, model_id=model_id)
+    audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="segmentation_model",
+                 target_id=card.model.pk)
+    return render(request, "annotation/model_card.html", {"card": card, "model": card.model})
+
+
+class ModelImportForm(forms.Form):
+    """The import page's fields: the same inputs as ``manage.py import_model``."""
+
+    file = forms.FileField(label=_("Model file"),
+                           help_text=_("A MONAI bundle (.zip), a TorchScript file (.pt) or an ONNX file (.onnx)."))
+    name = forms.SlugField(label=_("Name"), max_length=64)
+    modality = forms.ChoiceField(label=_("Modality"), choices=[("CT", "CT"), ("MR", "MR")])
+    body_part = forms.CharField(label=_("Body part"), max_length=64)
+    labels = forms.CharField(label=_("Labels"), max_length=2000,
+                             help_text=_("INDEX=NAME separated by commas, e.g. 1=liver,2=spleen."))
+    backend = forms.ChoiceField(label=_("Runs with"), required=False,
+                                choices=[("", _("Automatic")), ("torch", "PyTorch"), ("onnx", "ONNX Runtime")])
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if not upload.name.lower().endswith(IMPORT_SUFFIXES):
+            raise forms.ValidationError(_("Upload a MONAI bundle (.zip), a TorchScript file (.pt) or an ONNX "
+                                          "file (.onnx)."))
+        return upload
+
+    def clean_labels(self):
+        table, seen = [], set()
+        for part in self.cleaned_data["labels"].split(","):
+            match = _LABEL.match(part)
+            index = int(match.group(1)) if match else 0
+            if not match or not 1 <= index <= 65535 or index in seen:
+                raise forms.ValidationError(
+                    _("Bad label \"%(label)s\": write INDEX=NAME with distinct indices from 1 to 65535, "
+                      "e.g. 1=anterior,2=posterior.") % {"label": part.strip()})
+            seen.add(index)
+            table.append({"index": index, "name": match.group(2), "color": _PALETTE[(index - 1) % len(_PALETTE)]})
+        return table
+
+
+@login_required
+def model_import(request):
+    """Upload a model file and register it for the hospital through ``segmentation_model_import``
+    (hospital administrators only); a refused file registers nothing and says why."""
+    user = request.user
+    _staff_only(user)
+    if not _is_hospital_admin(user):
+        raise PermissionDenied(_("Only a hospital administrator may import models."))
+    form = ModelImportForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            upload = data["file"]
+            tmp = Path(tempfile.mkdtemp(prefix="model-import-"))
+            try:
+                # The service tells the formats apart by suffix: keep the uploaded file's.
+                path = tmp / Path(upload.name).name
+                with path.open("wb") as out:
+                    for chunk in upload.chunks():
+                        out.write(chunk)
+                model = services.segmentation_model_import(
+                    path=path, name=data["name"], modality=data["modality"], body_part=data["body_part"].strip(),
+                    label_table=data["labels"], backend=data["backend"] or None, user=user, hospital=user.hospital)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+                status = exc.status_code
+            else:
+                messages.success(request, _("Imported %(model)s.") % {"model": model})
+                return redirect(reverse("annotation:model-card", args=[model.pk]))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            status = 400
+    return render(request, "annotation/model_import.html", {"form": form}, status=status)
