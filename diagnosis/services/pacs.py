@@ -1,6 +1,6 @@
 """Results back to the hospital's PACS: a signed report's DICOM SEG, Measurement Report SR (TID 1500)
-and Encapsulated PDF, sent to the hospital's destination peers by C-STORE (PS3.4 B) or, for a peer whose
-transport is STOW-RS, by STOW-RS to its DICOMweb base URL (PS3.18 10.5).
+and Encapsulated PDF, sent to the hospital's destination peers by C-STORE (PS3.4 B) or, for a peer
+whose transport is STOW-RS, by STOW-RS to its DICOMweb base URL (PS3.18 10.5).
 
 Signing queues one :class:`~diagnosis.models.ResultSend` per destination (a ``DicomPeer`` of the
 report's hospital with a host and port, or a STOW-RS peer with a URL) and, once the transaction commits, a Celery task per send
