@@ -3,9 +3,9 @@ and Encapsulated PDF, sent to the hospital's destination peers by C-STORE (PS3.4
 whose transport is STOW-RS, by STOW-RS to its DICOMweb base URL (PS3.18 10.5).
 
 Signing queues one :class:`~diagnosis.models.ResultSend` per destination (a ``DicomPeer`` of the
-report's hospital with a host and port, or a STOW-RS peer with a URL) and, once the transaction commits, a Celery task per send
-(:func:`diagnosis.tasks.result_send_task`), which calls :func:`result_send_execute` and retries with
-backoff. The three objects are built once per report and stored, so every attempt and every
+report's hospital with a host and port, or a STOW-RS peer with a URL) and, once the transaction
+commits, a Celery task per send (:func:`diagnosis.tasks.result_send_task`), which calls
+:func:`result_send_execute` and retries with backoff. The three objects are built once per report and stored, so every attempt and every
 destination gets the same SOP Instance UIDs. The plain-Python builders live in ``diagnosis.pacs``.
 """
 
