@@ -8,8 +8,9 @@ transports alike:
 
 - no answer (connection refused, DNS, timeout) and HTTP 408, 429 and 5xx: ``peer_unreachable`` or
   ``stow_unavailable`` (transient);
-- any other HTTP 4xx: ``stow_rejected`` (permanent: a wrong URL path, refused credentials, 409 Conflict
-  with every instance failed);
+- any other HTTP 4xx, and a redirect: ``stow_rejected`` (permanent: a wrong URL path, refused credentials,
+  409 Conflict with every instance failed; a redirect is not followed, since following it would resend the
+  credentials elsewhere and turn the POST into a GET);
 - a 2xx answer whose Failed SOP Sequence (0008,1198) lists an instance: ``sop_class_not_accepted`` when
   its Failure Reason (0008,1197) is 0x0122 (SOP class not supported, PS3.4 Table B.2-1; permanent),
   ``store_failed`` with that reason as ``status`` otherwise (as a C-STORE failure status).
@@ -36,6 +37,16 @@ REFERENCED_SOP_INSTANCE_UID = "00081155"
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 # HTTP statuses a later attempt may cure (PS3.18 8.5 leaves the rest of 4xx to the client's fault).
 TRANSIENT_HTTP = {408, 429}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: the 3xx answer is raised as an HTTPError."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,7 @@ def stow_instances(datasets: Sequence, destination: StowDestination) -> list[str
     url = destination.base_url.rstrip("/") + "/studies"
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=destination.timeout_s) as response:
+        with _OPENER.open(request, timeout=destination.timeout_s) as response:
             answer = _response_json(response.read())
     except urllib.error.HTTPError as exc:
         status = exc.code

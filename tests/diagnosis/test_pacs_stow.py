@@ -227,6 +227,8 @@ class _Answer(BaseHTTPRequestHandler):
         type(self).seen.append((self.path, dict(self.headers), self.rfile.read(length)))
         payload = json.dumps(type(self).body).encode()
         self.send_response(type(self).status)
+        if type(self).status in (301, 302, 303, 307, 308):
+            self.send_header("Location", "http://elsewhere.invalid/studies")
         self.send_header("Content-Type", "application/dicom+json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -259,13 +261,15 @@ def _failed(uid: str, reason: int) -> dict:
 
 @pytest.mark.parametrize(("status", "code"), [(503, "stow_unavailable"), (500, "stow_unavailable"),
                                               (429, "stow_unavailable"), (408, "stow_unavailable"),
-                                              (401, "stow_rejected"), (409, "stow_rejected")])
+                                              (401, "stow_rejected"), (409, "stow_rejected"),
+                                              (302, "stow_rejected"), (307, "stow_rejected")])
 def test_http_errors_are_transient_or_permanent(answering, two_slices, status, code):
     _Answer.status, _Answer.body = status, {}
     with pytest.raises(StoreError) as excinfo:
         stow_instances(two_slices, StowDestination(base_url=f"http://127.0.0.1:{answering.server_port}/dw"))
     assert (excinfo.value.code, excinfo.value.status) == (code, status)
     assert (code in RETRYABLE_ERRORS) == (status in (408, 429) or status >= 500)
+    assert len(_Answer.seen) == 1  # a redirect is not followed
 
 
 @pytest.mark.parametrize(("reason", "code"), [(0xA700, "store_failed"), (0x0122, "sop_class_not_accepted")])
