@@ -481,7 +481,16 @@ class DicomPeer(models.Model):
     ``query_retrieve`` source (the hospital's PACS) is also asked at ``host``:``port`` for a patient's
     priors (Study Root C-FIND) and moves them to the portal's own AE title (C-MOVE), whose C-STORE SCP
     files them like any other study the peer sends.
+
+    ``transport`` says how results go back: C-STORE to ``host``:``port``, or STOW-RS (DICOM PS3.18 10.5)
+    to ``stow_url``, the peer's DICOMweb base URL. Its credentials never enter the database: with
+    ``stow_secret_env`` set, that environment variable holds the password of HTTP basic authentication
+    as ``stow_user`` or, without a user, a bearer token.
     """
+
+    class Transport(models.TextChoices):
+        C_STORE = "c_store", _("C-STORE")
+        STOW_RS = "stow_rs", _("STOW-RS (DICOMweb)")
 
     hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="dicom_peers")
     ae_title = models.CharField(
@@ -493,6 +502,19 @@ class DicomPeer(models.Model):
     port = models.PositiveIntegerField(_("port for results"), null=True, blank=True,
                                        validators=[MinValueValidator(1), MaxValueValidator(65535)])
     description = models.CharField(_("description"), max_length=200, blank=True)
+    transport = models.CharField(_("transport for results"), max_length=16, choices=Transport.choices,
+                                 default=Transport.C_STORE)
+    stow_url = models.URLField(
+        _("STOW-RS base URL"), max_length=255, blank=True,
+        help_text=_("The DICOMweb base URL results are stored to (POST {url}/studies), without credentials."),
+    )
+    stow_user = models.CharField(_("STOW-RS user"), max_length=128, blank=True)
+    stow_secret_env = models.CharField(
+        _("STOW-RS secret variable"), max_length=128, blank=True,
+        validators=[RegexValidator(r"^[A-Z_][A-Z0-9_]*$", _("An environment variable name (A-Z, 0-9, _)."))],
+        help_text=_("The environment variable holding the password (with a user) or the bearer token; "
+                    "the secret itself is never stored."),
+    )
     query_retrieve = models.BooleanField(
         _("query/retrieve source"), default=False,
         help_text=_("Search this PACS for a patient's prior studies (C-FIND) and retrieve them (C-MOVE to the "

@@ -332,7 +332,8 @@ class ResultSend(models.Model):
     when the hospital has none); a Celery task sends it and retries with backoff. ``instances``
     lists the stored DICOM objects sent (built once, so a retry or resend sends the same SOP
     Instance UIDs): ``[{"kind": "seg"|"sr"|"pdf", "key", "sop_class_uid", "sop_instance_uid"}]``.
-    ``last_status`` is the peer's DIMSE status when it answered with a failure.
+    ``last_status`` is the peer's DIMSE status when it answered with a failure (C-STORE), or for a
+    STOW-RS peer the HTTP status of an error answer or the Failure Reason (0008,1197) of a failed instance.
     """
 
     class State(models.TextChoices):

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(chromium fonts-noto-cjk poppler-utils dcm2niix gettext dcmtk bubblewrap orthanc)
+APT_PACKAGES=(chromium fonts-noto-cjk poppler-utils dcm2niix gettext dcmtk bubblewrap orthanc orthanc-dicomweb)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -42,8 +42,9 @@ class LoadedSeries:
         DICOM's Series Instance UID (0020,000E); otherwise a new UID (``pydicom.uid.generate_uid``).
     sop_instance_uids, instance_numbers : tuple
         One per DICOM source file, in ``source_files`` order; empty for other formats.
-    patient_id, patient_name : str
-        PHI: never log them or put them in messages (hidden from ``repr``).
+    patient_id, patient_name, accession_number : str
+        PHI: never log them or put them in messages (hidden from ``repr``). Accession Number
+        (0008,0050) is empty for formats other than DICOM.
     """
 
     volume: Volume
@@ -61,6 +62,7 @@ class LoadedSeries:
     instance_numbers: tuple[int | None, ...]
     patient_id: str = field(repr=False)
     patient_name: str = field(repr=False)
+    accession_number: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ def _from_dicom(series: DicomSeries, default_modality: str) -> LoadedSeries:
         instance_numbers=series.instance_numbers,
         patient_id=series.patient_id,
         patient_name=series.patient_name,
+        accession_number=series.accession_number,
     )
 
 

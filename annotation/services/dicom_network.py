@@ -38,36 +38,53 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def dicom_peer_create(
     *, hospital: Hospital, ae_title: str, host: str = "", port: int | None = None, description: str = "",
-    query_retrieve: bool = False, user: User | None = None,
+    query_retrieve: bool = False, stow_url: str = "", stow_user: str = "", stow_secret_env: str = "",
+    transport: str | None = None, user: User | None = None,
 ) -> DicomPeer:
-    """Map a calling AE title to ``hospital`` (and name where its results go, when ``host``/``port``).
+    """Map a calling AE title to ``hospital`` (and name where its results go, when ``host``/``port``
+    or ``stow_url``).
 
     With ``query_retrieve`` the peer is also the hospital's query/retrieve source: its C-FIND / C-MOVE
-    SCP at ``host``:``port`` is asked for a patient's priors (PS3.4 C.4, Study Root).
+    SCP at ``host``:``port`` is asked for a patient's priors (PS3.4 C.4, Study Root). With ``stow_url``
+    results go by STOW-RS (PS3.18 10.5) to that DICOMweb base URL: the transport defaults to STOW-RS
+    when a STOW-RS URL is given, to C-STORE otherwise.
 
     Raises
     ------
     portal.api_errors.ServiceError
-        When the AE title is already mapped (409), only one of host and port is given, or a
-        query/retrieve source has neither (``query_source_needs_address``).
+        When the AE title is already mapped (409), only one of host and port is given, a
+        query/retrieve source has neither (``query_source_needs_address``), a STOW-RS transport has no
+        URL (``stow_needs_url``) or the URL carries credentials (``stow_url_credentials``).
     django.core.exceptions.ValidationError
-        When the AE title or port is malformed.
+        When the AE title, port, URL or secret variable name is malformed.
     """
-    ae_title = ae_title.strip()
+    from urllib.parse import urlsplit
+
+    ae_title, stow_url = ae_title.strip(), stow_url.strip().rstrip("/")
     if bool(host) != bool(port):
         raise ServiceError(_("Give both --host and --port for results, or neither."),
                            code="peer_destination_incomplete")
     if query_retrieve and not (host and port):
         raise ServiceError(_("A query/retrieve source needs --host and --port."), code="query_source_needs_address")
+    if transport is None:
+        transport = DicomPeer.Transport.STOW_RS if stow_url else DicomPeer.Transport.C_STORE
+    if transport == DicomPeer.Transport.STOW_RS and not stow_url:
+        raise ServiceError(_("A STOW-RS destination needs --stow-url."), code="stow_needs_url")
+    if stow_url and (urlsplit(stow_url).username or urlsplit(stow_url).password):
+        # The URL is shown and logged as the destination: credentials go in an environment variable.
+        raise ServiceError(_("Put no credentials in the STOW-RS URL; use --stow-user and --stow-secret-env."),
+                           code="stow_url_credentials")
     if DicomPeer.objects.filter(ae_title=ae_title).exists():
         raise ServiceError(_("AE title %(ae_title)s is already mapped to a hospital."),
                            params={"ae_title": ae_title}, code="peer_exists", status_code=409)
     peer = DicomPeer(hospital=hospital, ae_title=ae_title, host=host, port=port, description=description,
-                     query_retrieve=query_retrieve)
+                     query_retrieve=query_retrieve, transport=transport, stow_url=stow_url, stow_user=stow_user,
+                     stow_secret_env=stow_secret_env)
     peer.full_clean()
     peer.save()
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="dicom_peer", target_id=peer.pk,
-                 hospital=hospital, detail={"ae_title": ae_title, "query_retrieve": query_retrieve})
+                 hospital=hospital, detail={"ae_title": ae_title, "query_retrieve": query_retrieve,
+                                            "transport": transport})
     return peer
 
 

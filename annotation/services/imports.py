@@ -159,7 +159,7 @@ def study_import(
                             study = Study(
                                 hospital=hospital, patient=patient, study_instance_uid=study_uid,
                                 study_date=item.study_date or study_date, description=item.study_description[:200],
-                                uploaded_by=user,
+                                accession_number=item.accession_number[:64], uploaded_by=user,
                             )
                             study.full_clean()
                             study.save()

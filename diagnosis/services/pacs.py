@@ -1,10 +1,11 @@
 """Results back to the hospital's PACS: a signed report's DICOM SEG, Measurement Report SR (TID 1500)
-and Encapsulated PDF, sent by C-STORE to the hospital's destination peers.
+and Encapsulated PDF, sent to the hospital's destination peers by C-STORE (PS3.4 B) or, for a peer
+whose transport is STOW-RS, by STOW-RS to its DICOMweb base URL (PS3.18 10.5).
 
 Signing queues one :class:`~diagnosis.models.ResultSend` per destination (a ``DicomPeer`` of the
-report's hospital with a host and port) and, once the transaction commits, a Celery task per send
-(:func:`diagnosis.tasks.result_send_task`), which calls :func:`result_send_execute` and retries with
-backoff. The three objects are built once per report and stored, so every attempt and every
+report's hospital with a host and port, or a STOW-RS peer with a URL) and, once the transaction
+commits, a Celery task per send (:func:`diagnosis.tasks.result_send_task`), which calls
+:func:`result_send_execute` and retries with backoff. The three objects are built once per report and stored, so every attempt and every
 destination gets the same SOP Instance UIDs. The plain-Python builders live in ``diagnosis.pacs``.
 """
 
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -37,8 +39,17 @@ KINDS = ("seg", "sr", "pdf")
 # --- queueing ---------------------------------------------------------------------------------------
 
 def _destinations(report: Report) -> list[DicomPeer]:
-    return list(DicomPeer.objects.filter(hospital_id=report.study.hospital_id, is_active=True, port__isnull=False)
-                .exclude(host="").order_by("pk"))
+    c_store = Q(transport=DicomPeer.Transport.C_STORE, port__isnull=False) & ~Q(host="")
+    stow = Q(transport=DicomPeer.Transport.STOW_RS) & ~Q(stow_url="")
+    return list(DicomPeer.objects.filter(hospital_id=report.study.hospital_id, is_active=True)
+                .filter(c_store | stow).order_by("pk"))
+
+
+def _destination_label(peer: DicomPeer) -> str:
+    """Where a send goes, as shown and logged: ``AE@host:port`` or ``STOW-RS <url>`` (never credentials)."""
+    if peer.transport == DicomPeer.Transport.STOW_RS:
+        return f"STOW-RS {peer.stow_url}"[:300]
+    return f"{peer.ae_title}@{peer.host}:{peer.port}"
 
 
 def _enqueue(send_ids: list[int]) -> None:
@@ -58,7 +69,7 @@ def report_results_queue(*, report: Report) -> list[ResultSend]:
     peers = _destinations(report)
     if not peers:
         return [ResultSend.objects.create(report=report, state=ResultSend.State.NO_DESTINATION)]
-    sends = [ResultSend.objects.create(report=report, peer=peer, destination=f"{peer.ae_title}@{peer.host}:{peer.port}")
+    sends = [ResultSend.objects.create(report=report, peer=peer, destination=_destination_label(peer))
              for peer in peers]
     _enqueue([s.pk for s in sends])
     return sends
@@ -73,7 +84,7 @@ def report_results_resend(*, user: User, report: Report) -> list[ResultSend]:
     ------
     ServiceError
         (409) ``report_not_final`` for a draft; (409) ``no_destination`` when the hospital has no
-        destination peer with a host and port.
+        destination peer with a host and port or a STOW-RS URL.
     """
     report = Report.objects.select_for_update().select_related("study").get(pk=report.pk)
     if report.status != Report.Status.FINAL:
@@ -95,7 +106,7 @@ def report_results_resend(*, user: User, report: Report) -> list[ResultSend]:
     for peer in peers:
         if peer.pk not in served:
             queued.append(ResultSend.objects.create(report=report, peer=peer,
-                                                    destination=f"{peer.ae_title}@{peer.host}:{peer.port}"))
+                                                    destination=_destination_label(peer)))
     _enqueue([s.pk for s in queued])
     audit_record(actor=user, action=AuditLog.Action.EXPORT, target_type="report", target_id=report.pk,
                  hospital=report.study.hospital, detail={"pacs_resend": [s.pk for s in queued]})
@@ -239,17 +250,44 @@ def _load_instances(instances: list[dict]) -> list:
 
 # --- sending ------------------------------------------------------------------------------------------
 
+def _stow_destination(peer: DicomPeer):
+    """The STOW-RS destination of ``peer``, its secret read from the environment variable it names.
+
+    Raises
+    ------
+    ServiceError
+        ``stow_secret_missing`` when that variable is not set.
+    """
+    import os
+
+    from ..pacs.stow import StowDestination
+
+    secret = ""
+    if peer.stow_secret_env:
+        secret = os.environ.get(peer.stow_secret_env, "")
+        if not secret:
+            raise ServiceError(_("The environment variable %(name)s holding the STOW-RS secret is not set."),
+                               params={"name": peer.stow_secret_env}, code="stow_secret_missing")
+    return StowDestination(base_url=peer.stow_url, username=peer.stow_user,
+                           password=secret if peer.stow_user else "", token="" if peer.stow_user else secret,
+                           timeout_s=getattr(settings, "PACS_SEND_TIMEOUT_S", 30.0))
+
+
 def result_send_execute(*, send_id: int) -> ResultSend:
-    """Make one attempt at a send: build (once) and C-STORE the report's SEG, SR and PDF to its peer.
+    """Make one attempt at a send: build (once) and send the report's SEG, SR and PDF to its peer, by
+    C-STORE (PS3.4 B) or STOW-RS (PS3.18 10.5) as the peer's transport says.
 
     A send already ``sent`` or without destination is returned as it is (idempotent). On failure the
     row is ``failed`` with the attempt counted, a stable ``error_code`` (``peer_unreachable``,
-    ``association_rejected``, ``association_rejected_permanent``, ``sop_class_not_accepted``, ``store_failed``, ``peer_removed``,
-    ``build_failed`` or a build error's code such as ``results_need_dicom``), the message and the
-    peer's DIMSE status where it answered. Never raises for a failed send: the caller (the task)
-    decides on a retry from the row.
+    ``association_rejected``, ``association_rejected_permanent``, ``sop_class_not_accepted``, ``store_failed``,
+    STOW-RS's ``stow_unavailable`` (HTTP 408, 429, 5xx) and ``stow_rejected`` (other 4xx),
+    ``peer_removed``, ``stow_secret_missing``, ``build_failed`` or a build error's code such as
+    ``results_need_dicom``), the message and the peer's DIMSE status, HTTP status or STOW-RS Failure
+    Reason where it answered. Never raises for a failed send: the caller (the task) decides on a retry
+    from the row.
     """
     from ..pacs.scu import PacsDestination, StoreError, store_instances
+    from ..pacs.stow import stow_instances
 
     with transaction.atomic():
         # of=("self",): PostgreSQL cannot lock the nullable side of the outer join to the peer.
@@ -261,9 +299,10 @@ def result_send_execute(*, send_id: int) -> ResultSend:
         send.retry_at = None
         send.save(update_fields=["attempts", "retry_at", "updated_at"])
     peer = send.peer
+    stow = peer is not None and peer.transport == DicomPeer.Transport.STOW_RS
     error: tuple[str, str, int | None] | None = None
-    if peer is None or not peer.host or not peer.port:
-        error = ("peer_removed", "the destination peer was removed or has no host and port", None)
+    if peer is None or (not stow and (not peer.host or not peer.port)) or (stow and not peer.stow_url):
+        error = ("peer_removed", "the destination peer was removed or has no address for results", None)
     else:
         try:
             with transaction.atomic():
@@ -272,10 +311,13 @@ def result_send_execute(*, send_id: int) -> ResultSend:
                 if not send.instances:
                     send.instances = instances
                     send.save(update_fields=["instances", "updated_at"])
-            destination = PacsDestination(host=peer.host, port=int(peer.port), called_ae=peer.ae_title,
-                                          calling_ae=settings.DICOM_AE_TITLE,
-                                          timeout_s=getattr(settings, "PACS_SEND_TIMEOUT_S", 30.0))
-            store_instances(_load_instances(send.instances), destination)
+            if stow:
+                stow_instances(_load_instances(send.instances), _stow_destination(peer))
+            else:
+                destination = PacsDestination(host=peer.host, port=int(peer.port), called_ae=peer.ae_title,
+                                              calling_ae=settings.DICOM_AE_TITLE,
+                                              timeout_s=getattr(settings, "PACS_SEND_TIMEOUT_S", 30.0))
+                store_instances(_load_instances(send.instances), destination)
         except ServiceError as exc:
             error = (exc.code, str(exc), None)
         except StoreError as exc:
@@ -304,8 +346,9 @@ def result_send_execute(*, send_id: int) -> ResultSend:
 
 
 # Failures a later attempt may cure; a permanently rejected association (a wrong AE title), a refused SOP
-# class or a build error is not retried: the doctor resends once the configuration is fixed.
-RETRYABLE_ERRORS = {"peer_unreachable", "association_rejected", "store_failed"}
+# class, a STOW-RS 4xx other than 408/429 (a wrong URL path, refused credentials) or a build error is not
+# retried: the doctor resends once the configuration is fixed.
+RETRYABLE_ERRORS = {"peer_unreachable", "association_rejected", "store_failed", "stow_unavailable"}
 
 
 def result_send_retry_scheduled(*, send_id: int, countdown_s: float) -> None:

@@ -409,8 +409,8 @@ DICOM_BIND = env.str("DICOM_BIND", default="127.0.0.1")
 DICOM_SERIES_COMPLETE_S = env.float("DICOM_SERIES_COMPLETE_S", default=30.0)
 DICOM_SPOOL_DIR = Path(env.str("DICOM_SPOOL_DIR", default=str(VAR_DIR / "dicom-spool")))
 # Results of a signed report (DICOM SEG, SR, Encapsulated PDF) go to the hospital's destination peers
-# by C-STORE; a failed send is retried PACS_SEND_MAX_RETRIES times, after PACS_SEND_RETRY_BASE_S
-# seconds doubling each time (30 s, 1 min, 2 min, …).
+# by C-STORE or STOW-RS (the peer's transport); a failed send is retried PACS_SEND_MAX_RETRIES times,
+# after PACS_SEND_RETRY_BASE_S seconds doubling each time (30 s, 1 min, 2 min, …).
 PACS_SEND_MAX_RETRIES = env.int("PACS_SEND_MAX_RETRIES", default=5)
 PACS_SEND_RETRY_BASE_S = env.float("PACS_SEND_RETRY_BASE_S", default=30.0)
 PACS_SEND_TIMEOUT_S = env.float("PACS_SEND_TIMEOUT_S", default=30.0)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -29,6 +31,12 @@ class Orthanc:
     dicom_port: int
     http_port: int
     ae_title: str
+    dicomweb_root: str = ""
+
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb plugin's base URL (started with ``dicomweb=True``)."""
+        return f"http://127.0.0.1:{self.http_port}{self.dicomweb_root}"
 
     def get(self, path: str):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as response:
@@ -47,7 +55,8 @@ class Orthanc:
         self.process.wait(timeout=20)
 
 
-def orthanc_start(folder: Path, *, modalities: dict[str, dict] | None = None, ae_title: str = "ORTHANC") -> Orthanc:
+def orthanc_start(folder: Path, *, modalities: dict[str, dict] | None = None, ae_title: str = "ORTHANC",
+                  dicomweb: bool = False, http_port: int | None = None) -> Orthanc:
     """Start Orthanc with its storage in ``folder``.
 
     HTTP answers loopback clients only (RemoteAccessAllowed false); called AE titles are checked, and only
@@ -55,21 +64,29 @@ def orthanc_start(folder: Path, *, modalities: dict[str, dict] | None = None, ae
     "Port": 11112}}``) from their host may associate: Orthanc 1.10 has no bind address, so its ports listen
     on every interface and the modality list refuses everyone else. A modality is also where C-MOVE sends
     a study whose Move Destination is its AE title.
+
+    With ``dicomweb`` the DICOMweb plugin (Debian ``orthanc-dicomweb``) serves QIDO-RS, WADO-RS and
+    STOW-RS at ``/dicom-web`` (:attr:`Orthanc.dicomweb_url`); the test is skipped when it is not installed.
     """
     if shutil.which("Orthanc") is None:
         pytest.skip("Orthanc is not installed (apt-get install orthanc; scripts/setup.sh installs it)")
-    http_port, dicom_port = free_port(), free_port()
+    if dicomweb and not DICOMWEB_PLUGIN.exists():
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
+    http_port, dicom_port = http_port or free_port(), free_port()
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "orthanc.json"
     config.write_text(json.dumps({
         "Name": "yixin-test-pacs", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-        "Plugins": [], "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": ae_title,
+        "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [],
+        "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": ae_title,
         "DicomCheckCalledAet": True, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
         "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False, "DicomCheckModalityHost": True,
         "DicomModalities": modalities if modalities is not None else {"yixin": ["YIXIN", "127.0.0.1", 11112]},
+        **({"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}} if dicomweb else {}),
     }))
     process = subprocess.Popen(["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = Orthanc(process=process, dicom_port=dicom_port, http_port=http_port, ae_title=ae_title)
+    server = Orthanc(process=process, dicom_port=dicom_port, http_port=http_port, ae_title=ae_title,
+                     dicomweb_root="/dicom-web" if dicomweb else "")
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -1,4 +1,5 @@
-"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P [--query-retrieve]]"""
+"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P [--query-retrieve]]
+[--stow-url URL [--stow-user U] [--stow-secret-env VAR]] [--transport c-store|stow-rs]"""
 
 import json
 
@@ -22,6 +23,13 @@ class Command(BaseCommand):
         add.add_argument("--port", type=int, default=None, help="port of its C-STORE SCP, for results")
         add.add_argument("--query-retrieve", action="store_true",
                          help="also search this PACS for priors (C-FIND) and retrieve them (C-MOVE) at --host/--port")
+        add.add_argument("--stow-url", default="",
+                         help="DICOMweb base URL for results by STOW-RS (PS3.18 10.5), without credentials")
+        add.add_argument("--stow-user", default="", help="user of HTTP basic authentication at --stow-url")
+        add.add_argument("--stow-secret-env", default="",
+                         help="environment variable holding the password (with --stow-user) or a bearer token")
+        add.add_argument("--transport", choices=["c-store", "stow-rs"], default=None,
+                         help="how results go back (default: stow-rs with --stow-url, else c-store)")
         add.add_argument("--description", default="")
 
     def handle(self, *args, **options):
@@ -32,6 +40,9 @@ class Command(BaseCommand):
             peer = services.dicom_peer_create(
                 hospital=hospital, ae_title=options["ae_title"], host=options["host"], port=options["port"],
                 description=options["description"], query_retrieve=options["query_retrieve"],
+                stow_url=options["stow_url"], stow_user=options["stow_user"],
+                stow_secret_env=options["stow_secret_env"],
+                transport=options["transport"].replace("-", "_") if options["transport"] else None,
             )
         except ServiceError as exc:
             raise CommandError(f"{exc.code}: {exc}") from exc
@@ -39,4 +50,5 @@ class Command(BaseCommand):
             raise CommandError(f"invalid: {'; '.join(exc.messages)}") from exc
         self.stdout.write(json.dumps({"id": peer.pk, "hospital": hospital.code, "ae_title": peer.ae_title,
                                       "host": peer.host, "port": peer.port,
-                                      "query_retrieve": peer.query_retrieve}))
+                                      "query_retrieve": peer.query_retrieve, "transport": peer.transport,
+                                      "stow_url": peer.stow_url}))
