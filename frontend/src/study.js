@@ -644,8 +644,19 @@ class StudyPage {
         s.mean_intensity == null ? "—" : `${formatNumber(s.mean_intensity, 0)} ± ${formatNumber(s.std_intensity, 0)}${unit}`,
         "mean-intensity num",
       );
+      // A network's mean confidence in the segment; "*" marks one below the review threshold.
+      const confidence = cell(
+        s.confidence == null ? "—" : `${formatNumber(s.confidence * 100, 0)} %${s.low_confidence ? " *" : ""}`,
+        "confidence num",
+      );
+      if (s.low_confidence) {
+        tr.classList.add("low-confidence");
+        confidence.title = gettext("Low model confidence: check this segment before relying on its figures.");
+      }
       tbody.appendChild(tr);
     }
+    const lowNote = $("measurement-low-confidence");
+    if (lowNote) lowNote.hidden = !segments.some((s) => s.low_confidence);
   }
 
   // ---- inference runs ---------------------------------------------------------------
