@@ -285,7 +285,9 @@ def report_content(report: Report) -> dict:
                                                           "version": segmentation.version},
         "model": model,
         "measurements": measurements,
-        # A figure from a segment below the review threshold carries a note in the report.
+        # A network's segmentation shows each segment's mean confidence; a figure from a segment below
+        # the review threshold carries a note.
+        "confidence_shown": any(m["confidence"] is not None for m in measurements),
         "low_confidence": any(m["low_confidence"] for m in measurements),
         "findings": report.findings,
         "impression": report.impression,

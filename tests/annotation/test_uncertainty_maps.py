@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from annotation.ml.uncertainty import label_confidence, normalised_entropy_map, quantise_unit_map
@@ -118,6 +119,22 @@ def test_one_click_network_run_stores_uncertainty_map_and_confidence(doctor, hos
     assert segmentation.needs_review is True
 
     assert api_client(other_doctor).get(reverse("segmentation-uncertainty", args=[segmentation.pk])).status_code == 404
+
+    # The measurement table and the report show each segment's confidence, flagged below the threshold.
+    segments = api_client(doctor).get(reverse("segmentation-measurements", args=[segmentation.pk])).json()["segments"]
+    assert segments and all(s["confidence"] == pytest.approx(segmentation.label_confidence[str(s["label"])], abs=1e-3)
+                            and s["low_confidence"] for s in segments)
+    from diagnosis import services as diagnosis_services
+
+    report = diagnosis_services.report_create_draft(user=doctor, study=series.study, segmentation=segmentation)
+    content = diagnosis_services.report_content(report)
+    assert content["confidence_shown"] and content["low_confidence"]
+    browser = Client()
+    browser.force_login(doctor)
+    page = browser.get(reverse("diagnosis:report-detail", args=[report.pk]))
+    assert page.status_code == 200 and b"report-low-confidence" in page.content
+    next_page = browser.get(reverse("annotation:next-studies"))
+    assert f'data-segmentation="{segmentation.pk}"'.encode() in next_page.content
 
     settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD = 0.0
     run = services.inference_run_execute(run_id=services.inference_run_create(user=doctor, series=series, model=model).pk)
