@@ -10,6 +10,8 @@ urlpatterns = [
     path("series/<int:series_id>/inference-runs/", api.InferenceRunCreateApi.as_view(), name="series-inference-runs"),
     path("segmentations/<int:segmentation_id>/labelmap.nii.gz", api.SegmentationLabelmapApi.as_view(),
          name="segmentation-labelmap"),
+    path("segmentations/<int:segmentation_id>/uncertainty/", api.SegmentationUncertaintyApi.as_view(),
+         name="segmentation-uncertainty"),
     path("series/<int:series_id>/segmentations/", api.SeriesSegmentationCreateApi.as_view(), name="series-segmentation-create"),
     path("segmentations/<int:segmentation_id>/versions/", api.SegmentationVersionsApi.as_view(), name="segmentation-versions"),
     path("segmentations/<int:segmentation_id>/refine/", api.SegmentationRefineApi.as_view(), name="segmentation-refine"),

@@ -357,6 +357,14 @@ class Segmentation(models.Model):
     label_table = models.JSONField(default=list, validators=[validate_label_table_colors])
     labelmap_file = models.FileField(upload_to="segmentations/", max_length=255)
     labelmap_sha256 = models.CharField(max_length=64)
+    # A network's one-click output also keeps its voxel-wise normalised softmax entropy (uint8 NIfTI,
+    # value = round(255 H), on the series grid) and each label's mean confidence {"1": 0.93, ...}.
+    uncertainty_file = models.FileField(upload_to="segmentations/", max_length=255, blank=True)
+    label_confidence = models.JSONField(default=dict, blank=True)
+    needs_review = models.BooleanField(
+        _("needs review"), default=False,
+        help_text=_("A segment's mean confidence is below the hospital's review threshold."),
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

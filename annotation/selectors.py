@@ -321,6 +321,19 @@ def assignment_list(*, user: User, study: Study | None = None):
     return qs.order_by("-created_at")
 
 
+def segmentation_list_needing_review(*, user: User):
+    """Return the current network segmentations the user may see with a segment below the review
+    threshold (``needs_review``) that no doctor has approved or rejected yet, oldest first."""
+    from .models import ReviewStatus
+
+    return (
+        Segmentation.objects.select_related("series", "series__study", "model")
+        .filter(series__study__in=study_visible_queryset(user), needs_review=True, is_current=True,
+                review_status__in=[ReviewStatus.DRAFT, ReviewStatus.SUBMITTED])
+        .order_by("created_at")
+    )
+
+
 def review_comments(*, study: Study):
     from .models import ReviewComment
 

@@ -234,6 +234,10 @@ def next_studies(request):
     return render(request, "annotation/next_studies.html", {
         "models": models, "chosen": chosen, "method": method, "ranking": ranking,
         "assignments": selectors.assignment_list(user=request.user)[:100],
+        "low_confidence": [
+            (s, min(s.label_confidence.values(), default=None))
+            for s in selectors.segmentation_list_needing_review(user=request.user)[:100]
+        ],
     })
 
 

@@ -23,7 +23,7 @@ def segmentation_measurement_rows(*, segmentation) -> list[dict]:
     if not rows:
         segmentation_measure(segmentation=segmentation)
         rows = list(measurement_list(segmentation=segmentation))
-    return [measurement_payload(row, segmentation.label_table) for row in rows]
+    return [measurement_payload(row, segmentation.label_table, segmentation.label_confidence) for row in rows]
 
 
 def study_page_reports(*, user, study) -> dict:

@@ -30,6 +30,12 @@ def segmentation_payload(segmentation: Segmentation) -> dict:
         "measurements_url": reverse("segmentation-measurements", args=[segmentation.pk]),
         "created_at": segmentation.created_at.isoformat(),
         "is_current": segmentation.is_current,
+        # A network's one-click output: mean confidence per label ({"1": 0.93}), the review flag and
+        # its voxel-wise uncertainty map (None for classical, imported and edited versions).
+        "label_confidence": segmentation.label_confidence,
+        "needs_review": segmentation.needs_review,
+        "uncertainty_url": reverse("segmentation-uncertainty", args=[segmentation.pk])
+        if segmentation.uncertainty_file else None,
     }
 
 

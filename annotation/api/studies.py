@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -186,6 +186,19 @@ class SegmentationLabelmapApi(APIView):
         audit_record(actor=request.user, action=AuditLog.Action.DOWNLOAD, target_type="segmentation",
                      target_id=segmentation.pk, hospital=segmentation.series.study.hospital)
         return _stream(segmentation.labelmap_file, f"segmentation-{segmentation.pk}.nii.gz", "application/gzip")
+
+
+class SegmentationUncertaintyApi(APIView):
+    @extend_schema(responses={(200, "application/gzip"): bytes},
+                   summary="A network segmentation's voxel-wise uncertainty (uint8 NIfTI, 255 = normalised entropy 1)")
+    def get(self, request, segmentation_id: int):
+        segmentation = selectors.segmentation_get(user=request.user, segmentation_id=segmentation_id)
+        if not segmentation.uncertainty_file:
+            raise Http404(_("This segmentation has no uncertainty map."))
+        audit_record(actor=request.user, action=AuditLog.Action.DOWNLOAD, target_type="segmentation",
+                     target_id=segmentation.pk, hospital=segmentation.series.study.hospital)
+        return _stream(segmentation.uncertainty_file, f"segmentation-{segmentation.pk}-uncertainty.nii.gz",
+                       "application/gzip")
 
 
 def model_payload(model: SegmentationModel) -> dict:

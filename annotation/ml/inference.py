@@ -449,29 +449,68 @@ class NetworkSegmenter:
         RuntimeError
             The inverted map does not have the input's shape (a bug, not bad input).
         """
+        num_classes = logits.shape[1]
+        dtype = torch.uint8 if num_classes <= 256 else torch.int32
+        labels = _argmax_channels(logits, dtype).cpu()  # (1, k', j', i') = channel-first label map
+        # Resampling returns floats even with nearest interpolation; round before the integer cast.
+        result = self._invert(data, labels, nearest=True).round()
+        return result.astype(np.uint8 if num_classes <= 256 else np.uint16)
+
+    def _invert(self, data: dict, channel_first: torch.Tensor, *, nearest: bool) -> np.ndarray:
+        """Map a (1, k', j', i') array on the network grid back onto the input grid, shape (k, j, i).
+
+        ``nearest`` for labels; otherwise the image's own interpolation (bilinear when resampled).
+        """
         from monai.data import MetaTensor
         from monai.transforms import Invertd
 
         image = data["image"]
-        num_classes = logits.shape[1]
-        dtype = torch.uint8 if num_classes <= 256 else torch.int32
-        labels = _argmax_channels(logits, dtype).cpu()  # (1, k', j', i') = channel-first label map
-        pred = MetaTensor(labels, meta=dict(image.meta))  # the image's meta holds the network-grid affine
-        inverted = Invertd(keys="pred", transform=self._pre, orig_keys="image", nearest_interp=True)(
+        pred = MetaTensor(channel_first.cpu(), meta=dict(image.meta))  # the image's meta holds the network-grid affine
+        inverted = Invertd(keys="pred", transform=self._pre, orig_keys="image", nearest_interp=nearest)(
             {"image": image, "pred": pred}
         )["pred"]
         inverted = inverted.as_tensor() if hasattr(inverted, "as_tensor") else torch.as_tensor(inverted)
-        # Resampling returns floats even with nearest interpolation; round before the integer cast.
-        result = inverted[0].round().cpu().numpy()
+        result = inverted[0].cpu().numpy()
         original_shape = data.get("input_shape", result.shape)
         if result.shape != tuple(original_shape):
-            raise RuntimeError(f"inverted label map has shape {result.shape}, expected {original_shape}")
-        return result.astype(np.uint8 if num_classes <= 256 else np.uint16)
+            raise RuntimeError(f"inverted map has shape {result.shape}, expected {original_shape}")
+        return result
+
+    def uncertainty_map(self, data: dict, logits: torch.Tensor) -> np.ndarray:
+        """Return the per-voxel normalised softmax entropy on the input volume's grid.
+
+        Parameters
+        ----------
+        data : dict
+            Output of :meth:`pre_transforms`.
+        logits : torch.Tensor, shape (1, C, k', j', i')
+            Output of :meth:`inferer`.
+
+        Returns
+        -------
+        ndarray, shape (k, j, i) of the input volume (the label map's), float32 in [0, 1]
+            :func:`annotation.ml.uncertainty.normalised_entropy_map` (0 = certain, 1 = uniform over
+            the C classes), resampled with the image's interpolation.
+        """
+        from .uncertainty import normalised_entropy_map
+
+        entropy = normalised_entropy_map(logits)  # (1, k', j', i') = one channel
+        return np.clip(self._invert(data, entropy, nearest=False), 0.0, 1.0).astype(np.float32)
 
     # -- call ---------------------------------------------------------------------------------------
 
     def __call__(self, volume: Volume, progress: ProgressCallback | None = None) -> np.ndarray:
         """Segment ``volume``; see :class:`Segmenter`. Progress goes 0–10 %, 10–90 %, 90–100 %."""
+        return self.segment_with_uncertainty(volume, progress, uncertainty=False).label_map
+
+    def segment_with_uncertainty(
+        self, volume: Volume, progress: ProgressCallback | None = None, *, uncertainty: bool = True
+    ) -> "SegmentationResult":
+        """Segment ``volume`` and, from the same logits, its voxel-wise uncertainty map.
+
+        Returns a :class:`SegmentationResult` whose ``label_map`` is what :meth:`__call__` returns
+        and whose ``uncertainty`` is :meth:`uncertainty_map` (None when ``uncertainty`` is False).
+        """
         report = ProgressReporter(progress)
         report(0.0, "preprocessing")
         data = self.pre_transforms(volume)
@@ -479,8 +518,20 @@ class NetworkSegmenter:
         logits = self.inferer(data["image"], report)
         report(_INFER_END, "postprocessing")
         labels = self.post_transforms(data, logits)
+        entropy = self.uncertainty_map(data, logits) if uncertainty else None
         report(100.0, "postprocessing")
-        return labels
+        return SegmentationResult(label_map=labels, uncertainty=entropy)
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """A network's label map and its normalised-entropy map, both shape (k, j, i) on the input grid.
+
+    ``uncertainty`` is float32 in [0, 1] (see :meth:`NetworkSegmenter.uncertainty_map`), or None.
+    """
+
+    label_map: np.ndarray
+    uncertainty: np.ndarray | None = None
 
 
 class LungSegmenter:

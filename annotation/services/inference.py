@@ -228,7 +228,12 @@ def inference_run_execute(*, run_id: int) -> InferenceRun:
         run.device = str(device)
         InferenceRun.objects.filter(pk=run.pk).update(device=run.device)
         progress.set(5.0, "preprocessing")
-        result = segmenter(volume, progress=progress)
+        # A network also returns its voxel-wise uncertainty from the same softmax; classical methods
+        # and detectors have none.
+        if hasattr(segmenter, "segment_with_uncertainty"):
+            result = segmenter.segment_with_uncertainty(volume, progress=progress)
+        else:
+            result = segmenter(volume, progress=progress)
         # A detector returns its label map with its own label table (one label per found object).
         label_map = getattr(result, "label_map", result)
         label_table = getattr(result, "label_table", None) or run.model.label_table
@@ -236,7 +241,7 @@ def inference_run_execute(*, run_id: int) -> InferenceRun:
         segmentation = segmentation_create(
             series=run.series, label_map=label_map, label_table=label_table,
             name=f"{run.model.display_name or run.model.name} v{run.model.version}", source=Segmentation.Source.MODEL,
-            model=run.model,
+            model=run.model, uncertainty_map=getattr(result, "uncertainty", None),
         )
         for stage, step in hooks.after_model_segmentation.items():
             progress.set(96.0, stage)

@@ -36,6 +36,7 @@ def segmentation_create(
     comment: str = "",
     tool: str = "",
     parameters: dict | None = None,
+    uncertainty_map: np.ndarray | None = None,
 ) -> Segmentation:
     """Store a label map (shape (k, j, i), on the series grid) as a new segmentation.
 
@@ -43,25 +44,36 @@ def segmentation_create(
     parent's tree (numbered one above the tree's highest) and becomes the tree's current version.
     The parent's stored label map is never touched (copy-on-write).
 
+    ``uncertainty_map`` (a network's normalised softmax entropy, float in [0, 1], the label map's
+    shape) is stored beside it as a uint8 NIfTI (``round(255 H)``), each label's mean confidence
+    goes to ``label_confidence``, and ``needs_review`` is set when one is below
+    ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``.
+
     Raises
     ------
     ValueError
-        When the label map does not have the series' shape.
+        When the label map (or the uncertainty map) does not have the series' shape.
     """
     from ..imaging.formats import write_labelmap_nifti
 
     geometry = series_geometry(series)
     if tuple(label_map.shape) != geometry.shape:
         raise ValueError(f"label map shape {label_map.shape} does not match the series grid {geometry.shape}")
+    if uncertainty_map is not None and tuple(uncertainty_map.shape) != geometry.shape:
+        raise ValueError(f"uncertainty map shape {uncertainty_map.shape} does not match the series grid {geometry.shape}")
     dtype = np.uint8 if int(label_map.max(initial=0)) < 256 else np.uint16
     workdir = work_dir()
     stored = StoredKeys()
     try:
         path = workdir / "labelmap.nii.gz"
         write_labelmap_nifti(label_map.astype(dtype, copy=False), geometry, path)
+        confidence, needs_review, uncertainty_path = _uncertainty_prepare(label_map, uncertainty_map, geometry, workdir)
         with transaction.atomic():
             key = f"studies/{series.study_id}/segmentations/{uuid.uuid4().hex}.nii.gz"
             stored_name, sha, _unused = stored.save(key, path)
+            uncertainty_name = ""
+            if uncertainty_path is not None:
+                uncertainty_name = stored.save(key.replace(".nii.gz", "-uncertainty.nii.gz"), uncertainty_path)[0]
             root_id = None
             version = 1
             if parent is not None:
@@ -75,6 +87,7 @@ def segmentation_create(
                 version=version, label_table=label_table, root_id=root_id, is_current=True,
                 comment=comment[:2000], tool=tool[:64], parameters=parameters or {},
                 labelmap_file=stored_name, labelmap_sha256=sha, created_by=user,
+                uncertainty_file=uncertainty_name, label_confidence=confidence, needs_review=needs_review,
             )
             segmentation.full_clean()
             segmentation.save()
@@ -91,6 +104,22 @@ def segmentation_create(
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _uncertainty_prepare(label_map: np.ndarray, uncertainty_map: np.ndarray | None, geometry: Geometry, workdir):
+    """Return ({"label": confidence}, needs review, path of the written uint8 map or None)."""
+    from django.conf import settings
+
+    from ..imaging.formats import write_labelmap_nifti
+    from ..ml.uncertainty import label_confidence, quantise_unit_map
+
+    if uncertainty_map is None:
+        return {}, False, None
+    confidence = {str(k): round(v, 4) for k, v in label_confidence(label_map, uncertainty_map).items()}
+    threshold = float(settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD)
+    path = workdir / "uncertainty.nii.gz"
+    write_labelmap_nifti(quantise_unit_map(uncertainty_map), geometry, path)
+    return confidence, any(v < threshold for v in confidence.values()), path
 
 
 def label_table_validate(label_table) -> list[dict]:

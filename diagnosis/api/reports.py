@@ -37,6 +37,9 @@ _MEASUREMENT_FIELDS = {
     "mean_intensity": serializers.FloatField(allow_null=True, help_text="Mean HU on CT."),
     "std_intensity": serializers.FloatField(allow_null=True),
     "centroid_lps_mm": serializers.ListField(child=serializers.FloatField(), help_text="Patient LPS coordinates."),
+    "confidence": serializers.FloatField(
+        allow_null=True, help_text="The network's mean confidence in the segment (1 - mean normalised entropy), 0–1."),
+    "low_confidence": serializers.BooleanField(help_text="Below the hospital's review threshold."),
 }
 
 
@@ -54,7 +57,8 @@ class SegmentationMeasurementsApi(APIView):
                      target_id=segmentation.pk, hospital=segmentation.series.study.hospital)
         return Response({
             "segmentation_id": segmentation.pk,
-            "segments": [services.measurement_payload(r, segmentation.label_table) for r in rows],
+            "segments": [services.measurement_payload(r, segmentation.label_table, segmentation.label_confidence)
+                         for r in rows],
         })
 
 

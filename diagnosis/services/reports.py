@@ -75,8 +75,18 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def measurement_payload(row: Measurement, label_table: list[dict]) -> dict:
+def measurement_payload(row: Measurement, label_table: list[dict], confidence: dict | None = None) -> dict:
+    """Return one segment's figures; ``confidence`` is the segmentation's ``label_confidence``.
+
+    ``confidence`` is the network's mean confidence of the segment (1 - mean normalised softmax
+    entropy, None for classical, imported and edited segmentations); ``low_confidence`` marks a
+    figure from a segment below ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``.
+    """
+    from django.conf import settings
+
     entry = _label_names(label_table).get(row.label, {})
+    value = (confidence or {}).get(str(row.label))
+    value = None if value is None else round(float(value), 3)
     return {
         "label": row.label,
         "name": row.label_name,
@@ -94,6 +104,8 @@ def measurement_payload(row: Measurement, label_table: list[dict]) -> dict:
         "mean_intensity": None if row.mean_intensity is None else round(row.mean_intensity, 1),
         "std_intensity": None if row.std_intensity is None else round(row.std_intensity, 1),
         "centroid_lps_mm": [round(v, 1) for v in row.centroid_lps_mm],
+        "confidence": value,
+        "low_confidence": value is not None and value < float(settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD),
     }
 
 
@@ -245,7 +257,8 @@ def report_content(report: Report) -> dict:
     measurements = []
     model = None
     if segmentation is not None:
-        measurements = [measurement_payload(m, segmentation.label_table) for m in segmentation.measurements.order_by("label")]
+        measurements = [measurement_payload(m, segmentation.label_table, segmentation.label_confidence)
+                        for m in segmentation.measurements.order_by("label")]
         if segmentation.model is not None:
             model = {"name": segmentation.model.name, "display_name": segmentation.model.display_name,
                      "version": segmentation.model.version, "architecture": segmentation.model.architecture}
@@ -272,6 +285,10 @@ def report_content(report: Report) -> dict:
                                                           "version": segmentation.version},
         "model": model,
         "measurements": measurements,
+        # A network's segmentation shows each segment's mean confidence; a figure from a segment below
+        # the review threshold carries a note.
+        "confidence_shown": any(m["confidence"] is not None for m in measurements),
+        "low_confidence": any(m["low_confidence"] for m in measurements),
         "findings": report.findings,
         "impression": report.impression,
         "accepted_findings": report_accepted_findings(report),

@@ -86,6 +86,7 @@ function normalizeSegmentation(raw) {
     version: raw.version ?? "",
     labelmapUrl: raw.labelmapUrl || raw.labelmap_url,
     measurementsUrl: raw.measurementsUrl || raw.measurements_url,
+    uncertaintyUrl: raw.uncertaintyUrl || raw.uncertainty_url || null,
     createdAt: raw.createdAt || raw.created_at || "",
     isCurrent: (raw.isCurrent ?? raw.is_current) !== false,
     labels,
@@ -348,6 +349,8 @@ class StudyPage {
       opacity.addEventListener("input", update);
       update();
     }
+    const heat = $("uncertainty-toggle");
+    if (heat) heat.addEventListener("change", () => this.updateHeatmap());
     const segSelect = $("segmentation-select");
     if (segSelect) {
       segSelect.addEventListener("change", () => this.selectSegmentation(segSelect.value ? Number(segSelect.value) : null));
@@ -506,6 +509,7 @@ class StudyPage {
     if (!this.viewer || !this.viewer.base) return;
     if (!seg) {
       this.viewer.removeOverlay();
+      this.updateHeatmap();
       delete document.body.dataset.overlayLoaded;
       return;
     }
@@ -520,6 +524,22 @@ class StudyPage {
       if (shown) document.body.dataset.overlayLoaded = String(seg.id);
     } catch (err) {
       this.showError(interpolate(gettext("Could not load the segmentation: %(message)s"), { message: err.message }));
+    }
+    this.updateHeatmap();
+  }
+
+  /** Offer the uncertainty heat map for a network's segmentation and show it when ticked. */
+  async updateHeatmap() {
+    const seg = this.segmentations.find((s) => s.id === this.activeSegmentationId) || null;
+    const url = seg && seg.uncertaintyUrl;
+    const wrap = $("uncertainty-toggle-wrap");
+    const box = $("uncertainty-toggle");
+    if (wrap) wrap.hidden = !url;
+    if (!this.viewer || !this.viewer.base) return;
+    try {
+      await this.viewer.showHeatmap(url && box && box.checked ? url : null);
+    } catch (err) {
+      this.showError(interpolate(gettext("Could not load the uncertainty map: %(message)s"), { message: err.message }));
     }
   }
 
@@ -644,8 +664,19 @@ class StudyPage {
         s.mean_intensity == null ? "—" : `${formatNumber(s.mean_intensity, 0)} ± ${formatNumber(s.std_intensity, 0)}${unit}`,
         "mean-intensity num",
       );
+      // A network's mean confidence in the segment; "*" marks one below the review threshold.
+      const confidence = cell(
+        s.confidence == null ? "—" : `${formatNumber(s.confidence * 100, 0)} %${s.low_confidence ? " *" : ""}`,
+        "confidence num",
+      );
+      if (s.low_confidence) {
+        tr.classList.add("low-confidence");
+        confidence.title = gettext("Low model confidence: check this segment before relying on its figures.");
+      }
       tbody.appendChild(tr);
     }
+    const lowNote = $("measurement-low-confidence");
+    if (lowNote) lowNote.hidden = !segments.some((s) => s.low_confidence);
   }
 
   // ---- inference runs ---------------------------------------------------------------

@@ -426,6 +426,9 @@ FHIR_MRN_SYSTEM = env.str("FHIR_MRN_SYSTEM", default="https://yixin-portal.org/f
 # --- Inference ------------------------------------------------------------------------------
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda
 TORCH_NUM_THREADS = env.int("TORCH_NUM_THREADS", default=0)  # 0: torch's own default
+# A network segmentation with a segment whose mean confidence (1 - mean normalised softmax entropy,
+# annotation/ml/uncertainty.py) is below this is flagged "needs review".
+SEGMENT_CONFIDENCE_REVIEW_THRESHOLD = env.float("SEGMENT_CONFIDENCE_REVIEW_THRESHOLD", default=0.8)
 
 # --- Post-processing scripts (diagnosis/postprocess/sandbox.py, docs/postprocessing.md) ------
 # Doctors' scripts run under bubblewrap: no network, read-only inputs, an empty environment, and these

@@ -162,6 +162,36 @@ export class StudyViewer {
     return true;
   }
 
+  /**
+   * Show a segmentation's voxel-wise uncertainty (uint8 NIfTI, 255 = normalised entropy 1) as a heat
+   * layer above the label map; voxels below about 0.1 stay transparent. A null url removes it.
+   */
+  async showHeatmap(url) {
+    const token = ++this.heatToken;
+    this.clearHeatmap({ keepToken: true });
+    if (!url || !this.base) return false;
+    const buffer = await fetchArrayBuffer(url);
+    if (token !== this.heatToken) return false;
+    const image = await NVImage.loadFromUrl({
+      url: buffer, name: fileName(url, "uncertainty.nii.gz"), colormap: "warm", opacity: 0.6,
+      cal_min: 25, cal_max: 255,
+    });
+    if (token !== this.heatToken) return false;
+    this.nv.addVolume(image);
+    this.heatmap = image;
+    this.nv.updateGLVolume();
+    return true;
+  }
+
+  clearHeatmap({ keepToken = false } = {}) {
+    if (!keepToken) this.heatToken = (this.heatToken || 0) + 1;
+    if (this.heatmap) {
+      this.nv.removeVolume(this.heatmap);
+      this.heatmap = null;
+      this.nv.updateGLVolume();
+    }
+  }
+
   removeOverlay({ keepToken = false } = {}) {
     if (!keepToken) this.overlayToken++;
     if (this.overlay) this.nv.removeVolume(this.overlay);
