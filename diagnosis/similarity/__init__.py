@@ -25,24 +25,4 @@ from .cases import (
     validate_weights,
 )
 
-__all__ = [
-    "AGE_SCALE_YEARS",
-    "COMPOSITION_SOLIDITY",
-    "DEFAULT_WEIGHTS",
-    "FEATURES",
-    "IMPRESSION_ORDER",
-    "SIZE_SCALE_MM",
-    "CaseFeatures",
-    "FindingFeatures",
-    "RankedCase",
-    "Similarity",
-    "WeightsError",
-    "case_similarity",
-    "feature_similarities",
-    "finding_size_mm",
-    "leave_one_out_precision",
-    "precision_at_k",
-    "random_precision_at_k",
-    "rank_similar",
-    "validate_weights",
-]
+from .cases import __all__  # noqa: E402,F401 - the same public names as the module

@@ -7,7 +7,6 @@ import gzip
 import json
 import math
 from io import StringIO
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,25 +57,13 @@ def test_quantisation_maps_zero_to_zero_and_one_to_255():
 # --- one-click path with a small network trained on real hippocampus MRIs ------------------------------
 
 
-def _subset(root: Path, dest: Path, names: list[str]) -> Path:
-    (dest / "imagesTr").mkdir(parents=True)
-    (dest / "labelsTr").mkdir()
-    dataset = json.loads((root / "dataset.json").read_text())
-    dataset["training"] = [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names]
-    dataset["numTraining"] = len(names)
-    (dest / "dataset.json").write_text(json.dumps(dataset))
-    for n in names:
-        (dest / "imagesTr" / n).symlink_to(root / "imagesTr" / n)
-        (dest / "labelsTr" / n).symlink_to(root / "labelsTr" / n)
-    return dest
-
-
 @pytest.mark.django_db
 @pytest.mark.slow
 def test_one_click_network_run_stores_uncertainty_map_and_confidence(doctor, hospital, other_doctor, tmp_path, settings):
     from annotation import services
     from annotation.imaging.formats import read_volume
     from annotation.models import InferenceRun, SegmentationModel
+    from tests.annotation.test_trained_model_oneclick import _subset
     from tests.conftest import shared_data
     from tests.helpers import api_client
 
