@@ -187,21 +187,32 @@ class LocalFederation:
             encoding="utf-8",
         )
 
-    def _flwr(self, *args: str, timeout_s: float = 120.0) -> dict:
-        """Run a ``flwr`` CLI command against this SuperLink and return its JSON output."""
-        result = subprocess.run(
-            [str(self.bin_dir / "flwr"), *args, "--format", "json"],
-            capture_output=True, text=True, env=self._env("cli"), timeout=timeout_s,
-        )
-        text = result.stdout.strip()
-        start = text.find("{")
-        try:
-            payload = json.loads(text[start:]) if start >= 0 else {}
-        except json.JSONDecodeError:
-            payload = {}
-        if result.returncode != 0 or not payload.get("success", False):
-            raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stderr or text)[-400:]}")
-        return payload
+    def _flwr(self, *args: str, timeout_s: float = 120.0, attempts: int = 3) -> dict:
+        """Run a ``flwr`` CLI command against this SuperLink and return its JSON output.
+
+        A SuperLink that has just opened its port may not answer its Control API yet ("Connection to the
+        SuperLink is unavailable"): that answer is retried up to ``attempts`` times, 2 s apart.
+        """
+        import time
+
+        for attempt in range(1, attempts + 1):
+            result = subprocess.run(
+                [str(self.bin_dir / "flwr"), *args, "--format", "json"],
+                capture_output=True, text=True, env=self._env("cli"), timeout=timeout_s,
+            )
+            text = result.stdout.strip()
+            start = text.find("{")
+            try:
+                payload = json.loads(text[start:]) if start >= 0 else {}
+            except json.JSONDecodeError:
+                payload = {}
+            if result.returncode == 0 and payload.get("success", False):
+                return payload
+            unavailable = "SuperLink is unavailable" in str(payload.get("error-message", "")) + text
+            if not unavailable or attempt == attempts or (self.superlink is not None and self.superlink.poll() is not None):
+                raise FederationError(f"flwr {' '.join(args[:2])} failed: {(result.stderr or text)[-400:]}")
+            time.sleep(2.0)
+        raise AssertionError("unreachable")
 
     def register(self, client_id: str, public_key: Path | None = None) -> int:
         """Register a hospital's node-authentication public key; return its Flower node id.

@@ -46,22 +46,30 @@ def _run_config(task: FederatedTask, *, outbox: Path, start_round: int, initial:
 NODE_STATUS_EVERY_S = 15.0  # how often the runner reads the SuperLink's node list (a ``flwr`` call)
 
 
-def _node_statuses_store(fed, participants) -> None:
-    """Store the SuperLink's view of each participant's node (registered, online, offline) on its row.
+def _node_statuses_store(fed, participants, site_participant_ids) -> None:
+    """Store each participant's node status (registered, online, offline) on its row.
 
-    A failed read leaves the rows as they were: the task page then shows the last known status and its
-    time."""
+    A node the runner started itself is online while its process lives. A site-run node is known only to
+    the SuperLink: its node list is read (one ``flwr`` call, so only when a task has such nodes); a failed
+    read leaves those rows as they were, and the task page shows the last known status and its time."""
     from ..fl.launcher import FederationError
 
-    try:
-        statuses = fed.node_statuses()
-    except FederationError:
-        return
+    statuses = {}
+    if site_participant_ids:
+        try:
+            statuses = fed.node_statuses()
+        except FederationError:
+            statuses = {}
     now = timezone.now()
     for participant in participants:
-        node_id = fed.node_ids.get(participant.client_id)
-        if node_id is not None and node_id in statuses:
-            Participant.objects.filter(pk=participant.pk).update(node_status=statuses[node_id][:16], node_status_at=now)
+        if participant.pk in site_participant_ids:
+            node_id = fed.node_ids.get(participant.client_id)
+            status = statuses.get(node_id) if node_id is not None else None
+        else:
+            process = fed.supernodes.get(participant.client_id)
+            status = None if process is None else ("online" if process.poll() is None else "offline")
+        if status:
+            Participant.objects.filter(pk=participant.pk).update(node_status=status[:16], node_status_at=now)
 
 
 def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: float | None = None,
@@ -165,7 +173,7 @@ def task_execute(*, task_id: int, port: int | None = None, round_timeout_s: floa
                     task_heartbeat(task=task)
                     last_beat = time.monotonic()
                 if time.monotonic() - last_nodes_read >= NODE_STATUS_EVERY_S:
-                    _node_statuses_store(fed, participants)
+                    _node_statuses_store(fed, participants, set(site_nodes))
                     last_nodes_read = time.monotonic()
                 ingest_new_rounds()
                 task.refresh_from_db(fields=["status", "current_round"])

@@ -45,9 +45,10 @@ def test_a_site_runs_its_own_node_and_signs_its_own_updates(
     task = services.task_create_local(data_dirs=list(hippocampus_split.hospitals), rounds=2, local_epochs=1,
                                       strategy="fedavg", min_clients=3)
     site = Participant.objects.get(task=task, client_id="fedsite-3")
-    # The third hospital's images move to its own machine: the coordinator keeps no path to them.
+    # The third hospital's dataset, as its own machine holds it (a copy of the session's split, which
+    # other tests share): its enrolment below leaves the coordinator no path to any of it.
     site_data = tmp_path / "site-3" / "hippocampus"
-    shutil.move(str(hippocampus_split.hospitals[2]), site_data)
+    shutil.copytree(hippocampus_split.hospitals[2], site_data, symlinks=True)
     node_dir = tmp_path / "site-3" / "node"
     out = io.StringIO()
     call_command("federation_node", "enrol", "--coordinator", live_server.url, "--token", _invite(task, site.hospital),
@@ -55,6 +56,8 @@ def test_a_site_runs_its_own_node_and_signs_its_own_updates(
     enrolled = json.loads(out.getvalue())
     assert enrolled["client_id"] == "fedsite-3"
     assert SiteCertificate.objects.get(task=task).node_auth_public_key
+    site.refresh_from_db()
+    assert site.datasets == [] and site.label_statistics["cases"] == 3
 
     services.task_start(task=task, user=None, enqueue=False)
     events = []
