@@ -20,7 +20,6 @@ import math
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from .. import events
 from ..models import SegmentationModel, TrainingDataset, TrainingRun
 from ..storage import StoredKeys, work_dir
 from .registry import segmentation_model_register
+from .run_recovery import SweepResult
 from .training_datasets import training_dataset_materialise
 
 __all__ = [
@@ -464,15 +464,8 @@ def _model_register(run: TrainingRun, *, result, weights: Path, modality: str,
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainingSweepResult:
-    """What one sweep of training runs did, as lists of run ids."""
-
-    requeued: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)
-    republished: list[int] = field(default_factory=list)
-    publish_failed: list[int] = field(default_factory=list)
+# A sweep of training runs reports what the inference sweep reports (run ids per outcome).
+TrainingSweepResult = SweepResult
 
 
 def _requeue_or_fail(run: TrainingRun, *, reason: str) -> str:
