@@ -7,8 +7,13 @@ network namespace (``unshare(CLONE_NEWNET)``, which needs root or a user namespa
 the host namespace, then enters the server's namespace (``setns``) to open its upstream connections:
 a socket keeps the namespace it was created in, so the listener stays on the host side.
 
-Run as ``python -m portal.embedded.netns -- ARGV…`` to exec ``ARGV`` in a new network namespace with
-``lo`` up. Imports no Django.
+The reverse is needed to run a process (a hospital's federation node, in the three-site test) in a
+namespace whose only routes out are named ports: :func:`run_with_relays` listens on ``127.0.0.1:PORT``
+inside the new namespace for each relayed port and connects to the same port of the host's loopback,
+then runs the program there. Nothing else of the host is reachable from it.
+
+Run as ``python -m portal.embedded.netns [--relay PORT …] -- ARGV…`` to run ``ARGV`` in a new network
+namespace with ``lo`` up (and those ports relayed to the host). Imports no Django.
 """
 
 from __future__ import annotations
@@ -198,13 +203,101 @@ class NamespacedService:
             self.stop()
 
 
+def run_with_relays(argv: list[str], ports: list[int]) -> int:
+    """Run ``argv`` in a new network namespace whose only routes out are ``ports`` on the host's loopback.
+
+    For each port a listener is bound to ``127.0.0.1:port`` inside the new namespace; each connection to it
+    is copied both ways to ``127.0.0.1:port`` of the namespace this function was called in. The program is
+    forked into the new namespace (with ``lo`` up); the relays run in this process, which has moved back
+    to the original namespace, until the program exits. SIGTERM and SIGINT are passed on to the program.
+
+    Parameters
+    ----------
+    argv : list of str
+        The program and its arguments (``argv[0]`` a path or a name looked up on ``PATH``).
+    ports : list of int
+        TCP ports relayed from the new namespace's loopback to the host's (1–65535, each once).
+
+    Returns
+    -------
+    int
+        The program's exit status (128 + the signal number when a signal ended it).
+
+    Raises
+    ------
+    ValueError
+        A port outside 1–65535 or named twice.
+    OSError
+        No privilege to create or leave a network namespace, or a port that cannot be bound.
+    """
+    if len(set(ports)) != len(ports) or any(not 0 < p < 65536 for p in ports):
+        raise ValueError(f"relayed ports must be distinct and within 1–65535: {ports}")
+    host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        loopback_up()
+        listeners = [loopback_listener(port) for port in ports]  # created here: they stay in the new namespace
+        pid = os.fork()
+        if pid == 0:  # the program: the new namespace, without the relays' sockets
+            try:
+                for sock in listeners:
+                    sock.close()
+                _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+                os.execvp(argv[0], argv)
+            finally:
+                os._exit(127)
+        _check(_libc.setns(host_ns, CLONE_NEWNET), "setns back into the host's network namespace")
+    finally:
+        os.close(host_ns)
+    return asyncio.run(_relay_until_exit(pid, dict(zip(ports, listeners))))
+
+
+async def _relay_until_exit(pid: int, listeners: dict[int, socket.socket]) -> int:
+    servers = []
+    for port, sock in listeners.items():
+        sock.listen(128)
+        servers.append(await asyncio.start_server(
+            lambda r, w, port=port: tcp_relay(r, w, upstream_port=port), sock=sock))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, os.kill, pid, signum)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code
+            await asyncio.sleep(0.2)
+    finally:
+        for server in servers:
+            server.close()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Exec ``argv`` (after ``--``) in a new network namespace with ``lo`` up; it dies with its parent."""
+    """Run ``argv`` (after ``--``) in a new network namespace with ``lo`` up; it dies with its parent.
+
+    With ``--relay PORT`` (repeatable) the named host ports are relayed into the namespace
+    (:func:`run_with_relays`) and this process exits with the program's status; without, it execs the
+    program in the namespace.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    ports = []
+    while args[:1] == ["--relay"] and len(args) > 1:
+        try:
+            ports.append(int(args[1]))
+        except ValueError:
+            raise SystemExit(f"--relay takes a port number, not {args[1]!r}") from None
+        args = args[2:]
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        raise SystemExit("usage: python -m portal.embedded.netns -- PROGRAM [ARGS…]")
+        raise SystemExit("usage: python -m portal.embedded.netns [--relay PORT …] -- PROGRAM [ARGS…]")
+    if ports:
+        try:
+            status = run_with_relays(args, ports)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        raise SystemExit(status)
     _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
     loopback_up()
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")

@@ -8,8 +8,11 @@ token (sending label counts only) and ``federation_node run`` trains. The coordi
 process: its live server takes the enrolments and its runner drives the SuperLink. One site's node is
 killed mid-round and restarted, as the hospital's service manager would.
 
-The sites share this machine's loopback with the coordinator; separate network namespaces per site are
-not set up here (see docs/federation.md, "Site nodes").
+Each site's enrolment and node run in network namespaces of their own (``portal.embedded.netns
+--relay``): the node's only route to the coordinator is the SuperLink port (the enrolment's, the
+coordinator's web port), besides the site's own database and object store. On this one machine those
+two are the same servers as the coordinator's, holding the site's own database and bucket; at a real
+site they are the site's own servers (docs/federation.md, "Site nodes").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -79,9 +83,22 @@ def _count(url: str, sql: str) -> int:
         return conn.execute(sql).fetchone()[0]
 
 
-def _manage(env: dict, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args], env=env,
-                            cwd=settings.BASE_DIR, **popen)
+def _manage(env: dict, *args: str, relay: list[int], **popen) -> subprocess.Popen:
+    """Start ``manage.py ARGS`` in a new network namespace whose only routes out are the ``relay`` ports."""
+    relays = [arg for port in relay for arg in ("--relay", str(port))]
+    return subprocess.Popen([sys.executable, "-m", "portal.embedded.netns", *relays, "--", sys.executable,
+                             str(Path(settings.BASE_DIR) / "manage.py"), *args], env=env, cwd=settings.BASE_DIR,
+                            **popen)
+
+
+def _ports_open_in_namespace_of(pid: int, ports: dict[str, int]) -> dict[str, bool]:
+    """Which of ``ports`` accept a connection on 127.0.0.1 in the network namespace of process ``pid``."""
+    probe = ("import json, sys; from portal.embedded.netns import namespace_enter, port_open_here; "
+             "namespace_enter(int(sys.argv[1])); ports = json.loads(sys.argv[2]); "
+             "print(json.dumps({name: port_open_here(port) for name, port in ports.items()}))")
+    result = subprocess.run([sys.executable, "-c", probe, str(pid), json.dumps(ports)], cwd=settings.BASE_DIR,
+                            capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(result.stdout)
 
 
 def _bucket_keys(bucket: str, since=None) -> set[str]:
@@ -134,6 +151,9 @@ def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_a
 ):
     federation_settings.FEDERATION_PORT = free_port
     federation_settings.FEDERATION_SUPERLINK_ADDRESS = f"127.0.0.1:{free_port}"
+    # A site's own services (on this machine, the shared servers holding its own database and bucket).
+    site_services = [_pg()["port"], urlsplit(settings.S3_ENDPOINT_URL).port]
+    web_port = urlsplit(live_server.url).port
     # Object stores keep whole seconds: a key written during the test is stamped at or after this.
     test_start = timezone.now().replace(microsecond=0)
 
@@ -164,7 +184,7 @@ def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_a
         out = io.StringIO()
         call_command("federation_invite", str(task.pk), "--hospital", code, stdout=out)
         enrol = _manage(envs[code], "federation_node", "enrol", "--coordinator", live_server.url,
-                        "--token", out.getvalue().strip(), "--dataset", "hippocampus",
+                        "--token", out.getvalue().strip(), "--dataset", "hippocampus", relay=[web_port, *site_services],
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output, _ = enrol.communicate(timeout=180)
         assert enrol.returncode == 0, output[-3000:]
@@ -176,8 +196,12 @@ def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_a
     logs = {code: tmp_path / f"{code}-node.log" for code in SITES}
 
     def node_start(code):
-        return _manage(envs[code], "federation_node", "run", stdout=open(logs[code], "ab"),
-                       stderr=subprocess.STDOUT, start_new_session=True)
+        return _manage(envs[code], "federation_node", "run", relay=[free_port, *site_services],
+                       stdout=open(logs[code], "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def supernode_pid(code):
+        return [json.loads(line) for line in logs[code].read_text(errors="replace").splitlines()
+                if line.startswith('{"task_id"')][-1]
 
     nodes = {code: node_start(code) for code in SITES}
     try:
@@ -187,9 +211,20 @@ def test_three_hospitals_with_their_own_portals_and_nodes_train_without_moving_a
         outbox = services.task_dir(task) / "outbox"
         wait_for(lambda: coordinator_status(outbox).get("state") == "training"
                  and coordinator_status(outbox).get("round") == 1, 300, "round 1")
+        # Each site's SuperNode lives in a network namespace of its own, where the SuperLink port and the
+        # site's own services are reachable and nothing else of the coordinator is: not its web port, its
+        # broker or its graph.
+        namespaces = {code: os.readlink(f"/proc/{supernode_pid(code)['pid']}/ns/net") for code in SITES}
+        assert len(set(namespaces.values())) == 3 and os.readlink("/proc/self/ns/net") not in namespaces.values()
+        for code in SITES:
+            reachable = _ports_open_in_namespace_of(supernode_pid(code)["pid"], {
+                "superlink": free_port, "database": site_services[0], "object_store": site_services[1],
+                "coordinator_web": web_port, "broker": urlsplit(settings.CELERY_BROKER_URL).port or 6379,
+                "graph": urlsplit(settings.NEO4J_URI).port})
+            assert reachable == {"superlink": True, "database": True, "object_store": True,
+                                 "coordinator_web": False, "broker": False, "graph": False}, (code, reachable)
         # site-c's machine loses its node mid-round (the command, its SuperNode and its ClientApps) ...
-        started = [json.loads(line) for line in logs["site-c"].read_text(errors="replace").splitlines()
-                   if line.startswith('{"task_id"')][-1]
+        started = supernode_pid("site-c")
         os.killpg(nodes["site-c"].pid, signal.SIGKILL)
         os.killpg(started["pid"], signal.SIGKILL)
         kill_flower_helpers(started["runtime_address"])
