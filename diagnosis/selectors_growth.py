@@ -17,7 +17,7 @@ import math
 from .models import Finding
 from .selectors_finding_chain import finding_chain, registration_for
 
-__all__ = ["GROWTH_FIGURES", "study_growth_for", "study_growth_series"]
+__all__ = ["GROWTH_FIGURES", "growth_page_payload", "study_growth_for", "study_growth_series"]
 
 #: The figures charted, with their unit: volume (mL), RECIST long and short axial axes (mm), mean HU.
 GROWTH_FIGURES = (("volume_ml", "mL"), ("long_axis_mm", "mm"), ("short_axis_mm", "mm"), ("mean_hu", "HU"))
@@ -152,6 +152,7 @@ def study_growth_for(*, user, study_id: int) -> dict:
     """
     from django.core.exceptions import PermissionDenied
     from django.http import Http404
+    from django.utils.translation import gettext as _
 
     from annotation.selectors import study_visible_queryset
     from portal.permissions import is_clinician, is_patient
@@ -159,7 +160,7 @@ def study_growth_for(*, user, study_id: int) -> dict:
     from .models import Report
 
     if not (is_clinician(user) or is_patient(user)):
-        raise PermissionDenied("Figures over time are for doctors and the patient.")
+        raise PermissionDenied(_("Figures over time are for doctors and the patient."))
     study = study_visible_queryset(user).filter(pk=study_id).first()
     if study is None:
         raise Http404("No such study.")
@@ -172,3 +173,29 @@ def study_growth_for(*, user, study_id: int) -> dict:
     frozen = report.snapshot.get("growth") or {"study_id": study.pk, "figures": [
         {"key": key, "unit": unit} for key, unit in GROWTH_FIGURES], "series": []}
     return {**frozen, "source": "signed_report", "report_id": report.pk}
+
+
+def growth_page_payload(growth: dict | None) -> dict | None:
+    """Return ``growth`` (of :func:`study_growth_series` or a signed snapshot) with the words the charts
+    show, in the active language: per series ``label`` (the finding's kind, side and number, or the
+    segment's name as stored), and ``labels`` (the figures' names with their unit, the time axis, the
+    change columns). None when there is no series (the page shows no chart section)."""
+    from django.utils.translation import gettext as _
+
+    from .templatetags.report_units import finding_kind_label
+
+    if not growth or not growth.get("series"):
+        return None
+    series = []
+    for row in growth["series"]:
+        if row["kind"] == "segment":
+            label = row["name"]
+        else:
+            side = Finding.Side(row["side"]).label if row.get("side") in Finding.Side.values else ""
+            label = " · ".join(p for p in (str(finding_kind_label(row["finding_kind"])), str(side),
+                                           row.get("region") or "") if p) + f" #{row['finding_id']}"
+        series.append({**row, "label": label})
+    return {**growth, "series": series, "labels": {
+        "figures": {"volume_ml": _("Volume (mL)"), "long_axis_mm": _("Long axis (mm)"),
+                    "short_axis_mm": _("Short axis (mm)"), "mean_hu": _("Mean HU")},
+        "x": _("Study date"), "change": _("Change from the study before"), "date": _("Date")}}

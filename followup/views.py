@@ -91,12 +91,16 @@ def _linked(paragraph: str) -> list[dict]:
 @login_required
 def my_reports(request):
     from diagnosis.selectors import report_visible_queryset
+    from diagnosis.selectors_growth import growth_page_payload
     from diagnosis.services import report_content
 
     patient = _require_patient(request)
     reports = (report_visible_queryset(request.user).filter(study__patient=patient)
                .select_related("study", "study__hospital", "study__patient", "signed_by").order_by("-signed_at"))
     rows = [{"report": r, "content": report_content(r)} for r in reports]
+    for row in rows:
+        # Figures over time as the signed report froze them (a patient never sees unsigned figures).
+        row["growth_page"] = growth_page_payload(row["content"].get("growth"))
     for row in rows:
         # Each paragraph as plain and linked pieces: terms the knowledge graph knows open its panel
         # in plain words (followup sits above knowledge_graph, so the linking is done here).

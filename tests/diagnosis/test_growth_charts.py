@@ -198,3 +198,58 @@ def test_a_report_without_a_compared_prior_has_no_chart_section(studies, doctor,
     assert services.report_content(report)["growth"] is None
     text = _pdf_text(services.report_render_pdf(report, "zh-hans"), tmp_path)
     assert "随时间变化" not in text
+
+
+# --- the pages ---------------------------------------------------------------------------------
+
+def _growth_json(html: str, section_id: str) -> dict:
+    import json
+
+    match = re.search(rf'<section class="card growth-section" id="{section_id}">.*?'
+                      r'<script type="application/json">(.*?)</script>', html, re.S)
+    assert match, f"no growth section {section_id}"
+    return json.loads(match.group(1))
+
+
+@pytest.mark.django_db
+def test_study_timeline_and_report_pages_carry_the_chart_data_in_the_readers_language(client, studies, compared,
+                                                                                      doctor):  # noqa: F811
+    _, study, _, findings = studies
+    client.force_login(doctor)
+    pages = [reverse("annotation:study-detail", args=[study.pk]), reverse("patient-timeline", args=[study.patient_id])]
+    for url in pages:
+        html = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+        data = _growth_json(html, f"growth-charts-{study.pk}")
+        assert data["labels"]["x"] == "检查日期" and data["labels"]["figures"]["volume_ml"] == "体积 (mL)"
+        assert data["series"][0]["label"].startswith("肺结节") and "build/growth.js" in html
+    english = client.get(pages[0], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert _growth_json(english, f"growth-charts-{study.pk}")["labels"]["figures"]["long_axis_mm"] == "Long axis (mm)"
+
+    report = services.report_create_draft(user=doctor, study=study)
+    services.report_update(user=doctor, report=report, impression="结节增大。")
+    services.report_finalize(user=doctor, report=report)
+    Finding.objects.filter(pk=findings[0].pk).update(volume_ml=999.0)
+    html = client.get(reverse("diagnosis:report-detail", args=[report.pk])).content.decode()
+    data = _growth_json(html, f"growth-charts-{study.pk}-{report.pk}")
+    assert data["series"][0]["points"][-1]["volume_ml"] != 999.0  # the signed figures
+    assert "以签署报告时的数据为准" in html
+
+
+@pytest.mark.django_db
+def test_the_patients_own_reports_page_charts_only_signed_figures(client, studies, compared, doctor,
+                                                                  patient_user):  # noqa: F811
+    _, study, _, _ = studies
+    study.patient.user = patient_user
+    study.patient.save()
+    client.force_login(patient_user)
+    url = reverse("followup:my-reports")
+    draft = services.report_create_draft(user=doctor, study=study)
+    assert "growth-section" not in client.get(url).content.decode()  # a draft shows nothing
+    services.report_update(user=doctor, report=draft, impression="结节增大。")
+    services.report_finalize(user=doctor, report=draft)
+    html = client.get(url).content.decode()
+    data = _growth_json(html, f"growth-charts-{study.pk}-{draft.pk}")
+    assert [s["kind"] for s in data["series"]] == ["finding"] and len(data["series"][0]["points"]) == 2
+    # The clinicians' pages are not the patient's: the study page shows the patient no live chart.
+    page = client.get(reverse("annotation:study-detail", args=[study.pk]))
+    assert page.status_code != 200 or f'id="growth-charts-{study.pk}"' not in page.content.decode()
