@@ -153,9 +153,20 @@ def test_a_follow_up_chest_ct_read_against_its_prior_from_study_page_to_signed_p
             page.click("#compare-view-link")
             page.wait_for_selector('#compare-status[data-state="ready"]', timeout=120_000)
 
-            # The patient's timeline charts the same series.
+            # The patient's timeline charts the same series, with readable axes in either language.
             page.goto(timeline_url)
             wait_for_js(page, f"document.querySelectorAll('{section} canvas').length >= 4", timeout=30_000)
+            page.locator(section).screenshot(path=str(tmp_path / "growth-zh.png"))
+            context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
+            page.goto(timeline_url)
+            wait_for_js(page, f"document.querySelectorAll('{section} canvas').length >= 4", timeout=30_000)
+            english = page.evaluate(f"""() => {{
+              const c = document.querySelector('{section} .growth-series[data-series="{series_key}"]'
+                + ' figure[data-figure="long_axis_mm"] canvas').yixinChart;
+              return [c.scales.x.options.title.text, c.scales.y.options.title.text, c.scales.x.ticks.map(t => t.label)]; }}""")
+            assert english == ["Study date", "Long axis (mm)", [f"{d.day} {d:%b} {d.year}" for d in (BASELINE_DATE, FOLLOW_UP_DATE)]]
+            page.locator(section).screenshot(path=str(tmp_path / "growth-en.png"))
+            context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": live_server.url}])
 
             # Sign the report on its page; its charts are drawn from the signed snapshot.
             page.goto(live_server.url + reverse("diagnosis:report-detail", args=[report.pk]))
