@@ -236,7 +236,7 @@ def test_study_timeline_and_report_pages_carry_the_chart_data_in_the_readers_lan
 
 
 @pytest.mark.django_db
-def test_the_patients_own_reports_page_charts_only_signed_figures(client, studies, compared, doctor,
+def test_the_patients_own_reports_and_studies_pages_chart_only_signed_figures(client, studies, compared, doctor,
                                                                   patient_user):  # noqa: F811
     _, study, _, _ = studies
     study.patient.user = patient_user
@@ -244,12 +244,16 @@ def test_the_patients_own_reports_page_charts_only_signed_figures(client, studie
     client.force_login(patient_user)
     url = reverse("followup:my-reports")
     draft = services.report_create_draft(user=doctor, study=study)
+    studies_url = reverse("followup:my-studies")
     assert "growth-section" not in client.get(url).content.decode()  # a draft shows nothing
+    assert "growth-section" not in client.get(studies_url).content.decode()
     services.report_update(user=doctor, report=draft, impression="结节增大。")
     services.report_finalize(user=doctor, report=draft)
     html = client.get(url).content.decode()
     data = _growth_json(html, f"growth-charts-{study.pk}-{draft.pk}")
     assert [s["kind"] for s in data["series"]] == ["finding"] and len(data["series"][0]["points"]) == 2
+    mine = _growth_json(client.get(studies_url).content.decode(), f"growth-charts-{study.pk}-mine")
+    assert mine["source"] == "signed_report" and mine["series"] == data["series"]
     # The clinicians' pages are not the patient's: the study page shows the patient no live chart.
     page = client.get(reverse("annotation:study-detail", args=[study.pk]))
     assert page.status_code != 200 or f'id="growth-charts-{study.pk}"' not in page.content.decode()
