@@ -17,7 +17,7 @@ import math
 from .models import Finding
 from .selectors_finding_chain import finding_chain, registration_for
 
-__all__ = ["GROWTH_FIGURES", "growth_page_payload", "study_growth_for", "study_growth_series"]
+__all__ = ["GROWTH_FIGURES", "growth_page_payload", "segment_display_name", "study_growth_for", "study_growth_series"]
 
 #: The figures charted, with their unit: volume (mL), RECIST long and short axial axes (mm), mean HU.
 GROWTH_FIGURES = (("volume_ml", "mL"), ("long_axis_mm", "mm"), ("short_axis_mm", "mm"), ("mean_hu", "HU"))
@@ -99,6 +99,7 @@ def _segment_series(study) -> list[dict]:
                 by_name[name][prior.pk] = _segment_point(prior, segment, "prior_")
         seen.add(prior.pk)
         current, first = prior, False
+    names_zh = _segment_names_zh(registration_for(study), set(by_name))
     series = []
     for name in sorted(by_name):
         points = sorted(by_name[name].values(), key=lambda p: (p["t_ms"] is None, p["t_ms"] or 0, p["study_id"]))
@@ -106,8 +107,24 @@ def _segment_series(study) -> list[dict]:
             continue
         _with_changes(points)
         series.append({"kind": "segment", "key": f"segment-{name}", "finding_id": None, "finding_kind": "",
-                       "name": name, "side": "", "region": "", "points": points, "total": _summary(points)})
+                       "name": name, "name_zh": names_zh.get(name, ""), "side": "", "region": "",
+                       "points": points, "total": _summary(points)})
     return series
+
+
+def _segment_names_zh(registration, names: set[str]) -> dict[str, str]:
+    """The Chinese names (``name_zh`` of the label table) of the study's segments paired by name."""
+    from .models import Measurement
+
+    if registration is None or not names:
+        return {}
+    ids = [m["measurement_id"] for m in registration.segment_matches if m.get("measurement_id")]
+    out = {}
+    for row in Measurement.objects.filter(pk__in=ids).select_related("segmentation"):
+        entry = next((e for e in row.segmentation.label_table if e.get("index") == row.label), {})
+        if row.label_name in names and entry.get("name_zh"):
+            out[row.label_name] = entry["name_zh"]
+    return out
 
 
 def _segment_point(study, segment: dict, prefix: str) -> dict:
@@ -125,7 +142,7 @@ def study_growth_series(*, study) -> dict:
         ``study_id``, ``figures`` (``[{"key", "unit"}]``: volume_ml mL, long_axis_mm mm, short_axis_mm mm,
         mean_hu HU) and ``series``: per matched finding (``kind`` ``"finding"``, ``finding_id``,
         ``finding_kind`` code, ``side``, ``region``) and per segment paired by name (``kind``
-        ``"segment"``, ``name`` as stored), ``key`` (unique) and ``points``, earliest first: ``study_id``,
+        ``"segment"``, ``name`` as stored, ``name_zh`` from its label table or ""), ``key`` (unique) and ``points``, earliest first: ``study_id``,
         ``study_date`` (ISO), ``t_ms`` (midnight UTC of the date, ms since the epoch; None without a
         date), each figure, and its change from the point before, ``<figure>_change`` (the figure's unit)
         and ``<figure>_change_pct`` (% of the earlier value); ``total`` holds the change from the first
@@ -175,6 +192,16 @@ def study_growth_for(*, user, study_id: int) -> dict:
     return {**frozen, "source": "signed_report", "report_id": report.pk}
 
 
+def segment_display_name(series: dict) -> str:
+    """A segment series' name in the active language: its label table's Chinese name (``name_zh``) on a
+    Chinese page when it has one, else the name as stored."""
+    from django.utils.translation import get_language
+
+    if (get_language() or "").lower().startswith("zh") and series.get("name_zh"):
+        return series["name_zh"]
+    return series["name"]
+
+
 def growth_page_payload(growth: dict | None) -> dict | None:
     """Return ``growth`` (of :func:`study_growth_series` or a signed snapshot) with the words the charts
     show, in the active language: per series ``label`` (the finding's kind, side and number, or the
@@ -189,7 +216,7 @@ def growth_page_payload(growth: dict | None) -> dict | None:
     series = []
     for row in growth["series"]:
         if row["kind"] == "segment":
-            label = row["name"]
+            label = segment_display_name(row)
         else:
             side = Finding.Side(row["side"]).label if row.get("side") in Finding.Side.values else ""
             label = " · ".join(p for p in (str(finding_kind_label(row["finding_kind"])), str(side),

@@ -231,6 +231,7 @@ def report_growth_charts(content: dict) -> list[dict]:
     from portal.templatetags.portal_dates import isodate
 
     from ..reporting.growth_chart import render_growth_chart_svg
+    from ..selectors_growth import segment_display_name
     from ..templatetags.report_units import finding_kind_label
 
     def date_label(t_ms: int) -> str:
@@ -239,7 +240,7 @@ def report_growth_charts(content: dict) -> list[dict]:
     charts = []
     for series in (content.get("growth") or {}).get("series", []):
         if series["kind"] == "segment":
-            title = series["name"]
+            title = segment_display_name(series)
         else:
             title = f"{finding_kind_label(series['finding_kind'])} #{series['finding_id']}"
         svgs = []

@@ -105,6 +105,7 @@ def test_lung_segments_are_charted_by_name(studies, doctor):  # noqa: F811
     services.study_compare(user=doctor, study=study, prior=prior, working_spacing_mm=6.0)
     segments = {s["name"]: s for s in study_growth_series(study=study)["series"] if s["kind"] == "segment"}
     assert set(segments) == {"right lung", "left lung"}
+    assert {s["name_zh"] for s in segments.values()} == {"右肺", "左肺"}  # from the label table, for Chinese pages
     for name, series in segments.items():
         assert [p["volume_ml"] for p in series["points"]] == [
             pytest.approx(volumes[prior.pk][name], rel=1e-3), pytest.approx(volumes[study.pk][name], rel=1e-3)]

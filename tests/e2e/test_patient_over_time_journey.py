@@ -137,7 +137,8 @@ def test_a_follow_up_chest_ct_read_against_its_prior_from_study_page_to_signed_p
             assert [t[1] for t in axis["ticks"]] == [BASELINE_DATE.isoformat(), FOLLOW_UP_DATE.isoformat()]
             assert axis["ticks"][1][0] - axis["ticks"][0][0] == INTERVAL_DAYS * DAY_MS
             # The lung segments are charted too, beside the nodule.
-            assert page.locator(f'{section} .growth-series[data-kind="segment"]').count() == 2
+            segments = page.locator(f'{section} .growth-series[data-kind="segment"] h3').all_inner_texts()
+            assert sorted(segments) == ["右肺", "左肺"]  # the label table's Chinese names on a Chinese page
             assert page.locator("#recist .recist-table .recist-target").count() == 1
             wait_for_js(page, "document.querySelectorAll('#reference-range-charts canvas').length > 0", timeout=30_000)
             measures = page.evaluate("[...document.querySelectorAll('#reference-range-charts figure')]"
