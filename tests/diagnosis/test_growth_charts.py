@@ -178,7 +178,7 @@ def test_the_signed_pdf_holds_the_comparison_and_the_growth_charts_frozen(studie
 
     signed = services.report_pdf_bytes(user=doctor, report=report, language="zh-hans")
     text = _pdf_text(signed, tmp_path)
-    assert "前次检查比较" in text  # the comparison section
+    assert "前次检查比较" in text and "变化 (%)" in text  # the comparison section, its headings in Chinese
     assert "随时间变化" in text and "检查日期" in text  # the charts' titles and time axis
     assert BASELINE_DATE.isoformat() in text and FOLLOW_UP_DATE.isoformat() in text
 
