@@ -26,6 +26,7 @@ urlpatterns = [
          api.StudyComparisonPriorVolumeApi.as_view(), name="study-comparison-prior-volume"),
     path("studies/<int:study_id>/comparisons/<int:prior_id>/links/", api.StudyComparisonLinkApi.as_view(),
          name="study-comparison-link"),
+    path("studies/<int:study_id>/growth/", api.StudyGrowthApi.as_view(), name="study-growth"),
     path("studies/<int:study_id>/recist/", api.StudyRecistApi.as_view(), name="study-recist"),
     path("studies/<int:study_id>/similar/", api.StudySimilarCasesApi.as_view(), name="study-similar-cases"),
     path("finding-matches/<int:match_id>/unlink/", api.FindingMatchUnlinkApi.as_view(), name="finding-match-unlink"),

@@ -129,6 +129,21 @@ def study_page_prior_comparison(*, user, study) -> dict:
             "study_sections": ["diagnosis/_prior_comparison.html"]}
 
 
+def study_page_growth(*, user, study) -> dict:
+    """Return the study page's figures over time for clinicians: each matched finding and segment at every
+    compared study (:func:`diagnosis.selectors_growth.study_growth_series`), drawn as line charts."""
+    from portal.permissions import is_clinician
+
+    from .selectors_growth import growth_page_payload, study_growth_series
+
+    if not is_clinician(user):
+        return {}
+    page = growth_page_payload(study_growth_series(study=study))
+    if page is None:
+        return {}
+    return {"growth_page": page, "study_sections": ["diagnosis/_growth_charts.html"]}
+
+
 def study_page_recist(*, user, study) -> dict:
     """Return the study page's RECIST 1.1 section for clinicians: the assessment that applies to the study
     and, when the study is (or may become) the baseline, its findings to choose target lesions from."""
@@ -245,6 +260,7 @@ def register() -> None:
     hooks.study_page_context.register("diagnosis-findings-panel", study_page_findings_panel)
     hooks.study_page_context.register("diagnosis-postprocessing", study_page_postprocessing)
     hooks.study_page_context.register("diagnosis-prior-comparison", study_page_prior_comparison)
+    hooks.study_page_context.register("diagnosis-growth", study_page_growth)
     hooks.study_page_context.register("diagnosis-recist", study_page_recist)
     hooks.study_page_context.register("diagnosis-similar-cases", study_page_similar_cases)
     hooks.study_page_context.register("diagnosis-reference-ranges", study_page_reference_ranges)

@@ -61,7 +61,7 @@ def _point(finding: Finding, registration: StudyRegistration | None) -> dict:
     return {"study_id": study.pk, "study_date": study.study_date.isoformat() if study.study_date else None,
             "finding_id": finding.pk, "finding_kind": finding.kind, "volume_ml": finding.volume_ml,
             "long_axis_mm": finding.long_axis_mm, "short_axis_mm": finding.short_axis_mm,
-            "centroid_lps_mm": list(finding.centroid_lps_mm) if finding.centroid_lps_mm else None,
+            "mean_hu": finding.mean_hu, "centroid_lps_mm": list(finding.centroid_lps_mm) if finding.centroid_lps_mm else None,
             "registration_id": registration.pk if registration is not None else None}
 
 
@@ -77,7 +77,7 @@ def finding_chain(*, finding: Finding, prior=None, since=None) -> list[dict]:
     -------
     list of dict
         Earliest first, ``finding`` last: per time point ``study_id``, ``study_date`` (ISO), ``finding_id``,
-        ``finding_kind``, ``volume_ml``, ``long_axis_mm``, ``short_axis_mm``, ``centroid_lps_mm`` (LPS mm)
+        ``finding_kind``, ``volume_ml``, ``long_axis_mm``, ``short_axis_mm``, ``mean_hu``, ``centroid_lps_mm`` (LPS mm)
         and ``registration_id`` (the comparison that paired it with the point before it, else None).
     """
     chain = []

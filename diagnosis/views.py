@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,6 +18,7 @@ from portal.services import audit_record
 
 from . import selectors, services
 from .forms import ReportForm, SimilarityWeightsForm
+from .selectors_growth import growth_page_payload
 
 
 def _require_clinician(user) -> None:
@@ -54,6 +56,7 @@ def report_detail(request, report_id: int):
                 messages.error(request, exc.message)
     return render(request, "diagnosis/report_detail.html", {
         "report": report, "content": content, "form": form,
+        "growth_page": growth_page_payload(content.get("growth")),
         "finding_images": services.report_finding_key_images(content.get("accepted_findings") or []),
         # The same key images as the PDF, and the same units.
         "images": services.report_key_images(report),
@@ -120,6 +123,17 @@ def report_pdf(request, report_id: int):
     return response
 
 
+def _patient_growth(patient):
+    """The figures over time of the patient's newest compared study (its chain reaches back through the
+    earlier comparisons), or None."""
+    from .models import StudyRegistration
+    from .selectors_growth import study_growth_series
+
+    row = (StudyRegistration.objects.filter(study__patient=patient).select_related("study")
+           .order_by(F("study__study_date").desc(nulls_last=True), "-study_id").first())
+    return None if row is None else growth_page_payload(study_growth_series(study=row.study))
+
+
 @login_required
 def patient_timeline(request, patient_id: int):
     """The clinicians' page of one patient over time: studies, reports, findings, measurements and
@@ -138,7 +152,7 @@ def patient_timeline(request, patient_id: int):
         except ServiceError as exc:
             pacs_error = exc
     return render(request, "diagnosis/patient_timeline.html", {
-        "patient": patient, "events": events, "pacs_source": pacs_source, "pacs_studies": pacs_studies,
+        "patient": patient, "events": events, "growth_page": _patient_growth(patient), "pacs_source": pacs_source, "pacs_studies": pacs_studies,
         "pacs_error": pacs_error, "prior_retrieves": selectors.prior_retrieve_list(patient=patient),
     })
 

@@ -91,12 +91,16 @@ def _linked(paragraph: str) -> list[dict]:
 @login_required
 def my_reports(request):
     from diagnosis.selectors import report_visible_queryset
+    from diagnosis.selectors_growth import growth_page_payload
     from diagnosis.services import report_content
 
     patient = _require_patient(request)
     reports = (report_visible_queryset(request.user).filter(study__patient=patient)
                .select_related("study", "study__hospital", "study__patient", "signed_by").order_by("-signed_at"))
     rows = [{"report": r, "content": report_content(r)} for r in reports]
+    for row in rows:
+        # Figures over time as the signed report froze them (a patient never sees unsigned figures).
+        row["growth_page"] = growth_page_payload(row["content"].get("growth"))
     for row in rows:
         # Each paragraph as plain and linked pieces: terms the knowledge graph knows open its panel
         # in plain words (followup sits above knowledge_graph, so the linking is done here).
@@ -111,6 +115,7 @@ def my_studies(request):
     from annotation.selectors import study_list
 
     from diagnosis.selectors import report_visible_queryset
+    from diagnosis.selectors_growth import growth_page_payload, study_growth_for
 
     _require_patient(request)
     studies = list(study_list(user=request.user))
@@ -118,6 +123,9 @@ def my_studies(request):
     reported = set(report_visible_queryset(request.user).filter(study__in=studies).values_list("study_id", flat=True))
     for study in studies:
         study.has_signed_report = study.pk in reported
+        # Figures over time as the study's latest signed report froze them (never live figures).
+        study.growth_page = (growth_page_payload(study_growth_for(user=request.user, study_id=study.pk))
+                             if study.has_signed_report else None)
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_list", target_id="",
                  detail={"studies": len(studies)})
     return render(request, "followup/my_studies.html",

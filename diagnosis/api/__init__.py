@@ -18,6 +18,7 @@ from .longitudinal import (
     StudyComparisonApi,
     StudyComparisonLinkApi,
     StudyComparisonPriorVolumeApi,
+    StudyGrowthApi,
 )
 from .pacs import ReportPacsResendApi, ReportPacsSendsApi
 from .pacs_priors import PatientPacsRetrievesApi, PatientPacsStudiesApi
@@ -48,6 +49,7 @@ __all__ = [
     "StudyComparisonApi",
     "StudyComparisonLinkApi",
     "StudyComparisonPriorVolumeApi",
+    "StudyGrowthApi",
     "FindingAcceptApi",
     "FindingDetailApi",
     "FindingRejectApi",

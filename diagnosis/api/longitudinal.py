@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.models import AuditLog
-from portal.permissions import IsClinician, IsHospitalStaff
+from portal.permissions import IsClinician, IsClinicianOrPatient, IsHospitalStaff
 from portal.services import audit_record
 
 from .. import selectors, services
@@ -63,6 +63,32 @@ class StudyComparisonApi(APIView):
         audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_registration",
                      target_id=registration.pk, hospital=registration.study.hospital)
         return Response(selectors.study_comparison_payload(registration))
+
+
+class StudyGrowthApi(APIView):
+    """Figures over time of a study's matched findings and segments (the line charts): live for the
+    clinicians of its hospital; for the patient, only what their latest signed report froze."""
+
+    permission_classes = [IsClinicianOrPatient]
+
+    @extend_schema(responses=inline_serializer("StudyGrowth", {
+                       "study_id": serializers.IntegerField(),
+                       "figures": serializers.ListField(child=serializers.DictField(), help_text="key and unit"),
+                       "series": serializers.ListField(
+                           child=serializers.DictField(),
+                           help_text="per matched finding or segment: points (study date, t_ms, volume_ml, "
+                                     "long_axis_mm, short_axis_mm, mean_hu and their change from the point "
+                                     "before, absolute and %) and the total change"),
+                       "source": serializers.ChoiceField(choices=["live", "signed_report"]),
+                       "report_id": serializers.IntegerField(allow_null=True)}),
+                   summary="Figures over time of a study's matched findings and segments")
+    def get(self, request, study_id: int):
+        from ..selectors_growth import study_growth_for
+
+        body = study_growth_for(user=request.user, study_id=study_id)
+        audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="study_growth",
+                     target_id=study_id, detail={"source": body["source"]})
+        return Response(body)
 
 
 class StudyComparisonPriorVolumeApi(APIView):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import logging
 import uuid
@@ -208,6 +209,53 @@ def report_prior_comparison(study: Study) -> dict | None:
     }
 
 
+def report_growth(study: Study) -> dict | None:
+    """Return the figures over time of the study's matched findings and segments, or None when nothing
+    was paired over two time points (:func:`diagnosis.selectors_growth.study_growth_series`: codes, names
+    as stored, dates and numbers, so that the snapshot can be shown and charted in either language)."""
+    from ..selectors_growth import study_growth_series
+
+    growth = study_growth_series(study=study)
+    return growth if growth["series"] else None
+
+
+def report_growth_charts(content: dict) -> list[dict]:
+    """Return the PDF's growth charts in the active language, drawn from the content's ``growth``.
+
+    One entry per series (``title``; ``svgs``: an inline SVG line chart of the volume (mL) and one of the
+    long axis (mm) over a real time axis, :func:`diagnosis.reporting.growth_chart.render_growth_chart_svg`),
+    only where two time points have the figure. A signed report draws them from its frozen snapshot.
+    """
+    from django.utils.safestring import mark_safe
+
+    from portal.templatetags.portal_dates import isodate
+
+    from ..reporting.growth_chart import render_growth_chart_svg
+    from ..selectors_growth import segment_display_name
+    from ..templatetags.report_units import finding_kind_label
+
+    def date_label(t_ms: int) -> str:
+        return isodate(dt.datetime.fromtimestamp(t_ms / 1000, tz=dt.UTC).date())
+
+    charts = []
+    for series in (content.get("growth") or {}).get("series", []):
+        if series["kind"] == "segment":
+            title = segment_display_name(series)
+        else:
+            title = f"{finding_kind_label(series['finding_kind'])} #{series['finding_id']}"
+        svgs = []
+        for figure, label in (("volume_ml", gettext("Volume (mL)")), ("long_axis_mm", gettext("Long axis (mm)"))):
+            values = [(p["t_ms"], p.get(figure)) for p in series["points"]]
+            if sum(1 for t, v in values if t is not None and v is not None) < 2:
+                continue
+            svgs.append(mark_safe(render_growth_chart_svg(  # noqa: S308 (built from numbers and escaped text)
+                values, title=gettext("%(name)s: %(figure)s over time") % {"name": title, "figure": label},
+                y_label=label, x_label=gettext("Study date"), date_label=date_label)))
+        if svgs:
+            charts.append({"title": title, "key": series["key"], "svgs": svgs})
+    return charts
+
+
 def report_reference_flags(report: Report) -> list[dict]:
     """Return the report's figures outside their published reference range, each with its source.
 
@@ -294,6 +342,9 @@ def report_content(report: Report) -> dict:
         "accepted_findings": report_accepted_findings(report),
         # "Compared with prior of DATE": the latest stored comparison of this study (frozen at signing).
         "prior_comparison": report_prior_comparison(study),
+        # Figures over time of the matched findings and segments (frozen at signing: the charts of the
+        # signed PDF and of the patient's pages are drawn from these numbers).
+        "growth": report_growth(study),
         # RECIST 1.1 of the doctor's target lesions up to this study (frozen at signing with the rest).
         "recist": report_recist(study),
         # Figures outside their published reference range, with the source (frozen at signing).
@@ -480,12 +531,13 @@ def report_render_pdf(report: Report, language: str = "zh-hans") -> bytes:
         content = report_content(report)
         images = report_key_images(report)
         finding_images = report_finding_key_images(content.get("accepted_findings") or [])
+        growth_charts = report_growth_charts(content)
         before, between, after = _page_footer_parts()
         series = content.get("series") or {}
         html = render_to_string(
             "diagnosis/report_pdf.html",
             {"content": content, "images": images, "draft": report.status == Report.Status.DRAFT,
-             "finding_images": finding_images, "generated_at": timezone.localtime(),
+             "finding_images": finding_images, "growth_charts": growth_charts, "generated_at": timezone.localtime(),
              "study_label": report_study_label(content),
              "suggestion_rule": _suggestion_rule(content),
              "intensity_unit": "HU" if (series.get("modality") or "").upper() == "CT" else "",
