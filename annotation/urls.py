@@ -17,5 +17,6 @@ urlpatterns = [
     path("models/import/", views_models.model_import, name="model-import"),
     path("models/review-threshold/", views_models.review_threshold_set, name="review-threshold"),
     path("models/<int:model_id>/", views_models.model_card, name="model-card"),
+    path("models/<int:model_id>/export.onnx", views_models.model_export_onnx, name="model-export-onnx"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]

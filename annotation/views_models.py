@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -25,6 +25,7 @@ from portal.selectors import hospital_review_threshold
 from portal.services import audit_record
 
 from . import selectors, selectors_models, services
+from .models import SegmentationModel
 
 # The suffixes segmentation_model_import tells apart: ONNX, a MONAI bundle zip, TorchScript.
 IMPORT_SUFFIXES = (".onnx", ".zip", ".pt", ".ts")
@@ -111,7 +112,45 @@ def model_card(request, model_id: int):
     card = selectors_models.segmentation_model_card(user=request.user, model_id=model_id)
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="segmentation_model",
                  target_id=card.model.pk)
-    return render(request, "annotation/model_card.html", {"card": card, "model": card.model})
+    model = card.model
+    user = request.user
+    return render(request, "annotation/model_card.html", {
+        "card": card, "model": model,
+        "can_export": (bool(model.weights_file) and model.kind == SegmentationModel.Kind.SEGMENTATION
+                       and (user.is_platform_admin or user.role in (Role.HOSPITAL_ADMIN, Role.DOCTOR))),
+        "can_deploy": _is_hospital_admin(user) and bool(selectors_models.body_part_key(model.body_part)),
+    })
+
+
+@login_required
+def model_export_onnx(request, model_id: int):
+    """Download a registered network as ONNX (``segmentation_model_export_file``, the file
+    ``manage.py export_model --format onnx`` writes, checked with ``onnx.checker``; ``?int8=1`` for the
+    int8-quantised file) — for the doctors and administrators of a hospital the model is offered to.
+
+    Responses: 200 ``application/octet-stream`` attachment; 403 for annotators; 404 for a model the
+    hospital is not offered (and for patients); 400 with the reason when the model cannot be exported
+    (a classical method, a detector, a model without weights).
+    """
+    user = request.user
+    _staff_only(user)
+    if not (user.is_platform_admin or user.role in (Role.HOSPITAL_ADMIN, Role.DOCTOR)):
+        raise PermissionDenied(_("Only doctors and hospital administrators may export models."))
+    model = selectors.segmentation_model_get(user=user, model_id=model_id)
+    int8 = request.GET.get("int8") == "1"
+    tmp = Path(tempfile.mkdtemp(prefix="model-export-"))
+    try:
+        path = services.segmentation_model_export_file(model=model, fmt="onnx", out_path=tmp / "model.onnx",
+                                                       int8=int8, user=user)
+        data = path.read_bytes()
+    except ServiceError as exc:
+        return HttpResponse(str(exc.message), status=exc.status_code, content_type="text/plain; charset=utf-8")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    filename = f"{model.name}-v{model.version}{'-int8' if int8 else ''}.onnx"
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 class ModelImportForm(forms.Form):
