@@ -15,6 +15,8 @@ urlpatterns = [
     path("training-runs/<int:run_id>/", views.training_run_detail, name="training-run"),
     path("models/", views_models.model_list, name="model-list"),
     path("models/import/", views_models.model_import, name="model-import"),
+    path("models/review-threshold/", views_models.review_threshold_set, name="review-threshold"),
     path("models/<int:model_id>/", views_models.model_card, name="model-card"),
+    path("models/<int:model_id>/export.onnx", views_models.model_export_onnx, name="model-export-onnx"),
     path("<int:study_id>/", views.study_detail, name="study-detail"),
 ]

@@ -12,16 +12,20 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
+from portal import services as portal_services
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Role
+from portal.selectors import hospital_review_threshold
 from portal.services import audit_record
 
 from . import selectors, selectors_models, services
+from .models import SegmentationModel
 
 # The suffixes segmentation_model_import tells apart: ONNX, a MONAI bundle zip, TorchScript.
 IMPORT_SUFFIXES = (".onnx", ".zip", ".pt", ".ts")
@@ -57,15 +61,47 @@ def model_list(request):
             # Shown on the page with the refusal's own status (403 not an administrator, 400 wrong body part).
             messages.error(request, exc.message)
             status = exc.status_code
+    return _model_list_render(request, status=status)
+
+
+def _model_list_render(request, *, status: int = 200, threshold_error: str = "", threshold_value=None):
+    user = request.user
     models = list(selectors.segmentation_model_list(user=user))
     defaults = list(selectors_models.organ_default_model_list(user=user))
     default_ids = {d.segmentation_model_id for d in defaults}
+    hospital = user.hospital if user.hospital_id else None
+    own = hospital.segment_confidence_review_threshold if hospital is not None else None
     return render(request, "annotation/model_list.html", {
         "models": [(m, m.pk in default_ids) for m in models],
         "defaults": defaults,
         "body_parts": sorted({selectors_models.body_part_key(m.body_part) for m in models if m.body_part.strip()}),
         "can_manage": _is_hospital_admin(user),
+        "review_threshold": hospital_review_threshold(hospital),
+        "review_threshold_is_default": own is None,
+        "review_threshold_value": own if threshold_value is None else threshold_value,
+        "review_threshold_error": threshold_error,
     }, status=status)
+
+
+@login_required
+@require_POST
+def review_threshold_set(request):
+    """Set the hospital's review threshold of segment confidence (POST ``threshold``, 0 to 1, empty for
+    the portal's default): the hospital's administrator only (403 for anyone else); a bad value is
+    shown on the models page with status 400 and changes nothing."""
+    user = request.user
+    _staff_only(user)
+    if not _is_hospital_admin(user):
+        raise PermissionDenied(_("Only this hospital's administrator may set its review threshold."))
+    raw = request.POST.get("threshold", "")
+    try:
+        hospital = portal_services.hospital_review_threshold_set(user=user, hospital=user.hospital, threshold=raw)
+    except ServiceError as exc:
+        return _model_list_render(request, status=exc.status_code, threshold_error=exc.message,
+                                  threshold_value=raw[:32])
+    messages.success(request, _("Segmentations with a segment less confident than %(threshold)s are now flagged "
+                                "for review.") % {"threshold": hospital_review_threshold(hospital)})
+    return redirect(reverse("annotation:model-list"))
 
 
 @login_required
@@ -76,7 +112,45 @@ def model_card(request, model_id: int):
     card = selectors_models.segmentation_model_card(user=request.user, model_id=model_id)
     audit_record(actor=request.user, action=AuditLog.Action.VIEW, target_type="segmentation_model",
                  target_id=card.model.pk)
-    return render(request, "annotation/model_card.html", {"card": card, "model": card.model})
+    model = card.model
+    user = request.user
+    return render(request, "annotation/model_card.html", {
+        "card": card, "model": model,
+        "can_export": (bool(model.weights_file) and model.kind == SegmentationModel.Kind.SEGMENTATION
+                       and (user.is_platform_admin or user.role in (Role.HOSPITAL_ADMIN, Role.DOCTOR))),
+        "can_deploy": _is_hospital_admin(user) and bool(selectors_models.body_part_key(model.body_part)),
+    })
+
+
+@login_required
+def model_export_onnx(request, model_id: int):
+    """Download a registered network as ONNX (``segmentation_model_export_file``, the file
+    ``manage.py export_model --format onnx`` writes, checked with ``onnx.checker``; ``?int8=1`` for the
+    int8-quantised file) — for the doctors and administrators of a hospital the model is offered to.
+
+    Responses: 200 ``application/octet-stream`` attachment; 403 for annotators; 404 for a model the
+    hospital is not offered (and for patients); 400 with the reason when the model cannot be exported
+    (a classical method, a detector, a model without weights).
+    """
+    user = request.user
+    _staff_only(user)
+    if not (user.is_platform_admin or user.role in (Role.HOSPITAL_ADMIN, Role.DOCTOR)):
+        raise PermissionDenied(_("Only doctors and hospital administrators may export models."))
+    model = selectors.segmentation_model_get(user=user, model_id=model_id)
+    int8 = request.GET.get("int8") == "1"
+    tmp = Path(tempfile.mkdtemp(prefix="model-export-"))
+    try:
+        path = services.segmentation_model_export_file(model=model, fmt="onnx", out_path=tmp / "model.onnx",
+                                                       int8=int8, user=user)
+        data = path.read_bytes()
+    except ServiceError as exc:
+        return HttpResponse(str(exc.message), status=exc.status_code, content_type="text/plain; charset=utf-8")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    filename = f"{model.name}-v{model.version}{'-int8' if int8 else ''}.onnx"
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 class ModelImportForm(forms.Form):

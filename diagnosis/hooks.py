@@ -16,6 +16,8 @@ def measure_model_segmentation(*, segmentation, label_map, volume) -> None:
 
 def segmentation_measurement_rows(*, segmentation) -> list[dict]:
     """Return the JSON rows of a segmentation's measurements, measuring it first when it has none."""
+    from portal.selectors import hospital_review_threshold
+
     from .selectors import measurement_list
     from .services import measurement_payload, segmentation_measure
 
@@ -23,7 +25,9 @@ def segmentation_measurement_rows(*, segmentation) -> list[dict]:
     if not rows:
         segmentation_measure(segmentation=segmentation)
         rows = list(measurement_list(segmentation=segmentation))
-    return [measurement_payload(row, segmentation.label_table, segmentation.label_confidence) for row in rows]
+    threshold = hospital_review_threshold(segmentation.series.study.hospital)
+    return [measurement_payload(row, segmentation.label_table, segmentation.label_confidence,
+                                review_threshold=threshold) for row in rows]
 
 
 def study_page_reports(*, user, study) -> dict:

@@ -2,12 +2,22 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from .models import AuditLog, Hospital, User
+from .services import audit_record
 
 
 @admin.register(Hospital)
 class HospitalAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "report_patient_display", "created_at")
+    list_display = ("code", "name", "report_patient_display", "segment_confidence_review_threshold", "created_at")
     search_fields = ("code", "name")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "segment_confidence_review_threshold" in form.changed_data:
+            # The review threshold decides which segmentations reach the review queue: every change is audited.
+            audit_record(actor=request.user, action=AuditLog.Action.UPDATE, target_type="hospital", target_id=obj.pk,
+                         hospital=obj, detail={"segment_confidence_review_threshold":
+                                               obj.segment_confidence_review_threshold,
+                                               "previous": form.initial.get("segment_confidence_review_threshold")})
 
 
 @admin.register(User)

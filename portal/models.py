@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +23,15 @@ class Hospital(models.Model):
         max_length=16,
         choices=PatientDisplay.choices,
         default=PatientDisplay.FULL_NAME,
+    )
+    # Empty: settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD applies (portal.selectors.hospital_review_threshold).
+    segment_confidence_review_threshold = models.FloatField(
+        _("review threshold of segment confidence"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("Segmentations with a segment whose mean confidence is below this value (0 to 1) are "
+                    "flagged for review. Empty: the portal's default."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

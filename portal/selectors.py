@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import STAFF_ROLES, Role, User
+from .models import STAFF_ROLES, Hospital, Role, User
 
 
 def tenancy_scope(qs: QuerySet, user: User, *, hospital_field: str = "hospital", patient_user_field: str | None = None) -> QuerySet:
@@ -27,3 +27,18 @@ def tenancy_scope(qs: QuerySet, user: User, *, hospital_field: str = "hospital",
     if user.role == Role.PATIENT and patient_user_field:
         return qs.filter(**{patient_user_field: user})
     return qs.none()
+
+
+def hospital_review_threshold(hospital: Hospital | int | None) -> float:
+    """Return the segment-confidence threshold (0 to 1) under which ``hospital`` flags a segmentation
+    for review: the hospital's own value, else ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``.
+
+    Given a hospital id, the value is read from the database (one query), never from a cached row."""
+    from django.conf import settings
+
+    if isinstance(hospital, int):
+        value = Hospital.objects.filter(pk=hospital).values_list("segment_confidence_review_threshold",
+                                                                  flat=True).first()
+    else:
+        value = getattr(hospital, "segment_confidence_review_threshold", None)
+    return float(settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD if value is None else value)

@@ -47,6 +47,42 @@ def hospital_create(*, code: str, name: str, report_patient_display: str = Hospi
 
 
 @transaction.atomic
+def hospital_review_threshold_set(*, user: User, hospital: Hospital, threshold) -> Hospital:
+    """Set the segment-confidence threshold (0 to 1) under which ``hospital`` flags segmentations for
+    review; ``None`` or ``""`` goes back to ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``. Audited.
+
+    Raises
+    ------
+    portal.api_errors.ServiceError
+        ``forbidden`` (403) unless ``user`` is that hospital's administrator; ``bad_review_threshold``
+        (400) for a value that is not a number from 0 to 1.
+    """
+    import math
+
+    from .api_errors import ServiceError
+
+    if user.role != Role.HOSPITAL_ADMIN or user.hospital_id is None or user.hospital_id != hospital.pk:
+        raise ServiceError(_("Only this hospital's administrator may set its review threshold."),
+                           code="forbidden", status_code=403)
+    value = None
+    if threshold is not None and str(threshold).strip() != "":
+        try:
+            value = float(str(threshold).strip())
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise ServiceError(_("The review threshold must be a number from 0 to 1."), code="bad_review_threshold")
+    hospital = Hospital.objects.select_for_update().get(pk=hospital.pk)
+    previous = hospital.segment_confidence_review_threshold
+    hospital.segment_confidence_review_threshold = value
+    hospital.full_clean()
+    hospital.save(update_fields=["segment_confidence_review_threshold"])
+    audit_record(actor=user, action=AuditLog.Action.UPDATE, target_type="hospital", target_id=hospital.pk,
+                 hospital=hospital, detail={"segment_confidence_review_threshold": value, "previous": previous})
+    return hospital
+
+
+@transaction.atomic
 def user_create(
     *,
     username: str,

@@ -5,9 +5,11 @@ Plain Python: the Django layer reads its settings and passes the strings in.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-__all__ = ["configure_threads", "select_device"]
+__all__ = ["amp_autocast", "amp_enabled", "amp_grad_scaler", "configure_threads", "select_device"]
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -77,3 +79,35 @@ def configure_threads(n: int) -> None:
         torch.set_num_interop_threads(int(n))
     except RuntimeError:
         pass
+
+
+def amp_enabled(device: torch.device | str) -> bool:
+    """Return whether networks on ``device`` run with automatic mixed precision (AMP).
+
+    Mixed precision (float16 autocast with a gradient scaler; Micikevicius et al., "Mixed Precision
+    Training", ICLR 2018) is used on CUDA only: on the CPU, float16/bfloat16 autocast gives no speed-up
+    for 3-D convolutions on this portal's machines and changes the numbers, so CPU work stays float32.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        The device the network runs on (``"cpu"``, ``"cuda"``, ``"cuda:N"``). Only its type is read:
+        this function never touches a GPU, so it answers for ``"cuda"`` on a machine without one.
+    """
+    return torch.device(device).type == "cuda"
+
+
+def amp_autocast(device: torch.device | str):
+    """Return the context manager a forward pass on ``device`` runs in.
+
+    ``torch.autocast("cuda")`` (float16 where safe) when :func:`amp_enabled`, else a no-op context:
+    on the CPU nothing is autocast and tensors stay float32.
+    """
+    return torch.autocast("cuda") if amp_enabled(device) else contextlib.nullcontext()
+
+
+def amp_grad_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
+    """Return the gradient scaler for training on ``device``: a CUDA ``torch.amp.GradScaler`` when
+    :func:`amp_enabled` (float16 gradients would underflow without loss scaling), else ``None`` (plain
+    ``loss.backward(); optimizer.step()`` in float32)."""
+    return torch.amp.GradScaler("cuda") if amp_enabled(device) else None

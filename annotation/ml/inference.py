@@ -39,6 +39,8 @@ import torch
 from annotation.imaging.archive import ArchiveLimits, extract_zip
 from annotation.imaging.volume import Volume
 
+from .device import amp_enabled
+
 # InferenceCancelled and ProgressCallback live in .progress (shared with lung and training); they are
 # imported here so that ``from annotation.ml.inference import InferenceCancelled`` keeps working.
 from .progress import InferenceCancelled, ProgressCallback, ProgressReporter
@@ -287,8 +289,7 @@ class _ProgressPredictor:
         self.start, self.end, self.amp, self.done = start, end, amp, 0
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast("cuda") if self.amp else contextlib.nullcontext()
-        with autocast:
+        with torch.autocast("cuda") if self.amp else contextlib.nullcontext():
             output = self.network(window)
         # Bundles and deep-supervision networks may return several heads; the first is the segmentation.
         if isinstance(output, (list, tuple)):
@@ -380,6 +381,14 @@ class NetworkSegmenter:
         self.blend_mode = blend_mode
         self._pre = Compose(preprocessing_transforms(preprocessing))
 
+    @property
+    def uses_amp(self) -> bool:
+        """Whether the network's forward passes run under CUDA autocast (float16 where safe): only a
+        PyTorch network on a CUDA device (:func:`annotation.ml.device.amp_enabled`); on the CPU, and
+        for ONNX Runtime sessions (which pick their own precision; an int8 model is already
+        quantised), windows run in float32 without autocast."""
+        return amp_enabled(self.device) and isinstance(self.network, torch.nn.Module)
+
     # -- hooks ------------------------------------------------------------------------------------
 
     def pre_transforms(self, volume: Volume) -> dict:
@@ -417,7 +426,7 @@ class NetworkSegmenter:
         total = count_window_batches(batch.shape[2:], self.preprocessing.patch_size, self.overlap, self.sw_batch_size)
         predictor = _ProgressPredictor(
             self.network, total=total, report=report, start=start, end=end,
-            amp=self.device.type == "cuda" and isinstance(self.network, torch.nn.Module),
+            amp=self.uses_amp,
         )
         report(start, "inference")
         with torch.no_grad():

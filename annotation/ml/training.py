@@ -18,6 +18,7 @@ stops with :class:`TrainingDiverged` when the loss is no longer finite.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .device import amp_autocast, amp_enabled, amp_grad_scaler
 from .inference import Preprocessing, preprocessing_transforms
 from .networks import build_network, check_patch_size, default_network_config
 from .progress import ProgressCallback, ProgressReporter
@@ -286,8 +288,7 @@ def _validate(model, loader, *, preprocessing, num_classes, labels, device, amp)
     with torch.no_grad():
         for batch in loader:
             image = batch["image"].to(device)
-            autocast = torch.autocast("cuda") if amp else torch.autocast("cpu", enabled=False)
-            with autocast:
+            with amp_autocast(device) if amp else contextlib.nullcontext():
                 logits = sliding_window_inference(
                     image, preprocessing.patch_size, sw_batch_size=1, predictor=model, overlap=_VAL_OVERLAP
                 )
@@ -377,7 +378,7 @@ def train_segmentation(
         raise ValueError("the state to resume from is not a training state of this architecture")
     labels = {int(k): str(v) for k, v in labels.items()}
     device = torch.device(device)
-    amp = device.type == "cuda"
+    amp = amp_enabled(device)  # mixed precision on CUDA only; the CPU trains in float32
     num_classes = max(labels) + 1
     preprocessing = config.preprocessing
     report = ProgressReporter(progress)
@@ -407,7 +408,7 @@ def train_segmentation(
         model = model.to(device)
         loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        scaler = torch.amp.GradScaler("cuda") if amp else None
+        scaler = amp_grad_scaler(device)
 
         history: list[dict] = []
         best_state, best_scores, best_mean, best_epoch = None, {}, -math.inf, 0
@@ -433,8 +434,8 @@ def train_segmentation(
             for step, batch in enumerate(train_loader, start=1):
                 image, label = batch["image"].to(device), batch["label"].to(device)
                 optimizer.zero_grad(set_to_none=True)
-                if amp:
-                    with torch.autocast("cuda"):
+                if scaler is not None:
+                    with amp_autocast(device):
                         loss = loss_function(model(image), label)
                     value = float(loss.detach())
                     if not math.isfinite(value):

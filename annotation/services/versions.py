@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, User
+from portal.selectors import hospital_review_threshold
 from portal.services import audit_record
 from portal.validators import is_color_hex
 
@@ -46,8 +47,9 @@ def segmentation_create(
 
     ``uncertainty_map`` (a network's normalised softmax entropy, float in [0, 1], the label map's
     shape) is stored beside it as a uint8 NIfTI (``round(255 H)``), each label's mean confidence
-    goes to ``label_confidence``, and ``needs_review`` is set when one is below
-    ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``.
+    goes to ``label_confidence``, and ``needs_review`` is set when one is below the study hospital's
+    review threshold (``portal.selectors.hospital_review_threshold``: the hospital's own value, else
+    ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``).
 
     Raises
     ------
@@ -67,7 +69,9 @@ def segmentation_create(
     try:
         path = workdir / "labelmap.nii.gz"
         write_labelmap_nifti(label_map.astype(dtype, copy=False), geometry, path)
-        confidence, needs_review, uncertainty_path = _uncertainty_prepare(label_map, uncertainty_map, geometry, workdir)
+        threshold = hospital_review_threshold(series.study.hospital_id)
+        confidence, needs_review, uncertainty_path = _uncertainty_prepare(label_map, uncertainty_map, geometry, workdir,
+                                                                          threshold=threshold)
         with transaction.atomic():
             key = f"studies/{series.study_id}/segmentations/{uuid.uuid4().hex}.nii.gz"
             stored_name, sha, _unused = stored.save(key, path)
@@ -106,17 +110,16 @@ def segmentation_create(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _uncertainty_prepare(label_map: np.ndarray, uncertainty_map: np.ndarray | None, geometry: Geometry, workdir):
-    """Return ({"label": confidence}, needs review, path of the written uint8 map or None)."""
-    from django.conf import settings
-
+def _uncertainty_prepare(label_map: np.ndarray, uncertainty_map: np.ndarray | None, geometry: Geometry, workdir,
+                         *, threshold: float):
+    """Return ({"label": confidence}, needs review (a confidence below ``threshold``), path of the
+    written uint8 map or None)."""
     from ..imaging.formats import write_labelmap_nifti
     from ..ml.uncertainty import label_confidence, quantise_unit_map
 
     if uncertainty_map is None:
         return {}, False, None
     confidence = {str(k): round(v, 4) for k, v in label_confidence(label_map, uncertainty_map).items()}
-    threshold = float(settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD)
     path = workdir / "uncertainty.nii.gz"
     write_labelmap_nifti(quantise_unit_map(uncertainty_map), geometry, path)
     return confidence, any(v < threshold for v in confidence.values()), path

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from annotation import selectors as annotation_selectors
 from portal.models import AuditLog
 from portal.permissions import IsClinician, IsClinicianOrReadOnly, IsHospitalStaff
+from portal.selectors import hospital_review_threshold
 from portal.services import audit_record
 
 from .. import selectors, services
@@ -57,8 +58,9 @@ class SegmentationMeasurementsApi(APIView):
                      target_id=segmentation.pk, hospital=segmentation.series.study.hospital)
         return Response({
             "segmentation_id": segmentation.pk,
-            "segments": [services.measurement_payload(r, segmentation.label_table, segmentation.label_confidence)
-                         for r in rows],
+            "segments": [services.measurement_payload(
+                r, segmentation.label_table, segmentation.label_confidence,
+                review_threshold=hospital_review_threshold(segmentation.series.study.hospital)) for r in rows],
         })
 
 

@@ -22,6 +22,7 @@ from annotation.imaging.volume import Volume
 from annotation.models import Segmentation, Study
 from portal.api_errors import ServiceError
 from portal.models import AuditLog, Hospital, User
+from portal.selectors import hospital_review_threshold
 from portal.services import audit_record
 from portal.validators import is_color_hex
 
@@ -76,15 +77,19 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def measurement_payload(row: Measurement, label_table: list[dict], confidence: dict | None = None) -> dict:
+def measurement_payload(row: Measurement, label_table: list[dict], confidence: dict | None = None,
+                        *, review_threshold: float | None = None) -> dict:
     """Return one segment's figures; ``confidence`` is the segmentation's ``label_confidence``.
 
     ``confidence`` is the network's mean confidence of the segment (1 - mean normalised softmax
     entropy, None for classical, imported and edited segmentations); ``low_confidence`` marks a
-    figure from a segment below ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``.
+    figure from a segment below ``review_threshold`` (the study hospital's,
+    ``portal.selectors.hospital_review_threshold``; ``None``: ``settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD``).
     """
     from django.conf import settings
 
+    if review_threshold is None:
+        review_threshold = float(settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD)
     entry = _label_names(label_table).get(row.label, {})
     value = (confidence or {}).get(str(row.label))
     value = None if value is None else round(float(value), 3)
@@ -106,7 +111,7 @@ def measurement_payload(row: Measurement, label_table: list[dict], confidence: d
         "std_intensity": None if row.std_intensity is None else round(row.std_intensity, 1),
         "centroid_lps_mm": [round(v, 1) for v in row.centroid_lps_mm],
         "confidence": value,
-        "low_confidence": value is not None and value < float(settings.SEGMENT_CONFIDENCE_REVIEW_THRESHOLD),
+        "low_confidence": value is not None and value < review_threshold,
     }
 
 
@@ -305,7 +310,9 @@ def report_content(report: Report) -> dict:
     measurements = []
     model = None
     if segmentation is not None:
-        measurements = [measurement_payload(m, segmentation.label_table, segmentation.label_confidence)
+        threshold = hospital_review_threshold(study.hospital)
+        measurements = [measurement_payload(m, segmentation.label_table, segmentation.label_confidence,
+                                            review_threshold=threshold)
                         for m in segmentation.measurements.order_by("label")]
         if segmentation.model is not None:
             model = {"name": segmentation.model.name, "display_name": segmentation.model.display_name,

@@ -190,6 +190,8 @@ REDIS_URL = env.str("REDIS_URL", default=f"{_embedded_redis_base}/0")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
+# The queue tasks go to and the worker consumes: one per portal sharing a broker (browser tests).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"

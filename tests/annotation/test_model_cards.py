@@ -353,3 +353,72 @@ def test_only_hospital_admins_may_import(hospital, role):
     assert client.get(reverse("annotation:model-import")).status_code == 403
     upload = SimpleUploadedFile("m.onnx", io.BytesIO(b"x").getvalue())
     assert client.post(reverse("annotation:model-import"), {"file": upload}).status_code == 403
+
+
+# --- exporting a model to ONNX from its card ---------------------------------------------------------
+
+
+@pytest.fixture
+def hippo_unet(tmp_path, hospital):
+    torch.manual_seed(0)
+    weights = tmp_path / "unet.pt"
+    torch.save(build_network("unet", in_channels=1, out_channels=3, config=SMALL_UNET).state_dict(), weights)
+    return services.segmentation_model_register(
+        name="hippo-export", body_part="brain", modality="MR", architecture="unet", label_table=LABELS,
+        network_config=SMALL_UNET, preprocessing=PREPROCESSING, weights_path=weights, hospital=hospital)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_doctor_downloads_a_checked_onnx_file_from_the_card(doctor, hippo_unet, tmp_path, int8):
+    import onnx
+
+    from annotation.ml.exchange import inspect_onnx
+
+    card = _client(doctor).get(reverse("annotation:model-card", args=[hippo_unet.pk])).content.decode()
+    url = reverse("annotation:model-export-onnx", args=[hippo_unet.pk]) + ("?int8=1" if int8 else "")
+    response = _client(doctor).get(url)
+
+    assert 'id="model-export-onnx"' in card and 'id="model-deploy-form"' not in card  # deploying is the admin's
+    assert response.status_code == 200
+    suffix = "-int8.onnx" if int8 else ".onnx"
+    assert response["Content-Disposition"] == f'attachment; filename="hippo-export-v{hippo_unet.version}{suffix}"'
+    path = tmp_path / "downloaded.onnx"
+    path.write_bytes(response.content)
+    onnx.checker.check_model(str(path))
+    info = inspect_onnx(path)
+    assert info.quantized is int8
+    audit = AuditLog.objects.filter(target_type="segmentation_model", action=AuditLog.Action.EXPORT).get()
+    assert audit.actor == doctor and audit.detail == {"format": "onnx", "int8": int8}
+
+
+def test_admin_sees_export_and_deploy_on_the_card_and_deploys(hospital_admin, hippo_unet):
+    client = _client(hospital_admin)
+    card = client.get(reverse("annotation:model-card", args=[hippo_unet.pk])).content.decode()
+
+    response = client.post(reverse("annotation:model-list"), {"body_part": "brain", "model": hippo_unet.pk})
+
+    assert 'id="model-export-onnx"' in card and 'id="model-deploy-form"' in card
+    assert response.status_code == 302
+    assert OrganDefaultModel.objects.get(hospital=hospital_admin.hospital, body_part="brain").segmentation_model == hippo_unet
+
+
+def test_annotators_may_not_export(annotator, hippo_unet):
+    card = _client(annotator).get(reverse("annotation:model-card", args=[hippo_unet.pk])).content.decode()
+
+    assert _client(annotator).get(reverse("annotation:model-export-onnx", args=[hippo_unet.pk])).status_code == 403
+    assert 'id="model-export-onnx"' not in card
+
+
+def test_another_hospital_cannot_export_our_model(other_doctor, hippo_unet, patient_user):
+    url = reverse("annotation:model-export-onnx", args=[hippo_unet.pk])
+
+    assert _client(other_doctor).get(url).status_code == 404
+    assert _client(patient_user).get(url).status_code == 404
+    assert not AuditLog.objects.filter(action=AuditLog.Action.EXPORT).exists()
+
+
+def test_a_classical_model_is_refused_with_the_reason(doctor, ct_lung_model):
+    response = _client(doctor).get(reverse("annotation:model-export-onnx", args=[ct_lung_model.pk]))
+
+    assert response.status_code == 400 and "can be exported" in response.content.decode()
+    assert not AuditLog.objects.filter(action=AuditLog.Action.EXPORT).exists()

@@ -63,6 +63,9 @@ def portal_server(embedded_services):
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
     env["REDIS_URL"] = _redis_url_with_db(os.environ.get("REDIS_URL") or settings.REDIS_URL, 5)
     port = _free_port()
+    # Browser-test portals of other checkouts may share this broker database: a queue of its own keeps
+    # another checkout's worker from taking (and failing) this portal's tasks.
+    env["CELERY_TASK_DEFAULT_QUEUE"] = f"e2e-{uuid.uuid4().hex[:12]}"
     manage = [sys.executable, str(REPO_DIR / "manage.py")]
     processes: list[subprocess.Popen] = []
     try:

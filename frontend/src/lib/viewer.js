@@ -103,6 +103,9 @@ export class StudyViewer {
     this.overlayId = null;
     this.overlayOpacity = 0.5;
     this.overlayToken = 0;
+    // Without a number here, ++heatToken gave NaN, NaN !== NaN, and showHeatmap never showed the map.
+    this.heatToken = 0;
+    this.heatmap = null;
     this.hiddenLabels = new Set();
     this.marker = null;
     this.setLeftDragMode("crosshair");
