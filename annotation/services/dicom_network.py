@@ -114,9 +114,38 @@ def dicom_listener_build(*, ae_title: str | None = None, port: int | None = None
     return DicomListener(config, spool=spool or dicom_spool(), peer_titles=_peer_titles)
 
 
+def dicom_spool_failed_purge(*, spool: SeriesSpool | None = None, now: float | None = None) -> int:
+    """Delete the refused series kept in the spool's ``failed/`` folder for longer than
+    ``DICOM_FAILED_RETENTION_DAYS`` days (default 7), with one audit record and one log line that
+    name the calling AE titles and counts, never a patient or a UID.
+
+    Returns the number of series folders removed (0 when the retention is 0: keep them forever).
+    Called by the listener's housekeeping and by the ``annotation.dicom_spool_purge`` beat task.
+    """
+    days = float(settings.DICOM_FAILED_RETENTION_DAYS)
+    if days <= 0:
+        return 0
+    spool = spool or dicom_spool()
+    purged = spool.failed_purge(max_age_s=days * 86400.0, now=now)
+    if not purged:
+        return 0
+    by_ae: dict[str, int] = {}
+    for item in purged:
+        by_ae[item.calling_ae_title] = by_ae.get(item.calling_ae_title, 0) + 1
+    audit_record(actor=None, action=AuditLog.Action.DELETE, target_type="dicom_spool_failed", target_id="",
+                 channel="dicom",
+                 detail={"removed": len(purged), "retention_days": days, "calling_ae_titles": by_ae,
+                         "oldest_age_days": round(max(item.age_s for item in purged) / 86400.0, 2)})
+    logger.info("removed %d refused series older than %g days from the DICOM spool (by calling AE title: %s)",
+                len(purged), days, by_ae)
+    return len(purged)
+
+
 def dicom_completion_start(*, spool: SeriesSpool, stop: threading.Event, quiet_s: float | None = None,
                            poll_s: float = 1.0) -> threading.Thread:
-    """Start the thread that imports each complete series (``DICOM_SERIES_COMPLETE_S`` by default)."""
+    """Start the thread that imports each complete series (``DICOM_SERIES_COMPLETE_S`` by default) and,
+    every ``DICOM_FAILED_PURGE_INTERVAL_S`` seconds, removes old refused series
+    (:func:`dicom_spool_failed_purge`)."""
 
     def handle(spooled: SpooledSeries) -> None:
         close_old_connections()
@@ -125,10 +154,18 @@ def dicom_completion_start(*, spool: SeriesSpool, stop: threading.Event, quiet_s
         finally:
             close_old_connections()
 
+    def housekeeping() -> None:
+        close_old_connections()
+        try:
+            dicom_spool_failed_purge(spool=spool)
+        finally:
+            close_old_connections()
+
     thread = threading.Thread(
         target=completion_loop, name="dicom-series-completion", daemon=True,
         kwargs={"spool": spool, "quiet_s": settings.DICOM_SERIES_COMPLETE_S if quiet_s is None else quiet_s,
-                "handle": handle, "stop": stop, "poll_s": poll_s},
+                "handle": handle, "stop": stop, "poll_s": poll_s, "housekeeping": housekeeping,
+                "housekeeping_every_s": settings.DICOM_FAILED_PURGE_INTERVAL_S},
     )
     thread.start()
     return thread
