@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 def dicom_peer_create(
     *, hospital: Hospital, ae_title: str, host: str = "", port: int | None = None, description: str = "",
     query_retrieve: bool = False, stow_url: str = "", stow_user: str = "", stow_secret_env: str = "",
-    transport: str | None = None, user: User | None = None,
+    transport: str | None = None, retrieve_method: str = DicomPeer.RetrieveMethod.C_MOVE, user: User | None = None,
 ) -> DicomPeer:
     """Map a calling AE title to ``hospital`` (and name where its results go, when ``host``/``port``
     or ``stow_url``).
@@ -47,7 +47,8 @@ def dicom_peer_create(
     With ``query_retrieve`` the peer is also the hospital's query/retrieve source: its C-FIND / C-MOVE
     SCP at ``host``:``port`` is asked for a patient's priors (PS3.4 C.4, Study Root). With ``stow_url``
     results go by STOW-RS (PS3.18 10.5) to that DICOMweb base URL: the transport defaults to STOW-RS
-    when a STOW-RS URL is given, to C-STORE otherwise.
+    when a STOW-RS URL is given, to C-STORE otherwise. ``retrieve_method`` (``c_move`` or ``c_get``) says
+    how priors are retrieved from a query/retrieve source.
 
     Raises
     ------
@@ -79,12 +80,12 @@ def dicom_peer_create(
                            params={"ae_title": ae_title}, code="peer_exists", status_code=409)
     peer = DicomPeer(hospital=hospital, ae_title=ae_title, host=host, port=port, description=description,
                      query_retrieve=query_retrieve, transport=transport, stow_url=stow_url, stow_user=stow_user,
-                     stow_secret_env=stow_secret_env)
+                     stow_secret_env=stow_secret_env, retrieve_method=retrieve_method)
     peer.full_clean()
     peer.save()
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="dicom_peer", target_id=peer.pk,
                  hospital=hospital, detail={"ae_title": ae_title, "query_retrieve": query_retrieve,
-                                            "transport": transport})
+                                            "transport": transport, "retrieve_method": retrieve_method})
     return peer
 
 
