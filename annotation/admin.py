@@ -104,8 +104,8 @@ class UncertaintyScoreAdmin(admin.ModelAdmin):
 
 @admin.register(DicomPeer)
 class DicomPeerAdmin(admin.ModelAdmin):
-    list_display = ("ae_title", "hospital", "transport", "host", "port", "stow_url", "query_retrieve", "is_active",
-                    "created_at")
+    list_display = ("ae_title", "hospital", "transport", "host", "port", "stow_url", "query_retrieve",
+                    "retrieve_method", "is_active", "created_at")
     list_filter = ("hospital", "is_active", "transport", "query_retrieve")
     search_fields = ("ae_title",)
 

@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "Hook",
     "after_model_segmentation",
+    "dicomweb_result_instances",
     "segmentation_measurements",
     "study_page_context",
     "study_worklist_report_status",
@@ -84,5 +85,17 @@ study_worklist_report_status = Hook(
     ``QuerySet[Study]`` and returns the same queryset annotated with ``report_status``: ``"none"``
     (no report), ``"draft"`` or ``"final"`` (the newest report's status), so that the worklist can show
     and filter it in one query. With nothing registered the worklist has no report column.
+    """,
+)
+
+dicomweb_result_instances = Hook(
+    "dicomweb_result_instances",
+    """The DICOM objects the portal produced for studies (a signed report's SEG, SR, Encapsulated PDF),
+    served by DICOMweb as further series of those studies.
+
+    Each function is called as ``f(studies=QuerySet[Study], build=bool)`` and returns a list of
+    :class:`annotation.dicomweb.results.ResultInstance`. With ``build`` it first builds and stores the
+    objects not stored yet (so that later calls, and the sends to the PACS, give the same UIDs); without
+    it, it lists only what is already stored. With nothing registered DICOMweb serves the originals only.
     """,
 )

@@ -488,7 +488,8 @@ class DicomPeer(models.Model):
     ``host`` and ``port`` name where results go back (its C-STORE SCP), when set. A peer that is a
     ``query_retrieve`` source (the hospital's PACS) is also asked at ``host``:``port`` for a patient's
     priors (Study Root C-FIND) and moves them to the portal's own AE title (C-MOVE), whose C-STORE SCP
-    files them like any other study the peer sends.
+    files them like any other study the peer sends; or, with ``retrieve_method`` C-GET (a PACS that
+    cannot open connections to the portal), gets them on the portal's own association (PS3.4 C.4.3).
 
     ``transport`` says how results go back: C-STORE to ``host``:``port``, or STOW-RS (DICOM PS3.18 10.5)
     to ``stow_url``, the peer's DICOMweb base URL. Its credentials never enter the database: with
@@ -499,6 +500,10 @@ class DicomPeer(models.Model):
     class Transport(models.TextChoices):
         C_STORE = "c_store", _("C-STORE")
         STOW_RS = "stow_rs", _("STOW-RS (DICOMweb)")
+
+    class RetrieveMethod(models.TextChoices):
+        C_MOVE = "c_move", _("C-MOVE")
+        C_GET = "c_get", _("C-GET")
 
     hospital = models.ForeignKey(Hospital, on_delete=models.CASCADE, related_name="dicom_peers")
     ae_title = models.CharField(
@@ -527,6 +532,11 @@ class DicomPeer(models.Model):
         _("query/retrieve source"), default=False,
         help_text=_("Search this PACS for a patient's prior studies (C-FIND) and retrieve them (C-MOVE to the "
                     "portal's AE title, which the PACS must know). Needs the host and port."),
+    )
+    retrieve_method = models.CharField(
+        _("retrieve method"), max_length=8, choices=RetrieveMethod.choices, default=RetrieveMethod.C_MOVE,
+        help_text=_("C-MOVE: the PACS connects to the portal's DICOM service to send a study. C-GET: the portal "
+                    "receives it on its own connection, for a PACS that cannot connect to the portal."),
     )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -115,3 +115,12 @@ def runs_sweep_task() -> dict:
     from .services import runs_sweep
 
     return dataclasses.asdict(runs_sweep())
+
+
+@shared_task(name="annotation.dicom_spool_purge", ignore_result=True, soft_time_limit=300, time_limit=330)
+def dicom_spool_purge_task() -> int:
+    """Remove refused received series older than ``DICOM_FAILED_RETENTION_DAYS`` from the DICOM spool
+    (where the worker shares the listener's ``DICOM_SPOOL_DIR``; the listener also does it itself)."""
+    from .services import dicom_spool_failed_purge
+
+    return dicom_spool_failed_purge()

@@ -250,6 +250,13 @@ def worklist_report_status(queryset):
     return queryset.annotate(report_status=Coalesce(Subquery(newest), Value("none")))
 
 
+def dicomweb_result_instances(*, studies, build: bool) -> list:
+    """Return the signed reports' SEG, SR and PDF of ``studies`` for DICOMweb (building them when asked)."""
+    from .services.pacs import report_result_instances
+
+    return report_result_instances(studies=studies, build=build)
+
+
 def register() -> None:
     """Register diagnosis's functions on annotation's hooks (idempotent)."""
     from annotation import hooks
@@ -257,6 +264,7 @@ def register() -> None:
     hooks.after_model_segmentation.register("measuring", measure_model_segmentation)
     hooks.after_model_segmentation.register("findings", findings_from_model_detection)
     hooks.segmentation_measurements.register("diagnosis", segmentation_measurement_rows)
+    hooks.dicomweb_result_instances.register("diagnosis", dicomweb_result_instances)
     hooks.study_page_context.register("diagnosis", study_page_reports)
     hooks.study_page_context.register("diagnosis-findings", study_page_findings)
     hooks.study_worklist_report_status.register("diagnosis", worklist_report_status)

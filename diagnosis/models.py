@@ -371,7 +371,8 @@ class PriorRetrieve(models.Model):
 
     Queued by a clinician on the patient page; a Celery task moves the study (C-MOVE, Study Root) to the
     portal's AE title, and the DICOM service's C-STORE SCP files the instances as it files any study the
-    PACS sends. The row keeps the final DIMSE ``last_status`` and the sub-operation counts
+    PACS sends (or, for a peer whose retrieve method is C-GET, gets them on its own association and
+    imports them the same way). The row keeps the final DIMSE ``last_status`` and the sub-operation counts
     (PS3.4 C.4.2.1.6); ``error_code`` says why a retrieve failed.
     """
 

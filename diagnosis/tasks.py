@@ -82,7 +82,7 @@ def result_send_task(self, send_id: int) -> str:
 
 @shared_task(name="diagnosis.pacs_retrieve", acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3660)
 def pacs_retrieve_task(retrieve_id: int) -> str:
-    """Retrieve a patient's prior from the PACS (C-MOVE) once; a failure stays on the row for the clinician
+    """Retrieve a patient's prior from the PACS (C-MOVE, or C-GET for a peer that asks for it) once; a failure stays on the row for the clinician
     to retry, since a retry cannot cure most (a wrong AE title, a study the PACS lost)."""
     from .services.pacs_priors import pacs_retrieve_execute
 

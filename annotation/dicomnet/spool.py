@@ -9,7 +9,8 @@ Layout under ``root``::
 
     incoming/<AE hex>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm   being received
     processing/<stamp>-<AE hex>-<SeriesInstanceUID>/…            claimed, being imported
-    failed/<stamp>-<AE hex>-<SeriesInstanceUID>/…  + reason.txt   import refused (kept for IT to inspect)
+    failed/<stamp>-<AE hex>-<SeriesInstanceUID>/…  + reason.txt   import refused (kept for IT to inspect,
+                                                                  then removed by :meth:`SeriesSpool.failed_purge`)
 
 The calling AE title is hex-encoded in folder names: AE titles may hold spaces and punctuation.
 """
@@ -42,6 +43,27 @@ class SpooledSeries:
     def files(self) -> list[Path]:
         """Return the received instance files, sorted by name."""
         return sorted(p for p in self.folder.glob("*.dcm") if p.is_file())
+
+
+@dataclass(frozen=True)
+class PurgedSeries:
+    """A refused series' folder removed from ``failed/``: who sent it, when it failed and its age.
+
+    Holds no PHI: the AE title names a device, not a patient; the Series Instance UID is left out.
+    """
+
+    calling_ae_title: str
+    failed_at: float
+    age_s: float
+
+
+def _failed_folder_ae_title(name: str) -> str:
+    """Return the calling AE title encoded in a ``failed/`` folder name (``?`` when it cannot be read)."""
+    parts = name.split("-", 3)
+    try:
+        return bytes.fromhex(parts[2]).decode() if len(parts) == 4 else "?"
+    except ValueError:
+        return "?"
 
 
 class SeriesSpool:
@@ -123,6 +145,54 @@ class SeriesSpool:
         (target / "reason.txt").write_text(error + "\n", encoding="utf-8")
         return target
 
+    def failed_purge(self, *, max_age_s: float, now: float | None = None) -> list[PurgedSeries]:
+        """Delete the refused series in ``failed/`` older than ``max_age_s`` seconds.
+
+        A folder's age is counted from its ``reason.txt`` (written when the import refused it), or from
+        the folder itself when that file is missing. Entries that are not folders are left alone; a
+        folder that cannot be removed (permissions) is logged and kept for the next round.
+
+        Parameters
+        ----------
+        max_age_s : float
+            Retention in seconds (wall clock, ``time.time()``); must be positive.
+        now : float, optional
+            The current time, ``time.time()`` by default.
+
+        Returns
+        -------
+        list of PurgedSeries
+            The folders removed, oldest first.
+
+        Raises
+        ------
+        ValueError
+            When ``max_age_s`` is not positive.
+        """
+        if not max_age_s > 0:
+            raise ValueError("the retention of refused series must be positive")
+        now = time.time() if now is None else now
+        candidates = []
+        for folder in (self.root / "failed").iterdir():
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            reason = folder / "reason.txt"
+            try:
+                failed_at = (reason if reason.is_file() else folder).stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if now - failed_at >= max_age_s:
+                candidates.append((failed_at, folder))
+        purged = []
+        for failed_at, folder in sorted(candidates):
+            try:
+                shutil.rmtree(folder)
+            except OSError as exc:
+                logger.warning("could not remove a refused series folder from the spool: %s", type(exc).__name__)
+                continue
+            purged.append(PurgedSeries(_failed_folder_ae_title(folder.name), failed_at, now - failed_at))
+        return purged
+
 
 def completion_loop(
     spool: SeriesSpool,
@@ -131,13 +201,24 @@ def completion_loop(
     handle: Callable[[SpooledSeries], None],
     stop: threading.Event,
     poll_s: float = 1.0,
+    housekeeping: Callable[[], None] | None = None,
+    housekeeping_every_s: float = 3600.0,
 ) -> None:
     """Claim complete series and pass each to ``handle`` until ``stop`` is set.
 
     ``handle`` owns the outcome (it calls :meth:`SeriesSpool.finish`); an exception it raises is
-    logged and the series moved to ``failed/``, and the loop goes on.
+    logged and the series moved to ``failed/``, and the loop goes on. ``housekeeping`` (the clean-up
+    of old refused series) runs once at start and then every ``housekeeping_every_s`` seconds; an
+    exception it raises is logged and the loop goes on.
     """
+    next_housekeeping = time.monotonic()
     while not stop.is_set():
+        if housekeeping is not None and time.monotonic() >= next_housekeeping:
+            next_housekeeping = time.monotonic() + housekeeping_every_s
+            try:
+                housekeeping()
+            except Exception:  # noqa: BLE001 - clean-up must not stop the service
+                logger.exception("the clean-up of the DICOM spool failed")
         for spooled in spool.claim_complete(quiet_s=quiet_s):
             try:
                 handle(spooled)

@@ -85,6 +85,14 @@ def dicomweb_study_get(*, user: User, study_uid: str) -> Study:
     return study
 
 
+def dicomweb_result_studies(*, user: User, query: QidoQuery) -> QuerySet[Study]:
+    """Return the visible studies with DICOM series that match the study keys of ``query``: those whose
+    stored results (``annotation.dicomweb.results``) a search across studies lists."""
+    ids = (study_visible_queryset(user).filter(series__source_format=DICOM).filter(_study_q(query))
+           .values("pk").distinct())
+    return Study.objects.filter(pk__in=ids)
+
+
 def dicomweb_series(*, user: User, query: QidoQuery, study: Study | None = None) -> QuerySet[Series]:
     """Return the visible DICOM series matching ``query`` (inside ``study`` when given), with instance counts."""
     if study is not None:

@@ -17,6 +17,7 @@ from .dicom_network import (
     dicom_received_series_import,
     dicom_routing_apply,
     dicom_spool,
+    dicom_spool_failed_purge,
 )
 from .export_import import (
     EXPORT_FORMATS,
@@ -75,7 +76,7 @@ from .versions import (
 __all__ = [
     "EXPORT_FORMATS", "EXPORT_MODEL_FORMATS", "IMPORT_BACKENDS", "SEG_SOP_CLASS_UID", "DatasetImportResult", "ImportResult", "SweepResult",
     "dicom_completion_start", "dicom_listener_build", "dicom_peer_create", "dicom_received_series_import",
-    "dicom_routing_apply", "dicom_spool", "patient_date_offset", "patient_deidentifier", "patient_pseudonym_get_or_create",
+    "dicom_routing_apply", "dicom_spool", "dicom_spool_failed_purge", "patient_date_offset", "patient_deidentifier", "patient_pseudonym_get_or_create",
     "study_export_deidentified",
     "dataset_import", "inference_run_cancel", "inference_run_create", "inference_run_execute", "inference_run_lost",
     "inference_run_publish", "inference_run_wait", "runs_sweep",

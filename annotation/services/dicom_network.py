@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 def dicom_peer_create(
     *, hospital: Hospital, ae_title: str, host: str = "", port: int | None = None, description: str = "",
     query_retrieve: bool = False, stow_url: str = "", stow_user: str = "", stow_secret_env: str = "",
-    transport: str | None = None, user: User | None = None,
+    transport: str | None = None, retrieve_method: str = DicomPeer.RetrieveMethod.C_MOVE, user: User | None = None,
 ) -> DicomPeer:
     """Map a calling AE title to ``hospital`` (and name where its results go, when ``host``/``port``
     or ``stow_url``).
@@ -47,7 +47,8 @@ def dicom_peer_create(
     With ``query_retrieve`` the peer is also the hospital's query/retrieve source: its C-FIND / C-MOVE
     SCP at ``host``:``port`` is asked for a patient's priors (PS3.4 C.4, Study Root). With ``stow_url``
     results go by STOW-RS (PS3.18 10.5) to that DICOMweb base URL: the transport defaults to STOW-RS
-    when a STOW-RS URL is given, to C-STORE otherwise.
+    when a STOW-RS URL is given, to C-STORE otherwise. ``retrieve_method`` (``c_move`` or ``c_get``) says
+    how priors are retrieved from a query/retrieve source.
 
     Raises
     ------
@@ -79,12 +80,12 @@ def dicom_peer_create(
                            params={"ae_title": ae_title}, code="peer_exists", status_code=409)
     peer = DicomPeer(hospital=hospital, ae_title=ae_title, host=host, port=port, description=description,
                      query_retrieve=query_retrieve, transport=transport, stow_url=stow_url, stow_user=stow_user,
-                     stow_secret_env=stow_secret_env)
+                     stow_secret_env=stow_secret_env, retrieve_method=retrieve_method)
     peer.full_clean()
     peer.save()
     audit_record(actor=user, action=AuditLog.Action.CREATE, target_type="dicom_peer", target_id=peer.pk,
                  hospital=hospital, detail={"ae_title": ae_title, "query_retrieve": query_retrieve,
-                                            "transport": transport})
+                                            "transport": transport, "retrieve_method": retrieve_method})
     return peer
 
 
@@ -114,9 +115,38 @@ def dicom_listener_build(*, ae_title: str | None = None, port: int | None = None
     return DicomListener(config, spool=spool or dicom_spool(), peer_titles=_peer_titles)
 
 
+def dicom_spool_failed_purge(*, spool: SeriesSpool | None = None, now: float | None = None) -> int:
+    """Delete the refused series kept in the spool's ``failed/`` folder for longer than
+    ``DICOM_FAILED_RETENTION_DAYS`` days (default 7), with one audit record and one log line that
+    name the calling AE titles and counts, never a patient or a UID.
+
+    Returns the number of series folders removed (0 when the retention is 0: keep them forever).
+    Called by the listener's housekeeping and by the ``annotation.dicom_spool_purge`` beat task.
+    """
+    days = float(settings.DICOM_FAILED_RETENTION_DAYS)
+    if days <= 0:
+        return 0
+    spool = spool or dicom_spool()
+    purged = spool.failed_purge(max_age_s=days * 86400.0, now=now)
+    if not purged:
+        return 0
+    by_ae: dict[str, int] = {}
+    for item in purged:
+        by_ae[item.calling_ae_title] = by_ae.get(item.calling_ae_title, 0) + 1
+    audit_record(actor=None, action=AuditLog.Action.DELETE, target_type="dicom_spool_failed", target_id="",
+                 channel="dicom",
+                 detail={"removed": len(purged), "retention_days": days, "calling_ae_titles": by_ae,
+                         "oldest_age_days": round(max(item.age_s for item in purged) / 86400.0, 2)})
+    logger.info("removed %d refused series older than %g days from the DICOM spool (by calling AE title: %s)",
+                len(purged), days, by_ae)
+    return len(purged)
+
+
 def dicom_completion_start(*, spool: SeriesSpool, stop: threading.Event, quiet_s: float | None = None,
                            poll_s: float = 1.0) -> threading.Thread:
-    """Start the thread that imports each complete series (``DICOM_SERIES_COMPLETE_S`` by default)."""
+    """Start the thread that imports each complete series (``DICOM_SERIES_COMPLETE_S`` by default) and,
+    every ``DICOM_FAILED_PURGE_INTERVAL_S`` seconds, removes old refused series
+    (:func:`dicom_spool_failed_purge`)."""
 
     def handle(spooled: SpooledSeries) -> None:
         close_old_connections()
@@ -125,10 +155,18 @@ def dicom_completion_start(*, spool: SeriesSpool, stop: threading.Event, quiet_s
         finally:
             close_old_connections()
 
+    def housekeeping() -> None:
+        close_old_connections()
+        try:
+            dicom_spool_failed_purge(spool=spool)
+        finally:
+            close_old_connections()
+
     thread = threading.Thread(
         target=completion_loop, name="dicom-series-completion", daemon=True,
         kwargs={"spool": spool, "quiet_s": settings.DICOM_SERIES_COMPLETE_S if quiet_s is None else quiet_s,
-                "handle": handle, "stop": stop, "poll_s": poll_s},
+                "handle": handle, "stop": stop, "poll_s": poll_s, "housekeeping": housekeeping,
+                "housekeeping_every_s": settings.DICOM_FAILED_PURGE_INTERVAL_S},
     )
     thread.start()
     return thread

@@ -10,6 +10,12 @@ AE title: the PACS opens its own association to that AE (the portal's C-STORE SC
 study's instances there as sub-operations. The final response counts the completed, failed and warning
 sub-operations (PS3.4 C.4.2.1.6); the instances are filed by whoever runs that SCP.
 
+:func:`get_study` is a C-GET at STUDY level (PS3.4 C.4.3, Study Root - GET) for a PACS that cannot open
+an association to the portal: the PACS stores the study's instances as C-STORE sub-operations on the
+portal's own association, which proposes the Storage SCP role for the image storage SOP classes it
+accepts (SCP/SCU Role Selection, PS3.7 D.3.3.4); each instance goes to a callback that answers its
+C-STORE status.
+
 One association per call. A failure says what went wrong in a stable ``code`` and, where the PACS
 answered, its DIMSE status. PHI: the Patient ID goes to the PACS only; errors and results name UIDs,
 counts and statuses.
@@ -18,6 +24,7 @@ counts and statuses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 #: C-FIND / C-MOVE pending statuses (PS3.4 Table C.4-1, C.4-2).
 _PENDING = {0xFF00, 0xFF01}
@@ -34,8 +41,8 @@ class QueryRetrieveError(Exception):
     dropped it unanswered), ``association_rejected`` (rejected-transient, e.g. too many associations),
     ``association_rejected_permanent`` (rejected-permanent, PS3.8 Table 9-21: a wrong called AE title, or
     the PACS does not know the portal's calling AE title), ``model_not_accepted`` (the PACS accepts no
-    Study Root FIND/MOVE presentation context), ``find_failed`` / ``move_failed`` (a failure status, in
-    ``status``) and ``move_destination_unknown`` (0xA801: the PACS does not know the portal's AE title
+    Study Root FIND/MOVE/GET presentation context), ``find_failed`` / ``move_failed`` / ``get_failed`` (a
+    failure status, in ``status``) and ``move_destination_unknown`` (0xA801: the PACS does not know the portal's AE title
     as a destination).
     """
 
@@ -82,17 +89,23 @@ class MoveResult:
     failed_sop_instance_uids: tuple[str, ...] = ()
 
 
-def _associate(source: QueryRetrieveSource, contexts: list[str]):
-    from pynetdicom import AE
+def _associate(source: QueryRetrieveSource, contexts: list[str], *, storage_classes: tuple[str, ...] = (),
+               evt_handlers: list | None = None):
+    from pydicom.uid import AllTransferSyntaxes
+    from pynetdicom import AE, build_role
 
     ae = AE(ae_title=source.calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = source.timeout_s
     ae.connection_timeout = source.timeout_s
     for context in contexts:
         ae.add_requested_context(context)
+    for sop_class in storage_classes:  # C-GET: the portal is the Storage SCP on its own association
+        ae.add_requested_context(sop_class, list(AllTransferSyntaxes))
+    roles = [build_role(sop_class, scp_role=True) for sop_class in storage_classes]
     where = f"{source.called_ae}@{source.host}:{source.port}"
     try:
-        assoc = ae.associate(source.host, source.port, ae_title=source.called_ae)
+        assoc = ae.associate(source.host, source.port, ae_title=source.called_ae, ext_neg=roles or None,
+                             evt_handlers=evt_handlers)
     except OSError as exc:  # unresolvable host name
         raise QueryRetrieveError(f"no association with {where} ({type(exc).__name__})", code="pacs_unreachable") from None
     if assoc.is_established:
@@ -239,4 +252,88 @@ def move_study(source: QueryRetrieveSource, *, study_instance_uid: str, move_des
     if final not in (0x0000, STATUS_SUBOPS_WARNING):
         raise QueryRetrieveError(f"C-MOVE failed with status 0x{final:04X} ({counts['completed']} completed, "
                                  f"{counts['failed']} failed sub-operations)", code="move_failed", status=final)
+    return MoveResult(status=final, failed_sop_instance_uids=failed_uids, **counts)
+
+
+#: C-GET: Refused, out of resources, unable to perform sub-operations (PS3.4 Table C.4-3).
+STATUS_GET_SUBOPS_REFUSED = 0xA702
+
+
+def get_study(source: QueryRetrieveSource, *, study_instance_uid: str, storage_classes: tuple[str, ...],
+              on_store: Callable[[object, str, bytes], int]) -> MoveResult:
+    """C-GET one study (Study Root, STUDY level): the PACS sends its instances on this association.
+
+    Parameters
+    ----------
+    study_instance_uid : str
+        The study's Study Instance UID (the unique key only, PS3.4 C.4.3.2.1).
+    storage_classes : tuple of str
+        The storage SOP Class UIDs the portal takes (each offered with every transfer syntax pydicom
+        knows and the SCP role); an instance of another class cannot be sent and counts as a failed
+        sub-operation at the PACS.
+    on_store : callable
+        Called as ``on_store(dataset, transfer_syntax_uid, part10_bytes)`` for each C-STORE sub-operation
+        (the decoded dataset, and the instance encoded as a Part 10 file with its file meta), in
+        pynetdicom's association thread; returns the C-STORE status (0x0000 stored, a PS3.4 B.2-1
+        failure otherwise). An exception it raises answers 0xC000 (cannot understand).
+
+    Returns
+    -------
+    MoveResult
+        The final C-GET response: status 0x0000 (every sub-operation completed) or 0xB000 (some failed
+        or warned), with the counts of the final response, else of the last pending one.
+
+    Raises
+    ------
+    QueryRetrieveError
+        When no association is made, the PACS accepts no Study Root C-GET (``model_not_accepted``) or
+        answers with a failure status (``get_failed``, e.g. 0xA702 when it could not perform the
+        sub-operations, 0xA900, 0xC000-0xCFFF).
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.multival import MultiValue
+    from pynetdicom import evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+    def handle_store(event):
+        try:
+            return on_store(event.dataset, str(event.context.transfer_syntax), event.encoded_dataset(include_meta=True))
+        except Exception:  # noqa: BLE001 - the PACS gets a failure status, the retrieve goes on
+            return 0xC000
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = study_instance_uid
+    assoc = _associate(source, [StudyRootQueryRetrieveInformationModelGet], storage_classes=tuple(storage_classes),
+                       evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+    counts = {"completed": 0, "failed": 0, "warning": 0}
+    final: int | None = None
+    failed_uids: tuple[str, ...] = ()
+    try:
+        if not any(cx.abstract_syntax == StudyRootQueryRetrieveInformationModelGet for cx in assoc.accepted_contexts):
+            raise QueryRetrieveError("the PACS does not accept Study Root C-GET", code="model_not_accepted")
+        for status, response_identifier in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
+            if status is None or "Status" not in status:
+                raise QueryRetrieveError("no C-GET response (timeout or aborted association)", code="pacs_unreachable")
+            code = int(status.Status)
+            for name, keyword in (("completed", "NumberOfCompletedSuboperations"),
+                                  ("failed", "NumberOfFailedSuboperations"),
+                                  ("warning", "NumberOfWarningSuboperations")):
+                if status.get(keyword) is not None:
+                    counts[name] = int(status.get(keyword))
+            if code in _PENDING:
+                continue
+            final = code
+            if response_identifier is not None and "FailedSOPInstanceUIDList" in response_identifier:
+                value = response_identifier.FailedSOPInstanceUIDList
+                values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+                failed_uids = tuple(str(v) for v in values if v)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if final is None:
+        raise QueryRetrieveError("no final C-GET response", code="pacs_unreachable")
+    if final not in (0x0000, STATUS_SUBOPS_WARNING):
+        raise QueryRetrieveError(f"C-GET failed with status 0x{final:04X} ({counts['completed']} completed, "
+                                 f"{counts['failed']} failed sub-operations)", code="get_failed", status=final)
     return MoveResult(status=final, failed_sop_instance_uids=failed_uids, **counts)

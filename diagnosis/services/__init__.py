@@ -20,7 +20,9 @@ from .findings import (
 from .longitudinal import finding_match_link, finding_match_unlink, study_compare, study_compare_request
 from .lung_rads import LUNG_RADS_CATEGORIES, report_lung_rads_confirm
 from .pacs import (
+    report_result_instances,
     report_result_objects_build,
+    report_result_objects_store,
     report_results_queue,
     report_results_resend,
     result_send_execute,
@@ -99,6 +101,8 @@ __all__ = [
     "report_amend",
     "report_result_objects_build",
     "report_results_queue",
+    "report_result_instances",
+    "report_result_objects_store",
     "report_results_resend",
     "result_send_execute",
     "report_finding_key_images",

@@ -7,6 +7,10 @@ report's hospital with a host and port, or a STOW-RS peer with a URL) and, once 
 commits, a Celery task per send (:func:`diagnosis.tasks.result_send_task`), which calls
 :func:`result_send_execute` and retries with backoff. The three objects are built once per report and stored, so every attempt and every
 destination gets the same SOP Instance UIDs. The plain-Python builders live in ``diagnosis.pacs``.
+
+The same stored objects are served by the portal's DICOMweb as series of the study
+(:func:`report_result_instances`, registered on ``annotation.hooks.dicomweb_result_instances``): what a
+viewer reads from the portal is what the PACS received, with the same UIDs.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ def report_results_resend(*, user: User, report: Report) -> list[ResultSend]:
         raise ServiceError(_("No PACS destination is configured for this hospital."), code="no_destination",
                            status_code=409)
     sends = list(report.result_sends.select_for_update())
+    # Objects already built (served by DICOMweb) stay those sent: their rows go, the objects move on.
+    built = next((s.instances for s in sends if s.state == ResultSend.State.NO_DESTINATION and s.instances), [])
     ResultSend.objects.filter(pk__in=[s.pk for s in sends if s.state == ResultSend.State.NO_DESTINATION]).delete()
     queued = []
     for send in sends:
@@ -105,7 +111,7 @@ def report_results_resend(*, user: User, report: Report) -> list[ResultSend]:
     served = {s.peer_id for s in sends}
     for peer in peers:
         if peer.pk not in served:
-            queued.append(ResultSend.objects.create(report=report, peer=peer,
+            queued.append(ResultSend.objects.create(report=report, peer=peer, instances=built,
                                                     destination=_destination_label(peer)))
     _enqueue([s.pk for s in queued])
     audit_record(actor=user, action=AuditLog.Action.EXPORT, target_type="report", target_id=report.pk,
@@ -229,13 +235,97 @@ def _stored_instances(report: Report) -> list[dict]:
             key = default_storage.save(
                 f"studies/{report.study_id}/reports/{report.pk}/pacs/{uuid.uuid4().hex}-{kind}.dcm",
                 ContentFile(buffer.getvalue(), name=f"{kind}.dcm"))
-            instances.append({"kind": kind, "key": key, "sop_class_uid": str(ds.SOPClassUID),
-                              "sop_instance_uid": str(ds.SOPInstanceUID)})
+            instances.append({"kind": kind, "key": key, **_instance_attributes(ds)})
     except BaseException:
         for item in instances:
             default_storage.delete(item["key"])
         raise
     return instances
+
+
+def _instance_attributes(ds) -> dict:
+    """The attributes of a stored result object that DICOMweb lists without reading the file."""
+    return {"sop_class_uid": str(ds.SOPClassUID), "sop_instance_uid": str(ds.SOPInstanceUID),
+            "series_instance_uid": str(ds.SeriesInstanceUID), "modality": str(ds.get("Modality", "")),
+            "series_number": int(ds.SeriesNumber) if ds.get("SeriesNumber") not in (None, "") else None,
+            "series_description": str(ds.get("SeriesDescription", "") or ""),
+            "instance_number": int(ds.InstanceNumber) if ds.get("InstanceNumber") not in (None, "") else None}
+
+
+@transaction.atomic
+def report_result_objects_store(*, report: Report) -> list[dict]:
+    """Build and store a signed report's SEG, SR and PDF unless already stored, and return them as
+    ``ResultSend.instances`` lists them (the same objects, with the same UIDs, for every later call
+    and every send).
+
+    They are kept on the report's first send row (a ``no_destination`` row when the hospital has no
+    PACS; one is created when the report has no send row at all).
+
+    Raises
+    ------
+    ServiceError
+        As :func:`report_result_objects_build` (``report_not_final``, ``results_need_dicom``).
+    """
+    report = Report.objects.select_for_update().get(pk=report.pk)
+    instances = _stored_instances(report)
+    if not report.result_sends.exclude(instances=[]).exists():
+        send = report.result_sends.order_by("pk").first()
+        if send is None:
+            ResultSend.objects.create(report=report, state=ResultSend.State.NO_DESTINATION, instances=instances)
+        else:
+            send.instances = instances
+            send.save(update_fields=["instances", "updated_at"])
+    return instances
+
+
+def report_result_instances(*, studies, build: bool) -> list:
+    """List the stored result objects of the final reports of ``studies`` for DICOMweb.
+
+    Parameters
+    ----------
+    studies : QuerySet of annotation.models.Study
+        Already scoped to what the user may see.
+    build : bool
+        Build and store the objects of a final report that has none stored yet
+        (:func:`report_result_objects_store`); a report whose objects cannot be built (a series not
+        imported from DICOM) is skipped and logged.
+
+    Returns
+    -------
+    list of annotation.dicomweb.results.ResultInstance
+    """
+    import pydicom
+
+    from annotation.dicomweb.results import ResultInstance
+
+    reports = list(Report.objects.filter(study__in=studies, status=Report.Status.FINAL)
+                   .select_related("study").order_by("study_id", "version"))
+    stored: dict[int, list[dict]] = {}
+    for send in ResultSend.objects.filter(report__in=[r.pk for r in reports]).exclude(instances=[]).order_by("pk"):
+        stored.setdefault(send.report_id, send.instances)
+    found = []
+    for report in reports:
+        items = stored.get(report.pk)
+        if not items and build:
+            try:
+                items = report_result_objects_store(report=report)
+            except ServiceError as exc:
+                logger.info("report %s: no DICOM results to serve (%s)", report.pk, exc.code)
+                continue
+            except Exception:  # noqa: BLE001 - one report's data refused by highdicom must not fail the read
+                logger.exception("report %s: the DICOM results could not be built", report.pk)
+                continue
+        for item in items or []:
+            if "series_instance_uid" not in item:  # stored before these attributes were kept
+                with default_storage.open(item["key"], "rb") as fh:
+                    item = {**item, **_instance_attributes(pydicom.dcmread(fh, stop_before_pixels=True))}
+            found.append(ResultInstance(
+                study_id=report.study_id, study_instance_uid=report.study.study_instance_uid,
+                series_instance_uid=item["series_instance_uid"], sop_instance_uid=item["sop_instance_uid"],
+                sop_class_uid=item["sop_class_uid"], modality=item["modality"], series_number=item["series_number"],
+                series_description=item["series_description"], instance_number=item["instance_number"],
+                storage_key=item["key"]))
+    return found
 
 
 def _load_instances(instances: list[dict]) -> list:

@@ -12,6 +12,12 @@ any study the PACS sends: same checks, grouping by series, audit and routing rul
 hospital (the patient's), under the Patient ID of the files. A series already held is refused by that
 import (``series_exists``), so a second retrieve adds nothing.
 
+A PACS that cannot open an association to the portal (a firewall, no route back) is retrieved by C-GET
+instead, when its peer's ``retrieve_method`` says so: the instances arrive on the portal's own association
+(:func:`diagnosis.pacs.qr.get_study`), are checked as the C-STORE SCP checks them, spooled under the
+peer's AE title in a folder of their own and then imported by the same import as a received series, in
+the task itself (no DICOM service needed); a refused series goes to the spool's ``failed/`` folder.
+
 The plain-Python SCU is :mod:`diagnosis.pacs.qr`.
 """
 
@@ -33,7 +39,7 @@ from portal.models import AuditLog, User
 from portal.services import audit_record
 
 from ..models import PriorRetrieve
-from ..pacs.qr import QueryRetrieveError, QueryRetrieveSource, StudyMatch, find_studies, move_study
+from ..pacs.qr import MoveResult, QueryRetrieveError, QueryRetrieveSource, StudyMatch, find_studies, get_study, move_study
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ _MESSAGES = {
     "model_not_accepted": (_("The PACS %(ae_title)s does not offer the Study Root query/retrieve service."), 502),
     "find_failed": (_("The PACS %(ae_title)s answered the search with the failure status %(status)s."), 502),
     "move_failed": (_("The PACS %(ae_title)s answered the retrieve with the failure status %(status)s."), 502),
+    "get_failed": (_("The PACS %(ae_title)s answered the retrieve with the failure status %(status)s."), 502),
     "move_destination_unknown": (
         _("The PACS %(ae_title)s does not know the portal's AE title %(our_ae_title)s as a destination."), 502),
 }
@@ -180,12 +187,56 @@ def _retrieve_queue(*, user: User, patient: Patient, peer: DicomPeer, match: Stu
     return retrieve
 
 
+def _get_and_import(source: QueryRetrieveSource, *, peer: DicomPeer, retrieve: PriorRetrieve) -> MoveResult:
+    """C-GET the study into a spool folder of this retrieve, then import each series as the DICOM service
+    imports a received one (into the peer's hospital, routing rules applied; refused → ``failed/``)."""
+    import shutil
+    import uuid
+
+    from annotation.dicomnet.spool import SeriesSpool
+    from annotation.dicomnet.validation import (
+        IMAGE_STORAGE_SOP_CLASSES, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, instance_check,
+    )
+    from annotation.services import dicom_received_series_import, dicom_spool
+
+    spool = dicom_spool()
+    private = SeriesSpool(spool.root / "c-get" / f"{retrieve.pk}-{uuid.uuid4().hex[:8]}")
+
+    def on_store(ds, transfer_syntax: str, data: bytes) -> int:
+        refusal = instance_check(ds, transfer_syntax=transfer_syntax)
+        if refusal is not None:
+            logger.warning("C-GET from %s: instance refused (0x%04X): %s", peer.ae_title, refusal.status, refusal.reason)
+            return refusal.status
+        try:
+            private.instance_write(calling_ae_title=peer.ae_title, series_instance_uid=str(ds.SeriesInstanceUID),
+                                   sop_instance_uid=str(ds.SOPInstanceUID), data=data)
+        except OSError as exc:
+            logger.error("C-GET from %s: spool unwritable (%s)", peer.ae_title, type(exc).__name__)
+            return STATUS_OUT_OF_RESOURCES
+        return STATUS_SUCCESS
+
+    try:
+        result = get_study(source, study_instance_uid=retrieve.study_instance_uid,
+                           storage_classes=tuple(IMAGE_STORAGE_SOP_CLASSES), on_store=on_store)
+        for spooled in private.claim_complete(quiet_s=0):
+            try:
+                dicom_received_series_import(spooled=spooled, spool=spool)  # refused → spool's failed/
+            except Exception as exc:  # noqa: BLE001 - as the DICOM service: one bad series must not stop the rest
+                logger.exception("prior retrieve %s: importing a series failed", retrieve.pk)
+                if spooled.folder.exists():
+                    spool.finish(spooled, error=type(exc).__name__)
+    finally:
+        shutil.rmtree(private.root, ignore_errors=True)
+    return result
+
+
 def pacs_retrieve_execute(*, retrieve_id: int) -> PriorRetrieve:
-    """Run one queued retrieve: C-MOVE the study to the portal's AE title and record the outcome.
+    """Run one queued retrieve: C-MOVE the study to the portal's AE title (or C-GET it and import it, for
+    a peer whose ``retrieve_method`` is C-GET) and record the outcome.
 
     The row ends ``completed`` (every sub-operation completed, warnings included), ``partial`` (some
     failed, some stored) or ``failed`` (nothing stored: ``suboperations_failed``, ``nothing_moved``, the
-    SCU's code such as ``pacs_unreachable``, ``move_destination_unknown`` or ``move_failed``, or ``peer_removed``), with the final DIMSE
+    SCU's code such as ``pacs_unreachable``, ``move_destination_unknown``, ``move_failed`` or ``get_failed``, or ``peer_removed``), with the final DIMSE
     status and the completed / failed / warning sub-operation counts. A retrieve no longer queued is
     returned as it is (idempotent). Never raises for a failed retrieve.
     """
@@ -205,7 +256,10 @@ def pacs_retrieve_execute(*, retrieve_id: int) -> PriorRetrieve:
                                      calling_ae=settings.DICOM_AE_TITLE,
                                      timeout_s=float(getattr(settings, "PACS_SEND_TIMEOUT_S", 30.0)))
         try:
-            result = move_study(source, study_instance_uid=retrieve.study_instance_uid)
+            if peer.retrieve_method == DicomPeer.RetrieveMethod.C_GET:
+                result = _get_and_import(source, peer=peer, retrieve=retrieve)
+            else:
+                result = move_study(source, study_instance_uid=retrieve.study_instance_uid)
         except QueryRetrieveError as exc:
             error = (exc.code, exc.message, exc.status)
         except OSError as exc:

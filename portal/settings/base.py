@@ -410,6 +410,15 @@ DICOM_PORT = env.int("DICOM_PORT", default=11112)
 DICOM_BIND = env.str("DICOM_BIND", default="127.0.0.1")
 DICOM_SERIES_COMPLETE_S = env.float("DICOM_SERIES_COMPLETE_S", default=30.0)
 DICOM_SPOOL_DIR = Path(env.str("DICOM_SPOOL_DIR", default=str(VAR_DIR / "dicom-spool")))
+# A refused received series stays in the spool's failed/ folder for IT to inspect, then is removed after
+# DICOM_FAILED_RETENTION_DAYS days (0 keeps it forever), checked every DICOM_FAILED_PURGE_INTERVAL_S
+# seconds by the listener and by the beat task.
+DICOM_FAILED_RETENTION_DAYS = env.float("DICOM_FAILED_RETENTION_DAYS", default=7.0)
+DICOM_FAILED_PURGE_INTERVAL_S = env.float("DICOM_FAILED_PURGE_INTERVAL_S", default=3600.0)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "dicom-spool-purge": {"task": "annotation.dicom_spool_purge", "schedule": DICOM_FAILED_PURGE_INTERVAL_S},
+}
 # Results of a signed report (DICOM SEG, SR, Encapsulated PDF) go to the hospital's destination peers
 # by C-STORE or STOW-RS (the peer's transport); a failed send is retried PACS_SEND_MAX_RETRIES times,
 # after PACS_SEND_RETRY_BASE_S seconds doubling each time (30 s, 1 min, 2 min, …).

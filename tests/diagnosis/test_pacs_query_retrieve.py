@@ -274,3 +274,74 @@ def test_without_a_query_retrieve_source_there_is_no_button(doctor, hospital, pa
     with pytest.raises(ServiceError) as refused:
         annotation_services.dicom_peer_create(hospital=hospital, ae_title="PACS", query_retrieve=True)
     assert refused.value.code == "query_source_needs_address"
+
+
+# --- C-GET: a PACS that cannot connect to the portal ------------------------------------------------
+
+@pytest.fixture
+def get_pacs(tmp_path, transactional_db, hospital, settings, queued):
+    """Orthanc as the query/retrieve source, retrieved by C-GET: no DICOM service of the portal is running
+    (the address Orthanc has for the portal's AE title answers nothing), so a C-MOVE could not deliver."""
+    settings.DICOM_AE_TITLE = OUR_AE
+    settings.PACS_SEND_TIMEOUT_S = 15.0
+    settings.DICOM_SPOOL_DIR = tmp_path / "spool"
+    orthanc = orthanc_start(tmp_path / "orthanc",
+                            modalities={"yixin": {"AET": OUR_AE, "Host": "127.0.0.1", "Port": free_port()}})
+    try:
+        orthanc.upload(*MR_FILES, *OTHER_PATIENTS_CT)
+        peer = annotation_services.dicom_peer_create(hospital=hospital, ae_title="ORTHANC", host="127.0.0.1",
+                                                     port=orthanc.dicom_port, query_retrieve=True,
+                                                     retrieve_method=DicomPeer.RetrieveMethod.C_GET)
+        yield orthanc, peer
+    finally:
+        orthanc.stop()
+
+
+def _get(queued, user, patient) -> PriorRetrieve:
+    retrieve = services.pacs_study_retrieve(user=user, patient=patient, study_instance_uid=MR_STUDY_UID)
+    assert queued[-1] == retrieve.pk
+    pacs_retrieve_task.apply(args=[queued.pop()])
+    retrieve.refresh_from_db()
+    return retrieve
+
+
+@with_listener
+def test_c_get_retrieves_the_study_on_the_portals_own_association_and_files_it_once(
+        doctor, hospital, patient, get_pacs, queued, settings):
+    retrieve = _get(queued, doctor, patient)
+
+    assert (retrieve.state, retrieve.completed, retrieve.failed, retrieve.warning, retrieve.last_status) == (
+        "completed", len(MR_FILES), 0, 0, 0x0000)
+    study = Study.objects.get(study_instance_uid=MR_STUDY_UID)
+    assert (study.hospital, study.patient) == (hospital, patient)
+    [series] = study.series.all()
+    assert (series.modality, series.instance_count, series.source_format) == ("MR", len(MR_FILES), "dicom")
+    originals = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in MR_FILES}
+    assert set(SourceFile.objects.filter(series=series).values_list("sop_instance_uid", flat=True)) == originals
+    # The import of a received series, audited under the PACS's AE title; the C-GET folder is gone.
+    assert AuditLog.objects.filter(target_type="dicom_receive", target_id=str(series.pk),
+                                   detail__calling_ae_title="ORTHANC").exists()
+    spool_root = Path(settings.DICOM_SPOOL_DIR)
+    assert not any((spool_root / "c-get").iterdir())
+
+    again = _get(queued, doctor, patient)
+
+    assert again.state == "completed" and Series.objects.filter(hospital=hospital).count() == 1
+    assert SourceFile.objects.filter(hospital=hospital).count() == len(MR_FILES)
+    [refused] = list((spool_root / "failed").iterdir())  # kept for IT, then removed by the retention
+    assert (refused / "reason.txt").read_text().startswith("series_exists")
+    assert not any((spool_root / "c-get").iterdir())
+
+
+@with_listener
+def test_c_get_from_a_pacs_that_rejects_the_association_fails_clearly_and_stores_nothing(
+        doctor, patient, get_pacs, queued):
+    _orthanc, peer = get_pacs
+    retrieve = services.pacs_study_retrieve(user=doctor, patient=patient, study_instance_uid=MR_STUDY_UID)
+    DicomPeer.objects.filter(pk=peer.pk).update(ae_title="NOT-ORTHANC")  # Orthanc checks the called AE title
+
+    pacs_retrieve_task.apply(args=[queued.pop()])
+
+    retrieve.refresh_from_db()
+    assert (retrieve.state, retrieve.error_code) == ("failed", "association_rejected_permanent")
+    assert (retrieve.completed, retrieve.failed) == (0, 0) and not Study.objects.exists()

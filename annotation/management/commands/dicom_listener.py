@@ -2,7 +2,8 @@
 
 Its AE title and port come from ``DICOM_AE_TITLE`` and ``DICOM_PORT`` (defaults YIXIN and 11112),
 the bind address from ``DICOM_BIND``. Received series are imported once no instance of them has
-arrived for ``DICOM_SERIES_COMPLETE_S`` seconds.
+arrived for ``DICOM_SERIES_COMPLETE_S`` seconds. Refused series kept in the spool's ``failed/`` folder
+are deleted after ``DICOM_FAILED_RETENTION_DAYS`` days (checked every ``DICOM_FAILED_PURGE_INTERVAL_S`` s).
 """
 
 import logging

@@ -1,4 +1,5 @@
-"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P [--query-retrieve]]
+"""python manage.py dicom_peer add --hospital CODE --ae-title AE [--host H --port P [--query-retrieve
+[--retrieve c-move|c-get]]]
 [--stow-url URL [--stow-user U] [--stow-secret-env VAR]] [--transport c-store|stow-rs]"""
 
 import json
@@ -23,6 +24,9 @@ class Command(BaseCommand):
         add.add_argument("--port", type=int, default=None, help="port of its C-STORE SCP, for results")
         add.add_argument("--query-retrieve", action="store_true",
                          help="also search this PACS for priors (C-FIND) and retrieve them (C-MOVE) at --host/--port")
+        add.add_argument("--retrieve", choices=["c-move", "c-get"], default="c-move",
+                         help="how --query-retrieve fetches a study: C-MOVE to the portal's AE title (the PACS must "
+                              "know it), or C-GET on the portal's own connection (default: c-move)")
         add.add_argument("--stow-url", default="",
                          help="DICOMweb base URL for results by STOW-RS (PS3.18 10.5), without credentials")
         add.add_argument("--stow-user", default="", help="user of HTTP basic authentication at --stow-url")
@@ -43,6 +47,7 @@ class Command(BaseCommand):
                 stow_url=options["stow_url"], stow_user=options["stow_user"],
                 stow_secret_env=options["stow_secret_env"],
                 transport=options["transport"].replace("-", "_") if options["transport"] else None,
+                retrieve_method=options["retrieve"].replace("-", "_"),
             )
         except ServiceError as exc:
             raise CommandError(f"{exc.code}: {exc}") from exc
@@ -50,5 +55,6 @@ class Command(BaseCommand):
             raise CommandError(f"invalid: {'; '.join(exc.messages)}") from exc
         self.stdout.write(json.dumps({"id": peer.pk, "hospital": hospital.code, "ae_title": peer.ae_title,
                                       "host": peer.host, "port": peer.port,
-                                      "query_retrieve": peer.query_retrieve, "transport": peer.transport,
+                                      "query_retrieve": peer.query_retrieve, "retrieve_method": peer.retrieve_method,
+                                      "transport": peer.transport,
                                       "stow_url": peer.stow_url}))

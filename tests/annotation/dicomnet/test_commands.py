@@ -44,3 +44,26 @@ def test_dicom_peer_add_refuses_bad_input(hospital, args, message):
 def test_dicom_peer_add_refuses_an_unknown_hospital():
     with pytest.raises(CommandError, match="no hospital"):
         call_command("dicom_peer", "add", "--hospital", "nowhere", "--ae-title", "CT1")
+
+
+def test_dicom_peer_add_names_a_c_get_query_retrieve_source(hospital):
+    out = StringIO()
+    call_command("dicom_peer", "add", "--hospital", hospital.code, "--ae-title", "PACS", "--host", "pacs.local",
+                 "--port", "104", "--query-retrieve", "--retrieve", "c-get", stdout=out)
+    peer = DicomPeer.objects.get(ae_title="PACS")
+    assert (peer.query_retrieve, peer.retrieve_method) == (True, DicomPeer.RetrieveMethod.C_GET)
+    assert json.loads(out.getvalue())["retrieve_method"] == "c_get"
+    call_command("dicom_peer", "add", "--hospital", hospital.code, "--ae-title", "CT9", stdout=StringIO())
+    assert DicomPeer.objects.get(ae_title="CT9").retrieve_method == DicomPeer.RetrieveMethod.C_MOVE  # the default
+
+
+def test_an_unknown_retrieve_method_is_refused_and_nothing_stored(hospital):
+    from django.core.exceptions import ValidationError
+
+    from annotation import services
+
+    with pytest.raises(CommandError):
+        call_command("dicom_peer", "add", "--hospital", hospital.code, "--ae-title", "PACS", "--retrieve", "c-fetch")
+    with pytest.raises(ValidationError):
+        services.dicom_peer_create(hospital=hospital, ae_title="PACS", retrieve_method="c_fetch")
+    assert not DicomPeer.objects.exists()

@@ -60,3 +60,71 @@ def test_short_pixel_data_cannot_be_understood():
     ds = pydicom.dcmread(sorted(shared_data("lidc_idri_0001_ct_nodules", "dicom").glob("*.dcm"))[0])
     ds.PixelData = ds.PixelData[:-2]
     assert instance_check(ds, transfer_syntax=EXPLICIT_LE).status == STATUS_CANNOT_UNDERSTAND
+
+
+def _refused(spool, *, ae: str, series_uid: str, failed_at: float):
+    path = spool.instance_write(calling_ae_title=ae, series_instance_uid=series_uid, sop_instance_uid=series_uid + ".1",
+                                data=b"x")
+    claimed = spool.claim_complete(quiet_s=0, now=path.parent.stat().st_mtime + 1)[0]
+    folder = spool.finish(claimed, error="series_exists: already imported")
+    os.utime(folder / "reason.txt", (failed_at, failed_at))
+    return folder
+
+
+def test_refused_series_past_the_retention_are_deleted_and_newer_ones_kept(tmp_path):
+    spool = SeriesSpool(tmp_path)
+    now = 1_800_000_000.0
+    old = _refused(spool, ae="OLD PACS", series_uid="1.2.1", failed_at=now - 8 * 86400)
+    new = _refused(spool, ae="CT_1", series_uid="1.2.2", failed_at=now - 6 * 86400)
+    receiving = spool.instance_write(calling_ae_title="CT_1", series_instance_uid="1.2.3", sop_instance_uid="1.2.3.1",
+                                     data=b"x")
+    os.utime(receiving.parent, (now - 30 * 86400, now - 30 * 86400))
+
+    purged = spool.failed_purge(max_age_s=7 * 86400, now=now)
+
+    assert [(p.calling_ae_title, p.failed_at, round(p.age_s)) for p in purged] == [("OLD PACS", now - 8 * 86400, 8 * 86400)]
+    assert not old.exists() and (new / "1.2.2.1.dcm").read_bytes() == b"x"
+    assert receiving.exists()  # the clean-up touches failed/ only
+
+
+def test_a_failed_folder_without_its_reason_is_aged_by_the_folder_and_stray_files_are_left(tmp_path):
+    spool = SeriesSpool(tmp_path)
+    now = 1_800_000_000.0
+    folder = _refused(spool, ae="PACS", series_uid="1.2.1", failed_at=now)
+    (folder / "reason.txt").unlink()
+    os.utime(folder, (now - 2 * 86400, now - 2 * 86400))
+    stray = tmp_path / "failed" / "notes.txt"
+    stray.write_text("kept")
+
+    assert [p.calling_ae_title for p in spool.failed_purge(max_age_s=86400, now=now)] == ["PACS"]
+    assert not folder.exists() and stray.read_text() == "kept"
+
+
+@pytest.mark.parametrize("max_age_s", [0, -1.0, float("nan")])
+def test_a_retention_that_is_not_positive_is_refused(tmp_path, max_age_s):
+    spool = SeriesSpool(tmp_path)
+    folder = _refused(spool, ae="PACS", series_uid="1.2.1", failed_at=0.0)
+    with pytest.raises(ValueError):
+        spool.failed_purge(max_age_s=max_age_s)
+    assert folder.exists()
+
+
+def test_the_completion_loop_runs_the_housekeeping_at_start_and_survives_its_failure(tmp_path, caplog):
+    import threading
+
+    from annotation.dicomnet.spool import completion_loop
+
+    stop = threading.Event()
+    calls = []
+
+    def housekeeping():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk gone")
+        stop.set()
+
+    completion_loop(SeriesSpool(tmp_path), quiet_s=30, handle=lambda s: None, stop=stop, poll_s=0.01,
+                    housekeeping=housekeeping, housekeeping_every_s=0.0)
+
+    assert len(calls) == 2
+    assert "clean-up of the DICOM spool failed" in caplog.text

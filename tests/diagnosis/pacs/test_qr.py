@@ -155,3 +155,54 @@ def test_move_of_an_empty_study_completes_with_no_sub_operations(fake_pacs):
 
     assert (result.status, result.completed, result.failed, result.warning) == (0x0000, 0, 0, 0)
     assert pacs.moves == [("ELSEWHERE", "1.2.3.2")]
+
+
+class FakeGetPacs:
+    """pynetdicom's Study Root C-GET SCP that refuses every retrieve with ``status`` (no sub-operation)."""
+
+    def __init__(self, status: int):
+        from pynetdicom import AE, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+        def on_get(event):
+            yield 1  # the number of sub-operations comes first
+            yield status, None
+
+        ae = AE(ae_title="PACS")
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+        self.port = _free_port()
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_GET, on_get)])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_c_get_refused_by_the_pacs_fails_with_its_status_and_stores_nothing():
+    from diagnosis.pacs.qr import get_study
+
+    pacs = FakeGetPacs(0xA702)
+    stored = []
+    try:
+        with pytest.raises(QueryRetrieveError) as refused:
+            get_study(QueryRetrieveSource(host="127.0.0.1", port=pacs.port, called_ae="PACS", timeout_s=10),
+                      study_instance_uid="1.2.3", storage_classes=("1.2.840.10008.5.1.4.1.1.2",),
+                      on_store=lambda *args: stored.append(args) or 0)
+    finally:
+        pacs.stop()
+
+    assert (refused.value.code, refused.value.status) == ("get_failed", 0xA702)
+    assert "0xA702" in refused.value.message and stored == []
+
+
+def test_a_c_get_to_a_pacs_without_study_root_get_is_model_not_accepted():
+    from diagnosis.pacs.qr import get_study
+
+    pacs = FakePacs({})  # FIND and MOVE only
+    try:
+        with pytest.raises(QueryRetrieveError) as refused:
+            get_study(pacs.source(), study_instance_uid="1.2.3", storage_classes=("1.2.840.10008.5.1.4.1.1.2",),
+                      on_store=lambda *args: 0)
+    finally:
+        pacs.stop()
+
+    assert refused.value.code == "model_not_accepted"
