@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from portal.models import Hospital
@@ -185,6 +186,10 @@ class SegmentationModel(models.Model):
     name = models.SlugField(_("name"), max_length=64)
     version = models.PositiveIntegerField(default=1)
     display_name = models.CharField(max_length=200, blank=True)
+    display_name_zh = models.CharField(
+        _("display name (Chinese)"), max_length=200, blank=True,
+        help_text=_("Shown in the Chinese interface; empty: the display name."),
+    )
     body_part = models.CharField(_("body part"), max_length=64)
     modality = models.CharField(_("modality"), max_length=16)
     architecture = models.CharField(max_length=32, choices=Architecture.choices)
@@ -220,6 +225,21 @@ class SegmentationModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+    def display_name_in(self, language: str | None) -> str:
+        """The name to show in ``language`` (a Django language code such as ``"zh-hans"`` or ``"en"``).
+
+        Chinese (any ``zh`` code) gets ``display_name_zh`` when it is set; every language falls back to
+        ``display_name``, then to the slug ``name``.
+        """
+        if (language or "").lower().startswith("zh") and self.display_name_zh:
+            return self.display_name_zh
+        return self.display_name or self.name
+
+    @property
+    def shown_name(self) -> str:
+        """The name to show in the active language (templates: ``{{ model.shown_name }}``)."""
+        return self.display_name_in(get_language())
 
 
 class OrganDefaultModel(models.Model):

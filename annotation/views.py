@@ -123,7 +123,7 @@ def study_detail(request, study_id: int):
 
         # One organ, one model: only the models whose modality and body part fit, the hospital's default first.
         models = [
-            {"id": m.pk, "name": m.name, "display_name": m.display_name, "version": m.version, "modality": m.modality,
+            {"id": m.pk, "name": m.name, "display_name": m.shown_name, "version": m.version, "modality": m.modality,
              "body_part": m.body_part, "is_default": is_default}
             for m, is_default in segmentation_models_for_series(user=request.user, series=series)
         ]

@@ -236,8 +236,11 @@ def conversation(request, conversation_id: int):
         "hide_tabbar": True,  # the chat takes the whole phone screen; the header leads back
         "conversation": conv,
         "members": list(conv.members.select_related("user")),
-        "links": [{"type": "report", "id": r.pk, "label": f"报告 v{r.version} #{r.pk}"} for r in reports]
-                 + [{"type": "study", "id": s.pk, "label": f"检查 #{s.pk} {s.description}"} for s in studies],
+        "links": [{"type": "report", "id": r.pk,
+                   "label": _("Report v%(version)s #%(id)s") % {"version": r.version, "id": r.pk}} for r in reports]
+                 + [{"type": "study", "id": s.pk,
+                     "label": _("Study #%(id)s %(description)s") % {"id": s.pk, "description": s.description}}
+                    for s in studies],
         "config": {"conversation_id": conv.pk, "user_id": request.user.pk,
                    "websocket": f"/ws/followup/conversations/{conv.pk}/",
                    "messages_api": reverse("followup-api:messages", args=[conv.pk]),

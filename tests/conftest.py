@@ -150,8 +150,8 @@ def _fresh_channel_layer():
 
 @pytest.fixture
 def ct_lung_model(db):
-    """The built-in classical CT lung model, registered again if a transactional test flushed the rows
-    that migration 0002 created."""
+    """The built-in classical CT lung model, registered again (with its names in each language, migration
+    0023) if a transactional test flushed the rows that migration 0002 created."""
     from importlib import import_module
 
     from django.apps import apps
@@ -159,4 +159,5 @@ def ct_lung_model(db):
     from annotation.selectors import segmentation_model_by_name
 
     import_module("annotation.migrations.0002_builtin_lung_model").register(apps, None)
+    import_module("annotation.migrations.0024_model_display_name_zh").split_builtin_names(apps, None)
     return segmentation_model_by_name(name="ct-lung")

@@ -142,5 +142,5 @@ class LabelSearchApi(APIView):
         return Response({
             "studies": [{"id": s.pk, "description": s.description, "url": reverse("annotation:study-detail", args=[s.pk])}
                         for s in studies],
-            "models": [{"id": m.pk, "name": m.name, "version": m.version, "display_name": m.display_name} for m in models],
+            "models": [{"id": m.pk, "name": m.name, "version": m.version, "display_name": m.shown_name} for m in models],
         })

@@ -204,6 +204,7 @@ class SegmentationUncertaintyApi(APIView):
 def model_payload(model: SegmentationModel) -> dict:
     return {
         "id": model.pk, "name": model.name, "version": model.version, "display_name": model.display_name,
+        "display_name_zh": model.display_name_zh,
         "body_part": model.body_part, "modality": model.modality, "architecture": model.architecture, "kind": model.kind,
         "label_table": model.label_table, "preprocessing": model.preprocessing,
         "validation_metrics": model.validation_metrics,

@@ -316,6 +316,7 @@ def report_content(report: Report) -> dict:
                         for m in segmentation.measurements.order_by("label")]
         if segmentation.model is not None:
             model = {"name": segmentation.model.name, "display_name": segmentation.model.display_name,
+                     "display_name_zh": segmentation.model.display_name_zh,
                      "version": segmentation.model.version, "architecture": segmentation.model.architecture}
     return {
         "report_id": report.pk,

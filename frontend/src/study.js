@@ -4,15 +4,18 @@
 // templates/annotation/_viewer.html. The database is the truth: the websocket only
 // says "something changed" and the page re-reads the study through the API.
 import { tinykeys } from "tinykeys";
-import { StudyViewer, calRangeToWindow } from "./lib/viewer.js";
+import { StudyViewer, calRangeToWindow, percentileWindow, windowToCalRange } from "./lib/viewer.js";
 import { requestJson } from "./lib/api.js";
 import { gettext, interpolate, isChinesePage, labelOf } from "./lib/i18n.js";
 import { formatNumber, formatBytes } from "./lib/format.js";
 import { ReconnectingSocket, SOCKET_STATE_LABELS, websocketUrl } from "./lib/socket.js";
 import { Workbench } from "./lib/wb-workbench.js";
 import { startFindingsPanel } from "./lib/findings-panel.js";
+import { watchMainThread } from "./lib/main-thread.js";
 import { referenceBadge, referenceData, startReferenceCharts } from "./lib/reference-chart.js";
 
+// The inflate worker's URL, from the script tag that loaded this bundle (templates/annotation/study_detail.html).
+const INFLATE_WORKER_URL = (document.currentScript && document.currentScript.dataset.inflateWorker) || null;
 const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const POLL_MS = 4000;
@@ -182,18 +185,26 @@ class StudyPage {
     nv.onLocationChange = (data) => this.onLocation(data);
     nv.onIntensityChange = () => this.onIntensityChange();
     await this.viewer.attach();
+    // How long the load blocks the page, read back by tests/e2e/test_viewer_details.py.
+    const watch = watchMainThread();
+    window.yixinViewer.loadWatch = watch.record;
     try {
       await this.viewer.loadBase(this.config.volumeUrl, {
         onProgress: (p) => this.showLoadProgress(p),
         onStage: (stage) => this.showLoadStage(stage),
+        onMark: watch.mark,
+        inflateWorkerUrl: INFLATE_WORKER_URL,
+        calRange: (image) => this.presetCalRange(($("wl-preset") || {}).value || "auto", image),
       });
     } catch (err) {
+      watch.stop();
       this.showError(interpolate(gettext("Could not load the image: %(message)s"), { message: err.message }));
       throw err;
     } finally {
       if (loading) loading.hidden = true;
     }
     this.applyPreset(($("wl-preset") || {}).value || "auto");
+    watch.stop();
     this.bindKeys();
     if (this.config.workbench && $("workbench")) {
       this.workbench = new Workbench(this, this.config);
@@ -229,6 +240,17 @@ class StudyPage {
       else bar.removeAttribute("value");
     }
     if (bytes) bytes.dataset.received = String(received);
+    this.logLoad({ stage: "downloading", received, total: total || null, text: stage ? stage.textContent : "" });
+  }
+
+  /** Keep what the loading box showed, for tests (window.yixinViewer.loadLog). */
+  logLoad(entry) {
+    const log = (window.yixinViewer.loadLog = window.yixinViewer.loadLog || []);
+    const last = log[log.length - 1];
+    // One entry per stage and per tenth of the download (and its end), not one per network chunk.
+    if (last && last.stage === entry.stage && entry.total && last.total && entry.received < entry.total &&
+        Math.floor((10 * entry.received) / entry.total) === Math.floor((10 * last.received) / last.total)) return;
+    log.push(entry);
   }
 
   showLoadStage(name) {
@@ -238,6 +260,7 @@ class StudyPage {
     if (loading) loading.dataset.stage = name;
     if (stage) stage.textContent = labelOf(LOAD_STAGE, name);
     if (bar && name === "decoding") bar.value = 100;
+    this.logLoad({ stage: name, text: stage ? stage.textContent : "" });
   }
 
   // ---- keyboard -------------------------------------------------------------------
@@ -409,17 +432,24 @@ class StudyPage {
     return "auto";
   }
 
-  applyPreset(value) {
-    if (!this.viewer || !this.viewer.base) return;
+  /** The display range [cal_min, cal_max] of a window menu entry for `image` (an NVImage), or null. */
+  presetCalRange(value, image) {
     const preset = $("wl-preset");
     const option = preset && [...preset.options].find((o) => o.value === value);
     if (option && option.dataset.center !== undefined && option.dataset.width !== undefined) {
-      this.viewer.setWindow(Number(option.dataset.center), Number(option.dataset.width));
-    } else if (value === "full" && Array.isArray(this.config.intensityRange)) {
-      this.viewer.setCalRange(Number(this.config.intensityRange[0]), Number(this.config.intensityRange[1]));
-    } else if (value === "auto") {
-      this.viewer.setAutoWindow();
+      return windowToCalRange(Number(option.dataset.center), Number(option.dataset.width));
     }
+    if (value === "full" && Array.isArray(this.config.intensityRange)) {
+      return [Number(this.config.intensityRange[0]), Number(this.config.intensityRange[1])];
+    }
+    if (value === "auto" && image) return percentileWindow(image);
+    return null;
+  }
+
+  applyPreset(value) {
+    if (!this.viewer || !this.viewer.base) return;
+    const range = this.presetCalRange(value, this.viewer.base);
+    if (range) this.viewer.setCalRange(range[0], range[1]);
     this.updateWindowReadout();
   }
 
@@ -570,14 +600,8 @@ class StudyPage {
       const name = document.createElement("span");
       name.className = "label-name";
       name.textContent = this.labelName(label);
+      // The name in the page's language only (the other one is in the label table, not on screen).
       tag.append(swatch, name);
-      const secondary = this.zh ? label.name : label.name_zh;
-      if (secondary && secondary !== name.textContent) {
-        const alt = document.createElement("span");
-        alt.className = "label-alt";
-        alt.textContent = secondary;
-        tag.appendChild(alt);
-      }
       li.append(box, tag);
       list.appendChild(li);
     }

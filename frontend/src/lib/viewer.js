@@ -2,6 +2,7 @@
 // layout, zoom and mouse modes. Knows nothing about the portal's API beyond URLs.
 import { Niivue, NVImage, SLICE_TYPE, SHOW_RENDER, MULTIPLANAR_TYPE, DRAG_MODE } from "@niivue/niivue";
 import { fetchArrayBuffer } from "./api.js";
+import { inflateInWorker } from "./inflate.js";
 import { hexToRgb } from "./format.js";
 
 export const LAYOUTS = {
@@ -91,13 +92,17 @@ export class StudyViewer {
       logLevel: "warn",
       dragMode: DRAG_MODE.contrast,
       dragModePrimary: DRAG_MODE.crosshair,
-      textHeight: 0.04,
-      // The distance ruler: a bright line and a large label on a dark box, readable over any window.
+      // Text at least 13 px (NiiVue grows it with the canvas area); textHeight is deprecated for this.
+      fontMinPx: 13,
+      fontSizeScaling: 0.4,
+      // The distance ruler: a bright line and a large label (NiiVue scales the font by
+      // measureTextHeight / 0.06: here 1.25, at least 16 px) on a dark box, readable over any window.
       measureLineColor: [1, 0.85, 0.1, 1],
       measureTextColor: [1, 1, 1, 1],
-      measureTextHeight: 0.045,
+      measureTextHeight: 0.075,
       fontColor: [1, 1, 1, 1],
     });
+    readableLabelBoxes(this.nv);
     this.base = null;
     this.overlay = null;
     this.overlayId = null;
@@ -119,17 +124,33 @@ export class StudyViewer {
     if (this.canvas.parentElement) this.canvas.parentElement.style.backgroundColor = "";
   }
 
-  /** Load the series volume (replacing any loaded volumes). */
-  async loadBase(url, { calRange = null, onProgress = null, onStage = null } = {}) {
+  /**
+   * Load the series volume (replacing any loaded volumes). `calRange` is the opening display range
+   * [cal_min, cal_max], or a function of the parsed NVImage returning one (or null: NiiVue's own).
+   * A .nii.gz is inflated in the Web Worker at
+   * `inflateWorkerUrl` when given (else, or when it fails, by NiiVue on the page). `onMark(name)` is
+   * called as each step ends ("fetched", "inflated", "parsed", "uploaded"), for the page's load timings.
+   */
+  async loadBase(url, { calRange = null, onProgress = null, onStage = null, onMark = null, inflateWorkerUrl = null } = {}) {
+    const mark = (name) => onMark && onMark(name);
     const buffer = await fetchArrayBuffer(url, { onProgress });
+    mark("fetched");
     if (onStage) onStage("decoding");
-    // Let the browser paint the stage before the synchronous gunzip and parse.
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    const image = await NVImage.loadFromUrl({ url: buffer, name: fileName(url, "volume.nii.gz"), colormap: "gray" });
+    const inflated = await inflateInWorker(buffer, inflateWorkerUrl);
+    mark("inflated");
+    const name = fileName(url, "volume.nii.gz");
+    const image = await NVImage.loadFromUrl({
+      url: inflated || buffer, name: inflated ? name.replace(/\.gz$/i, "") : name, colormap: "gray",
+    });
+    mark("parsed");
     if (onStage) onStage("rendering");
-    if (calRange) {
-      image.cal_min = calRange[0];
-      image.cal_max = calRange[1];
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // The opening window is set before NiiVue uploads the volume: a window changed afterwards
+    // uploads it (and recomputes its 3-D gradients) a second time.
+    const range = typeof calRange === "function" ? calRange(image) : calRange;
+    if (range) {
+      image.cal_min = range[0];
+      image.cal_max = range[1];
     }
     for (const volume of [...this.nv.volumes]) this.nv.removeVolume(volume);
     this.overlay = null;
@@ -137,6 +158,7 @@ export class StudyViewer {
     this.marker = null;
     this.nv.addVolume(image);
     this.base = image;
+    mark("uploaded");
     return image;
   }
 
@@ -224,6 +246,7 @@ export class StudyViewer {
 
   setCalRange(calMin, calMax) {
     if (!this.base) return;
+    if (this.base.cal_min === calMin && this.base.cal_max === calMax) return; // nothing to upload again
     this.base.cal_min = calMin;
     this.base.cal_max = calMax;
     this.nv.updateGLVolume();
@@ -234,12 +257,11 @@ export class StudyViewer {
     this.setCalRange(lo, hi);
   }
 
-  /** Restore NiiVue's robust (percentile) display range. */
+  /** The percentile display range of the base volume ({@link percentileWindow}). */
   setAutoWindow() {
     if (!this.base) return;
-    this.base.cal_min = this.base.robust_min;
-    this.base.cal_max = this.base.robust_max;
-    this.nv.updateGLVolume();
+    const [lo, hi] = percentileWindow(this.base);
+    this.setCalRange(lo, hi);
   }
 
   setLayout(name) {
@@ -365,6 +387,80 @@ export class StudyViewer {
     this.nv.createOnLocationChange();
     this.nv.drawScene();
   }
+}
+
+/**
+ * The "auto" window of a volume: the 1st and 99th percentiles of its foreground, as [cal_min, cal_max].
+ *
+ * NiiVue's robust range (robust_min / robust_max) takes its percentiles over every voxel, background
+ * included; on a brain MR, where most voxels are air, its upper bound fell inside the tissue's values
+ * and a sixth of the brain showed pure white. Here the background (voxels within 2 % of the value
+ * range above the minimum: air in CT and MR) is left out, so at most 1 % of the tissue saturates at
+ * each end. Percentiles come from a 4096-bin histogram of the calibrated values (raw · scl_slope +
+ * scl_inter, NIfTI-1), two passes over `image.img` (NiiVue's raw voxel array, any axis order).
+ * Falls back to NiiVue's robust range when the volume is constant or has no foreground.
+ */
+export function percentileWindow(image, { lowFraction = 0.01, highFraction = 0.99, bins = 4096 } = {}) {
+  const img = image.img;
+  const slope = (image.hdr && Number(image.hdr.scl_slope)) || 1;
+  const inter = (image.hdr && Number(image.hdr.scl_inter)) || 0;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let k = 0; k < img.length; k++) {
+    const v = img[k];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const fallback = [image.robust_min, image.robust_max];
+  if (!(max > min)) return fallback;
+  const threshold = min + 0.02 * (max - min);
+  const scale = bins / (max - threshold);
+  const histogram = new Uint32Array(bins);
+  let count = 0;
+  for (let k = 0; k < img.length; k++) {
+    const v = img[k];
+    if (v <= threshold) continue;
+    histogram[Math.min(bins - 1, Math.floor((v - threshold) * scale))] += 1;
+    count += 1;
+  }
+  if (!count) return fallback;
+  const rawAt = (fraction) => {
+    const target = fraction * count;
+    let seen = 0;
+    for (let b = 0; b < bins; b++) {
+      seen += histogram[b];
+      if (seen >= target) return threshold + (b + 0.5) / scale;
+    }
+    return max;
+  };
+  const calibrated = [rawAt(lowFraction), rawAt(highFraction)].map((v) => v * slope + inter).sort((a, b) => a - b);
+  return calibrated[1] > calibrated[0] ? calibrated : fallback;
+}
+
+/** The box behind a ruler's or an angle's label: black at 80 % (NiiVue's own is 50 %). */
+export const LABEL_BOX_COLOR = [0, 0, 0, 0.8];
+
+/**
+ * Draw NiiVue's measurement labels (`drawTextBetween`: the distance ruler and the angle) on a
+ * darker, padded box.
+ *
+ * NiiVue puts white label text on black at 50 % opacity: over a white area (bone in a soft-tissue
+ * window, anything in a narrow one) the box is mid-grey and white on it reaches a contrast ratio of
+ * about 4:1, under the 4.5:1 that WCAG 2.x (success criterion 1.4.3) asks of text. At 80 % the box is
+ * at most 20 % grey over white, about 12.6:1 (WCAG's relative luminance and contrast ratio
+ * definitions). Position and size follow NiiVue 0.69's calculateTextBetweenPosition.
+ */
+export function readableLabelBoxes(nv) {
+  nv.drawTextBetween = function drawTextBetween(startXYendXY, str, scale = 1, color = null) {
+    if (this.fontPx <= 0) return;
+    const size = this.fontPx * scale;
+    const width = this.textWidth(size, str);
+    const x = (startXYendXY[0] + startXYendXY[2]) * 0.5 - 0.5 * width;
+    const y = (startXYendXY[1] + startXYendXY[3]) * 0.5 - 0.5 * size;
+    const pad = Math.max(2, Math.round(size * 0.15));
+    this.drawRect([x - pad, y - pad, width + 2 * pad, size + 2 * pad], LABEL_BOX_COLOR);
+    this.drawText([x, y], str, scale, color);
+  };
 }
 
 /**
