@@ -396,6 +396,21 @@ class Segmentation(models.Model):
             models.UniqueConstraint(fields=["root"], condition=models.Q(is_current=True), name="segmentation_one_current_per_tree"),
         ]
 
+    @property
+    def shown_name(self) -> str:
+        """The name to show in the active language.
+
+        A one-click output is stored under its model's name and version as the run saw it
+        (``"Lungs (classical) v1"``); while that is still its name it is shown with the model's name in the
+        active language (``SegmentationModel.shown_name``). Any other name is the user's and shown as stored.
+        """
+        model = self.model
+        if model is not None:
+            stored = {f"{n} v{model.version}" for n in (model.display_name or model.name, model.display_name_zh) if n}
+            if self.name in stored:
+                return f"{model.shown_name} v{model.version}"
+        return self.name
+
     def __str__(self) -> str:
         return f"Segmentation {self.pk} v{self.version} ({self.name})"
 

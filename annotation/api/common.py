@@ -22,6 +22,9 @@ def segmentation_payload(segmentation: Segmentation) -> dict:
     return {
         "id": segmentation.pk,
         "name": segmentation.name,
+        # The name in the request's language (a one-click output named after its model: that model's
+        # name in this language).
+        "shown_name": segmentation.shown_name,
         "version": segmentation.version,
         "source": segmentation.source,
         "model": segmentation.model_id,

@@ -519,7 +519,7 @@ class StudyPage {
     const none = new Option(gettext("None"), "");
     select.add(none);
     for (const seg of this.segmentations) {
-      select.add(new Option(`${seg.name} · v${seg.version}`, String(seg.id)));
+      select.add(new Option(`${seg.shown_name || seg.name} · v${seg.version}`, String(seg.id)));
     }
     select.value = this.activeSegmentationId ? String(this.activeSegmentationId) : "";
     select.disabled = this.segmentations.length === 0;

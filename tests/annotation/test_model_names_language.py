@@ -73,3 +73,29 @@ def test_the_model_api_gives_both_names(doctor, ct_lung_model):
     assert response.status_code == 200
     lung = next(m for m in response.json()["results"] if m["id"] == ct_lung_model.pk)
     assert (lung["display_name"], lung["display_name_zh"]) == ("CT lung (classical)", "肺分割（经典方法）")
+
+
+@pytest.mark.parametrize("language, shown", [("zh-hans", "肺分割（经典方法） v1"), ("en", "CT lung (classical) v1")])
+def test_a_one_click_segmentation_is_named_after_its_model_in_the_requests_language(doctor, small_ct_study,
+                                                                                    ct_lung_model, language, shown):
+    import numpy as np
+
+    from annotation import services
+    from annotation.models import Segmentation
+
+    series = small_ct_study.series.first()
+    stored_name = f"{ct_lung_model.display_name} v{ct_lung_model.version}"  # what the one-click run stores
+    segmentation = services.segmentation_create(
+        series=series, label_map=np.zeros(tuple(series.shape), dtype=np.uint8),
+        label_table=[{"index": 1, "name": "lung", "color": "#ff0000"}], name=stored_name,
+        source=Segmentation.Source.MODEL, user=doctor, model=ct_lung_model)
+
+    response = api_client(doctor).get(reverse("segmentation-versions", args=[segmentation.pk]),
+                                      HTTP_ACCEPT_LANGUAGE=language)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    [payload] = [v for v in body["results"] if v["id"] == segmentation.pk]
+    assert payload["name"] == stored_name and payload["shown_name"] == shown
+    segmentation.name = "my own lungs"  # a name the user gave is shown as given
+    assert segmentation.shown_name == "my own lungs"

@@ -221,7 +221,7 @@ export class Workbench {
     this.updateLut();
     this.renderLabelControls();
     document.body.dataset.editing = String(seg.id);
-    this.status(interpolate(gettext("Editing %(name)s v%(version)s"), { name: seg.name, version: seg.version }));
+    this.status(interpolate(gettext("Editing %(name)s v%(version)s"), { name: seg.shown_name || seg.name, version: seg.version }));
     this.updateButtons();
     this.renderVersions();
   }
