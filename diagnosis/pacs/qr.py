@@ -210,7 +210,6 @@ def move_study(source: QueryRetrieveSource, *, study_instance_uid: str, move_des
         identifier does not match SOP class, 0xC000-0xCFFF unable to process).
     """
     from pydicom.dataset import Dataset
-    from pydicom.multival import MultiValue
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
     identifier = Dataset()
@@ -218,29 +217,11 @@ def move_study(source: QueryRetrieveSource, *, study_instance_uid: str, move_des
     identifier.StudyInstanceUID = study_instance_uid  # the unique key only (PS3.4 C.4.2.2.1)
     destination = move_destination or source.calling_ae
     assoc = _associate(source, [StudyRootQueryRetrieveInformationModelMove])
-    counts = {"completed": 0, "failed": 0, "warning": 0}
-    final: int | None = None
-    failed_uids: tuple[str, ...] = ()
     try:
         if not any(cx.abstract_syntax == StudyRootQueryRetrieveInformationModelMove for cx in assoc.accepted_contexts):
             raise QueryRetrieveError("the PACS does not accept Study Root C-MOVE", code="model_not_accepted")
-        for status, response_identifier in assoc.send_c_move(identifier, destination,
-                                                             StudyRootQueryRetrieveInformationModelMove):
-            if status is None or "Status" not in status:
-                raise QueryRetrieveError("no C-MOVE response (timeout or aborted association)", code="pacs_unreachable")
-            code = int(status.Status)
-            for name, keyword in (("completed", "NumberOfCompletedSuboperations"),
-                                  ("failed", "NumberOfFailedSuboperations"),
-                                  ("warning", "NumberOfWarningSuboperations")):
-                if status.get(keyword) is not None:
-                    counts[name] = int(status.get(keyword))
-            if code in _PENDING:
-                continue
-            final = code
-            if response_identifier is not None and "FailedSOPInstanceUIDList" in response_identifier:
-                value = response_identifier.FailedSOPInstanceUIDList
-                values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
-                failed_uids = tuple(str(v) for v in values if v)
+        final, counts, failed_uids = _final_response(
+            assoc.send_c_move(identifier, destination, StudyRootQueryRetrieveInformationModelMove), operation="C-MOVE")
     finally:
         if assoc.is_established:
             assoc.release()
@@ -253,6 +234,41 @@ def move_study(source: QueryRetrieveSource, *, study_instance_uid: str, move_des
         raise QueryRetrieveError(f"C-MOVE failed with status 0x{final:04X} ({counts['completed']} completed, "
                                  f"{counts['failed']} failed sub-operations)", code="move_failed", status=final)
     return MoveResult(status=final, failed_sop_instance_uids=failed_uids, **counts)
+
+
+def _final_response(responses, *, operation: str) -> tuple[int | None, dict[str, int], tuple[str, ...]]:
+    """Read a C-MOVE or C-GET's responses (pynetdicom's ``(status, identifier)`` pairs) to the final one.
+
+    Returns its status (None when none came), the sub-operation counts of the final response, else of the
+    last pending one (PS3.4 C.4.2.1.4 / C.4.3.1.4), and the Failed SOP Instance UID List (0008,0058).
+
+    Raises
+    ------
+    QueryRetrieveError
+        ``pacs_unreachable`` when a response is missing (timeout or aborted association).
+    """
+    from pydicom.multival import MultiValue
+
+    counts = {"completed": 0, "failed": 0, "warning": 0}
+    final: int | None = None
+    failed_uids: tuple[str, ...] = ()
+    for status, response_identifier in responses:
+        if status is None or "Status" not in status:
+            raise QueryRetrieveError(f"no {operation} response (timeout or aborted association)", code="pacs_unreachable")
+        code = int(status.Status)
+        for name, keyword in (("completed", "NumberOfCompletedSuboperations"),
+                              ("failed", "NumberOfFailedSuboperations"),
+                              ("warning", "NumberOfWarningSuboperations")):
+            if status.get(keyword) is not None:
+                counts[name] = int(status.get(keyword))
+        if code in _PENDING:
+            continue
+        final = code
+        if response_identifier is not None and "FailedSOPInstanceUIDList" in response_identifier:
+            value = response_identifier.FailedSOPInstanceUIDList
+            values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+            failed_uids = tuple(str(v) for v in values if v)
+    return final, counts, failed_uids
 
 
 #: C-GET: Refused, out of resources, unable to perform sub-operations (PS3.4 Table C.4-3).
@@ -291,7 +307,6 @@ def get_study(source: QueryRetrieveSource, *, study_instance_uid: str, storage_c
         sub-operations, 0xA900, 0xC000-0xCFFF).
     """
     from pydicom.dataset import Dataset
-    from pydicom.multival import MultiValue
     from pynetdicom import evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
@@ -306,28 +321,11 @@ def get_study(source: QueryRetrieveSource, *, study_instance_uid: str, storage_c
     identifier.StudyInstanceUID = study_instance_uid
     assoc = _associate(source, [StudyRootQueryRetrieveInformationModelGet], storage_classes=tuple(storage_classes),
                        evt_handlers=[(evt.EVT_C_STORE, handle_store)])
-    counts = {"completed": 0, "failed": 0, "warning": 0}
-    final: int | None = None
-    failed_uids: tuple[str, ...] = ()
     try:
         if not any(cx.abstract_syntax == StudyRootQueryRetrieveInformationModelGet for cx in assoc.accepted_contexts):
             raise QueryRetrieveError("the PACS does not accept Study Root C-GET", code="model_not_accepted")
-        for status, response_identifier in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
-            if status is None or "Status" not in status:
-                raise QueryRetrieveError("no C-GET response (timeout or aborted association)", code="pacs_unreachable")
-            code = int(status.Status)
-            for name, keyword in (("completed", "NumberOfCompletedSuboperations"),
-                                  ("failed", "NumberOfFailedSuboperations"),
-                                  ("warning", "NumberOfWarningSuboperations")):
-                if status.get(keyword) is not None:
-                    counts[name] = int(status.get(keyword))
-            if code in _PENDING:
-                continue
-            final = code
-            if response_identifier is not None and "FailedSOPInstanceUIDList" in response_identifier:
-                value = response_identifier.FailedSOPInstanceUIDList
-                values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
-                failed_uids = tuple(str(v) for v in values if v)
+        final, counts, failed_uids = _final_response(
+            assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet), operation="C-GET")
     finally:
         if assoc.is_established:
             assoc.release()
