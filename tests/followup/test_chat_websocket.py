@@ -385,3 +385,25 @@ def test_a_socket_speaks_the_language_of_its_page(settings, patient_user, conver
     error, answer = default
     assert error["message"] != "Unknown request type." and answer["meta"]["language"] == "zh-hans"
     assert "您的医生会看到这段对话" in answer["body"]
+
+
+def test_a_burst_of_messages_arrives_live_in_commit_order(doctor, patient_user, conversation):
+    """The services queue their broadcasts for the event loop instead of waiting for Redis in the
+    database thread; a burst still reaches the partner live, each message once, in id order."""
+    async def scenario():
+        doc = _communicator(doctor, conversation.pk)
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await doc.connect(timeout=10))[0] and (await pat.connect(timeout=10))[0]
+        for i in range(30):
+            await pat.send_json_to({"type": "send", "client_id": f"b-{i}", "body": f"第{i}条"})
+        received = [(await _receive_type(doc, "message"))["message"] for _ in range(30)]
+        acks = [(await _receive_type(pat, "ack"))["message_id"] for _ in range(30)]
+        assert await doc.receive_nothing(timeout=0.3)
+        await doc.disconnect()
+        await pat.disconnect()
+        return received, acks
+
+    received, acks = async_to_sync(scenario)()
+    stored = list(Message.objects.filter(conversation=conversation).order_by("id").values_list("id", "body"))
+    assert [m["id"] for m in received] == [pk for pk, _ in stored] == acks
+    assert [m["body"] for m in received] == [f"第{i}条" for i in range(30)]
