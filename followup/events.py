@@ -68,11 +68,13 @@ def _main_loop() -> asyncio.AbstractEventLoop | None:
 class _OrderedSender:
     """The group sends of one event loop, made one after another by one task of that loop.
 
-    A service runs in a ``database_sync_to_async`` thread (one per process, shared by every socket);
-    waiting there for Redis (three round trips per ``group_send``) held up every other socket's
-    database work and capped one daphne process at about 80 stored messages/s. The thread now only
-    queues the event (after the commit, as before) and goes on; this task sends them in the order
-    they were queued, so a conversation's events still leave the process in commit order.
+    A service called from a socket runs in a ``database_sync_to_async`` thread of daphne's loop (the
+    chat's own threads, or the one thread Django's other synchronous calls share); waiting there for
+    Redis (three round trips per ``group_send``) held up the database work of every other socket
+    queued behind it and capped one daphne process at about 80 stored messages/s. The thread now only
+    queues the event (after the commit, as before) and goes on; this task sends the events in the
+    order they were queued, so a conversation's events leave the process in commit order. Should the
+    process die before sending, the rows are stored all the same and a reconnecting page reads them.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
