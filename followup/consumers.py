@@ -46,8 +46,32 @@ def _accepted_subprotocol(scope) -> str | None:
     return SUBPROTOCOL if SUBPROTOCOL in (scope.get("subprotocols") or []) else None
 
 
-@database_sync_to_async
-def _conversation_for(user, conversation_id: int):
+# A socket's database work (joining, one call per frame) runs in one of CHAT_DB_THREADS threads of the
+# process (thread_sensitive=False): with the single thread every socket of a process shared, one
+# process stored at most as many messages as one connection's round trips to the database allow in a
+# second, and a burst (or a morning's worth of sockets joining) queued behind it for seconds. Each
+# thread keeps to its own connection (PostgreSQL: from the process's pool, DATABASE_POOL_MAX_SIZE must
+# exceed CHAT_DB_THREADS); a pool of its own, not the loop's default executor, so the number of
+# connections is bounded whatever else runs in threads. Transactions of two threads may commit in
+# another order than their ids; chat_message copes with that.
+CHAT_DB_THREADS = 4
+_executor = ThreadPoolExecutor(max_workers=CHAT_DB_THREADS, thread_name_prefix="followup-chat-db")
+
+
+def _in_chat_thread(func):
+    """Return an awaitable version of ``func`` that runs in the chat's database threads."""
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            # database_sync_to_async does this too, but channels' test communicator turns its call into
+            # a no-op: without this a chat thread would keep a pool connection between tests.
+            close_old_connections()
+
+    return database_sync_to_async(run, thread_sensitive=False, executor=_executor)
+
+
+def _conversation_for_in_thread(user, conversation_id: int):
     """Return the conversation when ``user`` is a member of it, else None."""
     from .selectors import conversation_get
 
@@ -57,8 +81,10 @@ def _conversation_for(user, conversation_id: int):
         return None
 
 
-@database_sync_to_async
-def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
+_conversation_for = _in_chat_thread(_conversation_for_in_thread)
+
+
+def _backlog_in_thread(user, conversation_id: int, after_id: int) -> list[dict]:
     from .selectors import conversation_get, message_list
 
     conversation = conversation_get(user=user, conversation_id=conversation_id)
@@ -66,28 +92,17 @@ def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
                                                              limit=REPLAY_PAGE)]
 
 
+_backlog = _in_chat_thread(_backlog_in_thread)
+
+
 def _call_in_thread(user, conversation, action: str, content: dict, language: str):
     # Each service checks membership again in its own transaction (a member may have been removed);
     # its messages (errors, the assistant's answer) are in the connection's language.
-    try:
-        with translation.override(language):
-            return _call_in_language(user, conversation, action, content, language)
-    finally:
-        # database_sync_to_async does this too, but channels' test communicator turns its call into a
-        # no-op: without this a thread of the chat's executor would keep a pool connection between tests.
-        close_old_connections()
+    with translation.override(language):
+        return _call_in_language(user, conversation, action, content, language)
 
 
-# One call per frame, in one of CHAT_DB_THREADS threads of the process (thread_sensitive=False):
-# with the single thread every socket of a process shared, one process stored at most as many
-# messages as one connection's round trips to the database allow in a second, and a burst queued
-# behind it for seconds. Each thread keeps to its own connection (PostgreSQL: from the process's pool,
-# DATABASE_POOL_MAX_SIZE must exceed CHAT_DB_THREADS); a pool of its own, not the loop's default
-# executor, so the number of connections is bounded whatever else runs in threads. Transactions of
-# two threads may commit in another order than their ids; chat_message copes with that.
-CHAT_DB_THREADS = 4
-_executor = ThreadPoolExecutor(max_workers=CHAT_DB_THREADS, thread_name_prefix="followup-chat-db")
-_call = database_sync_to_async(_call_in_thread, thread_sensitive=False, executor=_executor)
+_call = _in_chat_thread(_call_in_thread)
 
 
 def _call_in_language(user, conversation, action: str, content: dict, language: str):
