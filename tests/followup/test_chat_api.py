@@ -396,3 +396,37 @@ def test_the_assistant_says_in_english_that_the_graph_is_down(settings, doctor, 
         kg_services.graph_clients_close()
     assert answer.meta["unavailable"] and answer.meta["language"] == "en"
     assert answer.body.startswith("The knowledge-graph assistant cannot answer just now.")
+
+
+def test_storing_a_message_takes_four_statements_whatever_the_conversation_size(doctor, nurse, patient_user, patient):
+    """Membership and the rate limit in one SELECT, one INSERT of the message, the conversation's
+    ``last_message_at`` and the audit row: the per-message path of a busy chat cannot grow unnoticed."""
+    direct = services.conversation_create(actor=doctor, patient=patient, staff=[doctor])
+    team = services.conversation_create(actor=doctor, patient=patient, staff=[doctor, nurse], kind="care_team")
+    services.message_send(sender=patient_user, conversation=direct, body="预热")
+
+    def statements(conversation, body):
+        with CaptureQueriesContext(connection) as ctx:
+            message = services.message_send(sender=patient_user, conversation=conversation, body=body,
+                                            client_id=body)
+        sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+        return message, sql
+
+    message, direct_sql = statements(direct, "第一条")
+    _team_message, team_sql = statements(team, "第二条")
+
+    assert len(direct_sql) == 4 and len(team_sql) == 4
+    assert sum(s.startswith('INSERT INTO "followup_message"') for s in direct_sql) == 1
+    assert Message.objects.get(pk=message.pk).body == "第一条"
+    assert AuditLog.objects.filter(target_type="chat_message", target_id=str(message.pk)).count() == 1
+
+
+def test_a_retried_client_id_returns_the_stored_message_and_stores_nothing_else(doctor, patient_user, conversation):
+    first = services.message_send(sender=patient_user, conversation=conversation, body="重发", client_id="r-1")
+    audits = AuditLog.objects.filter(target_type="chat_message").count()
+
+    again = services.message_send(sender=patient_user, conversation=conversation, body="重发", client_id="r-1")
+
+    assert again.pk == first.pk
+    assert Message.objects.filter(conversation=conversation).count() == 1
+    assert AuditLog.objects.filter(target_type="chat_message").count() == audits  # the failed try left no row

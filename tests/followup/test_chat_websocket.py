@@ -385,3 +385,56 @@ def test_a_socket_speaks_the_language_of_its_page(settings, patient_user, conver
     error, answer = default
     assert error["message"] != "Unknown request type." and answer["meta"]["language"] == "zh-hans"
     assert "您的医生会看到这段对话" in answer["body"]
+
+
+def test_a_burst_of_messages_arrives_live_in_commit_order(doctor, patient_user, conversation):
+    """The services queue their broadcasts for the event loop instead of waiting for Redis in the
+    database thread; a burst still reaches the partner live, each message once, in id order."""
+    async def scenario():
+        doc = _communicator(doctor, conversation.pk)
+        pat = _communicator(patient_user, conversation.pk)
+        assert (await doc.connect(timeout=10))[0] and (await pat.connect(timeout=10))[0]
+        for i in range(30):
+            await pat.send_json_to({"type": "send", "client_id": f"b-{i}", "body": f"第{i}条"})
+        received = [(await _receive_type(doc, "message"))["message"] for _ in range(30)]
+        acks = [(await _receive_type(pat, "ack"))["message_id"] for _ in range(30)]
+        assert await doc.receive_nothing(timeout=0.3)
+        await doc.disconnect()
+        await pat.disconnect()
+        return received, acks
+
+    received, acks = async_to_sync(scenario)()
+    stored = list(Message.objects.filter(conversation=conversation).order_by("id").values_list("id", "body"))
+    assert [m["id"] for m in received] == [pk for pk, _ in stored] == acks
+    assert [m["body"] for m in received] == [f"第{i}条" for i in range(30)]
+
+
+def test_a_message_committed_after_a_higher_id_is_still_delivered_once(doctor, patient_user, conversation):
+    """Two senders' transactions (threads, daphne processes) may commit in another order than their
+    ids: the lower id arriving second is delivered too, and a repeated event is not."""
+    from channels.layers import get_channel_layer
+
+    from followup import events
+
+    first = services.message_send(sender=doctor, conversation=conversation, body="先写入的")
+    second = services.message_send(sender=patient_user, conversation=conversation, body="后写入的")
+    payloads = {m.pk: events.message_payload(m) for m in (first, second)}
+
+    async def scenario():
+        doc = _communicator(doctor, conversation.pk)
+        assert (await doc.connect(timeout=10))[0]
+        layer = get_channel_layer()
+        for message_id in (second.pk, first.pk, second.pk, first.pk):
+            await layer.group_send(events.conversation_group(conversation.pk),
+                                   {"type": "chat.message", "message": payloads[message_id]})
+        got = [(await _receive_type(doc, "message"))["message"]["id"] for _ in range(2)]
+        assert await doc.receive_nothing(timeout=0.5)
+        await doc.send_json_to({"type": "resume", "last_seen_id": 0})  # a resume replays both, in id order
+        replayed = [(await _receive_type(doc, "message"))["message"]["id"] for _ in range(2)]
+        resumed = await _receive_type(doc, "resumed")
+        await doc.disconnect()
+        return got, replayed, resumed
+
+    got, replayed, resumed = async_to_sync(scenario)()
+    assert got == [second.pk, first.pk]
+    assert replayed == [first.pk, second.pk] and resumed["last_id"] == second.pk
