@@ -4,6 +4,7 @@ database, next to the session's SeaweedFS and Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -38,7 +39,23 @@ def _redis_url_with_db(url: str, db: int) -> str:
 
 @pytest.fixture(scope="session")
 def portal_server(embedded_services):
-    """Start daphne and a Celery worker; yield the base URL. Creates the demo hospital and users."""
+    """Start daphne and a Celery worker; yield the base URL. Creates the demo hospital and users.
+
+    One portal serves the whole session: browser tests see each other's data."""
+    with _portal_started(embedded_services, bucket="yixin-e2e") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def own_portal_server(embedded_services):
+    """A portal of the test module's own (its own database, bucket and processes), for a test that must
+    see no data but its own; otherwise as ``portal_server``."""
+    with _portal_started(embedded_services, bucket=f"yixin-e2e-{uuid.uuid4().hex[:8]}") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _portal_started(embedded_services, *, bucket: str):
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
     if not (REPO_DIR / "static" / "build" / "study.js").exists():
@@ -50,7 +67,7 @@ def portal_server(embedded_services):
     if credentials_file.exists():
         shutil.copy2(credentials_file, workdir / CREDENTIALS_FILE)
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(workdir), S3_BUCKET="yixin-e2e",
+    env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(workdir), S3_BUCKET=bucket,
                PYTHONUNBUFFERED="1", TORCH_NUM_THREADS="2")
     db_name = None
     database_url = os.environ.get("DATABASE_URL", "")
@@ -70,6 +87,7 @@ def portal_server(embedded_services):
     processes: list[subprocess.Popen] = []
     try:
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=REPO_DIR)
+        subprocess.run([*manage, "ensure_bucket"], env=env, check=True, cwd=REPO_DIR, capture_output=True)
         seeded = subprocess.run([*manage, "demo", "--users-only", "--password", E2E_PASSWORD], env=env,
                                 cwd=REPO_DIR, capture_output=True, text=True)
         if seeded.returncode != 0:
