@@ -31,6 +31,7 @@ from tests.diagnosis.orthanc import Orthanc, free_port, orthanc_start
 from tests.helpers import api_client
 
 OUR_AE = "YIXIN_QR"
+IT_AE = "HOSPITAL_IT"  # a hospital IT workstation the PACS knows (it runs dcmtk's findscu and movescu)
 MR_STUDY_UID = "1.3.6.1.4.1.14519.5.2.1.4429.7055.290332099546120305394775536058"
 MR_FILES = sorted(shared_data("tcia_brain_tumor_progression_mr_dicom").rglob("*.dcm"))
 OTHER_PATIENTS_CT = sorted(shared_data("dcmqi_ct_dicom_seg", "ct").glob("*.dcm"))
@@ -63,7 +64,8 @@ def pacs(tmp_path, transactional_db, hospital, settings, queued):
     settings.PACS_SEND_TIMEOUT_S = 15.0
     port = free_port()
     orthanc = orthanc_start(tmp_path / "orthanc",
-                            modalities={"yixin": {"AET": OUR_AE, "Host": "127.0.0.1", "Port": port}})
+                            modalities={"yixin": {"AET": OUR_AE, "Host": "127.0.0.1", "Port": port},
+                                        "it": {"AET": IT_AE, "Host": "127.0.0.1", "Port": free_port()}})
     spool = SeriesSpool(tmp_path / "spool")
     running = annotation_services.dicom_listener_build(ae_title=OUR_AE, port=port, host="127.0.0.1", spool=spool).start()
     stop = threading.Event()
@@ -127,6 +129,35 @@ def test_find_lists_the_patients_study_and_retrieve_files_it_once(doctor, hospit
     [refused] = list((Path(pacs.listener.spool.root) / "failed").iterdir())
     assert (refused / "reason.txt").read_text().startswith("series_exists")
     assert Patient.objects.filter(hospital=hospital).count() == 1
+
+
+@with_listener
+def test_hospital_it_finds_with_dcmtk_findscu_and_pushes_the_study_with_movescu(hospital, patient, pacs):
+    """What hospital IT does by hand with dcmtk: find the patient's study in the PACS with ``findscu`` and have
+    the PACS move it to the portal's AE with ``movescu``; the portal files it like any received series."""
+    import subprocess
+
+    from tests.annotation.dicomnet.conftest import dcmtk
+
+    address = ["127.0.0.1", str(pacs.orthanc.dicom_port)]
+    found = subprocess.run([dcmtk("findscu"), "-S", "-aet", IT_AE, "-aec", "ORTHANC", "-k", "QueryRetrieveLevel=STUDY",
+                            "-k", "PatientID=PGBM-002", "-k", "StudyInstanceUID", *address],
+                           capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert MR_STUDY_UID in found.stdout + found.stderr  # findscu prints the responses on its log
+
+    moved = subprocess.run([dcmtk("movescu"), "-S", "-aet", IT_AE, "-aec", "ORTHANC", "-aem", OUR_AE,
+                            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={MR_STUDY_UID}", *address],
+                           capture_output=True, text=True, timeout=120)
+    assert moved.returncode == 0, moved.stderr
+    pacs.listener.wait_idle()
+
+    study = Study.objects.get(study_instance_uid=MR_STUDY_UID)
+    assert (study.hospital, study.patient) == (hospital, patient)
+    [series] = study.series.all()
+    assert (series.modality, series.instance_count) == ("MR", len(MR_FILES))
+    assert AuditLog.objects.filter(target_type="dicom_receive", target_id=str(series.pk),
+                                   detail__calling_ae_title="ORTHANC").exists()
 
 
 @with_listener
