@@ -425,15 +425,47 @@ class BundleSegmenter:
         labels = np.ascontiguousarray(np.transpose(labels, (2, 1, 0)))
         return labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
 
-    def __call__(self, volume: Volume, progress: ProgressCallback | None = None) -> np.ndarray:
-        """Return the label map of ``volume`` (shape (k, j, i), uint8/uint16, 0 = background)."""
+    def _uncertainty(self, data: dict, logits: torch.Tensor) -> np.ndarray:
+        from monai.data import MetaTensor
+        from monai.transforms import Invertd
+
+        from .uncertainty import normalised_entropy_map
+
+        entropy = normalised_entropy_map(torch.as_tensor(logits).detach().cpu()[None])  # (1, a, b, c)
+        inverted = Invertd(keys="entropy", transform=self._built.pre, orig_keys="image", nearest_interp=False)(
+            {"image": data["image"], "entropy": MetaTensor(entropy)})["entropy"]
+        array = np.transpose(torch.as_tensor(inverted).detach().cpu().numpy()[0], (2, 1, 0))
+        return np.ascontiguousarray(np.clip(array, 0.0, 1.0), dtype=np.float32)
+
+    def segment_with_uncertainty(self, volume: Volume, progress: ProgressCallback | None = None, *,
+                                 uncertainty: bool = True):
+        """Segment ``volume`` and, from the same logits, its voxel-wise uncertainty map.
+
+        Returns
+        -------
+        annotation.ml.inference.SegmentationResult
+            ``label_map`` (k, j, i) uint8/uint16 as :meth:`__call__`; ``uncertainty`` (k, j, i)
+            float32 in [0, 1]: :func:`annotation.ml.uncertainty.normalised_entropy_map` of the
+            network's logits on the bundle's grid, brought back by ``Invertd`` of the bundle's
+            preprocessing (bilinear), or None when ``uncertainty`` is False.
+        """
+        from .inference import SegmentationResult
+
         report = ProgressReporter(progress)
         report(0.0, "preprocessing")
         data = self._prepare(volume)
         report(10.0, "inference")
-        data["pred"] = self._logits(data)
+        logits = self._logits(data)
         report(90.0, "postprocessing")
+        entropy = self._uncertainty(data, logits) if uncertainty else None
+        data["pred"] = logits
         labels = self._postprocess(data, volume)
+        if entropy is not None and entropy.shape != labels.shape:
+            entropy = None  # a preprocessing that cannot be inverted exactly: no map rather than a wrong one
         report(100.0, "postprocessing")
-        return labels
+        return SegmentationResult(label_map=labels, uncertainty=entropy)
+
+    def __call__(self, volume: Volume, progress: ProgressCallback | None = None) -> np.ndarray:
+        """Return the label map of ``volume`` (shape (k, j, i), uint8/uint16, 0 = background)."""
+        return self.segment_with_uncertainty(volume, progress, uncertainty=False).label_map
 

@@ -155,6 +155,8 @@ def test_one_click_matches_monai_running_the_bundle_config(bundle, hippocampus_s
     assert portal.shape == reference.shape == (35, 52, 34)  # (k, j, i) of the 34×52×35 NIfTI
     assert min((reference == label).mean() for label in (0, 1, 2)) > 0.01  # every class present: a real comparison
     assert (portal == reference).mean() >= 0.999, (portal != reference).sum()
+    stored = Segmentation.objects.filter(series=hippocampus_series, model=model).get()
+    assert stored.uncertainty_file and set(stored.label_confidence) == {"1", "2"}  # entropy map and confidences stored
 
 
 def test_the_bundle_sections_change_the_result_against_the_portal_default(bundle, hippocampus_series):
