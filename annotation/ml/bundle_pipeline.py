@@ -225,7 +225,8 @@ def bundle_pipeline_validate(config: dict) -> dict | None:
     -------
     dict or None
         ``None`` when the config has no ``preprocessing`` section (a bundle that leaves its input
-        preparation to the caller, such as one the portal exported). Otherwise
+        preparation to the caller, such as one the portal exported; its ``inferer``, if any, is
+        then not used). Otherwise
         ``{"preprocessing": [transform, ...], "inferer": component, "postprocessing": [transform, ...]}``
         where each transform/component is ``{"_target_": bare class name, **literal keywords}``;
         ``inferer`` defaults to ``SlidingWindowInferer`` with a 96³ window and ``postprocessing``
@@ -236,12 +237,13 @@ def bundle_pipeline_validate(config: dict) -> dict | None:
     ValueError
         Naming the offending key (``preprocessing#transforms#2#_target_``) for anything outside the
         accepted subset described in the module docstring, or when a transform cannot be built
-        with its arguments.
+        with its arguments, or a ``postprocessing`` section without a ``preprocessing`` one.
     """
     if not isinstance(config, dict) or "preprocessing" not in config:
-        for key in ("inferer", "postprocessing"):
-            if isinstance(config, dict) and key in config and "portal_preprocessing" not in config:
-                raise ValueError(f"{key}: the bundle has a {key} section but no preprocessing section")
+        # An inferer alone is what the portal's own export writes; a postprocessing cannot be honoured
+        # without the preprocessing it inverts, and silently dropping it would change the output.
+        if isinstance(config, dict) and "postprocessing" in config:
+            raise ValueError("postprocessing: the bundle has this section but no preprocessing section")
         return None
     pipeline = {
         "preprocessing": _check_compose(config["preprocessing"], "preprocessing", PRE_TRANSFORMS),
