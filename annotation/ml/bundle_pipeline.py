@@ -81,6 +81,10 @@ ALLOWED_REFERENCES = frozenset({
 runs; the others may appear in the skipped transforms (``SaveImaged``'s ``output_dir``)."""
 
 _RUN_REFERENCES = frozenset({"preprocessing", "device"})
+MIN_PIXDIM_MM = 0.1
+"""Smallest ``Spacingd`` voxel size accepted (mm): finer grids would multiply the voxel count without limit."""
+MAX_WINDOW = 512
+"""Largest ``roi_size`` / padding size accepted per axis (voxels)."""
 _SECTIONS = ("preprocessing", "inferer", "postprocessing")
 _DEFAULT_ROI = (96, 96, 96)
 _CONFIG_NAMES = ("inference.json",)
@@ -213,6 +217,30 @@ def _check_compose(node: Any, where: str, allowed: frozenset) -> list[dict]:
     return [_check_component(item, f"{where}#transforms#{n}", allowed) for n, item in enumerate(items)]
 
 
+def _numbers(value, where: str, *, low: float, high: float) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+            raise ValueError(f"{where}: {value!r} is out of range (each value from {low:g} to {high:g})")
+
+
+def _check_sizes(pipeline: dict) -> None:
+    """Refuse sizes that would make one inference exhaust memory (a 0.001 mm Spacingd, a 4096³ window)."""
+    for n, item in enumerate(pipeline["preprocessing"]):
+        where = f"preprocessing#transforms#{n}"
+        if item["_target_"] == "Spacingd" and "pixdim" in item:
+            _numbers(item["pixdim"], f"{where}#pixdim", low=MIN_PIXDIM_MM, high=100.0)
+        if item["_target_"] in ("SpatialPadd", "DivisiblePadd"):
+            for key in ("spatial_size", "k"):
+                if key in item:
+                    _numbers(item[key], f"{where}#{key}", low=-1, high=MAX_WINDOW)
+    inferer = pipeline["inferer"]
+    if "roi_size" in inferer:
+        _numbers(inferer["roi_size"], "inferer#roi_size", low=-1, high=MAX_WINDOW)
+    if "sw_batch_size" in inferer:
+        _numbers(inferer["sw_batch_size"], "inferer#sw_batch_size", low=1, high=64)
+
+
 def bundle_pipeline_validate(config: dict) -> dict | None:
     """Check a bundle config's ``preprocessing``, ``inferer`` and ``postprocessing`` and return them as data.
 
@@ -237,7 +265,9 @@ def bundle_pipeline_validate(config: dict) -> dict | None:
     ValueError
         Naming the offending key (``preprocessing#transforms#2#_target_``) for anything outside the
         accepted subset described in the module docstring, or when a transform cannot be built
-        with its arguments, or a ``postprocessing`` section without a ``preprocessing`` one.
+        with its arguments, or a ``postprocessing`` section without a ``preprocessing`` one, or a
+        ``Spacingd`` ``pixdim`` under :data:`MIN_PIXDIM_MM`, a window or padding over
+        :data:`MAX_WINDOW` voxels per axis, an ``sw_batch_size`` over 64.
     """
     if not isinstance(config, dict) or "preprocessing" not in config:
         # An inferer alone is what the portal's own export writes; a postprocessing cannot be honoured
@@ -253,6 +283,7 @@ def bundle_pipeline_validate(config: dict) -> dict | None:
         "postprocessing": (_check_compose(config["postprocessing"], "postprocessing", POST_TRANSFORMS)
                            if "postprocessing" in config else []),
     }
+    _check_sizes(pipeline)
     for n, item in enumerate(pipeline["postprocessing"]):
         if item["_target_"] == "Invertd" and item.get("transform") != "@preprocessing":
             raise ValueError(f"postprocessing#transforms#{n}#transform: Invertd must invert \"@preprocessing\"")

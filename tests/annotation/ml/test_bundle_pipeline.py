@@ -69,6 +69,8 @@ def test_a_config_without_preprocessing_keeps_the_portal_path():
     (lambda c: c["inferer"].update(roi_size=float("nan")), r"inferer#roi_size"),
     (lambda c: c.pop("preprocessing"), r"postprocessing: the bundle has this section but no preprocessing"),
     (lambda c: c["preprocessing"]["transforms"][2].pop("keys"), r"#2: cannot build Orientationd"),
+    (lambda c: c["preprocessing"]["transforms"][3].update(pixdim=[0.001, 1, 1]), r"#3#pixdim: .* out of range"),
+    (lambda c: c["inferer"].update(_target_="SlidingWindowInferer", roi_size=[4096, 96, 96]), r"roi_size: .* out of"),
 ])
 def test_refuses_and_names_the_offending_key(mutate, match):
     config = copy.deepcopy(CONFIG)
