@@ -775,13 +775,13 @@ def load_segmenter(
         .zip with ``configs/inference.json|yaml`` defining ``network_def`` and ``models/model.pt``)
         or ``"onnx"`` (ONNX Runtime; see :func:`load_network`).
     network_config : dict
-        Constructor keywords for the MONAI architectures; for ``"bundle"``, optionally
-        ``{"bundle_pipeline": ...}``; ignored otherwise.
+        Constructor keywords for the MONAI architectures; ignored otherwise.
     preprocessing : Preprocessing or dict
         The training preprocessing (a dict as from :meth:`Preprocessing.to_dict`); ignored for
-        ``"classical_lung"`` and for a bundle whose ``network_config`` holds ``"bundle_pipeline"``
-        (the sections :func:`annotation.ml.bundle_pipeline.bundle_pipeline_validate` accepted at
-        import), which runs those through :class:`annotation.ml.bundle_pipeline.BundleSegmenter`.
+        ``"classical_lung"``. A bundle imported with its own sections (``network_config`` holding
+        ``"bundle_pipeline"``) is run by :class:`annotation.ml.bundle_pipeline.BundleSegmenter`
+        instead, which builds on this module (see
+        :func:`annotation.services.registry.segmenter_for_model`).
     num_classes : int
         Output channels including background (e.g. 3 for background + 2 labels).
     weights_path : Path or None
@@ -817,9 +817,4 @@ def load_segmenter(
         preprocessing = Preprocessing.from_dict(preprocessing)
     network = load_network(architecture=name, network_config=network_config, num_classes=num_classes,
                            weights_path=weights_path, device=device)
-    pipeline = (network_config or {}).get("bundle_pipeline") if name == "bundle" else None
-    if pipeline:
-        from .bundle_pipeline import BundleSegmenter
-
-        return BundleSegmenter(network, pipeline, device=device)
     return NetworkSegmenter(network, preprocessing, device=device)
