@@ -307,6 +307,12 @@ def segmentation_model_export_file(
             or not model.weights_file):
         raise ServiceError(_("Only segmentation networks with weights can be exported; %(model)s is not one."),
                            params={"model": str(model)}, code="not_exportable")
+    if (model.network_config or {}).get("bundle_pipeline"):
+        # Its preprocessing and postprocessing live in the imported bundle's own sections, which an ONNX
+        # or TorchScript file could not carry: exported, it would run with the wrong preprocessing.
+        raise ServiceError(_("%(model)s runs with its bundle's own preprocessing and postprocessing, which an "
+                             "exported file cannot carry; use the original bundle."),
+                           params={"model": str(model)}, code="not_exportable")
     if fmt == "bundle":
         data, _name = segmentation_model_export_bundle(user=user, model=model)
         out_path.write_bytes(data)

@@ -190,6 +190,16 @@ def test_a_bundle_without_invertd_is_brought_back_onto_the_series_grid(tmp_path,
     assert set(np.unique(labels)) <= {0, 1, 2}
 
 
+def test_export_refuses_a_bundle_model_whose_preprocessing_lives_in_its_sections(bundle, tmp_path):
+    _command("import_model", _zip(bundle), "--name", "hippo-zoo", "--modality", "MR",
+             "--body-part", "brain", "--labels", LABELS_ARG)
+
+    for fmt in ("onnx", "torchscript", "bundle"):
+        with translation.override("en"), pytest.raises(CommandError, match="use the original bundle"):
+            call_command("export_model", "hippo-zoo", "--format", fmt, "--out", str(tmp_path / f"out.{fmt}"))
+        assert not (tmp_path / f"out.{fmt}").exists()
+
+
 # --- forbidden constructs ---------------------------------------------------------------------------------
 
 
