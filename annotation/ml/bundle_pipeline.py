@@ -433,10 +433,27 @@ class BundleSegmenter:
                              "expected one channel and three spatial axes")
         return data
 
-    def _logits(self, data: dict) -> torch.Tensor:
-        batch = data["image"][None].to(self.device, dtype=torch.float32)
+    def pre_transforms(self, volume: Volume) -> dict:
+        """Return ``{"image": MetaTensor (1, a, b, c), ...}``: the bundle's preprocessing of ``volume``.
+
+        The axes are those the bundle's network expects (from ``LoadImaged``'s (i, j, k) through its
+        own ``Orientationd``/``Spacingd``); the MetaTensor carries the operations ``Invertd`` undoes.
+        """
+        return self._prepare(volume)
+
+    def inferer(self, image: torch.Tensor, progress: ProgressCallback | None = None) -> torch.Tensor:
+        """Return the network's logits (1, C, a, b, c) for a preprocessed image by the bundle's inferer.
+
+        Mirrors :meth:`annotation.ml.inference.NetworkSegmenter.inferer` (so that active learning's
+        :func:`annotation.ml.uncertainty.segmenter_uncertainty` can score a bundle); ``progress`` is
+        not reported window by window.
+        """
+        batch = image[None].to(self.device, dtype=torch.float32)
         with torch.no_grad():
-            return self._built.inferer(batch, self.network)[0]
+            return self._built.inferer(batch, self.network)
+
+    def _logits(self, data: dict) -> torch.Tensor:
+        return self.inferer(data["image"])[0]
 
     def _postprocess(self, data: dict, volume: Volume) -> np.ndarray:
         from monai.transforms import Invertd

@@ -108,3 +108,19 @@ def test_segmenter_returns_a_label_map_on_the_input_grid_with_its_uncertainty():
     assert result.label_map.shape == volume.array.shape and result.label_map.dtype == np.uint8
     assert set(np.unique(result.label_map)) <= {0, 1, 2}
     assert result.uncertainty.shape == volume.array.shape and 0 <= result.uncertainty.min() <= 1
+
+
+def test_active_learning_can_score_a_series_with_a_bundle_segmenter():
+    from annotation.ml.uncertainty import segmenter_uncertainty
+
+    volume = read_volume(shared_data("msd_task04_hippocampus") / "imagesTr" / "hippocampus_003.nii.gz")
+    torch.manual_seed(0)
+    network = build_network("unet", in_channels=1, out_channels=3,
+                            config={"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1})
+    config = copy.deepcopy(CONFIG)
+    config["inferer"] = {"_target_": "SlidingWindowInferer", "roi_size": [16, 16, 16], "sw_batch_size": 1}
+    segmenter = BundleSegmenter(network, bundle_pipeline_validate(config), device=torch.device("cpu"))
+
+    result = segmenter_uncertainty(segmenter, volume, method="entropy")
+
+    assert result.method == "entropy" and 0.0 < result.score <= 1.0
