@@ -86,12 +86,31 @@ class ModelCard:
     preprocessing: dict
     training_settings: dict | None
     dice: list[dict] = field(default_factory=list)
+    # An imported bundle's own sections (preprocessing, inferer, postprocessing), each a list of
+    # (class name, keywords) rows; None when the portal's preprocessing applies.
+    bundle_pipeline: dict | None = None
     mean_dice: float | None = None
     num_val: int | None = None
     num_train: int | None = None
     device: str | None = None
     duration_s: float | None = None
     trained_at: str | None = None
+
+
+def _bundle_pipeline_rows(model: SegmentationModel) -> dict | None:
+    pipeline = (model.network_config or {}).get("bundle_pipeline")
+    if not isinstance(pipeline, dict):
+        return None
+
+    def rows(items) -> list[dict]:
+        return [{"target": str(item.get("_target_", "")),
+                 "arguments": ", ".join(f"{k}={v}" for k, v in item.items() if k != "_target_")}
+                for item in items if isinstance(item, dict)]
+
+    inferer = pipeline.get("inferer")
+    return {"preprocessing": rows(pipeline.get("preprocessing") or []),
+            "inferer": rows([inferer] if isinstance(inferer, dict) else []),
+            "postprocessing": rows(pipeline.get("postprocessing") or [])}
 
 
 def _number(value) -> float | None:
@@ -164,7 +183,8 @@ def segmentation_model_card(*, user: User, model_id: int) -> ModelCard:
         model=model, source=source, dataset=dataset, training_dataset=training_dataset,
         data_folder=provenance.get("data") if isinstance(provenance.get("data"), str) else None,
         federated=federated, imported=imported,
-        network_config=model.network_config or {}, preprocessing=model.preprocessing or {},
+        network_config={k: v for k, v in (model.network_config or {}).items() if k != "bundle_pipeline"},
+        preprocessing=model.preprocessing or {}, bundle_pipeline=_bundle_pipeline_rows(model),
         training_settings=settings_, dice=_dice_rows(model), mean_dice=_number(metrics.get("mean_dice")),
         num_val=num_val if isinstance(num_val, int) else None,
         num_train=provenance.get("num_train") if isinstance(provenance.get("num_train"), int) else None,

@@ -778,7 +778,10 @@ def load_segmenter(
         Constructor keywords for the MONAI architectures; ignored otherwise.
     preprocessing : Preprocessing or dict
         The training preprocessing (a dict as from :meth:`Preprocessing.to_dict`); ignored for
-        ``"classical_lung"``. A bundle's own pre-processing config is not read: give it here.
+        ``"classical_lung"``. A bundle imported with its own sections (``network_config`` holding
+        ``"bundle_pipeline"``) is run by :class:`annotation.ml.bundle_pipeline.BundleSegmenter`
+        instead, which builds on this module (see
+        :func:`annotation.services.registry.segmenter_for_model`).
     num_classes : int
         Output channels including background (e.g. 3 for background + 2 labels).
     weights_path : Path or None

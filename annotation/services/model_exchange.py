@@ -97,9 +97,13 @@ def segmentation_model_import(
 
     An ``.onnx`` file is checked (``onnx.checker``, one input of rank 5 with one channel) and runs
     through ONNX Runtime; a ``.zip`` or a folder is a MONAI bundle (its ``network_def`` and
-    ``models/model.pt``, loaded as :func:`annotation.ml.inference.load_segmenter` does; only the
-    portal's own ``portal_preprocessing`` entry of its config is read, its MONAI pre- and
-    post-processing sections are not evaluated); any other file must load with ``torch.jit.load``.
+    ``models/model.pt``, loaded as :func:`annotation.ml.inference.load_segmenter` does; when its
+    config has a ``preprocessing`` section, that section, its ``inferer`` and its ``postprocessing``
+    are checked by :func:`annotation.ml.bundle_pipeline.bundle_pipeline_validate` (an allowlist of
+    MONAI classes with literal arguments; nothing is evaluated), stored in ``network_config`` as
+    ``{"bundle_pipeline": ...}`` and run by one-click inference instead of the portal's own
+    preprocessing; otherwise only the portal's ``portal_preprocessing`` entry is read); any other
+    file must load with ``torch.jit.load``.
     The network is run once on a zero patch, which must give ``max(label index) + 1`` logit
     channels, before anything is stored.
     Preprocessing comes from the portal description inside the file (a file the portal exported),
@@ -135,10 +139,12 @@ def segmentation_model_import(
     portal.api_errors.ServiceError
         ``model_exists`` (the name, or name and version, is taken), ``bad_backend``, ``bad_label_table``,
         ``bad_model_file`` (not a model, wrong input rank or channel count, fails to load or run, or
-        returns another class count than the labels need), ``invalid_input`` (a field the registry refuses).
+        returns another class count than the labels need; a bundle config with a ``$`` expression, an
+        unaccepted ``_target_``, reference or key in its sections, naming that key), ``invalid_input`` (a field the registry refuses).
     """
     import torch
 
+    from ..ml.bundle_pipeline import bundle_config_read, bundle_pipeline_validate, pipeline_patch_size
     from ..ml.exchange import (
         OnnxNetwork,
         bundle_portal_description,
@@ -147,7 +153,7 @@ def segmentation_model_import(
         load_torchscript,
         probe_network,
     )
-    from ..ml.inference import load_network
+    from ..ml.inference import Preprocessing, load_network
     from .versions import label_table_validate
 
     path = Path(path)
@@ -174,6 +180,7 @@ def segmentation_model_import(
         raise ServiceError(_("An ONNX file runs only with the ONNX Runtime backend (--backend onnx)."),
                            code="bad_backend")
     num_classes = _num_classes(label_table)
+    network_config: dict = {}
     workdir = work_dir()
     try:
         try:
@@ -188,9 +195,22 @@ def segmentation_model_import(
                 if path.is_dir():
                     # The registry stores one file: a bundle folder travels as a zip of itself.
                     stored_file = Path(shutil.make_archive(str(workdir / path.name), "zip", path.parent, path.name))
+                # The sections are checked before the network is built: a refused config builds nothing.
+                pipeline = bundle_pipeline_validate(bundle_config_read(stored_file))
                 network = load_network(architecture="bundle", network_config={}, num_classes=num_classes,
                                        weights_path=stored_file, device=torch.device("cpu"))
-                preprocessing = _import_preprocessing(bundle_portal_description(stored_file), modality=modality)
+                if pipeline is not None:
+                    if backend == "onnx":
+                        raise ServiceError(_("This bundle brings its own preprocessing and postprocessing, which "
+                                             "run only with the PyTorch backend (--backend torch)."),
+                                           code="bad_backend")
+                    # The portal's own preprocessing is not applied: the bundle's sections replace it.
+                    # The entry records the probe/export patch only.
+                    preprocessing = Preprocessing(target_spacing_mm=None, intensity="none",
+                                                  patch_size=pipeline_patch_size(pipeline)).to_dict()
+                    network_config = {"bundle_pipeline": pipeline}
+                else:
+                    preprocessing = _import_preprocessing(bundle_portal_description(stored_file), modality=modality)
                 architecture, source_format = SegmentationModel.Architecture.BUNDLE, "bundle"
             else:
                 network, metadata = load_torchscript(path)
@@ -209,8 +229,10 @@ def segmentation_model_import(
             return segmentation_model_register(
                 name=name, version=version, body_part=body_part, modality=modality, architecture=architecture,
                 label_table=label_table, preprocessing=preprocessing, weights_path=stored_file,
+                network_config=network_config,
                 provenance={"source": "import", "file": path.name, "format": source_format, "backend": backend,
-                            "quantized": bool(is_onnx and info.quantized)},
+                            "quantized": bool(is_onnx and info.quantized),
+                            "preprocessing_source": "bundle" if network_config else "portal"},
                 hospital=hospital, user=user,
             )
         except ValidationError as exc:
@@ -284,6 +306,12 @@ def segmentation_model_export_file(
     if (model.kind != SegmentationModel.Kind.SEGMENTATION or model.architecture not in network_architectures
             or not model.weights_file):
         raise ServiceError(_("Only segmentation networks with weights can be exported; %(model)s is not one."),
+                           params={"model": str(model)}, code="not_exportable")
+    if (model.network_config or {}).get("bundle_pipeline"):
+        # Its preprocessing and postprocessing live in the imported bundle's own sections, which an ONNX
+        # or TorchScript file could not carry: exported, it would run with the wrong preprocessing.
+        raise ServiceError(_("%(model)s runs with its bundle's own preprocessing and postprocessing, which an "
+                             "exported file cannot carry; use the original bundle."),
                            params={"model": str(model)}, code="not_exportable")
     if fmt == "bundle":
         data, _name = segmentation_model_export_bundle(user=user, model=model)

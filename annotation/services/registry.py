@@ -129,7 +129,9 @@ def segmenter_for_model(model: SegmentationModel):
     """Build the inference pipeline of a registered model on the configured device.
 
     The model's ``architecture`` picks the backend: :func:`annotation.ml.inference.load_segmenter`
-    for the segmentation networks, bundles and classical methods, and
+    for the segmentation networks, bundles and classical methods,
+    :class:`annotation.ml.bundle_pipeline.BundleSegmenter` for a bundle imported with its own
+    preprocessing/inferer/postprocessing (``network_config["bundle_pipeline"]``), and
     :class:`annotation.ml.retina.RetinaNetNoduleDetector` for a registered RetinaNet detector.
     """
     from ..ml.device import configure_threads, select_device
@@ -149,6 +151,17 @@ def segmenter_for_model(model: SegmentationModel):
         detector, config = load_retinanet_checkpoint(weights, model.network_config or None)
         return RetinaNetNoduleDetector(detector, config, device=device), device
     num_classes = max(int(entry["index"]) for entry in model.label_table) + 1
+    pipeline = (model.network_config or {}).get("bundle_pipeline")
+    if model.architecture == SegmentationModel.Architecture.BUNDLE and pipeline:
+        # An imported bundle with its own preprocessing, inferer and postprocessing (checked at import;
+        # annotation.ml.bundle_pipeline builds on annotation.ml.inference, so inference's loader does
+        # not import it).
+        from ..ml.bundle_pipeline import BundleSegmenter
+        from ..ml.inference import load_network
+
+        network = load_network(architecture="bundle", network_config={}, num_classes=num_classes,
+                               weights_path=segmentation_model_weights_path(model), device=device)
+        return BundleSegmenter(network, pipeline, device=device), device
     segmenter = load_segmenter(
         architecture=model.architecture,
         network_config=model.network_config,
