@@ -31,9 +31,7 @@ supplying the image and storing the label map.
 
 from __future__ import annotations
 
-import json
 import math
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ import torch
 
 from annotation.imaging.volume import Volume
 
+from .bundle_config import bundle_config_read
 from .progress import ProgressCallback, ProgressReporter
 
 __all__ = [
@@ -87,48 +86,11 @@ MAX_WINDOW = 512
 """Largest ``roi_size`` / padding size accepted per axis (voxels)."""
 _SECTIONS = ("preprocessing", "inferer", "postprocessing")
 _DEFAULT_ROI = (96, 96, 96)
-_CONFIG_NAMES = ("inference.json",)
 
 
 # --------------------------------------------------------------------------------------------------
 # Reading and checking the config
 # --------------------------------------------------------------------------------------------------
-
-
-def bundle_config_read(path: Path) -> dict:
-    """Return a bundle's ``configs/inference.json`` as plain JSON (nothing evaluated); ``{}`` when absent.
-
-    Parameters
-    ----------
-    path : Path
-        A bundle folder, or a .zip holding one (at its root or in one top-level folder).
-
-    Raises
-    ------
-    ValueError
-        The path is neither a folder nor a zip, or the file is not a JSON object.
-    """
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "configs" / n for n in _CONFIG_NAMES]
-        candidates += [p for n in _CONFIG_NAMES for p in path.glob(f"*/configs/{n}")]
-        text = next((p.read_text(encoding="utf-8") for p in candidates if p.is_file()), None)
-    elif path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist()
-                     if n == "configs/inference.json" or (n.endswith("/configs/inference.json") and n.count("/") == 2)]
-            text = archive.read(names[0]).decode("utf-8") if names else None
-    else:
-        raise ValueError(f"a MONAI bundle must be a folder or a .zip, got {path.name}")
-    if text is None:
-        return {}
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"the bundle's configs/inference.json is not JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ValueError("the bundle's configs/inference.json is not a JSON object")
-    return config
 
 
 def _target_name(target: Any, where: str, allowed: frozenset) -> str:

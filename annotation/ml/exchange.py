@@ -463,26 +463,10 @@ def bundle_portal_description(path: Path) -> dict:
     Raises
     ------
     ValueError
-        The path is neither a folder nor a zip, or its ``inference.json`` is not JSON.
+        The path is neither a folder nor a zip, or its ``inference.json`` is not a JSON object.
     """
-    import zipfile
+    from .bundle_config import bundle_config_read
 
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "configs" / "inference.json", *path.glob("*/configs/inference.json")]
-        text = next((p.read_text(encoding="utf-8") for p in candidates if p.is_file()), None)
-    elif path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist()
-                     if n == "configs/inference.json" or (n.endswith("/configs/inference.json") and n.count("/") == 2)]
-            text = archive.read(names[0]).decode("utf-8") if names else None
-    else:
-        raise ValueError(f"a MONAI bundle must be a folder or a .zip, got {path.name}")
-    if text is None:
-        return {}
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"the bundle's configs/inference.json is not JSON: {exc}") from exc
-    stored = config.get("portal_preprocessing") if isinstance(config, dict) else None
+    config = bundle_config_read(path)
+    stored = config.get("portal_preprocessing")
     return {"preprocessing": stored} if isinstance(stored, dict) else {}
