@@ -32,7 +32,6 @@ supplying the image and storing the label map.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
