@@ -24,10 +24,21 @@ from django.urls import reverse
 from tests.diagnosis.postprocess.test_postprocessing import LABEL_VOLUMES_SCRIPT
 from tests.diagnosis.test_longitudinal import _findings_from_labels, _import, nifti_files, pair  # noqa: F401
 
-# serialized_rollback: the published reference ranges (a data migration) survive earlier transactional tests.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def reference_ranges():
+    """The published reference ranges, loaded again by their data migration's own function (idempotent)
+    when an earlier transactional test flushed them. (serialized_rollback would restore them, but it
+    re-inserts content types under other keys after a flush, a duplicate-key error.)"""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    import_module("diagnosis.migrations.0011_reference_range_data").load(apps, None)
 
 
 def _segment_lungs(study):
@@ -61,7 +72,7 @@ def _accept(doctor, findings):
 
 
 def test_a_follow_up_chest_ct_read_against_its_prior_from_study_page_to_signed_pdf(
-        live_server, pair, nifti_files, hospital, doctor, tmp_path):  # noqa: F811
+        live_server, pair, nifti_files, hospital, doctor, reference_ranges, tmp_path):  # noqa: F811
     from diagnosis import selectors, services
     from diagnosis.models import Report
     from portal.models import Role
