@@ -102,8 +102,10 @@ def _portal_started(embedded_services, *, bucket: str):
                                               start_new_session=True))
         embedded.wait_for_port(port, timeout_s=60, process=processes[-1])
         # database_url: tests that run management commands against the same portal use it.
+        # celery_queue: a command run against this portal must publish to the queue its worker takes.
         yield {"url": f"http://127.0.0.1:{port}", "password": E2E_PASSWORD, "logs": workdir,
-               "database_url": env["DATABASE_URL"], "redis_url": env["REDIS_URL"]}
+               "database_url": env["DATABASE_URL"], "redis_url": env["REDIS_URL"],
+               "celery_queue": env["CELERY_TASK_DEFAULT_QUEUE"], "bucket": bucket}
     finally:
         for process in processes:
             if process.poll() is None:

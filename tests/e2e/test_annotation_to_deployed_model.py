@@ -77,7 +77,8 @@ def test_from_annotation_to_a_deployed_model_with_its_uncertainty_and_onnx_expor
     tag = uuid.uuid4().hex[:8]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(portal_server["logs"]),
-               S3_BUCKET="yixin-e2e", DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"])
+               S3_BUCKET="yixin-e2e", DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"],
+               CELERY_TASK_DEFAULT_QUEUE=portal_server["celery_queue"])
     seed = SEED.format(root=str(shared_data("msd_task04_hippocampus")), tag=tag, password=portal_server["password"],
                        cases=TRAINING_CASES, unseen=UNSEEN_CASE)
     seeded = subprocess.run([sys.executable, str(REPO_DIR / "manage.py"), "shell", "-c", seed],

@@ -27,6 +27,7 @@ def _portal_env(portal_server) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(workdir), S3_BUCKET="yixin-e2e",
                DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"],
+               CELERY_TASK_DEFAULT_QUEUE=portal_server["celery_queue"],
                FEDERATION_THREADS_PER_CLIENT="1")
     return env
 

@@ -56,7 +56,8 @@ def test_detect_waits_for_the_worker_running_a_registered_retinanet(portal_serve
     checkpoint = save_retinanet_checkpoint(build_retinanet_detector(config), config, tmp_path / "tiny.pt")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(portal_server["logs"]),
-               S3_BUCKET="yixin-e2e", DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"])
+               S3_BUCKET="yixin-e2e", DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"],
+               CELERY_TASK_DEFAULT_QUEUE=portal_server["celery_queue"])
 
     registered = json.loads(_manage(env, "register_detector", "--name", "tiny-e2e", "--weights", str(checkpoint),
                                     "--json").stdout.strip().splitlines()[-1])

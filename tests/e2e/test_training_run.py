@@ -47,7 +47,8 @@ def test_a_doctor_trains_from_the_datasets_page_and_watches_the_epochs_live(port
     tag = uuid.uuid4().hex[:8]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.test", YIXIN_VAR_DIR=str(portal_server["logs"]),
-               S3_BUCKET="yixin-e2e", DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"])
+               S3_BUCKET="yixin-e2e", DATABASE_URL=portal_server["database_url"], REDIS_URL=portal_server["redis_url"],
+               CELERY_TASK_DEFAULT_QUEUE=portal_server["celery_queue"])
     seeded = subprocess.run(
         [sys.executable, str(REPO_DIR / "manage.py"), "shell", "-c",
          SEED.format(root=str(shared_data("msd_task04_hippocampus")), tag=tag)],
