@@ -23,6 +23,47 @@ from .validation import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, STATU
 
 logger = logging.getLogger(__name__)
 
+
+def instance_receive(spool, ds, *, calling_ae_title: str, transfer_syntax: str, data, affected_sop_instance_uid: str = "",
+                     operation: str = "C-STORE") -> int:
+    """Check one received instance and spool it; return the C-STORE status to answer (PS3.4 Table B.2-1).
+
+    The C-STORE SCP and the C-GET retrieve (whose instances arrive as C-STORE sub-operations on the portal's
+    own association) both receive through this.
+
+    Parameters
+    ----------
+    spool : SeriesSpool
+        Where the instance is written, under ``calling_ae_title`` and its series.
+    ds : pydicom.Dataset
+        The decoded instance.
+    data : callable
+        Returns the instance encoded as a Part 10 file (called only when the instance is accepted).
+    affected_sop_instance_uid : str
+        The request's Affected SOP Instance UID (0000,1000), checked against the dataset's.
+    operation : str
+        Names the operation in log lines (no PHI is logged).
+
+    Returns
+    -------
+    int
+        0x0000 when spooled, the refusal's status from :func:`instance_check`, or 0xA700 (out of
+        resources) when the spool cannot be written.
+    """
+    refusal = instance_check(ds, transfer_syntax=transfer_syntax, affected_sop_instance_uid=affected_sop_instance_uid)
+    if refusal is not None:
+        logger.warning("%s from %s refused (0x%04X): %s", operation, calling_ae_title, refusal.status, refusal.reason)
+        return refusal.status
+    try:
+        spool.instance_write(calling_ae_title=calling_ae_title, series_instance_uid=str(ds.SeriesInstanceUID),
+                             sop_instance_uid=str(ds.SOPInstanceUID), data=data())
+    except OSError as exc:
+        logger.error("%s from %s refused (0x%04X): spool unwritable (%s)", operation, calling_ae_title,
+                     STATUS_OUT_OF_RESOURCES, type(exc).__name__)
+        return STATUS_OUT_OF_RESOURCES
+    return STATUS_SUCCESS
+
+
 #: Never a valid AE title (PS3.5 Table 6.2-1 forbids the backslash): keeps the calling-AE check on
 #: when no peer is configured, where pynetdicom would otherwise accept everybody.
 _NO_PEER = "\\"
@@ -92,19 +133,8 @@ class DicomListener:
         except Exception as exc:  # noqa: BLE001 - undecodable bytes from the peer
             logger.warning("C-STORE from %s refused (0x%04X): undecodable dataset (%s)", calling, STATUS_CANNOT_UNDERSTAND, type(exc).__name__)
             return STATUS_CANNOT_UNDERSTAND
-        refusal = instance_check(ds, transfer_syntax=transfer_syntax, affected_sop_instance_uid=sop_uid)
-        if refusal is not None:
-            logger.warning("C-STORE from %s refused (0x%04X): %s", calling, refusal.status, refusal.reason)
-            return refusal.status
-        try:
-            self.spool.instance_write(
-                calling_ae_title=calling, series_instance_uid=str(ds.SeriesInstanceUID),
-                sop_instance_uid=str(ds.SOPInstanceUID), data=event.encoded_dataset(include_meta=True),
-            )
-        except OSError as exc:
-            logger.error("C-STORE from %s refused (0x%04X): spool unwritable (%s)", calling, STATUS_OUT_OF_RESOURCES, type(exc).__name__)
-            return STATUS_OUT_OF_RESOURCES
-        return STATUS_SUCCESS
+        return instance_receive(self.spool, ds, calling_ae_title=calling, transfer_syntax=transfer_syntax,
+                                data=lambda: event.encoded_dataset(include_meta=True), affected_sop_instance_uid=sop_uid)
 
     @staticmethod
     def _on_rejected(event) -> None:

@@ -194,26 +194,16 @@ def _get_and_import(source: QueryRetrieveSource, *, peer: DicomPeer, retrieve: P
     import uuid
 
     from annotation.dicomnet.spool import SeriesSpool
-    from annotation.dicomnet.validation import (
-        IMAGE_STORAGE_SOP_CLASSES, STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, instance_check,
-    )
+    from annotation.dicomnet.scp import instance_receive
+    from annotation.dicomnet.validation import IMAGE_STORAGE_SOP_CLASSES
     from annotation.services import dicom_received_series_import, dicom_spool
 
     spool = dicom_spool()
     private = SeriesSpool(spool.root / "c-get" / f"{retrieve.pk}-{uuid.uuid4().hex[:8]}")
 
     def on_store(ds, transfer_syntax: str, data: bytes) -> int:
-        refusal = instance_check(ds, transfer_syntax=transfer_syntax)
-        if refusal is not None:
-            logger.warning("C-GET from %s: instance refused (0x%04X): %s", peer.ae_title, refusal.status, refusal.reason)
-            return refusal.status
-        try:
-            private.instance_write(calling_ae_title=peer.ae_title, series_instance_uid=str(ds.SeriesInstanceUID),
-                                   sop_instance_uid=str(ds.SOPInstanceUID), data=data)
-        except OSError as exc:
-            logger.error("C-GET from %s: spool unwritable (%s)", peer.ae_title, type(exc).__name__)
-            return STATUS_OUT_OF_RESOURCES
-        return STATUS_SUCCESS
+        return instance_receive(private, ds, calling_ae_title=peer.ae_title, transfer_syntax=transfer_syntax,
+                                data=lambda: data, operation="C-GET")
 
     try:
         result = get_study(source, study_instance_uid=retrieve.study_instance_uid,
