@@ -246,10 +246,15 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # channels_redis queues at most 100 messages per process by default and drops the rest
-        # silently; a burst of chat traffic (200 clients) lost 129 of 1000 deliveries at 100.
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=2000)},
+        # Redis pub/sub: a group send is one PUBLISH and each daphne process holds one subscription
+        # connection that pushes every event to it. The list-based RedisChannelLayer fetched each
+        # event with its own BRPOP round trip behind one per-process lock, and queued at most
+        # `capacity` events per channel (dropping the rest silently): with 500 chat sockets on two
+        # processes its p99 was 784 ms against 346 ms here (docs/operations.md, "聊天的规模"). An event
+        # for a socket that has gone is dropped either way; a page that reconnects re-reads
+        # ("resume"), and every event's row is stored before it is sent.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
 
