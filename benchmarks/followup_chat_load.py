@@ -83,6 +83,21 @@ def setup_environment(workdir: Path, conn_max_age: int = 0, database_url: str | 
     return env, redis_process
 
 
+def server_cpu_s(launcher_pid: int) -> float:
+    """Return the CPU seconds (user + system) used so far by the daphne processes under ``launcher_pid``
+    (Linux /proc; fields 14 and 15 of /proc/PID/stat, in clock ticks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    total = 0.0
+    for pid in [launcher_pid, *children]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def seed(pairs: int) -> list[dict]:
     """Create a hospital, ``pairs`` patients with their doctors and conversations; return session cookies."""
     import django
@@ -266,11 +281,13 @@ def main() -> None:
         offset = 0
         baseline = None
         print(f"{'clients':>7} {'connect s':>9} {'sent':>6} {'acked':>6} {'live':>6} {'resume':>6} {'lost':>5} {'p50 ms':>8} "
-              f"{'p99 ms':>8} {'max ms':>8} {'msg/s':>7} {'p50 ×base':>9} {'p99 ×base':>9}")
+              f"{'p99 ms':>8} {'max ms':>8} {'msg/s':>7} {'p50 ×base':>9} {'p99 ×base':>9} {'cpu ms/msg':>10}")
         for n in sizes:
             pairs = pairs_all[offset:offset + n // 2]
             offset += n // 2
+            cpu_before = server_cpu_s(daphne.pid)
             result = asyncio.run(run_load(base_ws, origin, pairs, args.messages, args.interval_s, args.timeout_s))
+            cpu_ms = (server_cpu_s(daphne.pid) - cpu_before) * 1000 / max(result["acked"], 1)
             stored = set(Message.objects.filter(conversation_id__in=[p["conversation_id"] for p in pairs])
                          .values_list("client_id", flat=True))
             assert stored == result["acked_ids"], "the database does not hold exactly the acknowledged messages"
@@ -280,9 +297,12 @@ def main() -> None:
             print(f"{result['clients']:>7} {result['connect_s']:>9.2f} {result['expected']:>6} {result['acked']:>6} "
                   f"{result['delivered']:>6} {result['recovered']:>6} {result['lost']:>5} {result['p50_ms']:>8.1f} {result['p99_ms']:>8.1f} "
                   f"{result['max_ms']:>8.1f} {rate:>7.0f} {result['p50_ms'] / baseline['p50_ms']:>9.1f} "
-                  f"{result['p99_ms'] / baseline['p99_ms']:>9.1f}" + (f"  errors={result['errors']}" if result["errors"] else ""))
+                  f"{result['p99_ms'] / baseline['p99_ms']:>9.1f} {cpu_ms:>10.2f}"
+                  + (f"  errors={result['errors']}" if result["errors"] else ""))
         print("(first row: the one-pair baseline. live: delivered on the open socket; resume: delivered only by the\n"
-              " final resume from the database; lost: acknowledged (stored) but never delivered, must be 0)")
+              " final resume from the database; lost: acknowledged (stored) but never delivered, must be 0;\n"
+              " cpu ms/msg: CPU time of all daphne processes during the row (connecting, messages, resume) per stored\n"
+              " message, which the machine's other load changes much less than the latencies)")
     except BaseException:
         # The server's side of a failure (a 500 on connect, a crash) is in its log, which goes with the run.
         log_path = workdir / "daphne.log"
