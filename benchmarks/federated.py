@@ -15,9 +15,17 @@ Flower's own FedAvg strategy (flwr.serverapp.strategy.FedAvg) over the same Clie
 and prints the coordination overhead per round (round time minus the slowest client's training time)
 of each coordinator as a ratio to Flower's. ``--overhead-only`` runs just the last three.
 
+For FedAvg and RTIFed it also prints the held-out Dice after every round and the first round (and the
+local epochs per hospital so far) at which it reaches 0.95 × pooled. The pooled reference trains on all
+140 hospital cases for the same number of epochs as each hospital trains in the federation (rounds ×
+local epochs). ``--server-optimizer`` (with ``--server-lr``, ``--server-momentum``) sets the coordinator's
+optimiser of the aggregate (:mod:`federation.fl.server_opt`); ``--dice-only`` runs just pooled, FedAvg
+and RTIFed on the clean split (``--skip-rtifed``: FedAvg and pooled).
+
 CPU-feasible: a 3-level UNet with 8–32 channels on whole crops padded to 48×64×48 voxels.
 
-Run: ``python benchmarks/federated.py [--rounds 4] [--local-epochs 1] [--out DIR] [--overhead-only]``
+Run: ``python benchmarks/federated.py [--rounds 4] [--local-epochs 1] [--out DIR] [--overhead-only | --dice-only
+[--skip-rtifed]] [--server-optimizer fedavgm] [--server-lr 1] [--server-momentum 0.9]``
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import tempfile
 import time
@@ -33,13 +42,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from federation.fl.server_opt import SERVER_OPTIMIZERS, ServerOptimizer  # noqa: E402  (plain NumPy)
+
 DATA = ROOT.parent / "shared" / "data" / "msd_task04_hippocampus"
 SIZES = (60, 40, 25, 15)
 HELD_OUT = 60  # every 4th of these goes to the coordinator's validation set, the rest is the test set
 CORRUPT = 1  # the 40-case hospital
 
 
-def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds, epochs, spec, secure=False) -> dict:
+def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds, epochs, spec, secure=False,
+              server: dict | None = None) -> dict:
     from federation.fl.certs import create_federation_material
     from federation.fl.flower_app import encode_json, load_arrays
     from federation.fl.launcher import LocalFederation, free_port
@@ -62,7 +74,8 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
             fed.start_supernode(c, d, i)
         fed.run({"task-id": name, "num-rounds": rounds, "local-epochs": epochs, "strategy": strategy,
                  "min-clients": len(clients), "outbox": str(outbox), "validation-dir": str(validation_dir),
-                 "spec": encode_json(dataclasses.asdict(spec)), "round-timeout-s": 1800.0, "secure-aggregation": secure})
+                 "spec": encode_json(dataclasses.asdict(spec)), "round-timeout-s": 1800.0, "secure-aggregation": secure,
+                 **(server or {})})
         while not (outbox / "done.json").exists():
             if (outbox / "failed.json").exists():
                 raise RuntimeError((outbox / "failed.json").read_text())
@@ -88,17 +101,41 @@ def _collect(name, outbox: Path, strategy: str, rounds: int, *, total_s: float) 
         return {"overhead_s": overheads, "total_s": total_s}
     records = [json.loads((outbox / f"round-{r:04d}.json").read_text()) for r in range(1, rounds + 1)]
     return {"arrays": load_arrays(outbox / f"round-{rounds:04d}.npz"), "records": records, "total_s": total_s,
-            "overhead_s": [r["timing"]["overhead_s"] for r in records]}
+            "overhead_s": [r["timing"]["overhead_s"] for r in records],
+            "round_arrays": [outbox / f"round-{r:04d}.npz" for r in range(1, rounds + 1)]}
 
 
-def _print_dice(results: dict, runs: dict) -> None:
+def _print_rounds(label: str, per_round: list[float], pooled: float, local_epochs: int) -> None:
+    """Print held-out Dice per round and the first round at which it reaches 0.95 × pooled."""
+    target = 0.95 * pooled
+    print(f"  {label:7} Dice per round: " + " ".join(f"{d:.3f}" for d in per_round))
+    hit = next((r for r, d in enumerate(per_round, 1) if d >= target), None)
+    if hit is None:
+        print(f"  {label:7} did not reach 0.95 × pooled ({target:.3f}) within {len(per_round)} rounds "
+              f"(best {max(per_round):.3f} = {max(per_round) / pooled:.2f} × pooled)")
+    else:
+        print(f"  {label:7} reached 0.95 × pooled ({target:.3f}) at round {hit}: {per_round[hit - 1]:.3f} = "
+              f"{per_round[hit - 1] / pooled:.2f} × pooled, after {hit * local_epochs} local epoch(s) per hospital")
+
+
+def _print_dice(results: dict, runs: dict, per_round: dict, *, local_epochs: int, server: str) -> None:
     print("\nHeld-out Dice (mean of anterior and posterior hippocampus):")
     for i, size in enumerate(SIZES):
-        print(f"  (a) hospital {i} alone ({size} cases): {results[f'alone-{i}']:.3f}")
-    best = max(results[f"alone-{i}"] for i in range(len(SIZES)))
-    print(f"  (b) FedAvg:  {results['fedavg']:.3f}   ratio to best single hospital {results['fedavg'] / best:.2f}")
-    print(f"  (c) RTIFed:  {results['rtifed']:.3f}   ratio to best single hospital {results['rtifed'] / best:.2f}")
-    print(f"  (d) pooled:  {results['pooled']:.3f}   FedAvg/pooled {results['fedavg'] / results['pooled']:.2f}, RTIFed/pooled {results['rtifed'] / results['pooled']:.2f}")
+        if f"alone-{i}" in results:
+            print(f"  (a) hospital {i} alone ({size} cases): {results[f'alone-{i}']:.3f}")
+    best = max((results[f"alone-{i}"] for i in range(len(SIZES)) if f"alone-{i}" in results), default=math.nan)
+    pooled = results["pooled"]
+    for key, label, tag in (("fedavg", "FedAvg", "(b)"), ("rtifed", "RTIFed", "(c)")):
+        if key in results:
+            print(f"  {tag} {label + ':':8} {results[key]:.3f}   ratio to best single hospital {results[key] / best:.2f}, "
+                  f"to pooled {results[key] / pooled:.2f}   (server optimizer {server})")
+    print(f"  (d) pooled:  {pooled:.3f}   (all 140 cases, the same number of epochs as each hospital trains in the federation)")
+    print("\nRounds to 0.95 × pooled:")
+    for key, label in (("fedavg", "FedAvg"), ("rtifed", "RTIFed")):
+        if key in per_round:
+            _print_rounds(label, per_round[key], pooled, local_epochs)
+    if "rtifed-corrupt" not in runs:
+        return
     last = runs["rtifed-corrupt"]["records"][-1]["clients"]
     print(f"\nHospital {CORRUPT} with scrambled labels:")
     print("  RTIFed reputation after the last round: " + ", ".join(f"{c} {v.get('reputation', float('nan')):.2f}" for c, v in sorted(last.items())))
@@ -113,7 +150,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--overhead-only", action="store_true",
                         help="only the coordination overhead: FedAvg, FedAvg with SecAgg+ and Flower's FedAvg")
+    parser.add_argument("--dice-only", action="store_true",
+                        help="only the Dice part: pooled, FedAvg and RTIFed on the clean split (no hospital "
+                             "alone, no scrambled-label or overhead runs)")
+    parser.add_argument("--skip-rtifed", action="store_true", help="with --dice-only: FedAvg and pooled only")
+    parser.add_argument("--server-optimizer", default=None, choices=SERVER_OPTIMIZERS,
+                        help=f"optimiser of the aggregate at the coordinator (default {ServerOptimizer().name}; "
+                             "federation.fl.server_opt)")
+    parser.add_argument("--server-lr", type=float, default=None, help=f"server learning rate (default {ServerOptimizer().learning_rate})")
+    parser.add_argument("--server-momentum", type=float, default=None, help=f"FedAvgM's β (default {ServerOptimizer().momentum})")
     args = parser.parse_args()
+    if args.overhead_only and args.dice_only:
+        parser.error("--overhead-only and --dice-only exclude each other")
+    server = {k: v for k, v in (("server-optimizer", args.server_optimizer), ("server-lr", args.server_lr),
+                                ("server-momentum", args.server_momentum)) if v is not None}
+    optimizer = ServerOptimizer.from_run_config(server)  # checks the values before anything runs
     if not DATA.is_dir():
         raise SystemExit(f"real data not available: {DATA} is missing")
 
@@ -122,6 +173,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     from federation.fl.data import HospitalSplit, load_cases, split_non_iid, write_msd_subset
+    from federation.fl.flower_app import load_arrays
     from federation.fl.local import ModelSpec, evaluate_dice, initial_arrays, train_local
 
     work = args.out or Path(tempfile.mkdtemp(prefix="fed-bench-"))
@@ -140,30 +192,35 @@ def main() -> None:
     test_cases = load_cases(test, patch_size=spec.patch_size)
     epochs_total = args.rounds * args.local_epochs
     print(f"hospitals {list(SIZES)} cases, coordinator validation {len(held[::4])}, held-out test {len(test_cases)}; "
-          f"{args.rounds} rounds × {args.local_epochs} local epoch(s); UNet {spec.network_config}")
+          f"{args.rounds} rounds × {args.local_epochs} local epoch(s); UNet {spec.network_config}; "
+          f"server optimizer {optimizer}")
 
     def dice(arrays):
         return evaluate_dice(arrays, test_cases, spec)["dice"]
 
     init = initial_arrays(spec)
     results = {}
-    t0 = time.perf_counter()
-    cache = work / "baselines.json"
-    if cache.exists():
-        results.update(json.loads(cache.read_text()))
-    for i, d in enumerate([] if args.overhead_only else clean.hospitals):
-        if f"alone-{i}" in results:
-            continue
-        data = load_cases(d, patch_size=spec.patch_size)
-        results[f"alone-{i}"] = dice(train_local(init, data, spec, epochs=epochs_total, seed=i).arrays)
-    if "pooled" not in results and not args.overhead_only:
-        from federation.fl.data import CaseArrays
+    def baselines() -> None:
+        t0 = time.perf_counter()
+        cache = work / f"baselines-{epochs_total}-epochs.json"  # alone/pooled train rounds × local epochs
+        if cache.exists():
+            results.update(json.loads(cache.read_text()))
+        for i, d in enumerate([] if args.overhead_only or args.dice_only else clean.hospitals):
+            if f"alone-{i}" in results:
+                continue
+            data = load_cases(d, patch_size=spec.patch_size)
+            results[f"alone-{i}"] = dice(train_local(init, data, spec, epochs=epochs_total, seed=i).arrays)
+        if "pooled" not in results and not args.overhead_only:
+            from federation.fl.data import CaseArrays
 
-        pooled = [load_cases(d, patch_size=spec.patch_size) for d in clean.hospitals]
-        pooled = CaseArrays(images=torch.cat([p.images for p in pooled]), labels=torch.cat([p.labels for p in pooled]))
-        results["pooled"] = dice(train_local(init, pooled, spec, epochs=epochs_total, seed=0).arrays)
-    cache.write_text(json.dumps(results))
-    print(f"local baselines took {time.perf_counter() - t0:.0f} s")
+            pooled = [load_cases(d, patch_size=spec.patch_size) for d in clean.hospitals]
+            pooled = CaseArrays(images=torch.cat([p.images for p in pooled]), labels=torch.cat([p.labels for p in pooled]))
+            results["pooled"] = dice(train_local(init, pooled, spec, epochs=epochs_total, seed=0).arrays)
+        cache.write_text(json.dumps(results))
+        print(f"local baselines took {time.perf_counter() - t0:.0f} s", flush=True)
+
+    if not args.dice_only:  # --dice-only trains the pooled reference after the federation (a failure shows sooner)
+        baselines()
 
     runs = {}
     plan = [("fedavg", clean.hospitals, "fedavg"), ("rtifed", clean.hospitals, "rtifed"),
@@ -171,15 +228,29 @@ def main() -> None:
             ("fedavg-secagg", clean.hospitals, "fedavg"), ("flower-fedavg", clean.hospitals, "flower-fedavg")]
     if args.overhead_only:
         plan = [p for p in plan if p[0] in ("fedavg", "fedavg-secagg", "flower-fedavg")]
+    if args.dice_only:
+        plan = [p for p in plan if p[0] == "fedavg" or (p[0] == "rtifed" and not args.skip_rtifed)]
+    tag = "-".join(f"{k.removeprefix('server-')}{v}" for k, v in sorted(server.items()))
+    per_round = {}
     for name, dirs, strategy in plan:
-        runs[name] = _federate(name, dirs, validation, work, strategy=strategy, rounds=args.rounds,
-                               epochs=args.local_epochs, spec=spec, secure=name.endswith("-secagg"))
+        # One outbox per rounds × epochs × server optimizer, so a rerun with other settings starts afresh.
+        run_name = f"{name}-r{args.rounds}e{args.local_epochs}" + (f"-{tag}" if tag else "")
+        runs[name] = _federate(run_name, dirs, validation, work, strategy=strategy, rounds=args.rounds,
+                               epochs=args.local_epochs, spec=spec, secure=name.endswith("-secagg"), server=server)
         if "arrays" in runs[name]:
             results[name] = dice(runs[name]["arrays"])
+            if name in ("fedavg", "rtifed"):
+                per_round[name] = [dice(load_arrays(p)) for p in runs[name]["round_arrays"]]
+                print(f"{name}: held-out Dice per round " + " ".join(f"{d:.3f}" for d in per_round[name]), flush=True)
         print(f"{name}: {runs[name]['total_s']:.0f} s" + (f", held-out Dice {results[name]:.3f}" if name in results else ""), flush=True)
 
+    if args.dice_only:
+        baselines()
     if not args.overhead_only:
-        _print_dice(results, runs)
+        _print_dice(results, runs, per_round, local_epochs=args.local_epochs, server=str(optimizer))
+    if "flower-fedavg" not in runs:
+        _write_results(work, results, runs, per_round)
+        return
     theirs = float(np.mean(runs["flower-fedavg"]["overhead_s"]))
     print("\nCoordination overhead per round (round time − slowest client's training), mean over rounds:")
     print(f"  Flower's own FedAvg strategy:          {theirs:.1f} s")
@@ -191,8 +262,13 @@ def main() -> None:
     if "fedavg-secagg" in results:
         print(f"\nHeld-out Dice, FedAvg {results['fedavg']:.3f} and FedAvg + SecAgg+ {results['fedavg-secagg']:.3f} "
               f"(SecAgg+ sums the same updates, up to its quantisation step)")
+    _write_results(work, results, runs, per_round)
+
+
+def _write_results(work: Path, results: dict, runs: dict, per_round: dict) -> None:
     last = runs["rtifed-corrupt"]["records"][-1]["clients"] if "rtifed-corrupt" in runs else {}
-    (work / "results.json").write_text(json.dumps({"dice": results, "overhead_s": {k: v["overhead_s"] for k, v in runs.items()},
+    (work / "results.json").write_text(json.dumps({"dice": results, "dice_per_round": per_round,
+                                                   "overhead_s": {k: v["overhead_s"] for k, v in runs.items()},
                                                    "rtifed_corrupt_last_round": last}, indent=1, default=str))
     print(f"\nwork folder: {work}")
 

@@ -14,7 +14,9 @@ Run config (``[tool.flwr.app.config]``): ``task-id``, ``num-rounds``, ``start-ro
 ``indirect-reputation`` (:func:`encode_json` of client → reputation), ``dp-clipping-norm``/``dp-epsilon``/
 ``dp-delta`` (local differential privacy with Flower's ``LocalDpMod``; clipping norm 0 = off), ``min-reputation``, ``select-k`` (0 = every qualifying client),
 ``secure-aggregation`` (``true``: each round runs Flower's SecAgg+ protocol, see :func:`secure_exchange`;
-FedAvg/FedProx only), ``secagg-clipping-range``, ``secagg-reconstruction-threshold``.
+FedAvg/FedProx only), ``secagg-clipping-range``, ``secagg-reconstruction-threshold``, ``server-optimizer``
+(``none``/``fedavgm``/``fedadam``/``fedyogi``, applied to every strategy's aggregate, see
+:mod:`federation.fl.server_opt`), ``server-lr``, ``server-momentum``, ``server-beta1``, ``server-beta2``, ``server-tau``.
 
 Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folders, joined with
 ``os.pathsep``: the only data it reads), ``signing-key`` (its Ed25519 PEM), ``threads``.
@@ -23,6 +25,7 @@ Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folders,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +39,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from . import rtifed
 from .aggregation import fedavg
+from .server_opt import ServerOptimizer, ServerOptimizerState, load_state, save_state, server_step
 from .ledger import KIND_CLIENT_UPDATE, client_statement, load_private_key, sign_bytes
 
 
@@ -383,6 +387,10 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
     if strategy == "rtifed" and validation is None:
         raise ValueError("RTIFed needs the coordinator's validation set (validation-dir) for Shapley contributions")
     history = _previous_rounds(outbox, start)
+    server_optimizer = ServerOptimizer.from_run_config(cfg)
+    # A restarted coordinator resumes the server optimiser's moments from the last completed round.
+    saved_state = outbox / f"server-optimizer-{start - 1:04d}.npz"
+    server_state = load_state(saved_state) if start > 1 and saved_state.exists() else ServerOptimizerState()
 
     _status(outbox, state="waiting_for_clients", round=start)
     nodes = _wait_for_nodes(grid, min_clients, float(cfg.get("wait-clients-s", 120)))
@@ -475,6 +483,7 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
             )
 
         aggregation_started = time.perf_counter()
+        sent_arrays = arrays
         shapley, shapley_info = {}, {}
         base_dice = evaluate_dice(arrays, validation, spec)["dice"] if validation is not None and strategy == "rtifed" else math.nan
         if secure:
@@ -502,6 +511,9 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
         else:
             contributions = {}
             arrays = fedavg([updates[c][0] for c in sorted(updates)], [updates[c][1] for c in sorted(updates)])
+        if not server_optimizer.is_plain_fedavg:  # FedOpt: x_{t+1} from x_t and the aggregate
+            arrays = server_step(sent_arrays, arrays, server_optimizer, server_state)
+            save_state(outbox / f"server-optimizer-{round_number:04d}.npz", server_state)
         aggregation_s = time.perf_counter() - aggregation_started + secure_info.get("unmask_s", 0.0)
         for cid in clients:
             if cid in reputation:
@@ -524,6 +536,7 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
             "contributions": contributions,
             "shapley": shapley_info,
             "otds": otds,
+            "server_optimizer": dataclasses.asdict(server_optimizer),
             "dp": {k: float(cfg.get(k, 0.0) or 0.0) for k in ("dp-clipping-norm", "dp-epsilon", "dp-delta")},
             "metrics": {
                 "val_dice": None if val is None else round(val["dice"], 6),

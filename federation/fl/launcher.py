@@ -53,6 +53,13 @@ APP_CONFIG_DEFAULTS: dict = {
     "secure-aggregation": False,
     "secagg-clipping-range": 8.0,
     "secagg-reconstruction-threshold": 0.5,
+    # The server optimiser of the aggregate (federation.fl.server_opt); these are its dataclass defaults.
+    "server-optimizer": "none",
+    "server-lr": 1.0,
+    "server-momentum": 0.9,
+    "server-beta1": 0.9,
+    "server-beta2": 0.99,
+    "server-tau": 1e-3,
 }
 
 
