@@ -56,7 +56,9 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
         import shutil
 
         shutil.rmtree(outbox)
-    fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=free_port(), python_path=str(ROOT))
+    # Flower's baseline runs no warm trainers (its ClientApps train in their own processes anyway).
+    fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=free_port(), python_path=str(ROOT),
+                          warm_trainers=strategy != "flower-fedavg")
     started = time.perf_counter()
     try:
         fed.start_superlink()

@@ -168,7 +168,7 @@ def _alive(pid: int) -> bool:
 
 
 def _log(text: str) -> None:
-    print(f"[trainer {os.getpid()}] {text}", file=sys.stderr, flush=True)
+    print(f"{time.strftime('%H:%M:%S')} [trainer {os.getpid()}] {text}", file=sys.stderr, flush=True)
 
 
 class _Server:
@@ -183,6 +183,7 @@ class _Server:
         if not isinstance(request, dict) or "op" not in request:
             return {"error": "ValueError: a request is a dict with an 'op'"}
         op = request["op"]
+        started = time.perf_counter()
         try:
             with self.lock:
                 if op == "train":
@@ -199,7 +200,7 @@ class _Server:
                 self.requests += 1
         except Exception as exc:  # the ClientApp reports it as the round's error
             return {"error": f"{type(exc).__name__}: {exc}"}
-        _log(f"{op} done (request {self.requests})")
+        _log(f"{op} done in {time.perf_counter() - started:.1f} s (request {self.requests})")
         return {"ok": out}
 
     def handle(self, conn) -> None:
