@@ -253,6 +253,7 @@ def _train_and_sign(received: list[np.ndarray], config, context: Context, *, del
     epochs = int(config.get("local-epochs", context.run_config.get("local-epochs", 1)))
     mu = float(config.get("mu", context.run_config.get("mu", 0.0)))
     seed = int(context.run_config.get("seed", 0)) * 1000 + round_number * 17 + sum(map(ord, node["client_id"]))
+    _log(f"client {node['client_id']}: training round {round_number} ({epochs} epoch(s))")
     result, where = _site_work(node, context, {"op": "train", "arrays": [np.asarray(a) for a in received], "spec": spec,
                                                "epochs": epochs, "mu": mu, "seed": seed})
     _log(f"client {node['client_id']}: trained round {round_number} ({result['num_examples']} cases, "
