@@ -13,7 +13,10 @@ then repeats (b) and (c) with one hospital's label maps scrambled and prints RTI
 and both strategies' Dice loss. Finally it runs FedAvg with secure aggregation (Flower's SecAgg+) and
 Flower's own FedAvg strategy (flwr.serverapp.strategy.FedAvg) over the same ClientApp, model and data
 and prints the coordination overhead per round (round time minus the slowest client's training time)
-of each coordinator as a ratio to Flower's. ``--overhead-only`` runs just the last three.
+of each coordinator as a ratio to Flower's, and two ratios: (a) the portal FedAvg's overhead to Flower's
+(whose ClientApps train in fresh processes, as a default Flower app does, while the portal's use each
+site's warm trainer, federation.fl.warm_trainer) and (b) a SecAgg+ round's mean time to a plain FedAvg
+round's. ``--overhead-only`` runs just the last three.
 
 For FedAvg and RTIFed it also prints the held-out Dice after every round and the first round (and the
 local epochs per hospital so far) at which it reaches 0.95 × pooled. The pooled reference trains on all
@@ -65,7 +68,9 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
         import shutil
 
         shutil.rmtree(outbox)
-    fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=free_port(), python_path=str(ROOT))
+    # Flower's baseline runs no warm trainers (its ClientApps train in their own processes anyway).
+    fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=free_port(), python_path=str(ROOT),
+                          warm_trainers=strategy != "flower-fedavg")
     started = time.perf_counter()
     try:
         fed.start_superlink()
@@ -75,7 +80,8 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
         fed.run({"task-id": name, "num-rounds": rounds, "local-epochs": epochs, "strategy": strategy,
                  "min-clients": len(clients), "outbox": str(outbox), "validation-dir": str(validation_dir),
                  "spec": encode_json(dataclasses.asdict(spec)), "round-timeout-s": 1800.0, "secure-aggregation": secure,
-                 **(server or {})})
+                 # The baseline is a default Flower app: every ClientApp trains in its own fresh process.
+                 "in-process-training": strategy == "flower-fedavg", **(server or {})})
         while not (outbox / "done.json").exists():
             if (outbox / "failed.json").exists():
                 raise RuntimeError((outbox / "failed.json").read_text())
@@ -101,7 +107,7 @@ def _collect(name, outbox: Path, strategy: str, rounds: int, *, total_s: float) 
         return {"overhead_s": overheads, "total_s": total_s}
     records = [json.loads((outbox / f"round-{r:04d}.json").read_text()) for r in range(1, rounds + 1)]
     return {"arrays": load_arrays(outbox / f"round-{rounds:04d}.npz"), "records": records, "total_s": total_s,
-            "overhead_s": [r["timing"]["overhead_s"] for r in records],
+            "overhead_s": [r["timing"]["overhead_s"] for r in records], "round_s": [r["timing"]["round_s"] for r in records],
             "round_arrays": [outbox / f"round-{r:04d}.npz" for r in range(1, rounds + 1)]}
 
 
@@ -259,16 +265,25 @@ def main() -> None:
         if name in runs:
             ours = float(np.mean(runs[name]["overhead_s"]))
             print(f"  portal coordinator, {label + ':':18} {ours:.1f} s  (ratio to Flower's {ours / theirs:.2f}{note})")
+    ratio_a = float(np.mean(runs["fedavg"]["overhead_s"])) / theirs
+    ratio_b = float(np.mean(runs["fedavg-secagg"]["round_s"])) / float(np.mean(runs["fedavg"]["round_s"]))
+    print("\nRatios (same run; the portal's clients train on warm site trainers, Flower's in fresh ClientApp processes):")
+    print(f"  (a) coordination overhead, portal FedAvg / Flower's FedAvg: {ratio_a:.2f}  (target ≤ 0.5)")
+    print(f"  (b) round time, FedAvg + SecAgg+ / plain FedAvg:          {ratio_b:.2f}  (target ≤ 1.5; "
+          f"{np.mean(runs['fedavg-secagg']['round_s']):.1f} s / {np.mean(runs['fedavg']['round_s']):.1f} s)")
     if "fedavg-secagg" in results:
         print(f"\nHeld-out Dice, FedAvg {results['fedavg']:.3f} and FedAvg + SecAgg+ {results['fedavg-secagg']:.3f} "
               f"(SecAgg+ sums the same updates, up to its quantisation step)")
-    _write_results(work, results, runs, per_round)
+    _write_results(work, results, runs, per_round,
+                   {"overhead_portal_to_flower": ratio_a, "secagg_to_plain_round": ratio_b})
 
 
-def _write_results(work: Path, results: dict, runs: dict, per_round: dict) -> None:
+def _write_results(work: Path, results: dict, runs: dict, per_round: dict, ratios: dict | None = None) -> None:
     last = runs["rtifed-corrupt"]["records"][-1]["clients"] if "rtifed-corrupt" in runs else {}
     (work / "results.json").write_text(json.dumps({"dice": results, "dice_per_round": per_round,
                                                    "overhead_s": {k: v["overhead_s"] for k, v in runs.items()},
+                                                   "round_s": {k: v["round_s"] for k, v in runs.items() if "round_s" in v},
+                                                   "ratios": ratios or {},
                                                    "rtifed_corrupt_last_round": last}, indent=1, default=str))
     print(f"\nwork folder: {work}")
 

@@ -16,10 +16,14 @@ Run config (``[tool.flwr.app.config]``): ``task-id``, ``num-rounds``, ``start-ro
 ``secure-aggregation`` (``true``: each round runs Flower's SecAgg+ protocol, see :func:`secure_exchange`;
 FedAvg/FedProx only), ``secagg-clipping-range``, ``secagg-reconstruction-threshold``, ``server-optimizer``
 (``none``/``fedavgm``/``fedadam``/``fedyogi``, applied to every strategy's aggregate, see
-:mod:`federation.fl.server_opt`), ``server-lr``, ``server-momentum``, ``server-beta1``, ``server-beta2``, ``server-tau``.
+:mod:`federation.fl.server_opt`), ``server-lr``, ``server-momentum``, ``server-beta1``, ``server-beta2``, ``server-tau``,
+``in-process-training`` (``true``: every ClientApp trains in its own fresh process, as a default Flower
+app does, ignoring the site's warm trainer; the baseline of ``benchmarks/federated.py``).
 
 Node config of each SuperNode: ``client-id``, ``data-dir`` (its own MSD folders, joined with
-``os.pathsep``: the only data it reads), ``signing-key`` (its Ed25519 PEM), ``threads``.
+``os.pathsep``: the only data it reads), ``signing-key`` (its Ed25519 PEM), ``threads``, and optionally
+``trainer-socket``/``trainer-authkey`` (its warm trainer, :mod:`federation.fl.warm_trainer`: the ClientApp
+then imports no PyTorch and hands training, evaluation and label statistics to it).
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from . import rtifed
+from . import rtifed, warm_trainer
 from .aggregation import fedavg
 from .server_opt import ServerOptimizer, ServerOptimizerState, load_state, save_state, server_step
 from .ledger import KIND_CLIENT_UPDATE, client_statement, load_private_key, sign_bytes
+from .polling import PollingGrid
 
 
 
@@ -64,8 +69,6 @@ def secure_aggregation_mod(msg: Message, context: Context, call_next) -> Message
 serverapp = ServerApp()
 clientapp = ClientApp(mods=[secure_aggregation_mod])
 
-_DATA_CACHE: dict = {}
-
 
 # --------------------------------------------------------------------------------------------------
 # Client (hospital)
@@ -74,15 +77,37 @@ _DATA_CACHE: dict = {}
 
 def _node_settings(context: Context) -> dict:
     cfg = context.node_config
-    threads = int(cfg.get("threads", 1) or 1)
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+    socket = str(cfg.get("trainer-socket", "") or "")
     return {
         "client_id": str(cfg["client-id"]),
         "data_dirs": [Path(p) for p in str(cfg["data-dir"]).split(os.pathsep) if p],
         "signing_key": Path(str(cfg["signing-key"])),
+        "threads": int(cfg.get("threads", 1) or 1),
+        "trainer": (Path(socket), Path(str(cfg.get("trainer-authkey", "")))) if socket else None,
     }
+
+
+def _site_work(node: dict, context: Context, request: dict) -> tuple[dict, str]:
+    """Answer a site request (:mod:`federation.fl.warm_trainer`'s ``train``/``evaluate``/``label-statistics``)
+    on the node's warm trainer, or in this process when the run asks for in-process training
+    (``in-process-training``, Flower's default behaviour) or the trainer cannot be reached.
+
+    Returns the answer and where it ran (``"warm"`` or ``"in-process"``).
+    """
+    if node["trainer"] is not None and not _flag(context.run_config.get("in-process-training", False)):
+        try:
+            return warm_trainer.trainer_request(*node["trainer"], request), "warm"
+        except warm_trainer.TrainerUnavailable as exc:
+            _log(f"client {node['client_id']}: warm trainer unreachable ({exc}); {request['op']} in the ClientApp's process")
+    if request["op"] == "label-statistics":
+        return {"stats": warm_trainer.site_label_statistics(node["data_dirs"])}, "in-process"
+    import torch
+
+    torch.set_num_threads(max(1, node["threads"]))
+    if request["op"] == "train":
+        return warm_trainer.site_train(node["data_dirs"], request["spec"], request["arrays"], epochs=request["epochs"],
+                                       mu=request["mu"], seed=request["seed"]), "in-process"
+    return warm_trainer.site_evaluate(node["data_dirs"], request["spec"], request["arrays"]), "in-process"
 
 
 def encode_json(value) -> str:
@@ -107,28 +132,14 @@ def _spec_from(config) -> "object":
 
 def _local_data(data_dirs: list[Path], patch_size):
     """This hospital's cases from all its contributed MSD folders, preprocessed (cached per process)."""
-    from .data import CaseArrays, load_cases
-
-    key = (tuple(map(str, data_dirs)), tuple(patch_size))
-    if key not in _DATA_CACHE:
-        parts = [load_cases(d, patch_size=patch_size) for d in data_dirs]
-        if len(parts) == 1:
-            _DATA_CACHE[key] = parts[0]
-        else:
-            import torch
-
-            _DATA_CACHE[key] = CaseArrays(images=torch.cat([p.images for p in parts]),
-                                          labels=torch.cat([p.labels for p in parts]))
-    return _DATA_CACHE[key]
+    return warm_trainer.site_data(data_dirs, patch_size)
 
 
 @clientapp.query()
 def query(msg: Message, context: Context) -> Message:
     """Answer who this hospital is and its label statistics (counts only, never images)."""
-    from .data import label_statistics, merge_label_statistics
-
     node = _node_settings(context)
-    stats = merge_label_statistics([label_statistics(d) for d in node["data_dirs"]])
+    stats = _site_work(node, context, {"op": "label-statistics"})[0]["stats"]
     return Message(
         RecordDict({"config": ConfigRecord({"client-id": node["client_id"], "label-stats": json.dumps(stats)})}),
         reply_to=msg,
@@ -228,7 +239,7 @@ def train(msg: Message, context: Context) -> Message:
                 "arrays": ArrayRecord(sent),
                 "metrics": MetricRecord({**signed["metrics"], "num-examples": signed["num_examples"]}),
                 "config": ConfigRecord({"client-id": signed["client_id"], "sha256": signed["sha256"],
-                                        "signature": signed["signature"]}),
+                                        "signature": signed["signature"], "trainer": signed["trainer"]}),
             }
         ),
         reply_to=msg,
@@ -238,19 +249,20 @@ def train(msg: Message, context: Context) -> Message:
 def _train_and_sign(received: list[np.ndarray], config, context: Context, *, delta: bool) -> tuple[list[np.ndarray], dict]:
     """Train on this node's data from ``received``; return what is sent (weights, or Δ when ``delta``)
     and the signed statement's fields."""
-    from .local import arrays_sha256, evaluate_dice, train_local
+    from .local import arrays_sha256
 
     node = _node_settings(context)
-    spec = _spec_from(config if "spec" in config else context.run_config)
-    data = _local_data(node["data_dirs"], spec.patch_size)
-    before = evaluate_dice(received, data, spec)
+    spec = decode_json(str(config["spec"] if "spec" in config else context.run_config["spec"]))
     round_number = int(config.get("server-round", config.get("round", 0)))
     epochs = int(config.get("local-epochs", context.run_config.get("local-epochs", 1)))
     mu = float(config.get("mu", context.run_config.get("mu", 0.0)))
     seed = int(context.run_config.get("seed", 0)) * 1000 + round_number * 17 + sum(map(ord, node["client_id"]))
-    _log(f"client {node['client_id']}: training round {round_number} ({len(data)} cases, {epochs} epoch(s))")
-    result = train_local(received, data, spec, epochs=epochs, mu=mu, seed=seed)
-    sent = result.arrays
+    _log(f"client {node['client_id']}: training round {round_number} ({epochs} epoch(s))")
+    result, where = _site_work(node, context, {"op": "train", "arrays": [np.asarray(a) for a in received], "spec": spec,
+                                               "epochs": epochs, "mu": mu, "seed": seed})
+    _log(f"client {node['client_id']}: trained round {round_number} ({result['num_examples']} cases, "
+         f"{epochs} epoch(s), {where})")
+    sent = result["arrays"]
     clip = float(config.get("dp-clipping-norm", 0.0) or 0.0)
     if clip > 0:
         sent = privatise_update(received, context, sent, clipping_norm=clip, epsilon=float(config["dp-epsilon"]),
@@ -259,32 +271,30 @@ def _train_and_sign(received: list[np.ndarray], config, context: Context, *, del
         sent = [(np.asarray(s) - np.asarray(r)).astype(np.asarray(r).dtype) for s, r in zip(sent, received)]
     sha = arrays_sha256(sent)
     metrics = {
-        "loss": round(result.loss, 6),
-        "dice-local": round(before["dice"], 6),
-        "train-s": round(result.duration_s, 4),
+        "loss": round(result["loss"], 6),
+        "dice-local": round(result["dice_before"], 6),
+        "train-s": round(result["duration_s"], 4),
         "epochs": epochs,
     }
     task_id = str(config.get("task-id", context.run_config.get("task-id", "")))
     statement = client_statement(
         task_id=task_id, round_number=round_number, kind=KIND_CLIENT_UPDATE, client=node["client_id"],
-        update_sha256=sha, num_examples=len(data), metrics=metrics,
+        update_sha256=sha, num_examples=result["num_examples"], metrics=metrics,
     )
     signature = sign_bytes(load_private_key(node["signing_key"].read_bytes()), statement)
     return sent, {"client_id": node["client_id"], "sha256": sha, "signature": signature, "metrics": metrics,
-                  "num_examples": len(data)}
+                  "num_examples": result["num_examples"], "trainer": where}
 
 
 @clientapp.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Return the Dice of the received model on this hospital's own cases."""
-    from .local import evaluate_dice
-
     node = _node_settings(context)
     config = msg.content["config"] if "config" in msg.content else {}
-    spec = _spec_from(config if "spec" in config else context.run_config)
-    data = _local_data(node["data_dirs"], spec.patch_size)
-    scores = evaluate_dice(msg.content["arrays"].to_numpy_ndarrays(), data, spec)
-    return Message(RecordDict({"metrics": MetricRecord({"dice": scores["dice"], "num-examples": len(data)})}), reply_to=msg)
+    spec = decode_json(str(config["spec"] if "spec" in config else context.run_config["spec"]))
+    scores, _ = _site_work(node, context, {"op": "evaluate", "arrays": msg.content["arrays"].to_numpy_ndarrays(), "spec": spec})
+    return Message(RecordDict({"metrics": MetricRecord({"dice": scores["dice"], "num-examples": scores["num_examples"]})}),
+                   reply_to=msg)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,6 +381,7 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
     from .local import arrays_sha256, evaluate_dice, initial_arrays
 
     cfg = context.run_config
+    grid = PollingGrid(grid)  # replies are checked every 0.1 s, not Flower's 3 s
     secure = _flag(cfg.get("secure-aggregation", False))
     if secure and strategy not in ("fedavg", "fedprox"):
         raise ValueError("secure aggregation runs with FedAvg or FedProx only: RTIFed's Shapley reputation needs each "

@@ -60,6 +60,7 @@ APP_CONFIG_DEFAULTS: dict = {
     "server-beta1": 0.9,
     "server-beta2": 0.99,
     "server-tau": 1e-3,
+    "in-process-training": False,
 }
 
 
@@ -122,6 +123,9 @@ class LocalFederation:
     superlink_host : str
         The address the SuperLink binds to (loopback unless hospitals' own nodes dial in from elsewhere;
         the server certificate must name it).
+    warm_trainers : bool
+        Start a warm trainer (:mod:`federation.fl.warm_trainer`) next to each SuperNode (default); its
+        socket and authkey live in ``work_dir/trainer-<client>/`` and reach the ClientApp in the node config.
     """
 
     paths: FederationPaths
@@ -134,6 +138,8 @@ class LocalFederation:
     supernodes: dict = field(default_factory=dict)
     node_ids: dict = field(default_factory=dict)
     node_ports: dict = field(default_factory=dict)
+    trainers: dict = field(default_factory=dict)
+    warm_trainers: bool = True
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)
@@ -267,6 +273,7 @@ class LocalFederation:
         old = self.node_ports.get(client_id)
         if old:
             kill_flower_helpers(f"{HOST}:{old}")
+        self.stop_process(self.trainers.pop(client_id, None), kill=True)
         port = free_port()
         self.node_ports[client_id] = port
         p = self.paths
@@ -274,6 +281,12 @@ class LocalFederation:
             f'client-id="{client_id}" data-dir="{os.pathsep.join(resolved)}" '
             f'signing-key="{p.signing_key(client_id)}" threads={self.threads_per_client}'
         )
+        trainer_dir = self.work_dir / f"trainer-{client_id}"
+        if self.warm_trainers:
+            from .warm_trainer import trainer_paths
+
+            socket_path, authkey_path = trainer_paths(trainer_dir)
+            node_config += f' trainer-socket="{socket_path}" trainer-authkey="{authkey_path}"'
         argv = [
             str(self.bin_dir / "flower-supernode"),
             "--root-certificates", str(p.ca_cert), "--superlink", f"{self.superlink_host}:{self.port}",
@@ -283,6 +296,12 @@ class LocalFederation:
         ]
         process = self._spawn(f"supernode-{client_id}", argv)
         self.supernodes[client_id] = process
+        if self.warm_trainers:
+            from .warm_trainer import start_trainer
+
+            self.trainers[client_id] = start_trainer(
+                trainer_dir, [Path(d) for d in resolved], threads=self.threads_per_client, watch_pid=process.pid,
+                env=self._env(f"trainer-{client_id}"), log_path=self.work_dir / "logs" / f"trainer-{client_id}.log")
         return process
 
     def write_app(self) -> Path:
@@ -333,8 +352,9 @@ class LocalFederation:
             pass
 
     def kill_supernode(self, client_id: str) -> None:
-        """Kill a hospital's SuperNode and its ClientApp processes at once (a crash)."""
+        """Kill a hospital's SuperNode, its ClientApp processes and its warm trainer at once (a crash)."""
         self.stop_process(self.supernodes.get(client_id), kill=True)
+        self.stop_process(self.trainers.get(client_id), kill=True)
         kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
 
     def kill_coordinator(self) -> None:
@@ -346,6 +366,7 @@ class LocalFederation:
         """Stop every process this federation started, Flower's helper processes included."""
         for client_id, process in list(self.supernodes.items()):
             self.stop_process(process)
+            self.stop_process(self.trainers.get(client_id))
             kill_flower_helpers(f"{HOST}:{self.node_ports.get(client_id)}")
         self.stop_process(self.superlink)
         kill_flower_helpers(f"{self.superlink_host}:{self.port}")

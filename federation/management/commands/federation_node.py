@@ -267,9 +267,15 @@ class Command(BaseCommand):
             if os.pathsep in path or '"' in path:
                 raise CommandError(f"dataset folder {path!r} contains {os.pathsep!r} or a double quote")
         threads = int(threads or settings.FEDERATION_THREADS_PER_CLIENT)
-        node_config = (f'client-id="{node["client_id"]}" data-dir="{os.pathsep.join(map(str, dirs))}" '
-                       f'signing-key="{folder / "node.key"}" threads={threads}')
         from federation.fl.launcher import HOST, free_port, kill_flower_helpers
+        from federation.fl.warm_trainer import start_trainer, trainer_paths
+
+        # The warm trainer (one per node, restarted with it) keeps PyTorch and the cases loaded for the ClientApps.
+        trainer_dir = folder / "trainer"
+        trainer_socket, trainer_authkey = trainer_paths(trainer_dir)
+        node_config = (f'client-id="{node["client_id"]}" data-dir="{os.pathsep.join(map(str, dirs))}" '
+                       f'signing-key="{folder / "node.key"}" threads={threads} '
+                       f'trainer-socket="{trainer_socket}" trainer-authkey="{trainer_authkey}"')
 
         bin_dir = Path(sys.executable).parent
         # The SuperNode's own Runtime API (for its ClientApps) listens on loopback only.
@@ -286,31 +292,41 @@ class Command(BaseCommand):
 
         stopping = False
         process = None
+        trainer = None
 
         def stop(signum, _frame):
             nonlocal stopping
             stopping = True
-            if process is not None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            for child in (process, trainer):
+                if child is not None:
+                    try:
+                        os.killpg(child.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         restarts, backoff = 0, 2.0
         try:
             while True:
                 process = subprocess.Popen(argv, env=env, start_new_session=True)
+                trainer = start_trainer(trainer_dir, dirs, threads=threads, watch_pid=process.pid, env=env,
+                                        log_path=folder / "trainer.log")
                 self.stdout.write(json.dumps({"task_id": node["task_id"], "client_id": node["client_id"],
                                               "superlink": address, "pid": process.pid, "restarts": restarts,
                                               "runtime_address": runtime_address,
                                               "data": [str(d) for d in dirs]}))
                 self.stdout.flush()
                 code = process.wait()
+                for group in (process.pid, trainer.pid):
+                    try:
+                        os.killpg(group, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                    trainer.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    trainer.kill()
+                    trainer.wait()
                 kill_flower_helpers(runtime_address)  # its ClientApps run in sessions of their own
                 if stopping:
                     return
