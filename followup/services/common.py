@@ -7,6 +7,8 @@ They are writes or checks made inside a caller's transaction, not operations of 
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
@@ -16,6 +18,8 @@ from portal.models import Role, User
 
 from .. import events
 from ..models import Conversation, ConversationMember, Message
+
+logger = logging.getLogger(__name__)
 
 
 def conversation_member_ids(conversation_id: int) -> list[int]:
@@ -37,8 +41,17 @@ def message_store(message: Message, member_ids: list[int] | None = None) -> Mess
     # mark is not moved here: one write less per message.
     if member_ids is None:
         member_ids = conversation_member_ids(message.conversation_id)
-    # The row is committed before anyone hears of it; the payload is built from the saved instance.
+    return message_announce(message, member_ids)
+
+
+def message_announce(message: Message, member_ids: list[int]) -> Message:
+    """Broadcast a stored message to ``member_ids`` once its transaction has committed (at once outside one).
+
+    The row is committed before anyone hears of it; the payload is built from the saved instance.
+    """
     transaction.on_commit(lambda: events.send_message(message, member_ids))
+    logger.info("message %s stored in conversation %s (%d chars)", message.pk, message.conversation_id,
+                len(message.body))
     return message
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 import uuid
 
 from django.conf import settings
@@ -30,9 +29,8 @@ from portal.services import audit_record
 from .. import events
 from ..models import Attachment, Conversation, ConversationMember, Message
 from . import chat_store
-from .common import message_store
+from .common import message_announce, message_store
 
-logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
 ATTACHMENT_TYPES = {b"\x89PNG\r\n\x1a\n": ("image/png", "png"), b"\xff\xd8\xff": ("image/jpeg", "jpg"),
@@ -239,10 +237,8 @@ def _message_insert_text(*, sender: User, conversation: Conversation, body: str,
     message = Message(pk=message_id, conversation=conversation, sender=sender, kind=Message.Kind.TEXT, body=body,
                       client_id=client_id, to_assistant=to_assistant, meta={}, created_at=now)
     message._state.adding, message._state.db = False, connection.alias
-    # Outside a transaction the statement has committed and this runs at once; inside one, after it.
-    transaction.on_commit(lambda: events.send_message(message, member_ids))
-    logger.info("message %s stored in conversation %s (%d chars)", message.pk, conversation.pk, len(body))
-    return message
+    # Outside a transaction the statement has committed and this announces it at once; inside one, after it.
+    return message_announce(message, member_ids)
 
 
 @transaction.atomic
@@ -271,7 +267,6 @@ def _message_insert(*, sender: User, conversation: Conversation, body: str, clie
     message_store(message, member_ids)
     audit_record(actor=sender, action=AuditLog.Action.CREATE, target_type="chat_message", target_id=message.pk,
                  hospital=conversation.hospital, detail={"conversation": conversation.pk, "kind": message.kind})
-    logger.info("message %s stored in conversation %s (%d chars)", message.pk, conversation.pk, len(body))
     return message
 
 
