@@ -8,7 +8,8 @@ folder when it is restarted.
 
 Run config (``[tool.flwr.app.config]``): ``task-id``, ``num-rounds``, ``start-round``, ``local-epochs``,
 ``strategy`` (``fedavg``/``fedprox``/``rtifed``/``flower-fedavg``), ``mu``, ``min-clients``,
-``round-timeout-s``, ``wait-clients-s``, ``outbox``, ``initial-weights`` (an ``.npz`` or empty),
+``round-timeout-s``, ``wait-clients-s``, ``rejoin-grace-s`` (seconds the round after a client was lost waits
+for its node to come back, once; see :mod:`federation.fl.membership`), ``outbox``, ``initial-weights`` (an ``.npz`` or empty),
 ``validation-dir`` (the coordinator's own labelled set, needed by RTIFed), ``spec``
 (:func:`encode_json` of :class:`federation.fl.local.ModelSpec` fields), ``seed``, ``reputation-epsilon``,
 ``indirect-reputation`` (:func:`encode_json` of client → reputation), ``dp-clipping-norm``/``dp-epsilon``/
@@ -39,12 +40,14 @@ from pathlib import Path
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
 from . import rtifed, warm_trainer
 from .aggregation import fedavg
 from .server_opt import ServerOptimizer, ServerOptimizerState, load_state, save_state, server_step
 from .ledger import KIND_CLIENT_UPDATE, client_statement, load_private_key, sign_bytes
+from .membership import activation_stamps, ask_identities, wait_for_nodes, wait_for_rejoin
 from .polling import PollingGrid
 
 
@@ -333,29 +336,6 @@ def _previous_rounds(outbox: Path, before: int) -> list[dict]:
     return rounds
 
 
-def _wait_for_nodes(grid: Grid, minimum: int, timeout_s: float) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= minimum or time.monotonic() > deadline:
-            return nodes
-        time.sleep(0.5)
-
-
-def _ask_identities(grid: Grid, nodes: list[int], timeout_s: float) -> dict[int, dict]:
-    messages = [Message(RecordDict({"config": ConfigRecord({})}), message_type="query", dst_node_id=n) for n in nodes]
-    identities = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout_s):
-        if reply.has_error():
-            continue
-        cfg = reply.content["config"]
-        identities[reply.metadata.src_node_id] = {
-            "client_id": str(cfg["client-id"]),
-            "label_stats": json.loads(str(cfg["label-stats"])),
-        }
-    return identities
-
-
 def _richness(stats: dict) -> float:
     return rtifed.information_richness([{int(k): v for k, v in stats.get("voxels", {}).items()}])
 
@@ -404,18 +384,24 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
     server_state = load_state(saved_state) if start > 1 and saved_state.exists() else ServerOptimizerState()
 
     _status(outbox, state="waiting_for_clients", round=start)
-    nodes = _wait_for_nodes(grid, min_clients, float(cfg.get("wait-clients-s", 120)))
+    nodes = wait_for_nodes(grid, min_clients, float(cfg.get("wait-clients-s", 120)))
     if len(nodes) < min_clients:
         raise RuntimeError(f"only {len(nodes)} client(s) connected, the task needs {min_clients}")
-    identities = _ask_identities(grid, nodes, timeout_s)
+    identities = ask_identities(grid, nodes, timeout_s)
+    rejoin_grace_s = float(cfg.get("rejoin-grace-s", 60))
+    lost: dict[int, str] = {}  # node id → its activation stamp, for the selected nodes that missed the last round
 
     for round_number in range(start, num_rounds + 1):
         round_started = time.perf_counter()
+        if lost and rejoin_grace_s > 0:  # a hospital's node lost last round is likely restarting: wait for it once
+            _status(outbox, state="waiting_for_clients", round=round_number)
+            wait_for_rejoin(grid, lost, rejoin_grace_s)
         # Clients may have joined or left since the last round.
-        nodes = sorted(grid.get_node_ids())
+        stamps = activation_stamps(grid)
+        nodes = sorted(stamps)
         unknown = [n for n in nodes if n not in identities]
         if unknown:
-            identities.update(_ask_identities(grid, unknown, timeout_s))
+            identities.update(ask_identities(grid, unknown, timeout_s))
         nodes = [n for n in nodes if n in identities]
         reputation = _reputation(history, cfg, [identities[n]["client_id"] for n in nodes])
         selected, epochs_by_client, otds = _select(strategy, cfg, nodes, identities, reputation, history)
@@ -430,6 +416,7 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
             "dp-delta": float(cfg.get("dp-delta", 0.0) or 0.0),
         }
         updates, clients = {}, {}
+        unavailable: set[int] = set()
         secure_info: dict = {}
         if secure:
             max_weight = max(int(identities[n]["label_stats"].get("cases", 1) or 1) for n in selected)
@@ -466,6 +453,8 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
                     continue
                 if reply.has_error():
                     clients[cid] = {"status": "failed", "error": str(reply.error.reason)[:200]}
+                    if reply.error.code == ErrorCode.NODE_UNAVAILABLE:
+                        unavailable.add(node)
                     continue
                 metrics = dict(reply.content["metrics"])
                 c = reply.content["config"]
@@ -483,6 +472,8 @@ def _run_rounds(grid: Grid, context: Context, outbox: Path, strategy: str) -> No
         for n in selected:
             cid = identities[n]["client_id"]
             clients.setdefault(cid, {"status": "absent"})
+        lost = {n: stamps.get(n, "") for n in selected
+                if clients[identities[n]["client_id"]]["status"] == "absent" or n in unavailable}
         for n in nodes:
             cid = identities[n]["client_id"]
             clients.setdefault(cid, {"status": "not_selected"})
@@ -753,7 +744,7 @@ def _flower_fedavg(grid: Grid, context: Context, outbox: Path) -> None:
     cfg = context.run_config
     spec = _spec_from(cfg)
     min_clients = int(cfg["min-clients"])
-    _wait_for_nodes(grid, min_clients, float(cfg.get("wait-clients-s", 120)))
+    wait_for_nodes(grid, min_clients, float(cfg.get("wait-clients-s", 120)))
     round_marks: list[float] = []
 
     strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=min_clients, min_available_nodes=min_clients,

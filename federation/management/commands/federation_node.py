@@ -344,9 +344,11 @@ class Command(BaseCommand):
                     time.sleep(0.2)
                 if stopping:
                     return
-                # At most 15 s: a SuperNode that crashed stays "online" at the SuperLink until two of its
-                # 30 s heartbeats are missed, and a new one with the same key is refused until then.
-                backoff = min(backoff * 2, 15.0)
+                # A SuperNode that crashed stays "online" at the SuperLink until two of its 30 s heartbeats
+                # are missed, and a new one with the same key is refused until then: a refusal is retried
+                # every 5 s at most, so that the node is back within seconds of that (the coordinator waits
+                # for a lost node once, ``rejoin-grace-s``); a crash backs off to 15 s.
+                backoff = min(backoff * 2, 5.0 if code == REFUSED_EXIT_CODE else 15.0)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
