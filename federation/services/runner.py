@@ -40,6 +40,7 @@ def _run_config(task: FederatedTask, *, outbox: Path, start_round: int, initial:
         "dp-epsilon": float(task.dp_epsilon or 0.0) if task.differential_privacy else 0.0,
         "dp-delta": float(task.dp_delta or 0.0) if task.differential_privacy else 0.0,
         "secure-aggregation": bool(task.secure_aggregation),
+        "rejoin-grace-s": float(settings.FEDERATION_REJOIN_GRACE_S),
     }
 
 

@@ -537,6 +537,8 @@ FEDERATION_SUPERLINK_ADDRESS = env.str(
     "FEDERATION_SUPERLINK_ADDRESS",
     default=f"{FEDERATION_SUPERLINK_HOST}:{FEDERATION_PORT}" if FEDERATION_PORT else "")
 FEDERATION_ROUND_TIMEOUT_S = env.float("FEDERATION_ROUND_TIMEOUT_S", default=900.0)
+# The round after a hospital's node was lost waits for it to come back this long, once (federation.fl.membership).
+FEDERATION_REJOIN_GRACE_S = env.float("FEDERATION_REJOIN_GRACE_S", default=60.0)
 FEDERATION_THREADS_PER_CLIENT = env.int("FEDERATION_THREADS_PER_CLIENT", default=1)
 # A runner writes a heartbeat every RUNS_HEARTBEAT_INTERVAL_S while it drives a task; the sweeper
 # resumes a task whose runner is silent for FEDERATION_STALE_AFTER_S (after the last completed round),
