@@ -68,9 +68,10 @@ def _federate(name, split_dirs, validation_dir, work: Path, *, strategy, rounds,
         import shutil
 
         shutil.rmtree(outbox)
-    # Flower's baseline runs no warm trainers (its ClientApps train in their own processes anyway).
+    # Flower's baseline runs no warm trainers (its ClientApps train in their own processes anyway) and
+    # Flower's own flower-supernode (3 s idle polling; the portal's nodes poll every 0.2 s).
     fed = LocalFederation(paths=paths, work_dir=work / f"run-{name}", port=free_port(), python_path=str(ROOT),
-                          warm_trainers=strategy != "flower-fedavg")
+                          warm_trainers=strategy != "flower-fedavg", short_polling=strategy != "flower-fedavg")
     started = time.perf_counter()
     try:
         fed.start_superlink()

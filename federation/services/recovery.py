@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: Words one of which a Flower process's command line contains (checked before killing a recorded
 #: process group, so that a recycled pid of another program is never killed).
-FLOWER_COMMANDS = ("flower-superlink", "flower-supernode", "flwr-serverapp", "flwr-clientapp", "flwr", "flower")
+FLOWER_COMMANDS = ("flower-superlink", "flower-supernode", "federation.fl.flower_supernode", "flwr-serverapp", "flwr-clientapp", "flwr", "flower")
 
 
 def task_claim(*, task_id: int) -> FederatedTask | None:

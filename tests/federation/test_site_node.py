@@ -147,6 +147,17 @@ def test_run_needs_the_superlink_address_and_the_enrolled_keys(tmp_path, hippoca
 
 
 @pytest.mark.django_db
+def test_run_refuses_a_polling_interval_it_cannot_use_before_it_starts_anything(tmp_path, hippocampus_split, monkeypatch):
+    _fake_enrolment(tmp_path / "node" / "task-7", superlink="127.0.0.1:9")
+    for value, reason in (("3", "between 0.01 and 0.5 s"), ("soon", "a number of seconds")):
+        monkeypatch.setenv("FEDERATION_NODE_POLL_S", value)
+        with pytest.raises(CommandError, match=reason):
+            call_command("federation_node", "run", "--out", str(tmp_path / "node"), "--data",
+                         str(hippocampus_split.hospitals[0]))
+    assert not (tmp_path / "node" / "task-7" / "trainer").exists()  # no trainer, no SuperNode was started
+
+
+@pytest.mark.django_db
 def test_a_node_whose_supernode_keeps_failing_gives_up_with_its_status(tmp_path, hippocampus_split):
     # Nothing listens on the SuperLink address and the "keys" are not keys: the SuperNode exits at once.
     _fake_enrolment(tmp_path / "node" / "task-7", superlink="127.0.0.1:9")

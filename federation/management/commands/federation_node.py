@@ -267,7 +267,8 @@ class Command(BaseCommand):
             if os.pathsep in path or '"' in path:
                 raise CommandError(f"dataset folder {path!r} contains {os.pathsep!r} or a double quote")
         threads = int(threads or settings.FEDERATION_THREADS_PER_CLIENT)
-        from federation.fl.launcher import HOST, free_port, kill_flower_helpers
+        from federation.fl.flower_supernode import poll_interval
+        from federation.fl.launcher import HOST, free_port, kill_flower_helpers, supernode_command
         from federation.fl.warm_trainer import start_trainer, trainer_paths
 
         # The warm trainer (one per node, restarted with it) keeps PyTorch and the cases loaded for the ClientApps.
@@ -280,7 +281,11 @@ class Command(BaseCommand):
         bin_dir = Path(sys.executable).parent
         # The SuperNode's own Runtime API (for its ClientApps) listens on loopback only.
         runtime_address = f"{HOST}:{free_port()}"
-        argv = [str(bin_dir / "flower-supernode"), "--root-certificates", str(folder / "ca.crt"),
+        try:
+            poll_interval()  # refused here, with the reason, rather than by every SuperNode start
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        argv = [*supernode_command(bin_dir), "--root-certificates", str(folder / "ca.crt"),
                 "--superlink", address, "--auth-supernode-private-key", str(folder / "node-auth"),
                 "--host", HOST, "--port", runtime_address.rsplit(":", 1)[1], "--node-config", node_config]
         home = folder / "flwr-home"
