@@ -37,6 +37,7 @@ APP_CONFIG_DEFAULTS: dict = {
     "mu": 0.01,
     "min-clients": 1,
     "round-timeout-s": 600.0,
+    "rejoin-grace-s": 60.0,
     "wait-clients-s": 120.0,
     "outbox": "",
     "initial-weights": "",
