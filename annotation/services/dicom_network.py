@@ -177,7 +177,7 @@ def dicom_completion_start(*, spool: SeriesSpool, stop: threading.Event, quiet_s
 def dicom_received_series_import(*, spooled: SpooledSeries, spool: SeriesSpool) -> ImportResult | None:
     """Import a complete received series into its peer's hospital and apply the routing rules.
 
-    The spool folder is removed after a successful import, or moved to ``failed/`` with the reason
+    The spool folder is removed after a successful import and its routing, or moved to ``failed/`` with the reason
     (an unknown or deactivated peer, a series already imported, anything the import refuses).
     Returns the import's result, or None when it was refused.
     """
@@ -202,11 +202,15 @@ def dicom_received_series_import(*, spooled: SpooledSeries, spool: SeriesSpool) 
             hospital=peer.hospital, channel="dicom",
             detail={"calling_ae_title": peer.ae_title, "study": series.study_id, "instances": series.instance_count},
         )
-    spool.finish(spooled)
     logger.info("received series imported from %s: %d series, %d instances",
                 peer.ae_title, len(result.series), sum(s.instance_count for s in result.series))
-    for series in result.series:
-        dicom_routing_apply(series=series)
+    try:
+        for series in result.series:
+            dicom_routing_apply(series=series)
+    finally:
+        # Done with the spool only now: whoever waits for the listener to be idle (hospital IT, a test)
+        # then finds the routed runs queued, not about to be.
+        spool.finish(spooled)
     return result
 
 
