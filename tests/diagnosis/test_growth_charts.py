@@ -184,7 +184,9 @@ def test_the_signed_pdf_holds_the_comparison_and_the_growth_charts_frozen(studie
     assert report.snapshot["growth"] == frozen
     assert services.report_pdf_bytes(user=doctor, report=report, language="zh-hans") == signed
     english = _pdf_text(services.report_pdf_bytes(user=doctor, report=report, language="en"), tmp_path)
-    assert "over time" in english and "Study date" in english and "999" not in english
+    assert "over time" in english and "Study date" in english
+    # The PDF prints the study's DICOM UIDs, whose random digits may hold "999": left out of the check.
+    assert "999" not in re.sub(r"\d+(?:\.\d+){4,}", "", english)
 
 
 @pytest.mark.django_db
